@@ -1,0 +1,302 @@
+"""Who may call what: deny by default, roles per clinic, sessions bound to one clinic.
+
+Every view declares its access with :func:`public`, :func:`operator_only` or
+:func:`requires`; a view that declares nothing is refused. The guard runs
+before every request: it finds the clinic from the URL, enters its scope,
+authenticates the caller (session cookie or bearer token) and checks the
+permission. A caller with no standing at the clinic gets 404, so a URL never
+tells a stranger that a clinic or a record exists.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request, session
+from flask_login import current_user, logout_user
+from sqlalchemy import select
+
+from core import clock
+from core.accounts.models import ApiToken, Membership, Role, User
+from core.accounts.services import membership_of, token_for_secret
+from core.errors import Problem
+from core.extensions import db, login_manager
+from core.tenancy.models import Clinic
+from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CLINIC_ARG = "clinic_slug"
+
+
+class Permission(enum.StrEnum):
+    """Something a staff member may do at their clinic."""
+
+    view_clinic = "view_clinic"
+    edit_clinic = "edit_clinic"
+    view_staff = "view_staff"
+    manage_staff = "manage_staff"
+    manage_tokens = "manage_tokens"
+    view_plugins = "view_plugins"
+
+
+_ALL = frozenset(Role)
+_LEADS = frozenset({Role.owner, Role.manager})
+
+#: Which roles hold each permission. Health data permissions join this table
+#: with the clients capability; front desk will not be among them.
+GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.view_clinic: _ALL,
+    Permission.edit_clinic: _LEADS,
+    Permission.view_staff: _LEADS,
+    Permission.manage_staff: _LEADS,
+    Permission.manage_tokens: _LEADS,
+    Permission.view_plugins: _LEADS,
+}
+
+
+def role_may(role: Role, permission: Permission) -> bool:
+    """Return whether ``role`` holds ``permission``."""
+    return role in GRANTS.get(permission, frozenset())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a request: a user, how they signed in, and their place at the clinic."""
+
+    user: User
+    via: str  # "session" or "token"
+    membership: Membership | None = None
+    token: ApiToken | None = None
+
+
+# --- declarations ------------------------------------------------------------
+
+_ACCESS_ATTR = "_clinic_saas_access"
+
+
+def public(view: F) -> F:
+    """Let anyone call ``view``, signed in or not (health checks, sign-in itself)."""
+    setattr(view, _ACCESS_ATTR, ("public",))
+    return view
+
+
+def operator_only(view: F) -> F:
+    """Let only the platform operator call ``view``."""
+    setattr(view, _ACCESS_ATTR, ("operator",))
+    return view
+
+
+def requires(permission: Permission | None = None) -> Callable[[F], F]:
+    """Let staff of the URL's clinic call ``view``; with ``permission``, only roles holding it.
+
+    ``requires()`` with no permission admits any active staff member.
+    """
+
+    def mark(view: F) -> F:
+        setattr(view, _ACCESS_ATTR, ("staff", permission))
+        return view
+
+    return mark
+
+
+_PUBLIC_ENDPOINTS_KEY = "clinic_saas.public_endpoints"
+
+
+def declare_public(app: Flask, endpoint: str) -> None:
+    """Declare a view registered by a library (the OpenAPI document) public."""
+    app.extensions.setdefault(_PUBLIC_ENDPOINTS_KEY, set()).add(endpoint)
+
+
+def access_rule(app: Flask, endpoint: str | None, method: str) -> tuple[Any, ...] | None:
+    """Return the access declared by the view serving ``endpoint`` for ``method``, or None."""
+    if endpoint is None:
+        return None
+    if endpoint in app.extensions.get(_PUBLIC_ENDPOINTS_KEY, ()):
+        return ("public",)
+    view = app.view_functions.get(endpoint)
+    if view is None:
+        return None
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        handler = getattr(view_class, method.lower(), None)
+        if handler is None and method == "HEAD":
+            handler = getattr(view_class, "get", None)
+        return getattr(handler, _ACCESS_ATTR, None) if handler is not None else None
+    return getattr(view, _ACCESS_ATTR, None)
+
+
+# --- flask-login -------------------------------------------------------------
+
+
+@login_manager.user_loader
+def _load_user(identity: str) -> User | None:
+    if request.headers.get("Authorization"):
+        return None  # a bearer token speaks for this request, not the cookie
+    user_id, _, epoch = identity.partition(".")
+    if not user_id.isdigit() or not epoch.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_epoch != int(epoch):
+        return None
+    return user
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> None:
+    raise Problem(401, "Sign in or send an API token.")
+
+
+# --- the guard ---------------------------------------------------------------
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if not header:
+        return None
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Problem(
+            401,
+            "Use 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="clinic-saas"'},
+        )
+    return value.strip()
+
+
+def _authenticate(clinic: Clinic | None) -> Principal | None:
+    """Return who is calling, from a bearer token or the session, or None."""
+    secret = _bearer_token()
+    if secret is not None:
+        token = token_for_secret(secret)
+        if token is None:
+            raise Problem(
+                401,
+                "The API token is unknown, revoked or expired.",
+                kind="invalid-token",
+                headers={"WWW-Authenticate": 'Bearer realm="clinic-saas", error="invalid_token"'},
+            )
+        if clinic is not None and token.clinic_id != clinic.id:
+            raise Problem(404)
+        if not token.user.active:
+            raise Problem(401, "The account behind this token is disabled.", kind="invalid-token")
+        token.last_used_at = clock.now()
+        return Principal(user=token.user, via="token", token=token)
+    if not current_user.is_authenticated:
+        return None
+    return Principal(user=current_user._get_current_object(), via="session")
+
+
+def _check_idle(clinic: Clinic | None) -> None:
+    """Sign the session out if it has been idle longer than the clinic allows."""
+    seen_at = session.get("seen_at")
+    minutes = (
+        clinic.idle_timeout_minutes
+        if clinic is not None
+        else current_app.config["DEFAULT_IDLE_TIMEOUT_MINUTES"]
+    )
+    now = clock.now().timestamp()
+    if seen_at is not None and now - float(seen_at) > timedelta(minutes=minutes).total_seconds():
+        logout_user()
+        session.clear()
+        raise Problem(
+            401,
+            f"You were signed out after {minutes} minutes without activity.",
+            kind="session-expired",
+        )
+    session["seen_at"] = now
+
+
+def _enter_clinic_of_request(slug: str) -> Clinic:
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+    if clinic is None:
+        raise Problem(404, "No such clinic.")
+    g.clinic_scope_token = enter_clinic(ClinicRef(clinic.id, clinic.slug))
+    g.clinic = clinic
+    return clinic
+
+
+def guard() -> None:
+    """Authorise the current request, or raise the problem that refuses it."""
+    g.principal = None
+    rule = access_rule(current_app, request.endpoint, request.method)
+    if request.endpoint is None or request.routing_exception is not None:
+        return  # routing errors (404, 405) are reported as such
+    if request.method == "OPTIONS":
+        return  # Flask answers with the allowed methods, which reveal nothing
+    if rule is None:
+        current_app.logger.error("endpoint %s declares no access rule; refused", request.endpoint)
+        raise Problem(403, "This endpoint is not open to anyone.", kind="no-access-rule")
+    slug = (request.view_args or {}).get(CLINIC_ARG)
+    clinic = _enter_clinic_of_request(slug) if slug is not None else None
+    if rule[0] == "public":
+        return
+    principal = _authenticate(clinic)
+    if principal is None:
+        raise Problem(
+            401,
+            "Sign in or send an API token.",
+            headers={"WWW-Authenticate": 'Bearer realm="clinic-saas"'},
+        )
+    if principal.via == "session":
+        bound = session.get("clinic_id")
+        wanted = clinic.id if clinic is not None else "platform"
+        if bound != wanted:
+            # A cookie never carries a user from one clinic (or the platform) to another.
+            raise Problem(404) if clinic is not None else Problem(403, "Sign in as the operator.")
+        _check_idle(clinic)
+    if rule[0] == "operator":
+        if not principal.user.is_operator or clinic is not None:
+            raise Problem(403, "Only the platform operator may do this.")
+        g.principal = principal
+        return
+    # Staff rule: the caller must be on this clinic's staff.
+    if clinic is None:
+        raise Problem(404)
+    membership = membership_of(principal.user)
+    if membership is None:
+        raise Problem(404)
+    if not clinic.is_active:
+        raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
+    permission = rule[1]
+    if permission is not None and not role_may(membership.role, permission):
+        raise Problem(
+            403,
+            f"Your role ({membership.role.value}) does not allow this ({permission.value}).",
+        )
+    g.principal = Principal(
+        user=principal.user, via=principal.via, membership=membership, token=principal.token
+    )
+
+
+def close_request_scope(error: BaseException | None = None) -> None:
+    """Leave the clinic scope the request entered, if any."""
+    token = g.pop("clinic_scope_token", None)
+    if token is not None:
+        leave_clinic(token)
+
+
+def current_principal() -> Principal:
+    """Return the authorised caller of the current request."""
+    principal = g.get("principal")
+    if principal is None:
+        raise Problem(401)
+    return principal
+
+
+def current_clinic() -> Clinic:
+    """Return the clinic of the current request's URL."""
+    clinic = g.get("clinic")
+    if clinic is None:
+        raise Problem(404)
+    return clinic
+
+
+def init_app(app: Flask) -> None:
+    """Install the guard on ``app``."""
+    app.before_request(guard)
+    app.teardown_request(close_request_scope)

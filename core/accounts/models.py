@@ -1,0 +1,107 @@
+"""Staff accounts: users, their memberships of clinics with a role, and API tokens."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import DateTime, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core import clock
+from core.extensions import db
+from core.tenancy.scope import ClinicScoped
+
+
+class Role(enum.StrEnum):
+    """What a member of a clinic's staff does there; it decides what they may do."""
+
+    owner = "owner"
+    manager = "manager"
+    provider = "provider"
+    front_desk = "front_desk"
+
+
+class User(UserMixin, db.Model):
+    """A person who signs in: clinic staff, or the platform's operator.
+
+    Users are global (one login for someone who works at two clinics), but
+    what they may see is decided per clinic by their :class:`Membership`.
+    """
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_operator: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    # Bumped on password change or "sign out everywhere"; sessions carry it.
+    session_epoch: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_active(self) -> bool:
+        """Return whether the account may sign in (flask-login asks this)."""
+        return self.active
+
+    def get_id(self) -> str:
+        """Return the session identity: the id and the epoch it was issued in."""
+        return f"{self.id}.{self.session_epoch}"
+
+    def __repr__(self) -> str:
+        return f"<User {self.id}>"
+
+
+class Membership(ClinicScoped, db.Model):
+    """A user's place on one clinic's staff, with the role that decides their access."""
+
+    __tablename__ = "membership"
+    __table_args__ = (UniqueConstraint("clinic_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=16, validate_strings=True)
+    )
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+    )
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<Membership user={self.user_id} clinic={self.clinic_id} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A revocable bearer token acting for one staff member at one clinic.
+
+    Only a SHA-256 digest of the token is stored. The table is global, like
+    ``user_account``, because a token must be recognised before the clinic
+    is known to be its own: a token of clinic A presented at clinic B's URL
+    is a foreign credential (404), not an unknown one (401).
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.prefix} clinic={self.clinic_id}>"

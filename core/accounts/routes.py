@@ -1,0 +1,214 @@
+"""HTTP API for signing in to a clinic, its staff, and API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request, session
+from flask.views import MethodView
+from flask_login import login_user, logout_user
+from flask_smorest import Blueprint
+
+from core.accounts import services
+from core.accounts.access import (
+    Permission,
+    current_clinic,
+    current_principal,
+    public,
+    requires,
+)
+from core.accounts.models import Membership
+from core.accounts.schemas import (
+    LoginSchema,
+    MembershipListSchema,
+    MembershipSchema,
+    SessionSchema,
+    StaffCreateSchema,
+    StaffUpdateSchema,
+    TokenCreateSchema,
+    TokenListSchema,
+    TokenSchema,
+)
+from core import clock
+from core.api import paginated
+from core.errors import Problem
+from core.extensions import db, limiter
+
+blp = Blueprint(
+    "accounts",
+    __name__,
+    url_prefix="/api/v1/clinics/<clinic_slug>",
+    description="Signing in to a clinic, its staff and their API tokens.",
+)
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def _account_key() -> str:
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    slug = (request.view_args or {}).get("clinic_slug", "platform")
+    return f"login:{slug}:{str(email or '').strip().lower()}"
+
+
+def _failed(response: Any) -> bool:
+    return response.status_code == 401
+
+
+def login_limits(view: Any) -> Any:
+    """Throttle failed sign-ins per client address and per account."""
+    view = limiter.limit(_login_limit, deduct_when=_failed)(view)
+    view = limiter.limit(_account_limit, key_func=_account_key, deduct_when=_failed)(view)
+    return view
+
+
+def begin_session(user: Any, bound_to: int | str) -> None:
+    """Sign ``user`` in with a fresh session bound to one clinic id, or to "platform"."""
+    session.clear()  # a new session identity at sign-in defeats session fixation
+    login_user(user, remember=False)
+    session["clinic_id"] = bound_to
+    session["seen_at"] = clock.now().timestamp()
+
+
+def bad_credentials() -> Problem:
+    """Return the one answer for every failed sign-in, whatever failed."""
+    return Problem(401, "The email or password is wrong.", kind="invalid-credentials")
+
+
+@blp.route("/session")
+class Session(MethodView):
+    @public
+    @login_limits
+    @blp.arguments(LoginSchema)
+    @blp.response(201, SessionSchema)
+    def post(self, credentials: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """Sign in to this clinic with email and password."""
+        clinic = current_clinic()
+        user = services.authenticate(credentials["email"], credentials["password"])
+        membership = services.membership_of(user) if user else None
+        if user is None or membership is None:
+            db.session.rollback()
+            raise bad_credentials()
+        if not clinic.is_active:
+            raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
+        db.session.commit()
+        begin_session(user, clinic.id)
+        return _describe(user, membership, "session")
+
+    @requires()
+    @blp.response(200, SessionSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """Show who is signed in and with which role."""
+        principal = current_principal()
+        return _describe(principal.user, principal.membership, principal.via)
+
+    @requires()
+    @blp.response(204)
+    def delete(self, clinic_slug: str) -> None:
+        """Sign out."""
+        logout_user()
+        session.clear()
+
+
+def _describe(user: Any, membership: Membership | None, via: str) -> dict[str, Any]:
+    clinic = g.get("clinic")
+    return {
+        "user": user,
+        "clinic": clinic.slug if clinic is not None else None,
+        "role": membership.role if membership else None,
+        "operator": user.is_operator,
+        "via": via,
+        "idle_timeout_minutes": clinic.idle_timeout_minutes if clinic is not None else None,
+    }
+
+
+@blp.route("/staff")
+class Staff(MethodView):
+    @requires(Permission.view_staff)
+    @blp.response(200, MembershipListSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """List the clinic's staff and their roles."""
+        return paginated(services.staff())
+
+    @requires(Permission.manage_staff)
+    @blp.arguments(StaffCreateSchema)
+    @blp.response(201, MembershipSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> Membership:
+        """Add a person to the staff with a role."""
+        membership = services.add_staff(
+            data["email"],
+            data["name"],
+            data["role"],
+            data.get("password"),
+            actor=current_principal().membership,
+        )
+        db.session.commit()
+        return membership
+
+
+@blp.route("/staff/<int:membership_id>")
+class StaffMember(MethodView):
+    @requires(Permission.view_staff)
+    @blp.response(200, MembershipSchema)
+    def get(self, clinic_slug: str, membership_id: int) -> Membership:
+        """Show one staff member."""
+        return services.staff_member(membership_id)
+
+    @requires(Permission.manage_staff)
+    @blp.arguments(StaffUpdateSchema)
+    @blp.response(200, MembershipSchema)
+    def patch(self, data: dict[str, Any], clinic_slug: str, membership_id: int) -> Membership:
+        """Change a staff member's role, or deactivate them."""
+        membership = services.update_staff(
+            services.staff_member(membership_id),
+            role=data.get("role"),
+            active=data.get("active"),
+            actor=current_principal().membership,
+        )
+        db.session.commit()
+        return membership
+
+    @requires(Permission.manage_staff)
+    @blp.response(204)
+    def delete(self, clinic_slug: str, membership_id: int) -> None:
+        """Remove a person from the staff (their membership is kept, inactive, for the record)."""
+        services.update_staff(
+            services.staff_member(membership_id), active=False, actor=current_principal().membership
+        )
+        db.session.commit()
+
+
+@blp.route("/tokens")
+class Tokens(MethodView):
+    @requires(Permission.manage_tokens)
+    @blp.response(200, TokenListSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """List the clinic's API tokens (never their secrets)."""
+        return paginated(services.tokens())
+
+    @requires(Permission.manage_tokens)
+    @blp.arguments(TokenCreateSchema)
+    @blp.response(201, TokenSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """Issue an API token acting for the caller at this clinic; its secret is shown once."""
+        token, secret = services.issue_token(
+            current_principal().membership, data["name"], data.get("expires_in_days")
+        )
+        db.session.commit()
+        return {**TokenSchema().dump(token), "token": secret}
+
+
+@blp.route("/tokens/<int:token_id>")
+class Token(MethodView):
+    @requires(Permission.manage_tokens)
+    @blp.response(204)
+    def delete(self, clinic_slug: str, token_id: int) -> None:
+        """Revoke an API token."""
+        services.revoke_token(services.token(token_id))
+        db.session.commit()

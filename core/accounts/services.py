@@ -1,0 +1,254 @@
+"""Staff accounts: sign-in, staff membership and roles, and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+
+from core import clock
+from core.accounts.models import ApiToken, Membership, Role, User
+from core.accounts.passwords import hash_password, needs_rehash, password_problem, verify_password
+from core.errors import Problem, field_error
+from core.extensions import db
+from core.tenancy.scope import require_clinic_ref
+
+TOKEN_PREFIX = "cst_"
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    """Return ``email`` in the form accounts are keyed by, or raise a 422 naming ``field``."""
+    try:
+        result = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise Problem(
+            422, "The email address is not valid.", errors=[field_error(field, str(error))]
+        ) from None
+    return result.normalized.lower()
+
+
+def _check_password(password: str, field: str = "password") -> None:
+    reason = password_problem(password)
+    if reason:
+        raise Problem(422, "The password is too weak.", errors=[field_error(field, reason)])
+
+
+def user_by_email(email: str) -> User | None:
+    """Return the account with ``email`` (any case), or None."""
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """Return the active user whose ``email`` and ``password`` match, or None.
+
+    Rehashes the stored password when the hashing parameters have grown.
+    """
+    user = user_by_email(email)
+    if not verify_password(user.password_hash if user else None, password):
+        return None
+    if user is None or not user.active:
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = clock.now()
+    return user
+
+
+def membership_of(user: User) -> Membership | None:
+    """Return ``user``'s active membership of the current clinic, or None."""
+    return db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.active.is_(True))
+    )
+
+
+def staff() -> list[Membership]:
+    """Return every membership of the current clinic, active or not, oldest first."""
+    return list(db.session.scalars(select(Membership).order_by(Membership.id)))
+
+
+def staff_member(membership_id: int) -> Membership:
+    """Return the current clinic's membership ``membership_id`` or raise 404."""
+    membership = db.session.scalar(select(Membership).where(Membership.id == membership_id))
+    if membership is None:
+        raise Problem(404, "No such staff member at this clinic.")
+    return membership
+
+
+def create_user(email: str, name: str, password: str, *, is_operator: bool = False) -> User:
+    """Create a platform account, refusing a weak password or an email already in use."""
+    email = normalise_email(email)
+    _check_password(password)
+    if user_by_email(email) is not None:
+        raise Problem(
+            409,
+            "An account with this email already exists.",
+            errors=[field_error("email", "already in use")],
+        )
+    user = User(
+        email=email,
+        name=name.strip(),
+        password_hash=hash_password(password),
+        is_operator=is_operator,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def _may_assign(actor: Membership | None, role: Role) -> bool:
+    # Only owners make or unmake owners; the CLI (no actor) may do anything.
+    return actor is None or actor.role == Role.owner or role != Role.owner
+
+
+def _active_owners() -> int:
+    return sum(1 for m in staff() if m.active and m.role == Role.owner)
+
+
+def add_staff(
+    email: str,
+    name: str,
+    role: Role,
+    password: str | None = None,
+    *,
+    actor: Membership | None = None,
+) -> Membership:
+    """Put a person on the current clinic's staff with ``role``.
+
+    A person who already has an account (at another clinic) keeps their
+    password; a new person needs one. Adding someone already on the staff
+    is a conflict; re-adding a former member reactivates them.
+    """
+    if not _may_assign(actor, role):
+        raise Problem(403, "Only an owner can add an owner.")
+    email = normalise_email(email)
+    user = user_by_email(email)
+    if user is None:
+        if not password:
+            raise Problem(
+                422,
+                "A new staff member needs a password.",
+                errors=[field_error("password", "required for a new account")],
+            )
+        user = create_user(email, name, password)
+    existing = db.session.scalar(select(Membership).where(Membership.user_id == user.id))
+    if existing is not None:
+        if existing.active:
+            raise Problem(
+                409,
+                "This person is already on the clinic's staff.",
+                errors=[field_error("email", "already a member")],
+            )
+        existing.active = True
+        existing.role = role
+        db.session.flush()
+        return existing
+    membership = Membership(user_id=user.id, role=role, active=True)
+    db.session.add(membership)
+    db.session.flush()
+    return membership
+
+
+def update_staff(
+    membership: Membership,
+    *,
+    role: Role | None = None,
+    active: bool | None = None,
+    actor: Membership | None = None,
+) -> Membership:
+    """Change a staff member's role or active flag, never leaving the clinic without an owner."""
+    touches_owner = membership.role == Role.owner or role == Role.owner
+    if touches_owner and not _may_assign(actor, Role.owner):
+        raise Problem(403, "Only an owner can change an owner's membership.")
+    losing_owner = (
+        membership.role == Role.owner
+        and membership.active
+        and ((role is not None and role != Role.owner) or active is False)
+    )
+    if losing_owner and _active_owners() <= 1:
+        raise Problem(409, "A clinic must keep at least one active owner.", kind="last-owner")
+    if role is not None:
+        membership.role = role
+    if active is not None:
+        membership.active = active
+        if not active:
+            _revoke_tokens_of(membership.user_id)
+    db.session.flush()
+    return membership
+
+
+# --- API tokens --------------------------------------------------------------
+
+
+def _digest(secret: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast digest is enough: there
+    # is nothing to brute-force, unlike a password.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    membership: Membership, name: str, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Create an API token for ``membership`` and return it with its secret, shown only once."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        clinic_id=membership.clinic_id,
+        user_id=membership.user_id,
+        name=name.strip(),
+        prefix=secret[:12],
+        token_hash=_digest(secret),
+        expires_at=clock.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    db.session.add(token)
+    db.session.flush()
+    return token, secret
+
+
+def token_for_secret(secret: str) -> ApiToken | None:
+    """Return the live token whose secret is ``secret``: not revoked, not expired."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    if token.expires_at is not None and clock.as_utc(token.expires_at) <= clock.now():
+        return None
+    return token
+
+
+def tokens() -> list[ApiToken]:
+    """Return the current clinic's API tokens, newest first."""
+    # api_token is global (see ApiToken), so this filter is written out.
+    clinic_id = require_clinic_ref().id
+    return list(
+        db.session.scalars(
+            select(ApiToken).where(ApiToken.clinic_id == clinic_id).order_by(ApiToken.id.desc())
+        )
+    )
+
+
+def token(token_id: int) -> ApiToken:
+    """Return the current clinic's token ``token_id`` or raise 404."""
+    clinic_id = require_clinic_ref().id
+    found = db.session.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.clinic_id == clinic_id)
+    )
+    if found is None:
+        raise Problem(404, "No such API token at this clinic.")
+    return found
+
+
+def revoke_token(found: ApiToken) -> ApiToken:
+    """Revoke ``found``; revoking twice keeps the first revocation time."""
+    if found.revoked_at is None:
+        found.revoked_at = clock.now()
+    db.session.flush()
+    return found
+
+
+def _revoke_tokens_of(user_id: int) -> None:
+    for found in tokens():
+        if found.user_id == user_id and found.revoked_at is None:
+            found.revoked_at = clock.now()

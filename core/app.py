@@ -1,0 +1,90 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from core import config
+from core.extensions import db, limiter, login_manager, migrate
+
+MIGRATIONS_DIR = config.PROJECT_ROOT / "migrations"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: configuration, extensions, plugins, blueprints, in that order.
+
+    ``overrides`` replace settings read from the environment (tests use it).
+    Nothing here touches the database, so importing ``wsgi`` is always safe.
+    """
+    app = Flask("core", instance_path=os.environ.get("INSTANCE_PATH") or None, static_folder=None)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(config.from_environment(Path(app.instance_path)))
+    if overrides:
+        app.config.from_mapping(overrides)
+
+    trusted_proxies = int(os.environ.get("TRUSTED_PROXIES", "0"))
+    if trusted_proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=trusted_proxies
+        )
+
+    _init_extensions(app)
+    _init_plugins(app)
+    _init_api(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from core import errors
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # sessions are bound to a clinic and idle out instead
+    limiter.init_app(app)
+    errors.register_error_handlers(app)
+
+    # Import every model so metadata (and Alembic's autogenerate) sees it.
+    import core.accounts.models
+    import core.tenancy.models  # noqa: F401
+
+
+def _init_plugins(app: Flask) -> None:
+    from core.hooks.host import PluginHost
+    from core.tenancy.services import PLUGIN_HOST_KEY
+
+    host = app.config.get("PLUGIN_HOST") or PluginHost()
+    app.extensions[PLUGIN_HOST_KEY] = host
+
+
+def _init_api(app: Flask) -> None:
+    from core import cli
+    from core.accounts import access
+    from core.accounts.routes import blp as accounts_blp
+    from core.api import ClinicApi
+    from core.platform.routes import blp as platform_blp
+    from core.platform.routes import health
+    from core.tenancy.routes import blp as clinics_blp
+
+    api = ClinicApi(app)
+    for blueprint in (clinics_blp, accounts_blp, platform_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health)
+    access.init_app(app)
+    _declare_api_docs_public(app)
+    cli.init_app(app)
+
+
+def _declare_api_docs_public(app: Flask) -> None:
+    """Mark flask-smorest's OpenAPI endpoints public; everything else declares its own access."""
+    from core.accounts.access import declare_public
+
+    for endpoint in list(app.view_functions):
+        if endpoint.startswith("api-docs.") or endpoint == "static":
+            declare_public(app, endpoint)

@@ -1,0 +1,181 @@
+"""Command-line tasks for the operator: ``flask --app wsgi <command>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask_migrate import upgrade
+
+from core.accounts import services as accounts
+from core.accounts.models import Role
+from core.errors import Problem
+from core.extensions import db
+from core.tenancy import services as tenancy
+from core.tenancy.scope import clinic_scope
+from core.tenancy.tenants_file import TenantFileError, load_tenant_files, tenant_files
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _problem_text(problem: Problem) -> str:
+    details = "; ".join(f"{e['field']}: {e['detail']}" for e in problem.errors)
+    return f"{problem.detail or problem.title}" + (f" ({details})" if details else "")
+
+
+def _load(files: tuple[Path, ...]) -> None:
+    paths = list(files) or tenant_files(current_app.config["TENANTS_DIR"])
+    if not paths:
+        _fail(f"no tenants files found in {current_app.config['TENANTS_DIR']}")
+    try:
+        report = load_tenant_files(paths, tenancy.plugin_host())
+    except TenantFileError as error:
+        for item in error.errors:
+            click.echo(f"error: {item}", err=True)
+        _fail(f"{len(error.errors)} problem(s) in tenants files; nothing was changed")
+    for label in ("created", "updated", "unchanged"):
+        for slug in getattr(report, label):
+            click.echo(f"{label}: {slug}")
+
+
+@click.command("setup")
+def setup_command() -> None:
+    """Apply database migrations, then load every clinic from tenants/."""
+    upgrade()
+    _load(())
+
+
+@click.group("clinics")
+def clinics() -> None:
+    """Clinics on this instance."""
+
+
+@clinics.command("load")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def clinics_load(files: tuple[Path, ...]) -> None:
+    """Create or update clinics from tenants/ files (all of them if none are named).
+
+    Every file is checked first; if any is refused, nothing changes.
+    """
+    _load(files)
+
+
+@clinics.command("list")
+def clinics_list() -> None:
+    """List the clinics and their locations."""
+    for clinic in tenancy.all_clinics():
+        click.echo(
+            f"{clinic.slug}\t{clinic.name}\t{clinic.status.value}\t{clinic.timezone}\t{clinic.currency}"
+        )
+        with clinic_scope(clinic):
+            for location in tenancy.locations():
+                state = "" if location.active else "\t(inactive)"
+                click.echo(f"  - {location.slug}\t{location.name}\t{location.phone or ''}{state}")
+
+
+@clinics.command("plugins")
+@click.argument("slug", required=False)
+def clinics_plugins(slug: str | None) -> None:
+    """List each clinic's plugins (or one clinic's) and the hooks they answer."""
+    chosen = tenancy.all_clinics()
+    if slug is not None:
+        chosen = [c for c in chosen if c.slug == slug]
+        if not chosen:
+            _fail(f"no clinic {slug!r}")
+    for clinic in chosen:
+        click.echo(f"{clinic.slug}:")
+        for plugin in tenancy.plugins_of(clinic):
+            tag = " (core default)" if plugin["core_default"] else ""
+            missing = "" if plugin["installed"] else " [NOT INSTALLED]"
+            click.echo(f"  {plugin['name']}{tag}{missing}: {', '.join(plugin['hooks'])}")
+
+
+@click.group("staff")
+def staff() -> None:
+    """Clinic staff accounts."""
+
+
+@staff.command("create")
+@click.option("--clinic", "slug", required=True, help="The clinic's slug.")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="CLINIC_SAAS_PASSWORD",
+    help="Asked for if not given; ignored for someone who already has an account.",
+)
+def staff_create(slug: str, email: str, name: str, role: str, password: str) -> None:
+    """Add a staff member with a role to a clinic."""
+    clinic = tenancy.clinic_by_slug(slug)
+    if clinic is None:
+        _fail(f"no clinic {slug!r}")
+    with clinic_scope(clinic):
+        try:
+            membership = accounts.add_staff(email, name, Role(role), password)
+        except Problem as problem:
+            _fail(_problem_text(problem))
+        db.session.commit()
+        click.echo(f"{membership.user.email} is now {role} at {slug}")
+
+
+@click.group("operator")
+def operator() -> None:
+    """The platform operator's account."""
+
+
+@operator.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="CLINIC_SAAS_PASSWORD",
+)
+def operator_create(email: str, name: str, password: str) -> None:
+    """Create an operator account (no clinic membership, no access to clinic data)."""
+    try:
+        user = accounts.create_user(email, name, password, is_operator=True)
+    except Problem as problem:
+        _fail(_problem_text(problem))
+    db.session.commit()
+    click.echo(f"operator {user.email} created")
+
+
+@click.group("tokens")
+def tokens() -> None:
+    """API tokens."""
+
+
+@tokens.command("issue")
+@click.option("--clinic", "slug", required=True)
+@click.option("--email", required=True, help="The staff member the token acts for.")
+@click.option("--name", required=True, help="What the token is for, e.g. 'front desk tablet'.")
+@click.option("--expires-in-days", type=click.IntRange(1, 366), default=None)
+def tokens_issue(slug: str, email: str, name: str, expires_in_days: int | None) -> None:
+    """Issue an API token for a staff member; the secret is printed once."""
+    clinic = tenancy.clinic_by_slug(slug)
+    if clinic is None:
+        _fail(f"no clinic {slug!r}")
+    with clinic_scope(clinic):
+        user = accounts.user_by_email(email)
+        membership = accounts.membership_of(user) if user else None
+        if membership is None:
+            _fail(f"{email} is not active staff at {slug}")
+        _, secret = accounts.issue_token(membership, name, expires_in_days)
+        db.session.commit()
+    click.echo(secret)
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands on ``app``."""
+    for command in (setup_command, clinics, staff, operator, tokens):
+        app.cli.add_command(command)

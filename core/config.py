@@ -1,0 +1,88 @@
+"""Configuration from environment variables, with embedded defaults for one machine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def normalise_database_url(url: str) -> str:
+    """Return ``url`` with PostgreSQL URLs pointed at the psycopg 3 driver.
+
+    Hosting providers hand out ``postgres://`` and ``postgresql://`` URLs;
+    SQLAlchemy would pick psycopg2 for those, which is not installed.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key(instance_path: Path) -> str:
+    """Return SECRET_KEY from the environment, or one kept in the instance folder.
+
+    A key generated once and kept on disk lets the embedded default survive
+    restarts without anyone choosing a key; production sets SECRET_KEY.
+    """
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def from_environment(instance_path: Path) -> dict[str, Any]:
+    """Build the configuration mapping from environment variables.
+
+    Every setting the operator may change is read here and nowhere else, so
+    the README's configuration table and this function tell the same story.
+    """
+    env = os.environ
+    default_db = f"sqlite:///{instance_path / 'clinic_saas.sqlite3'}"
+    database_url = normalise_database_url(env.get("DATABASE_URL", default_db))
+    owner_url = env.get("DATABASE_OWNER_URL")
+    production = env.get("CLINIC_SAAS_ENV", "development") == "production"
+    return {
+        "ENV_NAME": "production" if production else "development",
+        "SECRET_KEY": _secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "DATABASE_OWNER_URL": normalise_database_url(owner_url) if owner_url else None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "TENANTS_DIR": env.get("TENANTS_DIR", str(PROJECT_ROOT / "tenants")),
+        # Sessions: the cookie is HTTP-only and same-site; Secure in production.
+        "SESSION_COOKIE_NAME": "clinic_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
+        "REMEMBER_COOKIE_DURATION": 0,
+        # Idle timeout for clinics that do not set their own (HIPAA automatic logoff).
+        "DEFAULT_IDLE_TIMEOUT_MINUTES": int(env.get("DEFAULT_IDLE_TIMEOUT_MINUTES", "15")),
+        # Login throttling: per client address and per account at a clinic.
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour"),
+        # OpenAPI, served by flask-smorest at /api/openapi.json.
+        "API_TITLE": "clinic-saas",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.1.0",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "JSON_SORT_KEYS": False,
+    }

@@ -1,0 +1,1 @@
+"""The core's default plugins: ordinary plugins every clinic gets, registered ``trylast``."""

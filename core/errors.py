@@ -1,0 +1,198 @@
+"""The platform's one error format: RFC 9457 problem documents for every failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://clinic-saas.dev/problems/"
+
+_DEFAULT_TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+_DEFAULT_SLUGS = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "too-large",
+    415: "unsupported-media-type",
+    422: "validation-failed",
+    429: "rate-limited",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+class Problem(Exception):
+    """An error to return as a problem document.
+
+    Raise it from services and views alike; the app turns it into an
+    ``application/problem+json`` response. ``kind`` becomes the problem
+    ``type`` URI, ``errors`` lists field errors as ``{"field", "pointer", "detail"}``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        errors: Iterable[Mapping[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title or _DEFAULT_TITLES.get(status, "Error"))
+        self.status = status
+        self.detail = detail
+        self.kind = kind or _DEFAULT_SLUGS.get(status, "error")
+        self.title = title or _DEFAULT_TITLES.get(status, "Error")
+        self.errors = [dict(e) for e in errors]
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the problem document body."""
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.kind,
+            "title": self.title,
+            "status": self.status,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        try:
+            body["instance"] = request.path
+        except RuntimeError:
+            pass
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        return body
+
+
+def field_error(field: str, detail: str, location: str = "json") -> dict[str, str]:
+    """Return one entry of a problem's ``errors`` list for ``field``."""
+    pointer = "#/" + "/".join(
+        part.replace("~", "~0").replace("/", "~1") for part in field.split(".")
+    )
+    return {"field": field, "pointer": pointer, "detail": detail, "location": location}
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten marshmallow's nested error messages into (dotted field, message) pairs."""
+    out: list[tuple[str, str]] = []
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                name = prefix or "_schema"
+            out.extend(flatten_messages(value, name))
+    elif isinstance(messages, list | tuple):
+        for item in messages:
+            if isinstance(item, Mapping | list | tuple):
+                out.extend(flatten_messages(item, prefix))
+            else:
+                out.append((prefix, str(item)))
+    else:
+        out.append((prefix, str(messages)))
+    return out
+
+
+def field_errors_from_marshmallow(messages: Any) -> list[dict[str, str]]:
+    """Turn webargs/marshmallow messages (keyed by location, then field) into field errors."""
+    errors: list[dict[str, str]] = []
+    if (
+        isinstance(messages, Mapping)
+        and messages
+        and all(
+            loc in {"json", "query", "form", "headers", "cookies", "files", "view_args", "path"}
+            for loc in messages
+        )
+    ):
+        for location, fields in messages.items():
+            for name, detail in flatten_messages(fields):
+                errors.append(field_error(name, detail, location))
+    else:
+        for name, detail in flatten_messages(messages):
+            errors.append(field_error(name, detail))
+    return errors
+
+
+def problem_response(problem: Problem) -> Response:
+    """Return ``problem`` as an ``application/problem+json`` response."""
+    response = Response(
+        json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_MEDIA_TYPE
+    )
+    for key, value in problem.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def problem_from_http_exception(error: HTTPException) -> Problem:
+    """Build the problem document for a werkzeug ``HTTPException``.
+
+    webargs (via flask-smorest) attaches parsing errors as ``error.data``;
+    a JSON body that does not parse arrives here as a 400 with the reason.
+    """
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    errors: list[dict[str, str]] = []
+    messages = data.get("messages") if isinstance(data, Mapping) else None
+    if messages:
+        errors = field_errors_from_marshmallow(messages)
+    detail = None
+    if isinstance(data, Mapping) and data.get("message"):
+        detail = str(data["message"])
+    elif status == 422 and errors:
+        detail = "The request has invalid fields; see errors."
+    elif error.description and status not in (500,):
+        detail = error.description
+    headers = {}
+    if status == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    if isinstance(data, Mapping) and isinstance(data.get("headers"), Mapping):
+        headers.update(data["headers"])
+    return Problem(status, detail, errors=errors, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every error of ``app`` a problem document, with no stack trace leaking out."""
+
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem) -> Response:
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        return problem_response(problem_from_http_exception(error))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            return _http(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(
+            Problem(500, "Something went wrong on our side; it has been logged.")
+        )

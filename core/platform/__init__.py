@@ -1,0 +1,1 @@
+"""What the platform's operator uses: health checks and clinic administration."""

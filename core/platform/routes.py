@@ -1,0 +1,113 @@
+"""HTTP API for the operator (clinic administration) and the health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint as FlaskBlueprint
+from flask import Response, jsonify, session
+from flask.views import MethodView
+from flask_login import logout_user
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import text
+
+from core.accounts import services as accounts
+from core.accounts.access import operator_only, public
+from core.accounts.routes import bad_credentials, begin_session, login_limits
+from core.accounts.schemas import LoginSchema, SessionSchema
+from core.api import paginated
+from core.errors import Problem
+from core.extensions import db
+from core.tenancy import services as tenancy
+from core.tenancy.models import Clinic, ClinicStatus
+
+health = FlaskBlueprint("health", __name__)
+
+
+@health.get("/healthz")
+@public
+def healthz() -> Response:
+    """Answer 200 when the app can reach its database, 503 when it cannot."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as error:  # any database failure means "not healthy"
+        db.session.rollback()
+        raise Problem(503, f"The database is unreachable ({type(error).__name__}).") from None
+    return jsonify(status="ok", database="ok")
+
+
+blp = Blueprint(
+    "platform",
+    __name__,
+    url_prefix="/api/v1/platform",
+    description="The operator's view of the platform: clinics and their status.",
+)
+
+
+class PlatformClinicSchema(Schema):
+    slug = fields.String()
+    name = fields.String()
+    status = fields.Enum(ClinicStatus, by_value=True)
+    country = fields.String()
+    timezone = fields.String()
+    currency = fields.String()
+    enabled_plugins = fields.List(fields.String())
+    source_file = fields.String(allow_none=True)
+
+
+class PlatformClinicListSchema(Schema):
+    items = fields.List(fields.Nested(PlatformClinicSchema))
+    count = fields.Integer()
+
+
+class ClinicStatusSchema(Schema):
+    status = fields.Enum(ClinicStatus, by_value=True, required=True)
+
+
+@blp.route("/session")
+class OperatorSession(MethodView):
+    @public
+    @login_limits
+    @blp.arguments(LoginSchema)
+    @blp.response(201, SessionSchema)
+    def post(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        """Sign in as the platform operator."""
+        user = accounts.authenticate(credentials["email"], credentials["password"])
+        if user is None or not user.is_operator:
+            db.session.rollback()
+            raise bad_credentials()
+        db.session.commit()
+        begin_session(user, "platform")
+        return {"user": user, "clinic": None, "role": None, "operator": True, "via": "session"}
+
+    @operator_only
+    @blp.response(204)
+    def delete(self) -> None:
+        """Sign out."""
+        logout_user()
+        session.clear()
+
+
+@blp.route("/clinics")
+class PlatformClinics(MethodView):
+    @operator_only
+    @blp.response(200, PlatformClinicListSchema)
+    def get(self) -> dict[str, Any]:
+        """List every clinic on the platform."""
+        return paginated(tenancy.all_clinics())
+
+
+@blp.route("/clinics/<slug>")
+class PlatformClinic(MethodView):
+    @operator_only
+    @blp.arguments(ClinicStatusSchema)
+    @blp.response(200, PlatformClinicSchema)
+    def patch(self, data: dict[str, Any], slug: str) -> Clinic:
+        """Suspend or reactivate a clinic."""
+        clinic = tenancy.clinic_by_slug(slug)
+        if clinic is None:
+            raise Problem(404, "No such clinic.")
+        tenancy.set_status(clinic, data["status"])
+        db.session.commit()
+        return clinic

@@ -1,0 +1,83 @@
+"""Marshmallow fields shared by every capability: email, phone, timezone."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import fields
+
+_ZONES: frozenset[str] | None = None
+
+
+def is_timezone(name: str) -> bool:
+    """Return whether ``name`` is an IANA timezone such as ``America/Los_Angeles``."""
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(available_timezones())
+    if name not in _ZONES:
+        return False
+    try:
+        ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        return False
+    return True
+
+
+def normalise_phone(value: str, region: str | None = "US") -> str:
+    """Return ``value`` as an E.164 number (``+14088211633``), or raise ``ValueError``.
+
+    ``region`` is where a number written without a country code is read as
+    being from: a clinic's own country.
+    """
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError(f"not a phone number ({error})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class Email(fields.String):
+    """An email address, checked for form (no DNS lookups) and lower-cased."""
+
+    default_error_messages = {"invalid_email": "Not a valid email address: {reason}"}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return validate_email(text, check_deliverability=False).normalized.lower()
+        except EmailNotValidError as error:
+            raise self.make_error("invalid_email", reason=str(error)) from None
+
+
+class Phone(fields.String):
+    """A phone number, stored in E.164; numbers without a country code are read as US."""
+
+    default_error_messages = {"invalid_phone": "Not a valid phone number: {reason}"}  # noqa: RUF012
+
+    def __init__(self, *, region: str = "US", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.region = region
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalise_phone(text, self.region)
+        except ValueError as error:
+            raise self.make_error("invalid_phone", reason=str(error)) from None
+
+
+class TimeZone(fields.String):
+    """An IANA timezone name."""
+
+    default_error_messages = {"invalid_tz": "Not an IANA timezone such as America/New_York."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_timezone(text):
+            raise self.make_error("invalid_tz")
+        return text

@@ -1,0 +1,104 @@
+"""Clinics (the tenants of the platform) and their locations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core import clock
+from core.extensions import db
+from core.tenancy.scope import ClinicScoped
+
+
+class ClinicStatus(enum.StrEnum):
+    """Whether a clinic is open for business on the platform."""
+
+    active = "active"
+    suspended = "suspended"
+
+
+class Clinic(db.Model):
+    """A clinic using the platform: the unit of tenancy.
+
+    Not clinic-scoped itself, since it is what a scope is entered for; its
+    rows hold nothing private (names, contact details, plugin settings).
+    """
+
+    __tablename__ = "clinic"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    country: Mapped[str] = mapped_column(String(2))
+    status: Mapped[ClinicStatus] = mapped_column(
+        Enum(ClinicStatus, native_enum=False, length=16, validate_strings=True),
+        default=ClinicStatus.active,
+    )
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    privacy_email: Mapped[str | None] = mapped_column(String(254))
+    website: Mapped[str | None] = mapped_column(String(500))
+    idle_timeout_minutes: Mapped[int] = mapped_column(default=15)
+    enabled_plugins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    plugin_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+    )
+
+    locations: Mapped[list[Location]] = relationship(
+        back_populates="clinic", order_by="Location.id"
+    )
+
+    @property
+    def is_active(self) -> bool:
+        """Return whether the clinic may serve staff and clients."""
+        return self.status == ClinicStatus.active
+
+    def settings_for(self, plugin_name: str) -> dict[str, Any]:
+        """Return the validated settings of ``plugin_name`` from the clinic's tenants/ file.
+
+        Plugins call this from their hooks to read their numbers (window
+        hours, fee table, validity months) instead of hard-coding them.
+        """
+        return dict((self.plugin_settings or {}).get(plugin_name, {}))
+
+    def __repr__(self) -> str:
+        return f"<Clinic {self.slug}>"
+
+
+class Location(ClinicScoped, db.Model):
+    """A place where a clinic sees clients, with its own address, phone and timezone."""
+
+    __tablename__ = "location"
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))
+    street: Mapped[str | None] = mapped_column(String(200))
+    unit: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+    )
+
+    clinic: Mapped[Clinic] = relationship(back_populates="locations")
+
+    def __repr__(self) -> str:
+        return f"<Location {self.slug} of clinic {self.clinic_id}>"

@@ -1,0 +1,72 @@
+"""PostgreSQL row-level security for clinic-owned tables, applied from migrations.
+
+The app connects as a member of :data:`APP_ROLE`, which owns nothing; the
+policy lets it see and write only rows whose ``clinic_id`` matches the
+transaction's ``app.clinic_id``. ``FORCE`` applies the policy to the tables'
+owner as well, so only a superuser (maintenance, never the app) bypasses it.
+On SQLite these helpers do nothing; the ORM's scoping is the guard there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+APP_ROLE = "clinic_saas_app"
+POLICY = "clinic_isolation"
+_CURRENT = "NULLIF(current_setting('app.clinic_id', true), '')::integer"
+
+
+def _is_postgres(op: Any) -> bool:
+    return op.get_bind().dialect.name == "postgresql"
+
+
+def ensure_app_role(op: Any) -> None:
+    """Create the app's group role if it does not exist yet (it is shared by the cluster)."""
+    if not _is_postgres(op):
+        return
+    op.execute(
+        f"""
+        DO $$
+        BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                CREATE ROLE {APP_ROLE} NOLOGIN;
+            END IF;
+        END
+        $$;
+        """
+    )
+
+
+def isolate_by_clinic(op: Any, table: str) -> None:
+    """Enable and force row-level security on ``table`` with the clinic policy."""
+    if not _is_postgres(op):
+        return
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY {POLICY} ON {table} "
+        f"USING (clinic_id = {_CURRENT}) WITH CHECK (clinic_id = {_CURRENT})"
+    )
+
+
+def drop_isolation(op: Any, table: str) -> None:
+    """Undo :func:`isolate_by_clinic` (for downgrades)."""
+    if not _is_postgres(op):
+        return
+    op.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
+    op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+
+
+def grant_app_role(op: Any) -> None:
+    """Let the app's role read and write every table (rows still filtered by policy).
+
+    Call at the end of every migration that creates tables.
+    """
+    if not _is_postgres(op):
+        return
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+    op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    # The app never changes which migrations ran.
+    op.execute(f"REVOKE ALL ON alembic_version FROM {APP_ROLE}")

@@ -1,0 +1,74 @@
+"""Clinic profiles and the plugins each clinic runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from core.extensions import db
+from core.hooks.host import CORE_DEFAULTS, ClinicHooks, PluginHost
+from core.tenancy.models import Clinic, ClinicStatus, Location
+
+PLUGIN_HOST_KEY = "clinic_saas.plugins"
+
+
+def plugin_host() -> PluginHost:
+    """Return the app's plugin host."""
+    return current_app.extensions[PLUGIN_HOST_KEY]
+
+
+def hooks_for(clinic: Clinic) -> ClinicHooks:
+    """Return the hook caller that reaches only ``clinic``'s plugins and the core defaults."""
+    return plugin_host().for_clinic(clinic)
+
+
+def clinic_by_slug(slug: str) -> Clinic | None:
+    """Return the clinic with ``slug``, or None."""
+    return db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+
+
+def all_clinics() -> list[Clinic]:
+    """Return every clinic on the platform, by slug (for the operator)."""
+    return list(db.session.scalars(select(Clinic).order_by(Clinic.slug)))
+
+
+def locations() -> list[Location]:
+    """Return the current clinic's locations, active first."""
+    return list(db.session.scalars(select(Location).order_by(Location.active.desc(), Location.id)))
+
+
+def update_profile(clinic: Clinic, changes: dict[str, Any]) -> Clinic:
+    """Apply validated profile ``changes`` to ``clinic``.
+
+    Fields the clinic's tenants/ file also declares are overwritten when the
+    operator reloads that file; the file stays the source of truth.
+    """
+    for key, value in changes.items():
+        setattr(clinic, key, value)
+    db.session.flush()
+    return clinic
+
+
+def set_status(clinic: Clinic, status: ClinicStatus) -> Clinic:
+    """Suspend or reactivate ``clinic`` (operator only)."""
+    clinic.status = status
+    db.session.flush()
+    return clinic
+
+
+def plugins_of(clinic: Clinic) -> list[dict[str, Any]]:
+    """Describe the plugins ``clinic``'s hook calls reach, its own first, then the core defaults."""
+    host = plugin_host()
+    names = list(clinic.enabled_plugins or []) + sorted(CORE_DEFAULTS)
+    return [
+        {
+            "name": name,
+            "core_default": name in CORE_DEFAULTS,
+            "installed": host.has_plugin(name),
+            "hooks": host.hooks_of(name),
+            "settings": clinic.settings_for(name),
+        }
+        for name in names
+    ]

@@ -1,0 +1,329 @@
+"""Clinics declared in tenants/ TOML files: validate them all, then apply them idempotently."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+from sqlalchemy import select
+
+from core.errors import flatten_messages
+from core.extensions import db
+from core.hooks.host import CORE_DEFAULTS, PluginHost
+from core.money import validate_currency
+from core.schemas import Email, TimeZone, normalise_phone
+from core.tenancy.models import Clinic, ClinicStatus, Location
+from core.tenancy.scope import clinic_scope
+
+SLUG = validate.Regexp(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", error="Use lower-case letters, digits and hyphens."
+)
+
+
+@dataclass(frozen=True)
+class FileError:
+    """One reason a tenants/ file was refused."""
+
+    file: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.reason}"
+
+
+class TenantFileError(Exception):
+    """One or more tenants/ files were refused; nothing was applied."""
+
+    def __init__(self, errors: list[FileError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class ContactSchema(Schema):
+    """How clients reach the clinic."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = Email(load_default=None)
+    phone = fields.String(load_default=None)
+    privacy_email = Email(load_default=None)
+    website = fields.Url(load_default=None, schemes={"https", "http"})
+
+
+class LocationFileSchema(Schema):
+    """A location as a tenants/ file declares it."""
+
+    class Meta:
+        unknown = RAISE
+
+    slug = fields.String(required=True, validate=SLUG)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    street = fields.String(load_default=None)
+    unit = fields.String(load_default=None)
+    city = fields.String(load_default=None)
+    region = fields.String(load_default=None)
+    postal_code = fields.String(load_default=None)
+    country = fields.String(required=True, validate=validate.Length(equal=2))
+    phone = fields.String(load_default=None)
+    timezone = TimeZone(required=True)
+    active = fields.Boolean(load_default=True)
+
+
+class PluginsSchema(Schema):
+    """Which plugins the clinic enables, and their settings (checked by each plugin)."""
+
+    class Meta:
+        unknown = RAISE
+
+    enabled = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    settings = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+
+
+class ClinicFileSchema(Schema):
+    """A whole tenants/ file: one clinic."""
+
+    class Meta:
+        unknown = RAISE
+
+    slug = fields.String(required=True, validate=SLUG)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    legal_name = fields.String(load_default=None)
+    country = fields.String(required=True, validate=validate.Length(equal=2))
+    timezone = TimeZone(required=True)
+    currency = fields.String(required=True)
+    status = fields.Enum(ClinicStatus, by_value=True, load_default=ClinicStatus.active)
+    idle_timeout_minutes = fields.Integer(load_default=15, validate=validate.Range(min=1, max=60))
+    contact = fields.Nested(ContactSchema, load_default=dict)
+    locations = fields.List(
+        fields.Nested(LocationFileSchema), required=True, validate=validate.Length(min=1)
+    )
+    plugins = fields.Nested(PluginsSchema, load_default=lambda: {"enabled": [], "settings": {}})
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        try:
+            validate_currency(data["currency"])
+        except ValueError as error:
+            raise ValidationError(str(error), "currency") from None
+        slugs = [loc["slug"] for loc in data["locations"]]
+        duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
+        if duplicates:
+            raise ValidationError(f"duplicate location slugs: {', '.join(duplicates)}", "locations")
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["currency"] = data["currency"].upper()
+        data["country"] = data["country"].upper()
+        errors: dict[str, Any] = {}
+        # Numbers written without a country code are read in the clinic's
+        # (or the location's) own country, then stored in E.164.
+        if data["contact"].get("phone"):
+            try:
+                data["contact"]["phone"] = normalise_phone(
+                    data["contact"]["phone"], data["country"]
+                )
+            except ValueError as error:
+                errors["contact"] = {"phone": [str(error)]}
+        for index, loc in enumerate(data["locations"]):
+            loc["country"] = loc["country"].upper()
+            if loc.get("phone"):
+                try:
+                    loc["phone"] = normalise_phone(loc["phone"], loc["country"])
+                except ValueError as error:
+                    errors.setdefault("locations", {})[index] = {"phone": [str(error)]}
+        if errors:
+            raise ValidationError(errors)
+        return data
+
+
+@dataclass
+class LoadReport:
+    """What loading tenants/ files did, clinic by clinic."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def tenant_files(directory: str | Path) -> list[Path]:
+    """Return the tenants/ files in ``directory``, sorted by name."""
+    return sorted(Path(directory).glob("*.toml"))
+
+
+def read_tenant_file(path: Path, host: PluginHost) -> tuple[dict[str, Any] | None, list[FileError]]:
+    """Parse and validate one file; return its clinic data or the reasons it is refused."""
+    name = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        return None, [FileError(name, "(file)", f"cannot be read: {error.strerror}")]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        return None, [FileError(name, "(file)", f"is not valid TOML: {error}")]
+    try:
+        data = ClinicFileSchema().load(raw)
+    except ValidationError as error:
+        return None, [
+            FileError(name, f or "(file)", reason) for f, reason in flatten_messages(error.messages)
+        ]
+    errors = _check_plugins(name, data, host)
+    return (None, errors) if errors else (data, [])
+
+
+def _check_plugins(name: str, data: dict[str, Any], host: PluginHost) -> list[FileError]:
+    errors: list[FileError] = []
+    enabled = data["plugins"]["enabled"]
+    for index, plugin in enumerate(enabled):
+        if plugin in CORE_DEFAULTS:
+            errors.append(
+                FileError(
+                    name,
+                    f"plugins.enabled.{index}",
+                    f"{plugin!r} is always enabled; do not list it",
+                )
+            )
+        elif not host.has_plugin(plugin):
+            known = ", ".join(p for p in host.plugin_names() if p not in CORE_DEFAULTS) or "none"
+            errors.append(
+                FileError(
+                    name,
+                    f"plugins.enabled.{index}",
+                    f"no plugin named {plugin!r} is installed (installed: {known})",
+                )
+            )
+    validated: dict[str, Any] = {}
+    for plugin, settings in data["plugins"]["settings"].items():
+        where = f"plugins.settings.{plugin}"
+        if plugin not in enabled and plugin not in CORE_DEFAULTS:
+            errors.append(FileError(name, where, f"settings for {plugin!r}, which is not enabled"))
+            continue
+        if not host.has_plugin(plugin):
+            continue  # already reported above
+        schema = host.settings_schema(plugin)
+        if schema is None:
+            errors.append(FileError(name, where, f"{plugin!r} takes no settings"))
+            continue
+        try:
+            validated[plugin] = schema.dump(schema.load(settings, unknown=RAISE))
+        except ValidationError as error:
+            errors.extend(
+                FileError(name, f"{where}.{f}", reason)
+                for f, reason in flatten_messages(error.messages)
+            )
+    data["plugins"]["settings"] = validated
+    return errors
+
+
+_CLINIC_FIELDS = (
+    "name",
+    "legal_name",
+    "country",
+    "timezone",
+    "currency",
+    "status",
+    "idle_timeout_minutes",
+)
+_LOCATION_FIELDS = (
+    "name",
+    "street",
+    "unit",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "phone",
+    "timezone",
+    "active",
+)
+
+
+def _assign(obj: Any, values: dict[str, Any]) -> bool:
+    changed = False
+    for key, value in values.items():
+        if getattr(obj, key) != value:
+            setattr(obj, key, value)
+            changed = True
+    return changed
+
+
+def _apply(data: dict[str, Any], source: str) -> str:
+    """Create or update one clinic from validated ``data``; return what happened."""
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == data["slug"]))
+    created = clinic is None
+    if created:
+        clinic = Clinic(slug=data["slug"])
+        db.session.add(clinic)
+    values = {key: data[key] for key in _CLINIC_FIELDS}
+    contact = data["contact"]
+    values.update(
+        contact_email=contact.get("email"),
+        contact_phone=contact.get("phone"),
+        privacy_email=contact.get("privacy_email"),
+        website=contact.get("website"),
+        enabled_plugins=list(data["plugins"]["enabled"]),
+        plugin_settings=dict(data["plugins"]["settings"]),
+        source_file=Path(source).name,
+    )
+    changed = _assign(clinic, values)
+    db.session.flush()
+    with clinic_scope(clinic):
+        existing = {loc.slug: loc for loc in db.session.scalars(select(Location))}
+        for declared in data["locations"]:
+            location = existing.pop(declared["slug"], None)
+            if location is None:
+                location = Location(slug=declared["slug"])
+                db.session.add(location)
+                changed = True
+            changed |= _assign(location, {k: declared[k] for k in _LOCATION_FIELDS})
+        for gone in existing.values():
+            # Locations are never deleted: bookings and records point at them.
+            changed |= _assign(gone, {"active": False})
+        db.session.commit()
+    if created:
+        return "created"
+    return "updated" if changed else "unchanged"
+
+
+def load_tenant_files(paths: Iterable[Path], host: PluginHost) -> LoadReport:
+    """Validate every file, then create or update their clinics.
+
+    If any file is refused, :class:`TenantFileError` lists every reason
+    (file, field, reason) and no clinic is touched. Each clinic is then
+    applied in a transaction of its own; running it again changes nothing.
+    """
+    paths = list(paths)
+    parsed: list[tuple[Path, dict[str, Any]]] = []
+    errors: list[FileError] = []
+    for path in paths:
+        data, problems = read_tenant_file(path, host)
+        errors.extend(problems)
+        if data is not None:
+            parsed.append((path, data))
+    seen: dict[str, Path] = {}
+    for path, data in parsed:
+        if data["slug"] in seen:
+            errors.append(
+                FileError(
+                    str(path), "slug", f"{data['slug']!r} is also declared in {seen[data['slug']]}"
+                )
+            )
+        seen[data["slug"]] = path
+    if errors:
+        raise TenantFileError(errors)
+    report = LoadReport()
+    for path, data in parsed:
+        getattr(report, _apply(data, str(path))).append(data["slug"])
+    return report
