@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from core.accounts import services as accounts
@@ -42,6 +43,7 @@ def _load(files: tuple[Path, ...]) -> None:
 
 
 @click.command("setup")
+@with_appcontext
 def setup_command() -> None:
     """Apply database migrations, then load every clinic from tenants/."""
     upgrade()
@@ -55,6 +57,7 @@ def clinics() -> None:
 
 @clinics.command("load")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
 def clinics_load(files: tuple[Path, ...]) -> None:
     """Create or update clinics from tenants/ files (all of them if none are named).
 
@@ -64,6 +67,7 @@ def clinics_load(files: tuple[Path, ...]) -> None:
 
 
 @clinics.command("list")
+@with_appcontext
 def clinics_list() -> None:
     """List the clinics and their locations."""
     for clinic in tenancy.all_clinics():
@@ -78,6 +82,7 @@ def clinics_list() -> None:
 
 @clinics.command("plugins")
 @click.argument("slug", required=False)
+@with_appcontext
 def clinics_plugins(slug: str | None) -> None:
     """List each clinic's plugins (or one clinic's) and the hooks they answer."""
     chosen = tenancy.all_clinics()
@@ -111,6 +116,7 @@ def staff() -> None:
     envvar="CLINIC_SAAS_PASSWORD",
     help="Asked for if not given; ignored for someone who already has an account.",
 )
+@with_appcontext
 def staff_create(slug: str, email: str, name: str, role: str, password: str) -> None:
     """Add a staff member with a role to a clinic."""
     clinic = tenancy.clinic_by_slug(slug)
@@ -140,6 +146,7 @@ def operator() -> None:
     confirmation_prompt=True,
     envvar="CLINIC_SAAS_PASSWORD",
 )
+@with_appcontext
 def operator_create(email: str, name: str, password: str) -> None:
     """Create an operator account (no clinic membership, no access to clinic data)."""
     try:
@@ -160,6 +167,7 @@ def tokens() -> None:
 @click.option("--email", required=True, help="The staff member the token acts for.")
 @click.option("--name", required=True, help="What the token is for, e.g. 'front desk tablet'.")
 @click.option("--expires-in-days", type=click.IntRange(1, 366), default=None)
+@with_appcontext
 def tokens_issue(slug: str, email: str, name: str, expires_in_days: int | None) -> None:
     """Issue an API token for a staff member; the secret is printed once."""
     clinic = tenancy.clinic_by_slug(slug)

@@ -28,7 +28,9 @@ def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-db = SQLAlchemy(model_class=Base)
+# Rows stay readable after commit: a clinic scope ends its session, and
+# what a request already loaded should not need the database again.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 limiter = Limiter(key_func=_client_address, default_limits=[])

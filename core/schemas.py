@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import fields
+
+from core.clock import as_utc
 
 _ZONES: frozenset[str] | None = None
 
@@ -69,6 +72,19 @@ class Phone(fields.String):
             return normalise_phone(text, self.region)
         except ValueError as error:
             raise self.make_error("invalid_phone", reason=str(error)) from None
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """A moment in time, always written in UTC with its offset (``2026-11-21T23:32:08+00:00``).
+
+    SQLite returns naive datetimes; everything stored is UTC, so naive means UTC.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else super()._serialize(as_utc(value), attr, obj, **kwargs)
 
 
 class TimeZone(fields.String):

@@ -103,5 +103,8 @@ class ApiToken(db.Model):
 
     user: Mapped[User] = relationship()
 
+    #: The secret itself, set only on the object ``issue_token`` returns; never stored.
+    secret = None
+
     def __repr__(self) -> str:
         return f"<ApiToken {self.prefix} clinic={self.clinic_id}>"

@@ -17,7 +17,7 @@ from core.accounts.access import (
     public,
     requires,
 )
-from core.accounts.models import Membership
+from core.accounts.models import ApiToken, Membership
 from core.accounts.schemas import (
     LoginSchema,
     MembershipListSchema,
@@ -26,8 +26,8 @@ from core.accounts.schemas import (
     StaffCreateSchema,
     StaffUpdateSchema,
     TokenCreateSchema,
+    IssuedTokenSchema,
     TokenListSchema,
-    TokenSchema,
 )
 from core import clock
 from core.api import paginated
@@ -194,14 +194,14 @@ class Tokens(MethodView):
 
     @requires(Permission.manage_tokens)
     @blp.arguments(TokenCreateSchema)
-    @blp.response(201, TokenSchema)
-    def post(self, data: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+    @blp.response(201, IssuedTokenSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> ApiToken:
         """Issue an API token acting for the caller at this clinic; its secret is shown once."""
-        token, secret = services.issue_token(
+        token, _ = services.issue_token(
             current_principal().membership, data["name"], data.get("expires_in_days")
         )
         db.session.commit()
-        return {**TokenSchema().dump(token), "token": secret}
+        return token
 
 
 @blp.route("/tokens/<int:token_id>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from core.accounts.models import Role
-from core.schemas import Email
+from core.schemas import Email, UtcDateTime
 
 
 class LoginSchema(Schema):
@@ -43,7 +43,7 @@ class MembershipSchema(Schema):
     user = fields.Nested(UserSchema, dump_only=True)
     role = fields.Enum(Role, by_value=True, dump_only=True)
     active = fields.Boolean(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
 
 
 class MembershipListSchema(Schema):
@@ -81,11 +81,16 @@ class TokenSchema(Schema):
     name = fields.String(dump_only=True)
     prefix = fields.String(dump_only=True)
     user = fields.Nested(UserSchema, dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    expires_at = fields.DateTime(dump_only=True, allow_none=True)
-    last_used_at = fields.DateTime(dump_only=True, allow_none=True)
-    revoked_at = fields.DateTime(dump_only=True, allow_none=True)
-    token = fields.String(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
+    expires_at = UtcDateTime(dump_only=True, allow_none=True)
+    last_used_at = UtcDateTime(dump_only=True, allow_none=True)
+    revoked_at = UtcDateTime(dump_only=True, allow_none=True)
+
+
+class IssuedTokenSchema(TokenSchema):
+    """A token just issued, with its secret: the only time the secret is shown."""
+
+    token = fields.String(attribute="secret", dump_only=True)
 
 
 class TokenListSchema(Schema):

@@ -203,6 +203,7 @@ def issue_token(
     )
     db.session.add(token)
     db.session.flush()
+    token.secret = secret
     return token, secret
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ForeignKey, event, text
+from sqlalchemy.sql.util import find_tables
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -122,6 +123,33 @@ def _is_scoped_mapper(mapper: Any) -> bool:
     return issubclass(mapper.class_, ClinicScoped)
 
 
+def _touches_clinic_data(state: ORMExecuteState) -> bool:
+    """Return whether the statement reads or writes a clinic-owned table anywhere.
+
+    ``all_mappers`` alone misses ``select(func.count()).select_from(Location)``
+    and subqueries, so the statement's tables are searched as well.
+    """
+    if any(_is_scoped_mapper(m) for m in state.all_mappers):
+        return True
+    return any(
+        getattr(table, "name", None) in _scoped_table_names()
+        for table in find_tables(state.statement, include_crud=True, check_columns=True)
+    )
+
+
+_scoped_tables: tuple[int, frozenset[str]] = (-1, frozenset())
+
+
+def _scoped_table_names() -> frozenset[str]:
+    # Recomputed only when a model is added to the registry.
+    global _scoped_tables
+    mappers = db.Model.registry.mappers
+    if _scoped_tables[0] != len(mappers):
+        names = frozenset(m.local_table.name for m in mappers if _is_scoped_mapper(m))
+        _scoped_tables = (len(mappers), names)
+    return _scoped_tables[1]
+
+
 def _tell_database(connection: Any, ref: ClinicRef | None) -> None:
     """Tell PostgreSQL which clinic the transaction serves, for row-level security.
 
@@ -147,7 +175,7 @@ def _scope_statement(state: ORMExecuteState) -> None:
         return
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if not any(_is_scoped_mapper(m) for m in state.all_mappers):
+    if not _touches_clinic_data(state):
         return
     ref = _current.get()
     if ref is None:

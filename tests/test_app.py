@@ -1,0 +1,53 @@
+"""The service starts, reports its health, and publishes a valid OpenAPI document."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from openapi_spec_validator import validate
+
+from core.config import PROJECT_ROOT
+
+
+def test_importing_wsgi_does_no_database_work(tmp_path):
+    # A database URL that cannot be reached: importing must still succeed.
+    code = "import wsgi; print(wsgi.app.name)"
+    env = {
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere",
+        "INSTANCE_PATH": str(tmp_path),
+        "PATH": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "core"
+
+
+def test_healthz_checks_the_database(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_reports_an_unreachable_database(tmp_path):
+    from core import create_app
+
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "SECRET_KEY": "x"}
+    )
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert "unreachable" in response.get_json()["detail"]
+
+
+def test_openapi_document_is_valid_openapi_3(client):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    spec = response.get_json()
+    assert spec["openapi"].startswith("3.")
+    validate(spec)
+    assert "/api/v1/clinics/{clinic_slug}/staff" in spec["paths"]
+    assert "/api/v1/clinics/{clinic_slug}/session" in spec["paths"]

@@ -1,0 +1,209 @@
+"""No clinic sees another's data: the ORM scopes every query, and PostgreSQL enforces it again."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, func, select, text, update
+
+from core.accounts.models import Membership
+from core.extensions import db
+from core.tenancy.models import Clinic, Location
+from core.tenancy.scope import ClinicRef, ClinicScoped, CrossClinicWrite, NoClinicScope, clinic_scope
+from tests.helpers import make_clinic
+
+
+@pytest.fixture
+def two_clinics(app):
+    with app.app_context():
+        make_clinic("alpha", locations=("a1", "a2"))
+        make_clinic("beta", locations=("b1",))
+        alpha = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        beta = db.session.scalar(select(Clinic).where(Clinic.slug == "beta"))
+        yield ClinicRef(alpha.id, alpha.slug), ClinicRef(beta.id, beta.slug)
+
+
+def test_a_query_that_forgets_to_filter_sees_only_the_current_clinic(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha):
+        slugs = sorted(loc.slug for loc in db.session.scalars(select(Location)))
+        assert slugs == ["a1", "a2"]
+        assert db.session.scalar(select(func.count()).select_from(Location)) == 2
+    with clinic_scope(beta):
+        assert [loc.slug for loc in db.session.scalars(select(Location))] == ["b1"]
+
+
+def test_get_by_primary_key_of_another_clinics_row_finds_nothing(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(beta):
+        b1_id = db.session.scalar(select(Location.id))
+    with clinic_scope(alpha):
+        assert db.session.get(Location, b1_id) is None
+        assert db.session.scalar(select(Location).where(Location.id == b1_id)) is None
+
+
+def test_relationship_loads_are_scoped_too(two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        clinic = db.session.get(Clinic, alpha.id)
+        assert sorted(loc.slug for loc in clinic.locations) == ["a1", "a2"]
+
+
+def test_bulk_update_and_delete_touch_only_the_current_clinic(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha):
+        db.session.execute(update(Location).values(name="renamed"))
+        db.session.execute(delete(Location).where(Location.slug == "a2"))
+        db.session.commit()
+    with clinic_scope(beta):
+        assert db.session.scalar(select(Location.name)) == "beta b1"
+    with clinic_scope(alpha):
+        assert [(loc.slug, loc.name) for loc in db.session.scalars(select(Location))] == [("a1", "renamed")]
+
+
+def test_inserts_take_the_current_clinic(two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        location = Location(slug="new", name="New", country="US", timezone="America/Los_Angeles")
+        db.session.add(location)
+        db.session.commit()
+        assert location.clinic_id == alpha.id
+
+
+def test_writing_a_row_for_another_clinic_is_refused(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha):
+        db.session.add(
+            Location(clinic_id=beta.id, slug="sneaky", name="x", country="US", timezone="UTC")
+        )
+        with pytest.raises(CrossClinicWrite):
+            db.session.flush()
+        db.session.rollback()
+    with clinic_scope(beta):
+        assert "sneaky" not in {loc.slug for loc in db.session.scalars(select(Location))}
+
+
+def test_moving_a_row_to_another_clinic_is_refused(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha):
+        location = db.session.scalar(select(Location).where(Location.slug == "a1"))
+        location.clinic_id = beta.id
+        with pytest.raises(CrossClinicWrite):
+            db.session.flush()
+
+
+def test_clinic_owned_data_outside_any_scope_is_an_error_not_everything(app, two_clinics):
+    with pytest.raises(NoClinicScope):
+        db.session.scalars(select(Location)).all()
+    db.session.rollback()
+    db.session.add(Location(slug="x", name="x", country="US", timezone="UTC", clinic_id=1))
+    with pytest.raises(NoClinicScope):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_a_scope_cannot_open_inside_another_clinics_scope(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha), pytest.raises(CrossClinicWrite), clinic_scope(beta):
+        pass
+
+
+def test_rows_loaded_before_a_scope_do_not_leak_into_it(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(beta):
+        b1 = db.session.scalar(select(Location))
+        b1_id = b1.id
+    # The identity map is discarded with the scope, so get() must go to SQL.
+    with clinic_scope(alpha):
+        assert db.session.get(Location, b1_id) is None
+
+
+def test_every_clinic_owned_table_is_scoped():
+    scoped = {m.class_.__tablename__ for m in db.Model.registry.mappers if issubclass(m.class_, ClinicScoped)}
+    assert {"location", "membership"} <= scoped
+    for table in scoped:
+        assert "clinic_id" in db.metadata.tables[table].c
+        uniques = [c for c in db.metadata.tables[table].constraints if c.__class__.__name__ == "UniqueConstraint"]
+        for unique in uniques:
+            # Per-clinic uniqueness: a slug in one clinic does not block another clinic.
+            assert "clinic_id" in unique.columns, f"{table}: {unique.name} lacks clinic_id"
+
+
+# --- PostgreSQL row-level security -------------------------------------------
+
+
+@pytest.fixture
+def postgres(database):
+    if not database.is_postgres:
+        pytest.skip("row-level security exists only on PostgreSQL; run with --db postgresql")
+    return database
+
+
+def test_the_app_connects_as_a_role_that_neither_owns_the_tables_nor_bypasses_rls(postgres, two_clinics):
+    row = db.session.execute(
+        text(
+            "SELECT current_user, r.rolsuper, r.rolbypassrls, t.tableowner "
+            "FROM pg_roles r, pg_tables t WHERE r.rolname = current_user AND t.tablename = 'location'"
+        )
+    ).one()
+    user, superuser, bypass, owner = row
+    assert not superuser and not bypass
+    assert owner != user
+
+
+def test_raw_sql_as_the_app_role_sees_only_the_current_clinic(postgres, two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha):
+        rows = db.session.execute(text("SELECT clinic_id, slug FROM location ORDER BY slug")).all()
+        assert rows == [(alpha.id, "a1"), (alpha.id, "a2")]
+        count = db.session.scalar(text("SELECT count(*) FROM membership WHERE clinic_id = :b"), {"b": beta.id})
+        assert count == 0
+
+
+def test_raw_sql_with_no_clinic_scope_sees_no_clinic_rows(postgres, two_clinics):
+    assert db.session.scalar(text("SELECT count(*) FROM location")) == 0
+
+
+def test_raw_sql_cannot_write_into_another_clinic(postgres, two_clinics):
+    alpha, beta = two_clinics
+    from sqlalchemy.exc import ProgrammingError
+
+    with clinic_scope(alpha):
+        with pytest.raises(ProgrammingError, match="row-level security"):
+            db.session.execute(
+                text(
+                    "INSERT INTO location (clinic_id, slug, name, country, timezone, active, created_at, updated_at)"
+                    " VALUES (:b, 'evil', 'evil', 'US', 'UTC', true, now(), now())"
+                ),
+                {"b": beta.id},
+            )
+        db.session.rollback()
+        # An UPDATE aimed at the other clinic matches no row at all.
+        result = db.session.execute(text("UPDATE location SET name = 'x' WHERE clinic_id = :b"), {"b": beta.id})
+        assert result.rowcount == 0
+        db.session.commit()
+
+
+def test_the_clinic_setting_does_not_leak_to_the_next_transaction(postgres, two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        assert db.session.scalar(text("SELECT current_setting('app.clinic_id', true)")) == str(alpha.id)
+        connection = db.session.connection().connection.dbapi_connection
+        db.session.commit()
+    # Same pooled connection, new transaction, no scope: the setting is gone.
+    raw = connection.cursor()
+    raw.execute("SELECT coalesce(current_setting('app.clinic_id', true), '')")
+    assert raw.fetchone()[0] == ""
+    raw.execute("SELECT count(*) FROM location")
+    assert raw.fetchone()[0] == 0
+    connection.rollback()
+
+
+def test_every_clinic_owned_table_has_forced_row_level_security(postgres, app):
+    scoped = {m.class_.__tablename__ for m in db.Model.registry.mappers if issubclass(m.class_, ClinicScoped)}
+    with app.app_context():
+        rows = db.session.execute(
+            text("SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(:t)"),
+            {"t": list(scoped)},
+        ).all()
+    assert {r[0] for r in rows} == scoped
+    assert all(r[1] and r[2] for r in rows), rows
