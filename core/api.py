@@ -8,6 +8,7 @@ from flask import Response
 from flask_smorest import Api
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from core.errors import problem_from_http_exception, problem_response
 
@@ -32,10 +33,31 @@ class ProblemSchema(Schema):
     errors = fields.List(fields.Nested(FieldErrorSchema))
 
 
+class IdConverter(IntegerConverter):
+    """A row id in a URL: a positive integer that fits the database's integer column.
+
+    A larger number is simply not found (404) rather than overflowing the
+    database driver (500).
+    """
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+MAX_ID = 2**31 - 1
+
+
 class ClinicApi(Api):
     """flask-smorest's Api, answering every HTTP error with a problem document."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def init_app(self, app: Any, *, spec_kwargs: Any = None) -> None:
+        app.url_map.converters["id"] = IdConverter
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.register_converter(
+            IdConverter, lambda _: {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        )
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         return problem_response(problem_from_http_exception(error))

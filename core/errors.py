@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -82,10 +83,8 @@ class Problem(Exception):
         }
         if self.detail:
             body["detail"] = self.detail
-        try:
+        with contextlib.suppress(RuntimeError):
             body["instance"] = request.path
-        except RuntimeError:
-            pass
         if self.errors:
             body["errors"] = self.errors
         body.update(self.extensions)
@@ -167,6 +166,8 @@ def problem_from_http_exception(error: HTTPException) -> Problem:
         detail = str(data["message"])
     elif status == 422 and errors:
         detail = "The request has invalid fields; see errors."
+    elif status == 400 and errors:
+        detail = errors[0]["detail"]  # e.g. webargs' "Invalid JSON body."
     elif error.description and status not in (500,):
         detail = error.description
     headers = {}

@@ -47,7 +47,7 @@ def normalise_phone(value: str, region: str | None = "US") -> str:
 class Email(fields.String):
     """An email address, checked for form (no DNS lookups) and lower-cased."""
 
-    default_error_messages = {"invalid_email": "Not a valid email address: {reason}"}  # noqa: RUF012
+    default_error_messages = {"invalid_email": "Not a valid email address: {reason}"}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -60,7 +60,7 @@ class Email(fields.String):
 class Phone(fields.String):
     """A phone number, stored in E.164; numbers without a country code are read as US."""
 
-    default_error_messages = {"invalid_phone": "Not a valid phone number: {reason}"}  # noqa: RUF012
+    default_error_messages = {"invalid_phone": "Not a valid phone number: {reason}"}
 
     def __init__(self, *, region: str = "US", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,7 +90,7 @@ class UtcDateTime(fields.AwareDateTime):
 class TimeZone(fields.String):
     """An IANA timezone name."""
 
-    default_error_messages = {"invalid_tz": "Not an IANA timezone such as America/New_York."}  # noqa: RUF012
+    default_error_messages = {"invalid_tz": "Not an IANA timezone such as America/New_York."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -70,7 +70,9 @@ def _migrate(app_url: str, owner_url: str | None, instance: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDatabase]:
     kind = request.config.getoption("--db")
     instance = tmp_path_factory.mktemp("instance")
     if kind == "sqlite":
@@ -81,16 +83,28 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         owner.dispose()
         return
 
-    server = make_url(normalise_database_url(os.environ.get("CLINIC_SAAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")))
+    server = make_url(
+        normalise_database_url(
+            os.environ.get(
+                "CLINIC_SAAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+            )
+        )
+    )
     name = f"clinic_saas_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     owner_url = server.set(database=name)
     try:
-        _migrate(owner_url.render_as_string(hide_password=False), owner_url.render_as_string(hide_password=False), instance)
+        _migrate(
+            owner_url.render_as_string(hide_password=False),
+            owner_url.render_as_string(hide_password=False),
+            instance,
+        )
         with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_LOGIN_ROLE})
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_LOGIN_ROLE}
+            )
             if not exists:
                 conn.execute(text(f"CREATE ROLE {APP_LOGIN_ROLE} LOGIN"))
             conn.execute(text(f"GRANT {APP_ROLE} TO {APP_LOGIN_ROLE}"))

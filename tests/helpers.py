@@ -32,13 +32,17 @@ def make_clinic(slug: str, *, locations: tuple[str, ...] = ("main",), **fields: 
     with clinic_scope(clinic):
         for loc in locations:
             db.session.add(
-                Location(slug=loc, name=f"{slug} {loc}", country=clinic.country, timezone=clinic.timezone)
+                Location(
+                    slug=loc, name=f"{slug} {loc}", country=clinic.country, timezone=clinic.timezone
+                )
             )
         db.session.commit()
     return clinic_id
 
 
-def make_staff(slug: str, email: str, role: Role | str = Role.owner, password: str = PASSWORD) -> int:
+def make_staff(
+    slug: str, email: str, role: Role | str = Role.owner, password: str = PASSWORD
+) -> int:
     """Add ``email`` to clinic ``slug``'s staff with ``role``; return the membership id."""
     clinic = db.session.query(Clinic).filter_by(slug=slug).one()
     with clinic_scope(clinic):
@@ -49,7 +53,9 @@ def make_staff(slug: str, email: str, role: Role | str = Role.owner, password: s
 
 def login(client: FlaskClient, slug: str, email: str, password: str = PASSWORD) -> Any:
     """Sign ``client`` in to clinic ``slug``; return the response."""
-    return client.post(f"/api/v1/clinics/{slug}/session", json={"email": email, "password": password})
+    return client.post(
+        f"/api/v1/clinics/{slug}/session", json={"email": email, "password": password}
+    )
 
 
 def issue_token(app: Flask, slug: str, email: str) -> str:

@@ -19,7 +19,12 @@ def test_importing_wsgi_does_no_database_work(tmp_path):
         "PATH": "",
     }
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "core"
@@ -35,7 +40,10 @@ def test_healthz_reports_an_unreachable_database(tmp_path):
     from core import create_app
 
     app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1:1/nowhere", "SECRET_KEY": "x"}
+        {
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1:1/nowhere",
+            "SECRET_KEY": "x",
+        }
     )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503

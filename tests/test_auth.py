@@ -105,7 +105,15 @@ def test_roles_decide_what_staff_may_do(clinics, client):
     body = assert_problem(client.get("/api/v1/clinics/alpha/staff"), 403)
     assert "front_desk" in body["detail"]
     assert_problem(
-        client.post("/api/v1/clinics/alpha/staff", json={"email": "x@alpha.example.com", "name": "X", "role": "owner", "password": PASSWORD}),
+        client.post(
+            "/api/v1/clinics/alpha/staff",
+            json={
+                "email": "x@alpha.example.com",
+                "name": "X",
+                "role": "owner",
+                "password": PASSWORD,
+            },
+        ),
         403,
     )
 
@@ -125,8 +133,12 @@ def test_idle_session_is_signed_out_after_the_clinics_timeout(clinics, client):
 
 def test_failed_sign_ins_are_throttled_per_account(clinics, client):
     for _ in range(5):
-        assert login(client, "alpha", "owner@alpha.example.com", "wrong password!!").status_code == 401
-    response = login(client, "alpha", "owner@alpha.example.com")  # even the right password now waits
+        assert (
+            login(client, "alpha", "owner@alpha.example.com", "wrong password!!").status_code == 401
+        )
+    response = login(
+        client, "alpha", "owner@alpha.example.com"
+    )  # even the right password now waits
     assert_problem(response, 429)
     # Another account at the same address is not locked out by it.
     assert login(client, "alpha", "desk@alpha.example.com").status_code == 201
@@ -142,7 +154,9 @@ def test_successful_sign_ins_are_not_throttled(clinics, client):
 
 def test_api_token_authenticates_and_is_stored_hashed(clinics, client):
     secret = issue_token(clinics, "alpha", "owner@alpha.example.com")
-    response = client.get("/api/v1/clinics/alpha/staff", headers={"Authorization": f"Bearer {secret}"})
+    response = client.get(
+        "/api/v1/clinics/alpha/staff", headers={"Authorization": f"Bearer {secret}"}
+    )
     assert response.status_code == 200
     with clinics.app_context():
         stored = db.session.scalars(select(ApiToken)).all()
@@ -153,11 +167,17 @@ def test_api_token_authenticates_and_is_stored_hashed(clinics, client):
 
 def test_api_token_of_one_clinic_is_foreign_at_another(clinics, client):
     secret = issue_token(clinics, "alpha", "owner@alpha.example.com")
-    assert_problem(client.get("/api/v1/clinics/beta", headers={"Authorization": f"Bearer {secret}"}), 404)
+    assert_problem(
+        client.get("/api/v1/clinics/beta", headers={"Authorization": f"Bearer {secret}"}), 404
+    )
 
 
 def test_unknown_or_malformed_tokens_get_401(clinics, client):
-    assert_problem(client.get("/api/v1/clinics/alpha", headers={"Authorization": "Bearer cst_nope"}), 401, "invalid-token")
+    assert_problem(
+        client.get("/api/v1/clinics/alpha", headers={"Authorization": "Bearer cst_nope"}),
+        401,
+        "invalid-token",
+    )
     assert_problem(client.get("/api/v1/clinics/alpha", headers={"Authorization": "Basic abc"}), 401)
 
 
@@ -177,7 +197,9 @@ def test_revoked_token_stops_working(clinics, client):
 
 def test_expired_token_stops_working(clinics, client):
     login(client, "alpha", "owner@alpha.example.com")
-    secret = client.post("/api/v1/clinics/alpha/tokens", json={"name": "short", "expires_in_days": 1}).get_json()["token"]
+    secret = client.post(
+        "/api/v1/clinics/alpha/tokens", json={"name": "short", "expires_in_days": 1}
+    ).get_json()["token"]
     headers = {"Authorization": f"Bearer {secret}"}
     other = clinics.test_client()
     assert other.get("/api/v1/clinics/alpha", headers=headers).status_code == 200
@@ -191,7 +213,11 @@ def test_token_of_a_removed_staff_member_stops_working(clinics, client):
     other = clinics.test_client()
     assert other.get("/api/v1/clinics/alpha", headers=headers).status_code == 200
     login(client, "alpha", "owner@alpha.example.com")
-    desk = next(m for m in client.get("/api/v1/clinics/alpha/staff").get_json()["items"] if m["user"]["email"] == "desk@alpha.example.com")
+    desk = next(
+        m
+        for m in client.get("/api/v1/clinics/alpha/staff").get_json()["items"]
+        if m["user"]["email"] == "desk@alpha.example.com"
+    )
     assert client.delete(f"/api/v1/clinics/alpha/staff/{desk['id']}").status_code == 204
     assert other.get("/api/v1/clinics/alpha", headers=headers).status_code in (401, 404)
 
@@ -203,7 +229,12 @@ def test_owner_adds_and_manages_staff(clinics, client):
     login(client, "alpha", "owner@alpha.example.com")
     response = client.post(
         "/api/v1/clinics/alpha/staff",
-        json={"email": "New.Manager@Alpha.example.com", "name": "New Manager", "role": "manager", "password": PASSWORD},
+        json={
+            "email": "New.Manager@Alpha.example.com",
+            "name": "New Manager",
+            "role": "manager",
+            "password": PASSWORD,
+        },
     )
     assert response.status_code == 201, response.get_json()
     member = response.get_json()
@@ -228,8 +259,16 @@ def test_manager_cannot_make_an_owner(clinics, client):
 
 def test_the_last_owner_cannot_be_removed_or_demoted(clinics, client):
     login(client, "alpha", "owner@alpha.example.com")
-    me = next(m for m in client.get("/api/v1/clinics/alpha/staff").get_json()["items"] if m["role"] == "owner")
-    assert_problem(client.patch(f"/api/v1/clinics/alpha/staff/{me['id']}", json={"role": "manager"}), 409, "last-owner")
+    me = next(
+        m
+        for m in client.get("/api/v1/clinics/alpha/staff").get_json()["items"]
+        if m["role"] == "owner"
+    )
+    assert_problem(
+        client.patch(f"/api/v1/clinics/alpha/staff/{me['id']}", json={"role": "manager"}),
+        409,
+        "last-owner",
+    )
     assert_problem(client.delete(f"/api/v1/clinics/alpha/staff/{me['id']}"), 409, "last-owner")
 
 
@@ -238,13 +277,26 @@ def test_staff_ids_of_another_clinic_are_not_found(clinics, client):
         beta_owner_membership = make_staff("beta", "second@beta.example.com", Role.provider)
     login(client, "alpha", "owner@alpha.example.com")
     assert_problem(client.get(f"/api/v1/clinics/alpha/staff/{beta_owner_membership}"), 404)
-    assert_problem(client.patch(f"/api/v1/clinics/alpha/staff/{beta_owner_membership}", json={"active": False}), 404)
+    assert_problem(
+        client.patch(
+            f"/api/v1/clinics/alpha/staff/{beta_owner_membership}", json={"active": False}
+        ),
+        404,
+    )
 
 
 def test_weak_password_is_refused_with_the_field(clinics, client):
     login(client, "alpha", "owner@alpha.example.com")
     body = assert_problem(
-        client.post("/api/v1/clinics/alpha/staff", json={"email": "weak@alpha.example.com", "name": "W", "role": "provider", "password": "short"}),
+        client.post(
+            "/api/v1/clinics/alpha/staff",
+            json={
+                "email": "weak@alpha.example.com",
+                "name": "W",
+                "role": "provider",
+                "password": "short",
+            },
+        ),
         422,
     )
     assert body["errors"][0]["field"] == "password"
@@ -254,13 +306,35 @@ def test_weak_password_is_refused_with_the_field(clinics, client):
 
 
 def test_operator_lists_and_suspends_clinics_but_cannot_enter_them(clinics, client, runner):
-    result = runner.invoke(args=["operator", "create", "--email", "ops@platform.example.com", "--name", "Ops", "--password", PASSWORD])
+    result = runner.invoke(
+        args=[
+            "operator",
+            "create",
+            "--email",
+            "ops@platform.example.com",
+            "--name",
+            "Ops",
+            "--password",
+            PASSWORD,
+        ]
+    )
     assert result.exit_code == 0, result.output
-    assert client.post("/api/v1/platform/session", json={"email": "ops@platform.example.com", "password": PASSWORD}).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/platform/session",
+            json={"email": "ops@platform.example.com", "password": PASSWORD},
+        ).status_code
+        == 201
+    )
     slugs = [c["slug"] for c in client.get("/api/v1/platform/clinics").get_json()["items"]]
     assert slugs == ["alpha", "beta"]
     assert_problem(client.get("/api/v1/clinics/alpha"), 404)  # no membership, no clinic data
-    assert client.patch("/api/v1/platform/clinics/beta", json={"status": "suspended"}).get_json()["status"] == "suspended"
+    assert (
+        client.patch("/api/v1/platform/clinics/beta", json={"status": "suspended"}).get_json()[
+            "status"
+        ]
+        == "suspended"
+    )
     staff_client = clinics.test_client()
     assert_problem(login(staff_client, "beta", "owner@beta.example.com"), 403, "clinic-suspended")
 
@@ -268,4 +342,10 @@ def test_operator_lists_and_suspends_clinics_but_cannot_enter_them(clinics, clie
 def test_staff_cannot_use_the_operator_api(clinics, client):
     login(client, "alpha", "owner@alpha.example.com")
     assert_problem(client.get("/api/v1/platform/clinics"), 403)
-    assert_problem(client.post("/api/v1/platform/session", json={"email": "owner@alpha.example.com", "password": PASSWORD}), 401)
+    assert_problem(
+        client.post(
+            "/api/v1/platform/session",
+            json={"email": "owner@alpha.example.com", "password": PASSWORD},
+        ),
+        401,
+    )

@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from core.accounts.models import Membership
 from core.extensions import db
 from core.tenancy.models import Clinic, Location
-from core.tenancy.scope import ClinicRef, ClinicScoped, CrossClinicWrite, NoClinicScope, clinic_scope
+from core.tenancy.scope import (
+    ClinicRef,
+    ClinicScoped,
+    CrossClinicWrite,
+    NoClinicScope,
+    clinic_scope,
+)
 from tests.helpers import make_clinic
 
 
@@ -57,7 +62,9 @@ def test_bulk_update_and_delete_touch_only_the_current_clinic(two_clinics):
     with clinic_scope(beta):
         assert db.session.scalar(select(Location.name)) == "beta b1"
     with clinic_scope(alpha):
-        assert [(loc.slug, loc.name) for loc in db.session.scalars(select(Location))] == [("a1", "renamed")]
+        assert [(loc.slug, loc.name) for loc in db.session.scalars(select(Location))] == [
+            ("a1", "renamed")
+        ]
 
 
 def test_inserts_take_the_current_clinic(two_clinics):
@@ -118,11 +125,19 @@ def test_rows_loaded_before_a_scope_do_not_leak_into_it(two_clinics):
 
 
 def test_every_clinic_owned_table_is_scoped():
-    scoped = {m.class_.__tablename__ for m in db.Model.registry.mappers if issubclass(m.class_, ClinicScoped)}
+    scoped = {
+        m.class_.__tablename__
+        for m in db.Model.registry.mappers
+        if issubclass(m.class_, ClinicScoped)
+    }
     assert {"location", "membership"} <= scoped
     for table in scoped:
         assert "clinic_id" in db.metadata.tables[table].c
-        uniques = [c for c in db.metadata.tables[table].constraints if c.__class__.__name__ == "UniqueConstraint"]
+        uniques = [
+            c
+            for c in db.metadata.tables[table].constraints
+            if c.__class__.__name__ == "UniqueConstraint"
+        ]
         for unique in uniques:
             # Per-clinic uniqueness: a slug in one clinic does not block another clinic.
             assert "clinic_id" in unique.columns, f"{table}: {unique.name} lacks clinic_id"
@@ -138,7 +153,9 @@ def postgres(database):
     return database
 
 
-def test_the_app_connects_as_a_role_that_neither_owns_the_tables_nor_bypasses_rls(postgres, two_clinics):
+def test_the_app_connects_as_a_role_that_neither_owns_the_tables_nor_bypasses_rls(
+    postgres, two_clinics
+):
     row = db.session.execute(
         text(
             "SELECT current_user, r.rolsuper, r.rolbypassrls, t.tableowner "
@@ -155,7 +172,9 @@ def test_raw_sql_as_the_app_role_sees_only_the_current_clinic(postgres, two_clin
     with clinic_scope(alpha):
         rows = db.session.execute(text("SELECT clinic_id, slug FROM location ORDER BY slug")).all()
         assert rows == [(alpha.id, "a1"), (alpha.id, "a2")]
-        count = db.session.scalar(text("SELECT count(*) FROM membership WHERE clinic_id = :b"), {"b": beta.id})
+        count = db.session.scalar(
+            text("SELECT count(*) FROM membership WHERE clinic_id = :b"), {"b": beta.id}
+        )
         assert count == 0
 
 
@@ -178,7 +197,9 @@ def test_raw_sql_cannot_write_into_another_clinic(postgres, two_clinics):
             )
         db.session.rollback()
         # An UPDATE aimed at the other clinic matches no row at all.
-        result = db.session.execute(text("UPDATE location SET name = 'x' WHERE clinic_id = :b"), {"b": beta.id})
+        result = db.session.execute(
+            text("UPDATE location SET name = 'x' WHERE clinic_id = :b"), {"b": beta.id}
+        )
         assert result.rowcount == 0
         db.session.commit()
 
@@ -186,7 +207,9 @@ def test_raw_sql_cannot_write_into_another_clinic(postgres, two_clinics):
 def test_the_clinic_setting_does_not_leak_to_the_next_transaction(postgres, two_clinics):
     alpha, _ = two_clinics
     with clinic_scope(alpha):
-        assert db.session.scalar(text("SELECT current_setting('app.clinic_id', true)")) == str(alpha.id)
+        assert db.session.scalar(text("SELECT current_setting('app.clinic_id', true)")) == str(
+            alpha.id
+        )
         connection = db.session.connection().connection.dbapi_connection
         db.session.commit()
     # Same pooled connection, new transaction, no scope: the setting is gone.
@@ -199,10 +222,16 @@ def test_the_clinic_setting_does_not_leak_to_the_next_transaction(postgres, two_
 
 
 def test_every_clinic_owned_table_has_forced_row_level_security(postgres, app):
-    scoped = {m.class_.__tablename__ for m in db.Model.registry.mappers if issubclass(m.class_, ClinicScoped)}
+    scoped = {
+        m.class_.__tablename__
+        for m in db.Model.registry.mappers
+        if issubclass(m.class_, ClinicScoped)
+    }
     with app.app_context():
         rows = db.session.execute(
-            text("SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(:t)"),
+            text(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(:t)"
+            ),
             {"t": list(scoped)},
         ).all()
     assert {r[0] for r in rows} == scoped

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_login import login_user, logout_user
 from flask_smorest import Blueprint
 
+from core import clock
 from core.accounts import services
 from core.accounts.access import (
     Permission,
@@ -19,6 +20,7 @@ from core.accounts.access import (
 )
 from core.accounts.models import ApiToken, Membership
 from core.accounts.schemas import (
+    IssuedTokenSchema,
     LoginSchema,
     MembershipListSchema,
     MembershipSchema,
@@ -26,10 +28,8 @@ from core.accounts.schemas import (
     StaffCreateSchema,
     StaffUpdateSchema,
     TokenCreateSchema,
-    IssuedTokenSchema,
     TokenListSchema,
 )
-from core import clock
 from core.api import paginated
 from core.errors import Problem
 from core.extensions import db, limiter
@@ -152,7 +152,7 @@ class Staff(MethodView):
         return membership
 
 
-@blp.route("/staff/<int:membership_id>")
+@blp.route("/staff/<id:membership_id>")
 class StaffMember(MethodView):
     @requires(Permission.view_staff)
     @blp.response(200, MembershipSchema)
@@ -204,7 +204,7 @@ class Tokens(MethodView):
         return token
 
 
-@blp.route("/tokens/<int:token_id>")
+@blp.route("/tokens/<id:token_id>")
 class Token(MethodView):
     @requires(Permission.manage_tokens)
     @blp.response(204)

@@ -18,13 +18,13 @@ class Amount(fields.Field):
     would invite rounding errors, so settings write ``"50.00"``.
     """
 
-    default_error_messages = {  # noqa: RUF012
+    default_error_messages = {
         "invalid": 'Write amounts as text with at most two decimals, for example "50.00".',
         "negative": "Amounts cannot be negative.",
     }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if isinstance(value, bool) or isinstance(value, float):
+        if isinstance(value, (bool, float)):
             raise self.make_error("invalid")
         try:
             amount = Decimal(str(value).strip())

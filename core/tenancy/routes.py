@@ -6,14 +6,14 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from core.accounts.access import Permission, current_clinic, requires
 from core.api import paginated
 from core.extensions import db
 from core.tenancy import services
-from core.tenancy.schemas import ClinicSchema, ClinicUpdateSchema, LocationSchema, PluginListSchema
 from core.tenancy.models import Clinic
-from marshmallow import Schema, fields
+from core.tenancy.schemas import ClinicSchema, ClinicUpdateSchema, LocationSchema, PluginListSchema
 
 blp = Blueprint(
     "clinics",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ForeignKey, event, text
-from sqlalchemy.sql.util import find_tables
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -26,6 +25,7 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.sql.util import find_tables
 
 from core.extensions import db
 

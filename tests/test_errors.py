@@ -1,0 +1,90 @@
+"""Every error is an RFC 9457 problem document naming the field and the reason; bad input never 500s."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.accounts.models import Role
+from tests.helpers import assert_problem, login, make_clinic, make_staff
+
+
+@pytest.fixture
+def signed_in(app, client):
+    with app.app_context():
+        make_clinic("alpha")
+        make_staff("alpha", "owner@alpha.example.com", Role.owner)
+    login(client, "alpha", "owner@alpha.example.com")
+    return client
+
+
+def test_malformed_json_is_a_400_problem(signed_in):
+    response = signed_in.patch(
+        "/api/v1/clinics/alpha", data="{not json", content_type="application/json"
+    )
+    body = assert_problem(response, 400)
+    assert "JSON" in body["detail"]
+
+
+def test_wrong_types_name_each_field(signed_in):
+    response = signed_in.patch(
+        "/api/v1/clinics/alpha",
+        json={
+            "idle_timeout_minutes": "soon",
+            "contact_email": "not-an-email",
+            "timezone": "Mars/Olympus",
+        },
+    )
+    body = assert_problem(response, 422, "validation-failed")
+    fields = {e["field"]: e for e in body["errors"]}
+    assert set(fields) == {"idle_timeout_minutes", "contact_email", "timezone"}
+    assert fields["idle_timeout_minutes"]["pointer"] == "#/idle_timeout_minutes"
+    assert fields["idle_timeout_minutes"]["location"] == "json"
+    assert "integer" in fields["idle_timeout_minutes"]["detail"].lower()
+    assert "timezone" in fields["timezone"]["detail"].lower()
+
+
+def test_unknown_fields_are_refused_not_ignored(signed_in):
+    body = assert_problem(signed_in.patch("/api/v1/clinics/alpha", json={"slug": "stolen"}), 422)
+    assert body["errors"][0]["field"] == "slug"
+
+
+def test_a_refused_update_changes_nothing(signed_in):
+    before = signed_in.get("/api/v1/clinics/alpha").get_json()
+    signed_in.patch("/api/v1/clinics/alpha", json={"name": "Renamed", "idle_timeout_minutes": 999})
+    assert signed_in.get("/api/v1/clinics/alpha").get_json() == before
+
+
+def test_a_json_array_instead_of_an_object_is_refused(signed_in):
+    assert_problem(signed_in.patch("/api/v1/clinics/alpha", json=[1, 2]), 422)
+
+
+def test_out_of_range_path_ids_are_not_found(signed_in):
+    assert_problem(signed_in.get("/api/v1/clinics/alpha/staff/999999999999999999999"), 404)
+    assert_problem(signed_in.get("/api/v1/clinics/alpha/staff/abc"), 404)
+
+
+def test_unknown_route_is_a_404_problem(client):
+    body = assert_problem(client.get("/no/such/route"), 404)
+    assert body["instance"] == "/no/such/route"
+
+
+def test_wrong_method_is_a_405_problem_with_allow(client):
+    response = client.put("/healthz")
+    assert_problem(response, 405)
+    assert "GET" in response.headers["Allow"]
+
+
+def test_unexpected_errors_are_500_problems_without_a_stack_trace(app):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    from core.accounts.access import declare_public
+
+    declare_public(app, "boom")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = app.test_client().get("/boom")
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert body["detail"]

@@ -1,0 +1,212 @@
+"""Clinics come from tenants/ files: the five seed clinics, loaded idempotently, bad files refused whole."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.config import PROJECT_ROOT
+from core.extensions import db
+from core.tenancy.models import Clinic, Location
+from core.tenancy.scope import clinic_scope
+from core.tenancy.services import plugin_host
+from core.tenancy.tenants_file import TenantFileError, load_tenant_files, tenant_files
+
+SEEDS = tenant_files(PROJECT_ROOT / "tenants")
+
+
+def _load(paths):
+    return load_tenant_files(paths, plugin_host())
+
+
+def _locations(slug):
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+    with clinic_scope(clinic):
+        return {loc.slug: loc for loc in db.session.scalars(select(Location))}
+
+
+def test_the_five_seed_clinics_load_with_their_locations(app):
+    with app.app_context():
+        report = _load(SEEDS)
+        assert sorted(report.created) == [
+            "bijoux",
+            "california-aesthetics",
+            "him-medspa",
+            "jp-medispa",
+            "jt-aesthetic",
+        ]
+        clinics = {c.slug: c for c in db.session.scalars(select(Clinic))}
+        assert clinics["jp-medispa"].currency == "NZD"
+        assert clinics["jp-medispa"].timezone == "Pacific/Auckland"
+        assert clinics["bijoux"].timezone == "America/New_York"
+        assert clinics["bijoux"].contact_phone == "+14072134569"  # 407-213-GLOW
+        assert clinics["him-medspa"].privacy_email == "privacy@himmedspa.com"
+
+
+def test_california_aesthetics_has_milpitas_and_glendale_each_with_its_phone(app):
+    # Seed: "Milpitas Location: 980 Larkin Rd, Milpitas, CA 95035 / Phone: +1 408-821-1633
+    #        Los Angeles Location: 1305 S Central Ave #B00, Glendale, CA 91204 / Phone: +1 747-221-1816"
+    with app.app_context():
+        _load(SEEDS)
+        locations = _locations("california-aesthetics")
+        assert set(locations) == {"milpitas", "glendale"}
+        milpitas, glendale = locations["milpitas"], locations["glendale"]
+        assert (milpitas.street, milpitas.city, milpitas.postal_code) == (
+            "980 Larkin Rd",
+            "Milpitas",
+            "95035",
+        )
+        assert milpitas.phone == "+14088211633"
+        assert (glendale.street, glendale.unit, glendale.city, glendale.postal_code) == (
+            "1305 S Central Ave",
+            "#B00",
+            "Glendale",
+            "91204",
+        )
+        assert glendale.phone == "+17472211816"
+        assert {milpitas.timezone, glendale.timezone} == {"America/Los_Angeles"}
+
+
+def test_loading_again_changes_nothing(app):
+    with app.app_context():
+        _load(SEEDS)
+        report = _load(SEEDS)
+        assert report.created == [] and report.updated == []
+        assert len(report.unchanged) == 5
+        assert db.session.query(Clinic).count() == 5
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copy(PROJECT_ROOT / "tenants" / name, target)
+    return target
+
+
+def test_an_edited_file_updates_the_clinic_and_retires_dropped_locations(app, tmp_path):
+    path = _copy(tmp_path, "california-aesthetics.toml")
+    with app.app_context():
+        _load([path])
+        text = path.read_text().replace("+1 747-221-1816", "+1 747-221-0000")
+        glendale_block = text.index('slug = "glendale"')
+        path.write_text(
+            text.replace('name = "California Aesthetics"', 'name = "California Aesthetics Group"')
+        )
+        assert _load([path]).updated == ["california-aesthetics"]
+        assert _locations("california-aesthetics")["glendale"].phone == "+17472210000"
+        # Drop the Glendale block: the location is kept (records point at it) but inactive.
+        path.write_text(
+            text[: text.rindex("[[locations]]", 0, glendale_block)] + "[plugins]\nenabled = []\n"
+        )
+        _load([path])
+        locations = _locations("california-aesthetics")
+        assert locations["glendale"].active is False and locations["milpitas"].active is True
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "reason"),
+    [
+        (lambda t: t.replace('currency = "USD"', 'currency = "XYZ"'), "currency", "ISO 4217"),
+        (
+            lambda t: t.replace(
+                'timezone = "America/Los_Angeles"\ncurrency', 'timezone = "Mars/Base"\ncurrency'
+            ),
+            "timezone",
+            "IANA",
+        ),
+        (
+            lambda t: t.replace('phone = "+1 747-221-1816"', 'phone = "not a phone"'),
+            "locations.1.phone",
+            "phone",
+        ),
+        (
+            lambda t: t.replace("enabled = []", 'enabled = ["no_such_plugin"]'),
+            "plugins.enabled.0",
+            "no plugin named",
+        ),
+        (
+            lambda t: t + "\n[plugins.settings.default_policy]\nlate_cancellation_fee = 50.5\n",
+            "plugins.settings.default_policy.late_cancellation_fee",
+            "text",
+        ),
+        (
+            lambda t: t + "\n[plugins.settings.default_policy]\nwindow = 48\n",
+            "plugins.settings.default_policy.window",
+            "Unknown field",
+        ),
+        (
+            lambda t: t.replace('slug = "california-aesthetics"', 'slug = "California Aesthetics"'),
+            "slug",
+            "lower-case",
+        ),
+        (lambda t: "surprise = true\n" + t, "surprise", "Unknown field"),
+        (lambda t: t.replace("[contact]", "[contact"), "(file)", "not valid TOML"),
+    ],
+)
+def test_a_bad_file_is_refused_with_the_file_the_field_and_the_reason(
+    app, tmp_path, edit, field, reason
+):
+    path = _copy(tmp_path, "california-aesthetics.toml")
+    path.write_text(edit(path.read_text()))
+    with app.app_context(), pytest.raises(TenantFileError) as refused:
+        _load([path])
+    errors = refused.value.errors
+    assert any(e.file == str(path) and e.field == field and reason in e.reason for e in errors), (
+        errors
+    )
+
+
+def test_one_bad_file_means_no_clinic_is_touched(app, tmp_path):
+    good = _copy(tmp_path, "bijoux.toml")
+    bad = _copy(tmp_path, "jt-aesthetic.toml")
+    bad.write_text(
+        bad.read_text().replace(
+            'country = "US"\ntimezone', 'country = "US"\ntimezone = "Nowhere"\nx'
+        )
+    )
+    with app.app_context():
+        with pytest.raises(TenantFileError):
+            _load([good, bad])
+        assert db.session.query(Clinic).count() == 0
+
+
+def test_two_files_declaring_one_clinic_are_refused(app, tmp_path):
+    first = _copy(tmp_path, "bijoux.toml")
+    second = tmp_path / "bijoux-copy.toml"
+    second.write_text(first.read_text())
+    with app.app_context(), pytest.raises(TenantFileError, match="also declared"):
+        _load([first, second])
+
+
+def test_plugin_settings_are_validated_and_stored(app, tmp_path):
+    path = tmp_path / "auckland.toml"
+    path.write_text(
+        """
+slug = "auckland-skin"
+name = "Auckland Skin Clinic"
+country = "NZ"
+timezone = "Pacific/Auckland"
+currency = "NZD"
+
+[[locations]]
+slug = "ponsonby"
+name = "Ponsonby"
+country = "NZ"
+phone = "09 379 1234"
+timezone = "Pacific/Auckland"
+
+[plugins.settings.default_policy]
+cancellation_window_hours = 24
+late_cancellation_fee = "40"
+no_show_fee = "40.00"
+"""
+    )
+    with app.app_context():
+        _load([path])
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "auckland-skin"))
+        settings = clinic.settings_for("default_policy")
+        assert settings["late_cancellation_fee"] == "40.00"
+        assert settings["cancellation_window_hours"] == 24
+        assert _locations("auckland-skin")["ponsonby"].phone == "+6493791234"
