@@ -6,7 +6,11 @@ from typing import Any
 
 from flask import Response
 from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
+from webargs.flaskparser import FlaskParser
+from webargs.multidictproxy import MultiDictProxy
+from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -61,6 +65,28 @@ class ClinicApi(Api):
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         return problem_response(problem_from_http_exception(error))
+
+
+class _Parser(FlaskParser):
+    """webargs' Flask parser, plus ``form_and_files`` for multipart uploads with fields."""
+
+    __location_map__ = dict(
+        form_and_files="load_form_and_files",
+        **FlaskParser.__location_map__,
+    )
+
+    def load_form_and_files(self, req: Any, schema: Any) -> Any:
+        return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint, able to take a multipart form with a file and fields."""
+
+    ARGUMENTS_PARSER = _Parser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **SmorestBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "form_and_files": "multipart/form-data",
+    }
 
 
 def paginated(items: list[Any]) -> dict[str, Any]:

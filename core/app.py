@@ -16,13 +16,20 @@ from core.extensions import db, limiter, login_manager, migrate
 MIGRATIONS_DIR = config.PROJECT_ROOT / "migrations"
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+def create_app(
+    overrides: Mapping[str, Any] | None = None, *, instance_path: str | None = None
+) -> Flask:
     """Build the application: configuration, extensions, plugins, blueprints, in that order.
 
-    ``overrides`` replace settings read from the environment (tests use it).
-    Nothing here touches the database, so importing ``wsgi`` is always safe.
+    ``overrides`` replace settings read from the environment (tests use it);
+    ``instance_path`` overrides INSTANCE_PATH. Nothing here touches the
+    database, so importing ``wsgi`` is always safe.
     """
-    app = Flask("core", instance_path=os.environ.get("INSTANCE_PATH") or None, static_folder=None)
+    app = Flask(
+        "core",
+        instance_path=instance_path or os.environ.get("INSTANCE_PATH") or None,
+        static_folder=None,
+    )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.from_mapping(config.from_environment(Path(app.instance_path)))
     if overrides:
@@ -36,6 +43,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     _init_extensions(app)
     _init_plugins(app)
+    _init_health_data(app)
     _init_api(app)
     return app
 
@@ -52,6 +60,9 @@ def _init_extensions(app: Flask) -> None:
 
     # Import every model so metadata (and Alembic's autogenerate) sees it.
     import core.accounts.models
+    import core.audit.models
+    import core.clients.models
+    import core.encryption.models
     import core.tenancy.models  # noqa: F401
 
 
@@ -63,17 +74,27 @@ def _init_plugins(app: Flask) -> None:
     app.extensions[PLUGIN_HOST_KEY] = host
 
 
+def _init_health_data(app: Flask) -> None:
+    from core.clients.photos import LocalPhotoStore
+    from core.encryption.keys import MasterKeys, install
+
+    install(app, MasterKeys.parse(app.config["MASTER_KEYS"]))
+    app.extensions["clinic_saas.photo_store"] = LocalPhotoStore(app.config["PHOTO_STORAGE_DIR"])
+
+
 def _init_api(app: Flask) -> None:
     from core import cli
     from core.accounts import access
     from core.accounts.routes import blp as accounts_blp
     from core.api import ClinicApi
+    from core.audit.routes import blp as audit_blp
+    from core.clients.routes import blp as clients_blp
     from core.platform.routes import blp as platform_blp
     from core.platform.routes import health
     from core.tenancy.routes import blp as clinics_blp
 
     api = ClinicApi(app)
-    for blueprint in (clinics_blp, accounts_blp, platform_blp):
+    for blueprint in (clinics_blp, accounts_blp, clients_blp, audit_blp, platform_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     access.init_app(app)

@@ -11,6 +11,7 @@ from flask_migrate import upgrade
 
 from core.accounts import services as accounts
 from core.accounts.models import Role
+from core.encryption import services as encryption
 from core.errors import Problem
 from core.extensions import db
 from core.tenancy import services as tenancy
@@ -183,7 +184,63 @@ def tokens_issue(slug: str, email: str, name: str, expires_in_days: int | None) 
     click.echo(secret)
 
 
+@click.group("keys")
+def keys() -> None:
+    """Encryption keys for health data."""
+
+
+def _chosen_clinics(slug: str | None) -> list:
+    chosen = tenancy.all_clinics()
+    if slug is not None:
+        chosen = [c for c in chosen if c.slug == slug]
+        if not chosen:
+            _fail(f"no clinic {slug!r}")
+    return chosen
+
+
+@keys.command("ensure")
+@click.option("--clinic", "slug", help="Only this clinic.")
+@with_appcontext
+def keys_ensure(slug: str | None) -> None:
+    """Give every clinic (or one) a data key if it has none."""
+    for clinic in _chosen_clinics(slug):
+        with clinic_scope(clinic):
+            key = encryption.ensure_data_key()
+            db.session.commit()
+            click.echo(f"{clinic.slug}: data key version {key.version}")
+
+
+@keys.command("rotate")
+@click.option("--clinic", "slug", help="Only this clinic.")
+@with_appcontext
+def keys_rotate(slug: str | None) -> None:
+    """Make a new data key per clinic and re-encrypt its health data under it."""
+    for clinic in _chosen_clinics(slug):
+        with clinic_scope(clinic):
+            report = encryption.rotate_data_key()
+            db.session.commit()
+            click.echo(
+                f"{clinic.slug}: now on data key version {report.new_version}; "
+                f"{report.reencrypted} values re-encrypted"
+            )
+
+
+@keys.command("rewrap")
+@with_appcontext
+def keys_rewrap() -> None:
+    """Re-wrap every clinic's data keys under the first of MASTER_KEYS.
+
+    Run after putting a new master key first in MASTER_KEYS; then the old
+    master key can be removed.
+    """
+    for clinic in tenancy.all_clinics():
+        with clinic_scope(clinic):
+            count = encryption.rewrap_data_keys()
+            db.session.commit()
+            click.echo(f"{clinic.slug}: {count} data key(s) re-wrapped")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
-    for command in (setup_command, clinics, staff, operator, tokens):
+    for command in (setup_command, clinics, staff, operator, tokens, keys):
         app.cli.add_command(command)

@@ -47,6 +47,29 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
+def _master_keys(instance_path: Path, production: bool) -> str:
+    """Return MASTER_KEYS from the environment; outside production, one kept in the instance folder.
+
+    Production must bring its own (from a secrets manager): a key generated
+    next to the database it protects protects nothing.
+    """
+    keys = os.environ.get("MASTER_KEYS")
+    if keys:
+        return keys
+    if production:
+        raise RuntimeError("MASTER_KEYS must be set in production (see README: Encryption keys)")
+    from core.encryption.keys import MasterKeys
+
+    key_file = instance_path / "master_keys"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    keys = MasterKeys.generate("dev1")
+    key_file.write_text(keys)
+    key_file.chmod(0o600)
+    return keys
+
+
 def from_environment(instance_path: Path) -> dict[str, Any]:
     """Build the configuration mapping from environment variables.
 
@@ -65,6 +88,12 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "DATABASE_OWNER_URL": normalise_database_url(owner_url) if owner_url else None,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "TENANTS_DIR": env.get("TENANTS_DIR", str(PROJECT_ROOT / "tenants")),
+        # Health data: master keys wrap each clinic's data keys; photos are
+        # stored encrypted under PHOTO_STORAGE_DIR.
+        "MASTER_KEYS": _master_keys(instance_path, production),
+        "PHOTO_STORAGE_DIR": env.get("PHOTO_STORAGE_DIR", str(instance_path / "photos")),
+        "PHOTO_MAX_BYTES": int(env.get("PHOTO_MAX_BYTES", str(15 * 1024 * 1024))),
+        "MAX_CONTENT_LENGTH": int(env.get("PHOTO_MAX_BYTES", str(15 * 1024 * 1024))) + 1024 * 1024,
         # Sessions: the cookie is HTTP-only and same-site; Secure in production.
         "SESSION_COOKIE_NAME": "clinic_session",
         "SESSION_COOKIE_HTTPONLY": True,

@@ -9,6 +9,7 @@ creates a database on the server at CLINIC_SAAS_TEST_POSTGRES (default: postgres
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,10 +48,14 @@ class TestDatabase:
     app_url: str
     owner_url: str | None
     owner: Engine
+    template: Path | None = None
 
     @property
     def is_postgres(self) -> bool:
         return self.kind == "postgresql"
+
+
+TEST_MASTER_KEYS = "test1:" + "A" * 43 + "="
 
 
 def _migrate(app_url: str, owner_url: str | None, instance: Path) -> None:
@@ -61,9 +66,9 @@ def _migrate(app_url: str, owner_url: str | None, instance: Path) -> None:
             "SQLALCHEMY_DATABASE_URI": app_url,
             "DATABASE_OWNER_URL": owner_url,
             "SECRET_KEY": "migrations",
-        }
+        },
+        instance_path=str(instance),
     )
-    app.instance_path = str(instance)
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -76,10 +81,12 @@ def database(
     kind = request.config.getoption("--db")
     instance = tmp_path_factory.mktemp("instance")
     if kind == "sqlite":
-        url = f"sqlite:///{instance / 'test.sqlite3'}"
+        # Migrate once into a template; each test gets a copy of it (see ``app``).
+        template = instance / "template.sqlite3"
+        url = f"sqlite:///{template}"
         _migrate(url, None, instance)
         owner = create_engine(url)
-        yield TestDatabase(kind, url, None, owner)
+        yield TestDatabase(kind, url, None, owner, template)
         owner.dispose()
         return
 
@@ -124,35 +131,52 @@ def database(
 
 
 def _empty(database: TestDatabase) -> None:
-    """Delete every row, as the owner, so each test starts from the migrated schema."""
-    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    """Delete every row, as a superuser, so the next test starts from the migrated schema.
+
+    TRUNCATE fires no row triggers, so the append-only audit table empties too.
+    """
+    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
     with database.owner.begin() as conn:
-        if database.is_postgres:
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    app_url: str
+    owner_url: str | None
 
 
 @pytest.fixture
-def app(database: TestDatabase, tmp_path: Path) -> Iterator[Flask]:
+def test_db(database: TestDatabase, tmp_path: Path) -> Iterator[TestSettings]:
+    """The database this test runs against: a fresh SQLite copy, or the emptied PostgreSQL one."""
+    if database.is_postgres:
+        yield TestSettings(database.app_url, database.owner_url)
+        _empty(database)
+        return
+    copy = tmp_path / "test.sqlite3"
+    shutil.copyfile(database.template, copy)
+    yield TestSettings(f"sqlite:///{copy}", None)
+
+
+@pytest.fixture
+def app(test_db: TestSettings, tmp_path: Path) -> Iterator[Flask]:
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": database.app_url,
-            "DATABASE_OWNER_URL": database.owner_url,
+            "SQLALCHEMY_DATABASE_URI": test_db.app_url,
+            "DATABASE_OWNER_URL": test_db.owner_url,
             "TENANTS_DIR": str(PROJECT_ROOT / "tenants"),
-        }
+            "MASTER_KEYS": TEST_MASTER_KEYS,
+            "PHOTO_STORAGE_DIR": str(tmp_path / "photos"),
+        },
+        instance_path=str(tmp_path / "instance"),
     )
-    app.instance_path = str(tmp_path)
     yield app
     with app.app_context():
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
-    _empty(database)
 
 
 @pytest.fixture

@@ -42,7 +42,9 @@ def scratch_url(database, tmp_path):
 
 
 def test_upgrade_downgrade_upgrade(scratch_url, tmp_path):
-    app = create_app({"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"})
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"}, instance_path=str(tmp_path)
+    )
     app.instance_path = str(tmp_path)
     with app.app_context():
         upgrade()
@@ -59,7 +61,9 @@ def test_upgrade_downgrade_upgrade(scratch_url, tmp_path):
 def test_setup_command_migrates_and_loads_the_seed_clinics_on_a_fresh_database(
     scratch_url, tmp_path
 ):
-    app = create_app({"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"})
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"}, instance_path=str(tmp_path)
+    )
     app.instance_path = str(tmp_path)
     result = app.test_cli_runner().invoke(args=["setup"])
     assert result.exit_code == 0, result.output

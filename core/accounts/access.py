@@ -42,14 +42,27 @@ class Permission(enum.StrEnum):
     manage_staff = "manage_staff"
     manage_tokens = "manage_tokens"
     view_plugins = "view_plugins"
+    view_clients = "view_clients"
+    edit_clients = "edit_clients"
+    view_health = "view_health"
+    edit_health = "edit_health"
+    view_audit = "view_audit"
+    review_emergency_access = "review_emergency_access"
 
 
 _ALL = frozenset(Role)
 _LEADS = frozenset({Role.owner, Role.manager})
+_CLINICAL = frozenset({Role.owner, Role.manager, Role.provider})
 
-#: Which roles hold each permission. Health data permissions join this table
-#: with the clients capability; front desk will not be among them.
+#: Which roles hold each permission. Front desk sees contact and booking data
+#: but never health data, notes or photos (HIPAA minimum necessary).
 GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.view_clients: _ALL,
+    Permission.edit_clients: _ALL,
+    Permission.view_health: _CLINICAL,
+    Permission.edit_health: _CLINICAL,
+    Permission.view_audit: _LEADS,
+    Permission.review_emergency_access: _LEADS,
     Permission.view_clinic: _ALL,
     Permission.edit_clinic: _LEADS,
     Permission.view_staff: _LEADS,

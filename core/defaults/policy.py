@@ -15,6 +15,7 @@ from marshmallow import Schema, fields, validate
 
 from core.clock import as_utc
 from core.hooks.decisions import (
+    AgeRule,
     BookingRequirements,
     CancellationDecision,
     Clause,
@@ -36,6 +37,21 @@ from core.hooks.settings import Amount, money
 
 NAME = "default_policy"
 SOURCE = "platform default policy"
+
+
+class AgeRuleSettings(Schema):
+    """An age gate from the clinic's published policy, with the sentence it comes from."""
+
+    under = fields.Integer(required=True, validate=validate.Range(min=1, max=25))
+    requires = fields.String(
+        required=True,
+        validate=validate.OneOf(["parental_consent", "written_parental_permission", "refused"]),
+    )
+    applies_to = fields.String(
+        load_default="treatment",
+        validate=validate.OneOf(["treatment", "data_collection", "premises", "sale_sharing"]),
+    )
+    clause = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
 class DefaultPolicySettings(Schema):
@@ -63,6 +79,7 @@ class DefaultPolicySettings(Schema):
             "later cancellations and missed appointments may be charged {fee}."
         )
     )
+    age_rules = fields.List(fields.Nested(AgeRuleSettings), load_default=list)
     refund_clause = fields.String(
         load_default="Refunds are considered case by case and approved by management."
     )
@@ -226,6 +243,21 @@ def clinic_gift_card_terms(clinic: Any) -> GiftCardTerms:
             SOURCE,
         )
     )
+
+
+@hookimpl(trylast=True)
+def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+    return [
+        AgeRule(
+            clause=Clause(
+                f"{NAME}.age.{rule['applies_to']}.{rule['under']}", rule["clause"], SOURCE
+            ),
+            under=rule["under"],
+            requires=rule["requires"],
+            applies_to=rule["applies_to"],
+        )
+        for rule in _settings(clinic)["age_rules"]
+    ]
 
 
 @hookimpl(trylast=True)

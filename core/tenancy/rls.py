@@ -70,3 +70,38 @@ def grant_app_role(op: Any) -> None:
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     # The app never changes which migrations ran.
     op.execute(f"REVOKE ALL ON alembic_version FROM {APP_ROLE}")
+
+
+def make_append_only(op: Any, table: str) -> None:
+    """Refuse every UPDATE and DELETE on ``table``, for the app and the owner alike.
+
+    On PostgreSQL the app's role also loses the privileges; a trigger stops
+    the owner too. On SQLite, triggers do both jobs.
+    """
+    refusal = f"{table} is append-only"
+    if _is_postgres(op):
+        op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {APP_ROLE}")
+        op.execute(
+            f"CREATE FUNCTION {table}_refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{refusal}'; END $$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse_change()"
+        )
+        return
+    for verb in ("UPDATE", "DELETE"):
+        op.execute(
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{refusal}'); END"
+        )
+
+
+def undo_append_only(op: Any, table: str) -> None:
+    """Undo :func:`make_append_only` (for downgrades)."""
+    if _is_postgres(op):
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        op.execute(f"DROP FUNCTION IF EXISTS {table}_refuse_change()")
+        return
+    for verb in ("update", "delete"):
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")

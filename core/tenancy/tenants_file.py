@@ -19,6 +19,7 @@ from marshmallow import (
 )
 from sqlalchemy import select
 
+from core.encryption.services import ensure_data_key
 from core.errors import flatten_messages
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, PluginHost
@@ -291,6 +292,7 @@ def _apply(data: dict[str, Any], source: str) -> str:
         for gone in existing.values():
             # Locations are never deleted: bookings and records point at them.
             changed |= _assign(gone, {"active": False})
+        ensure_data_key()
         db.session.commit()
     if created:
         return "created"

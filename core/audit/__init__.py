@@ -1,0 +1,1 @@
+"""The audit trail of health data: append-only, hash-chained per clinic, queryable by managers."""

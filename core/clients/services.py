@@ -1,0 +1,708 @@
+"""Client records: who may see what (minimum necessary), and every health access audited."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import and_, func, or_, select
+
+from core import clock
+from core.accounts.access import Permission, Principal, role_may
+from core.audit import services as audit
+from core.audit.models import AuditAction
+from core.clients.models import (
+    AdverseReaction,
+    Client,
+    ClinicalNote,
+    Consent,
+    ConsentKind,
+    EmergencyAccess,
+    Guardian,
+    HealthIntake,
+    Photo,
+    ProductUse,
+)
+from core.errors import Problem, field_error
+from core.extensions import db
+from core.hooks.decisions import AgeRule
+from core.tenancy.models import Clinic, Location
+from core.tenancy.services import hooks_for
+
+#: The longest a break-glass grant may run.
+MAX_EMERGENCY_MINUTES = 240
+
+
+# --- names and search ----------------------------------------------------------
+
+
+def fold(text: str | None) -> str:
+    """Return ``text`` lower-cased without accents, the form names are searched in."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def _prefix(column: Any, prefix: str) -> Any:
+    # A range, not LIKE, so the btree index serves it on SQLite and PostgreSQL alike.
+    return and_(column >= prefix, column < prefix + "\U0010ffff")
+
+
+def search(
+    query: str | None = None, *, limit: int = 25, after_id: int | None = None
+) -> list[Client]:
+    """Find the current clinic's clients by name, email or phone.
+
+    Every word of ``query`` must start one of the client's names; a query
+    with ``@`` matches an email prefix, one of digits a phone number's.
+    """
+    statement = select(Client).order_by(Client.search_last, Client.search_first, Client.id)
+    text = (query or "").strip()
+    if "@" in text:
+        statement = statement.where(_prefix(Client.email, text.lower()))
+    elif text and sum(c.isdigit() for c in text) >= 4 and not any(c.isalpha() for c in text):
+        digits = "".join(c for c in text if c.isdigit())
+        statement = statement.where(
+            or_(
+                Client.phone == f"+{digits}",
+                _prefix(Client.phone, f"+{digits}"),
+                Client.phone.like(f"%{digits}"),
+            )
+        )
+    elif text:
+        for word in fold(text).split():
+            statement = statement.where(
+                or_(
+                    _prefix(Client.search_first, word),
+                    _prefix(Client.search_last, word),
+                    _prefix(Client.search_preferred, word),
+                )
+            )
+    if after_id is not None:
+        statement = statement.where(Client.id > after_id).order_by(None).order_by(Client.id)
+    return list(db.session.scalars(statement.limit(limit)))
+
+
+# --- contact records (all staff) -----------------------------------------------
+
+
+_CONTACT_FIELDS = (
+    "legal_first_name",
+    "legal_last_name",
+    "preferred_name",
+    "date_of_birth",
+    "gender",
+    "email",
+    "phone",
+    "street",
+    "unit",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "emergency_contact_relationship",
+    "preferred_location_id",
+    "preferred_channel",
+    "language",
+    "timezone",
+)
+
+
+def client(client_id: int) -> Client:
+    """Return the current clinic's client ``client_id`` or raise 404."""
+    found = db.session.get(Client, client_id)
+    if found is None:
+        raise Problem(404, "No such client at this clinic.")
+    return found
+
+
+def _check_location(location_id: int | None) -> None:
+    if location_id is not None and db.session.get(Location, location_id) is None:
+        raise Problem(
+            422,
+            "No such location.",
+            errors=[field_error("preferred_location_id", "not a location of this clinic")],
+        )
+
+
+def _apply_contact(record: Client, data: dict[str, Any]) -> None:
+    for key in _CONTACT_FIELDS:
+        if key in data:
+            setattr(record, key, data[key])
+    record.search_first = fold(record.legal_first_name)
+    record.search_last = fold(record.legal_last_name)
+    record.search_preferred = fold(record.preferred_name) or None
+
+
+def create_client(data: dict[str, Any]) -> Client:
+    """Add a client to the current clinic from validated ``data``."""
+    _check_location(data.get("preferred_location_id"))
+    record = Client()
+    _apply_contact(record, data)
+    db.session.add(record)
+    db.session.flush()
+    return record
+
+
+def update_client(record: Client, data: dict[str, Any]) -> Client:
+    """Change a client's contact details."""
+    _check_location(data.get("preferred_location_id"))
+    _apply_contact(record, data)
+    db.session.flush()
+    return record
+
+
+def add_guardian(record: Client, data: dict[str, Any]) -> Guardian:
+    """Record a parent or guardian of ``record``."""
+    guardian = Guardian(client_id=record.id, **data)
+    db.session.add(guardian)
+    db.session.flush()
+    return guardian
+
+
+# --- age and minors -------------------------------------------------------------
+
+
+def age_on(date_of_birth: date, day: date) -> int:
+    """Return a person's age in whole years on ``day``."""
+    return relativedelta(day, date_of_birth).years
+
+
+def today_at(clinic: Clinic) -> date:
+    """Return today's date where the clinic is."""
+    return clock.now().astimezone(ZoneInfo(clinic.timezone)).date()
+
+
+def age_rules_for(clinic: Clinic, record: Client, applies_to: str | None = None) -> list[AgeRule]:
+    """Return the clinic's age rules that apply to ``record`` today (none if no birth date).
+
+    The thresholds come from the clinic's plugins (``clinic_age_rules``), so
+    under 18 at one clinic and under 13 at another is a setting, not code.
+    """
+    if record.date_of_birth is None:
+        return []
+    age = age_on(record.date_of_birth, today_at(clinic))
+    rules = hooks_for(clinic).answers("clinic_age_rules", clinic=clinic)
+    return [
+        rule
+        for rule in rules
+        if age < rule.under and (applies_to is None or rule.applies_to == applies_to)
+    ]
+
+
+def has_parental_consent(record: Client) -> bool:
+    """Return whether a standing parental consent is on file for ``record``."""
+    return active_consent(record.id, ConsentKind.parental) is not None
+
+
+# --- minimum necessary --------------------------------------------------------------
+
+
+def emergency_grant(actor: Principal, client_id: int) -> EmergencyAccess | None:
+    """Return the actor's live break-glass grant for ``client_id``, if any."""
+    now = clock.now()
+    grants = db.session.scalars(
+        select(EmergencyAccess).where(
+            EmergencyAccess.user_id == actor.user.id, EmergencyAccess.client_id == client_id
+        )
+    )
+    return next((g for g in grants if clock.as_utc(g.expires_at) > now), None)
+
+
+def require_health_access(actor: Principal, client_id: int, *, write: bool = False) -> bool:
+    """Allow ``actor`` to touch ``client_id``'s health data, or raise 403.
+
+    Providers, managers and owners may; front desk may not (minimum
+    necessary) unless they hold a live break-glass grant for this client, in
+    which case every access is flagged for review. Returns whether the access
+    is an emergency one.
+    """
+    role = actor.membership.role if actor.membership else None
+    permission = Permission.edit_health if write else Permission.view_health
+    if role is not None and role_may(role, permission):
+        return False
+    if emergency_grant(actor, client_id) is not None:
+        from flask import g, has_request_context
+
+        if has_request_context():
+            g.emergency_access = True
+        return True
+    raise Problem(
+        403,
+        "Your role does not include clients' health data. In an emergency, request break-glass access with a reason.",
+        kind="health-data-restricted",
+    )
+
+
+def _audit(
+    action: AuditAction,
+    resource: str,
+    client_id: int,
+    resource_id: int | None = None,
+    fields: Iterable[str] = (),
+    **extra: Any,
+) -> None:
+    audit.record(
+        action, resource, client_id=client_id, resource_id=resource_id, fields=fields, **extra
+    )
+
+
+# --- health intake ---------------------------------------------------------------------
+
+
+def intake_versions(actor: Principal, record: Client) -> list[HealthIntake]:
+    """Return every version of the client's intake, oldest first (audited read)."""
+    require_health_access(actor, record.id)
+    versions = list(
+        db.session.scalars(
+            select(HealthIntake)
+            .where(HealthIntake.client_id == record.id)
+            .order_by(HealthIntake.version)
+        )
+    )
+    _audit(
+        AuditAction.read,
+        "health_intake",
+        record.id,
+        fields=["answers"],
+        reason=f"{len(versions)} versions",
+    )
+    return versions
+
+
+def intake(actor: Principal, record: Client, version: int | None = None) -> HealthIntake:
+    """Return the latest (or a given) version of the client's intake (audited read)."""
+    require_health_access(actor, record.id)
+    statement = select(HealthIntake).where(HealthIntake.client_id == record.id)
+    if version is None:
+        statement = statement.order_by(HealthIntake.version.desc()).limit(1)
+    else:
+        statement = statement.where(HealthIntake.version == version)
+    found = db.session.scalar(statement)
+    if found is None:
+        raise Problem(
+            404, "No health intake on file." if version is None else f"No intake version {version}."
+        )
+    _audit(AuditAction.read, "health_intake", record.id, found.id, fields=sorted(found.answers))
+    return found
+
+
+def record_intake(
+    actor: Principal, record: Client, answers: dict[str, Any], change_reason: str | None
+) -> HealthIntake:
+    """Add a new intake version; earlier versions stay as they were."""
+    require_health_access(actor, record.id, write=True)
+    latest = db.session.scalar(
+        select(func.max(HealthIntake.version)).where(HealthIntake.client_id == record.id)
+    )
+    if latest and not change_reason:
+        raise Problem(
+            422,
+            "Say why the intake changed.",
+            errors=[field_error("change_reason", "required when updating an intake")],
+        )
+    version = HealthIntake(
+        client_id=record.id,
+        version=(latest or 0) + 1,
+        answers=answers,
+        change_reason=change_reason,
+        recorded_by_user_id=actor.user.id,
+    )
+    db.session.add(version)
+    db.session.flush()
+    _audit(
+        AuditAction.create if not latest else AuditAction.update,
+        "health_intake",
+        record.id,
+        version.id,
+        fields=sorted(answers),
+    )
+    return version
+
+
+# --- clinical record ---------------------------------------------------------------------
+
+
+def notes(actor: Principal, record: Client) -> list[ClinicalNote]:
+    """Return the client's file notes, oldest first, amendments after what they amend."""
+    require_health_access(actor, record.id)
+    found = list(
+        db.session.scalars(
+            select(ClinicalNote)
+            .where(ClinicalNote.client_id == record.id)
+            .order_by(ClinicalNote.id)
+        )
+    )
+    _audit(
+        AuditAction.read, "clinical_note", record.id, fields=["body"], reason=f"{len(found)} notes"
+    )
+    return found
+
+
+def add_note(
+    actor: Principal, record: Client, kind: str, body: str, amends_note_id: int | None = None
+) -> ClinicalNote:
+    """Add a file note, or an amendment to an earlier one (which stays as written)."""
+    require_health_access(actor, record.id, write=True)
+    if amends_note_id is not None:
+        original = db.session.get(ClinicalNote, amends_note_id)
+        if original is None or original.client_id != record.id:
+            raise Problem(404, "No such note for this client.")
+    note = ClinicalNote(
+        client_id=record.id,
+        kind=kind,
+        body=body,
+        amends_note_id=amends_note_id,
+        author_user_id=actor.user.id,
+    )
+    db.session.add(note)
+    db.session.flush()
+    _audit(
+        AuditAction.update if amends_note_id else AuditAction.create,
+        "clinical_note",
+        record.id,
+        note.id,
+        fields=["body"],
+    )
+    return note
+
+
+def products(actor: Principal, record: Client) -> list[ProductUse]:
+    """Return the products used on or by the client (audited read)."""
+    require_health_access(actor, record.id)
+    found = list(
+        db.session.scalars(
+            select(ProductUse).where(ProductUse.client_id == record.id).order_by(ProductUse.id)
+        )
+    )
+    _audit(AuditAction.read, "product_use", record.id, fields=["product", "details"])
+    return found
+
+
+def add_product(actor: Principal, record: Client, data: dict[str, Any]) -> ProductUse:
+    """Record a product used in the clinic or at home."""
+    require_health_access(actor, record.id, write=True)
+    use = ProductUse(client_id=record.id, recorded_by_user_id=actor.user.id, **data)
+    db.session.add(use)
+    db.session.flush()
+    _audit(AuditAction.create, "product_use", record.id, use.id, fields=sorted(data))
+    return use
+
+
+def reactions(actor: Principal, record: Client) -> list[AdverseReaction]:
+    """Return the client's adverse reactions (audited read)."""
+    require_health_access(actor, record.id)
+    found = list(
+        db.session.scalars(
+            select(AdverseReaction)
+            .where(AdverseReaction.client_id == record.id)
+            .order_by(AdverseReaction.id)
+        )
+    )
+    _audit(AuditAction.read, "adverse_reaction", record.id, fields=["description", "service"])
+    return found
+
+
+def add_reaction(actor: Principal, record: Client, data: dict[str, Any]) -> AdverseReaction:
+    """Record an adverse reaction, linked to the product (or service) that caused it."""
+    require_health_access(actor, record.id, write=True)
+    product_use_id = data.get("product_use_id")
+    if product_use_id is not None:
+        use = db.session.get(ProductUse, product_use_id)
+        if use is None or use.client_id != record.id:
+            raise Problem(
+                422,
+                "No such product for this client.",
+                errors=[field_error("product_use_id", "not a product recorded for this client")],
+            )
+    if product_use_id is None and not data.get("service"):
+        raise Problem(
+            422,
+            "Say what caused the reaction.",
+            errors=[field_error("product_use_id", "give product_use_id or service")],
+        )
+    reaction = AdverseReaction(client_id=record.id, recorded_by_user_id=actor.user.id, **data)
+    db.session.add(reaction)
+    db.session.flush()
+    _audit(AuditAction.create, "adverse_reaction", record.id, reaction.id, fields=sorted(data))
+    return reaction
+
+
+# --- consents ------------------------------------------------------------------------------
+
+
+def consents(record: Client) -> list[Consent]:
+    """Return every consent of the client, given and revoked, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Consent).where(Consent.client_id == record.id).order_by(Consent.id)
+        )
+    )
+
+
+def active_consent(client_id: int, kind: ConsentKind) -> Consent | None:
+    """Return the client's standing consent of ``kind``, the latest if several."""
+    return db.session.scalar(
+        select(Consent)
+        .where(Consent.client_id == client_id, Consent.kind == kind, Consent.revoked_at.is_(None))
+        .order_by(Consent.id.desc())
+        .limit(1)
+    )
+
+
+def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Consent:
+    """Record a consent with its exact text, version, time, method and evidence."""
+    guardian_id = data.get("guardian_id")
+    if data["kind"] == ConsentKind.parental:
+        guardian = db.session.get(Guardian, guardian_id) if guardian_id else None
+        if guardian is None or guardian.client_id != record.id:
+            raise Problem(
+                422,
+                "Parental consent is given by a guardian on file.",
+                errors=[field_error("guardian_id", "a guardian of this client is required")],
+            )
+    elif guardian_id is not None:
+        raise Problem(
+            422,
+            "Only parental consent names a guardian.",
+            errors=[field_error("guardian_id", "only for parental consent")],
+        )
+    if data["kind"] in (ConsentKind.transactional_sms, ConsentKind.marketing_sms) and not (
+        data.get("phone") or record.phone
+    ):
+        raise Problem(
+            422,
+            "An SMS consent needs the phone number it covers.",
+            errors=[field_error("phone", "required for SMS consent")],
+        )
+    consent = Consent(
+        client_id=record.id,
+        kind=data["kind"],
+        text=data["text"],
+        text_version=data["text_version"],
+        given_at=data.get("given_at") or clock.now(),
+        method=data["method"],
+        evidence=data.get("evidence") or {},
+        phone=data.get("phone") or (record.phone if "sms" in data["kind"] else None),
+        guardian_id=guardian_id,
+        recorded_by_user_id=actor.user.id,
+    )
+    db.session.add(consent)
+    db.session.flush()
+    return consent
+
+
+def revoke_consent(actor: Principal, record: Client, consent_id: int, method: str) -> Consent:
+    """Revoke one consent; every other consent of the client stands as it was."""
+    consent = db.session.get(Consent, consent_id)
+    if consent is None or consent.client_id != record.id:
+        raise Problem(404, "No such consent for this client.")
+    if consent.revoked_at is None:
+        consent.revoked_at = clock.now()
+        consent.revocation_method = method
+        consent.revoked_by_user_id = actor.user.id
+    db.session.flush()
+    return consent
+
+
+# --- break-glass --------------------------------------------------------------------------
+
+
+def open_emergency_access(
+    actor: Principal, record: Client, reason: str, minutes: int
+) -> EmergencyAccess:
+    """Grant the actor time-limited access to one client's health data, for a stated reason."""
+    if minutes < 1 or minutes > MAX_EMERGENCY_MINUTES:
+        raise Problem(
+            422,
+            "Emergency access lasts 1 to 240 minutes.",
+            errors=[field_error("minutes", f"between 1 and {MAX_EMERGENCY_MINUTES}")],
+        )
+    now = clock.now()
+    grant = EmergencyAccess(
+        user_id=actor.user.id,
+        client_id=record.id,
+        reason=reason.strip(),
+        started_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    db.session.add(grant)
+    db.session.flush()
+    _audit(
+        AuditAction.emergency_access, "emergency_access", record.id, grant.id, reason=reason.strip()
+    )
+    return grant
+
+
+def emergency_grants(unreviewed_only: bool = False) -> list[EmergencyAccess]:
+    """Return break-glass grants, newest first, for managers to review."""
+    statement = select(EmergencyAccess).order_by(EmergencyAccess.id.desc())
+    if unreviewed_only:
+        statement = statement.where(EmergencyAccess.reviewed_at.is_(None))
+    return list(db.session.scalars(statement))
+
+
+def review_emergency_access(actor: Principal, grant_id: int, note: str) -> EmergencyAccess:
+    """Mark a break-glass grant reviewed, with the reviewer's note; ends it if still running."""
+    grant = db.session.get(EmergencyAccess, grant_id)
+    if grant is None:
+        raise Problem(404, "No such emergency access.")
+    if grant.user_id == actor.user.id:
+        raise Problem(
+            403, "Someone else must review your own emergency access.", kind="self-review"
+        )
+    now = clock.now()
+    if grant.reviewed_at is None:
+        grant.reviewed_at = now
+        grant.reviewed_by_user_id = actor.user.id
+        grant.review_note = note
+        if clock.as_utc(grant.expires_at) > now:
+            grant.expires_at = now
+    db.session.flush()
+    _audit(AuditAction.review, "emergency_access", grant.client_id, grant.id, reason=note)
+    return grant
+
+
+# --- export and disclosure -----------------------------------------------------------------
+
+
+def export(
+    actor: Principal, record: Client, recipient: str | None = None, purpose: str | None = None
+) -> dict[str, Any]:
+    """Return everything held about the client, and log it as an export (a disclosure if to someone else)."""
+    require_health_access(actor, record.id)
+    from core.clients.schemas import export_document
+
+    document = export_document(record)
+    action = AuditAction.disclose if recipient else AuditAction.export
+    _audit(
+        action,
+        "client",
+        record.id,
+        record.id,
+        fields=sorted(document),
+        recipient=recipient,
+        reason=purpose,
+    )
+    return document
+
+
+def record_disclosure(
+    actor: Principal, record: Client, recipient: str, purpose: str, description: str
+) -> None:
+    """Log a disclosure made outside the platform (records sent to another practitioner, a court order)."""
+    require_health_access(actor, record.id)
+    _audit(
+        AuditAction.disclose,
+        "client",
+        record.id,
+        record.id,
+        recipient=recipient,
+        reason=f"{purpose}: {description}",
+    )
+
+
+def when(value: datetime | None) -> datetime | None:
+    """Return ``value`` as UTC (SQLite hands back naive datetimes)."""
+    return clock.as_utc(value) if value is not None else None
+
+
+# --- photos ------------------------------------------------------------------------------------
+
+
+def add_photo(
+    actor: Principal,
+    record: Client,
+    raw: bytes,
+    *,
+    kind: str,
+    caption: str | None,
+    taken_on: date | None,
+    marketing_use: bool,
+    clinic_slug: str,
+    max_bytes: int,
+) -> Photo:
+    """Store a before/after photo, only with clinical-photo consent on file.
+
+    Marketing use needs its own consent, and counts only while it stands.
+    """
+    from core.clients.photos import clean_image, store_photo
+
+    require_health_access(actor, record.id, write=True)
+    consent = active_consent(record.id, ConsentKind.clinical_photos)
+    if consent is None:
+        raise Problem(
+            409,
+            "The client has not consented to clinical photos; record that consent first.",
+            kind="photo-consent-missing",
+        )
+    if marketing_use and active_consent(record.id, ConsentKind.marketing_photos) is None:
+        raise Problem(
+            409,
+            "The client has not consented to marketing use of photos.",
+            kind="photo-consent-missing",
+            errors=[field_error("marketing_use", "needs marketing photo consent", "form")],
+        )
+    image = clean_image(raw, max_bytes)
+    key = store_photo(image, clinic_slug)
+    photo = Photo(
+        client_id=record.id,
+        kind=kind,
+        consent_id=consent.id,
+        caption=caption,
+        storage_key=key,
+        content_type=image.content_type,
+        byte_size=len(image.data),
+        width=image.width,
+        height=image.height,
+        taken_on=taken_on,
+        marketing_use=marketing_use,
+        uploaded_by_user_id=actor.user.id,
+    )
+    db.session.add(photo)
+    db.session.flush()
+    _audit(AuditAction.create, "photo", record.id, photo.id, fields=["image"])
+    return photo
+
+
+def photos(actor: Principal, record: Client) -> list[Photo]:
+    """Return the client's photos' details (audited read)."""
+    require_health_access(actor, record.id)
+    found = list(
+        db.session.scalars(select(Photo).where(Photo.client_id == record.id).order_by(Photo.id))
+    )
+    _audit(
+        AuditAction.read,
+        "photo",
+        record.id,
+        fields=["caption"],
+        reason=f"{len(found)} photos listed",
+    )
+    return found
+
+
+def photo_image(actor: Principal, record: Client, photo_id: int) -> tuple[Photo, bytes]:
+    """Return one photo and its decrypted image (audited read)."""
+    from core.clients.photos import load_photo
+
+    require_health_access(actor, record.id)
+    photo = db.session.get(Photo, photo_id)
+    if photo is None or photo.client_id != record.id:
+        raise Problem(404, "No such photo for this client.")
+    _audit(AuditAction.read, "photo", record.id, photo.id, fields=["image"])
+    return photo, load_photo(photo.storage_key)
+
+
+def in_marketing_use(photo: Photo) -> bool:
+    """Return whether the photo may be used in marketing now (asked for, and consent standing)."""
+    return (
+        photo.marketing_use
+        and active_consent(photo.client_id, ConsentKind.marketing_photos) is not None
+    )
