@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
@@ -14,7 +14,7 @@ from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from core.errors import problem_from_http_exception, problem_response
+from core.errors import Problem, problem_from_http_exception, problem_response
 
 
 class FieldErrorSchema(Schema):
@@ -78,6 +78,14 @@ class _Parser(FlaskParser):
     def load_form_and_files(self, req: Any, schema: Any) -> Any:
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
 
+    def _raw_load_json(self, req: Any) -> Any:
+        # webargs catches only JSONDecodeError; a 5,000-digit number or
+        # 100,000 nested brackets raise other errors and must be a 400 too.
+        try:
+            return super()._raw_load_json(req)
+        except (ValueError, RecursionError):
+            raise Problem(400, "The request body is not valid JSON.") from None
+
 
 class Blueprint(SmorestBlueprint):
     """flask-smorest's Blueprint, able to take a multipart form with a file and fields."""
@@ -87,6 +95,23 @@ class Blueprint(SmorestBlueprint):
         **SmorestBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "form_and_files": "multipart/form-data",
     }
+
+
+def refuse_nul_characters() -> None:
+    """Refuse NUL characters anywhere in a request's text: PostgreSQL cannot store them.
+
+    Runs before every request, so no handler (and no 500) ever sees one.
+    """
+    if "\x00" in request.path or b"%00" in request.query_string.lower():
+        raise Problem(400, "NUL characters are not allowed in URLs.")
+    if request.is_json:
+        body = request.get_data(cache=True)
+        if b"\x00" in body or b"\\u0000" in body:
+            raise Problem(400, "NUL characters are not allowed in the request body.")
+    elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded") and any(
+        "\x00" in value for value in request.form.values()
+    ):
+        raise Problem(400, "NUL characters are not allowed in form fields.")
 
 
 def paginated(items: list[Any]) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def _init_api(app: Flask) -> None:
     from core import cli
     from core.accounts import access
     from core.accounts.routes import blp as accounts_blp
-    from core.api import ClinicApi
+    from core.api import ClinicApi, refuse_nul_characters
     from core.audit.routes import blp as audit_blp
     from core.clients.routes import blp as clients_blp
     from core.platform.routes import blp as platform_blp
@@ -94,6 +94,7 @@ def _init_api(app: Flask) -> None:
     from core.tenancy.routes import blp as clinics_blp
 
     api = ClinicApi(app)
+    app.before_request(refuse_nul_characters)
     for blueprint in (clinics_blp, accounts_blp, clients_blp, audit_blp, platform_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)

@@ -102,6 +102,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "REMEMBER_COOKIE_DURATION": 0,
         # Idle timeout for clinics that do not set their own (HIPAA automatic logoff).
         "DEFAULT_IDLE_TIMEOUT_MINUTES": int(env.get("DEFAULT_IDLE_TIMEOUT_MINUTES", "15")),
+        # However active, a session ends this long after sign-in.
+        "SESSION_MAX_HOURS": int(env.get("SESSION_MAX_HOURS", "12")),
         # Login throttling: per client address and per account at a clinic.
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -1,10 +1,13 @@
 """The Flask extensions, created unbound here and bound to an app in ``create_app``."""
 
+from typing import Any
+
 from flask import request
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -24,13 +27,45 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class ClinicSession(Session):
+    """The app's session: refuses bulk operations on clinic-owned models.
+
+    ``bulk_save_objects`` and the ``bulk_*_mappings`` methods skip the
+    per-row events that keep each clinic's rows apart; use ``add()`` or an
+    ORM ``insert()`` statement instead.
+    """
+
+    def _refuse(self, mapper_or_class: Any) -> None:
+        cls = getattr(mapper_or_class, "class_", mapper_or_class)
+        if getattr(cls, "__clinic_scoped__", False):
+            raise RuntimeError(
+                f"bulk operations bypass clinic scoping; use session.add() for {cls.__name__}"
+            )
+
+    def bulk_save_objects(self, objects: Any, *args: Any, **kwargs: Any) -> None:
+        objects = list(objects)
+        for obj in objects:
+            self._refuse(type(obj))
+        super().bulk_save_objects(objects, *args, **kwargs)
+
+    def bulk_insert_mappings(self, mapper: Any, *args: Any, **kwargs: Any) -> None:
+        self._refuse(mapper)
+        super().bulk_insert_mappings(mapper, *args, **kwargs)
+
+    def bulk_update_mappings(self, mapper: Any, *args: Any, **kwargs: Any) -> None:
+        self._refuse(mapper)
+        super().bulk_update_mappings(mapper, *args, **kwargs)
+
+
 def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
 # Rows stay readable after commit: a clinic scope ends its session, and
 # what a request already loaded should not need the database again.
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+db = SQLAlchemy(
+    model_class=Base, session_options={"expire_on_commit": False, "class_": ClinicSession}
+)
 migrate = Migrate()
 login_manager = LoginManager()
 limiter = Limiter(key_func=_client_address, default_limits=[])

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from core.clock import as_utc
 
@@ -44,10 +44,24 @@ def normalise_phone(value: str, region: str | None = "US") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+#: Refuses text that is empty once spaces are ignored.
+not_blank = validate.Regexp(r"\S", error="Cannot be blank.")
+
+
+def text(max_length: int, *, blank: bool = False) -> validate.Validator:
+    """Return the validator for a text field of at most ``max_length`` characters."""
+    length = validate.Length(max=max_length)
+    return length if blank else validate.And(length, not_blank)
+
+
 class Email(fields.String):
     """An email address, checked for form (no DNS lookups) and lower-cased."""
 
     default_error_messages = {"invalid_email": "Not a valid email address: {reason}"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Length(max=254))
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)

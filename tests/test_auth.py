@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import time_machine
@@ -349,3 +351,72 @@ def test_staff_cannot_use_the_operator_api(clinics, client):
         ),
         401,
     )
+
+
+def test_a_clinic_token_never_reaches_the_operator_api(clinics, runner, client):
+    runner.invoke(
+        args=[
+            "operator",
+            "create",
+            "--email",
+            "ops@platform.example.com",
+            "--name",
+            "Ops",
+            "--password",
+            PASSWORD,
+        ]
+    )
+    with clinics.app_context():
+        make_staff("alpha", "ops@platform.example.com", Role.owner)
+    secret = issue_token(clinics, "alpha", "ops@platform.example.com")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert_problem(client.get("/api/v1/platform/clinics", headers=headers), 403)
+    assert_problem(
+        client.patch(
+            "/api/v1/platform/clinics/beta", json={"status": "suspended"}, headers=headers
+        ),
+        403,
+    )
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_works(clinics, client):
+    login(client, "alpha", "owner@alpha.example.com")
+    copied = client.get_cookie("clinic_session").value
+    assert client.delete("/api/v1/clinics/alpha/session").status_code == 204
+    replay = clinics.test_client()
+    replay.set_cookie("clinic_session", copied)
+    assert_problem(replay.get("/api/v1/clinics/alpha/staff"), 401)
+
+
+def test_a_busy_session_still_ends_after_its_maximum_age(clinics, client):
+    start = clock.now()
+    with time_machine.travel(start, tick=False) as traveller:
+        login(client, "alpha", "owner@alpha.example.com")
+        for _ in range(12 * 6 + 1):  # a request every ten minutes, past twelve hours
+            traveller.shift(10 * 60)
+            response = client.get("/api/v1/clinics/alpha")
+            if response.status_code != 200:
+                break
+        assert_problem(response, 401, "session-expired")
+        assert clock.now() - start >= timedelta(hours=12)
+
+
+def test_parallel_guesses_cannot_outrun_the_throttle(clinics):
+    def guess(_):
+        return login(
+            clinics.test_client(), "alpha", "owner@alpha.example.com", "wrong password!!"
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(guess, range(20)))
+    assert statuses.count(401) <= 5
+    assert statuses.count(429) >= 15
+
+
+def test_an_account_is_throttled_across_clinics_not_per_clinic(clinics):
+    with clinics.app_context():
+        make_staff("beta", "owner@alpha.example.com", Role.manager)
+    client = clinics.test_client()
+    for slug in ("alpha", "beta", "alpha", "beta", "alpha"):
+        assert login(client, slug, "owner@alpha.example.com", "wrong password!!").status_code == 401
+    assert_problem(login(client, "beta", "owner@alpha.example.com"), 429)

@@ -88,3 +88,51 @@ def test_unexpected_errors_are_500_problems_without_a_stack_trace(app):
     assert "secret internals" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
     assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/clinics/%00", None),
+        ("/api/v1/clinics/alpha/session", '{"email": "a\\u0000@b.example.com", "password": "x"}'),
+        (
+            "/api/v1/clinics/alpha/session",
+            '{"email": "a@b.example.com", "password": ' + "1" * 5000 + "}",
+        ),
+        ("/api/v1/clinics/alpha/session", "[" * 100_000),
+    ],
+)
+def test_hostile_input_gets_a_4xx_problem_never_a_500(signed_in, path, body):
+    if body is None:
+        response = signed_in.get(path)
+    else:
+        response = signed_in.post(path, data=body, content_type="application/json")
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+
+
+def test_nul_characters_in_names_are_refused(signed_in):
+    assert_problem(signed_in.patch("/api/v1/clinics/alpha", json={"name": "Al\u0000pha"}), 400)
+
+
+def test_over_long_values_are_refused_with_the_field(signed_in):
+    body = assert_problem(
+        signed_in.patch(
+            "/api/v1/clinics/alpha", json={"website": "https://example.com/" + "a" * 600}
+        ),
+        422,
+    )
+    assert body["errors"][0]["field"] == "website"
+
+
+def test_blank_names_are_refused(signed_in):
+    body = assert_problem(signed_in.post("/api/v1/clinics/alpha/tokens", json={"name": "   "}), 422)
+    assert body["errors"][0]["field"] == "name"
+
+
+def test_a_body_over_the_size_limit_is_a_413_problem(signed_in, app):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    assert_problem(
+        signed_in.patch("/api/v1/clinics/alpha", data="x" * 2000, content_type="application/json"),
+        413,
+    )

@@ -213,3 +213,23 @@ def test_default_policy_guarantee_and_deposit_come_from_settings(host):
     )
     assert requirements.guarantee == Guarantee.card_on_file
     assert requirements.deposit == Money(2500, "USD")
+
+
+def test_the_culprit_is_the_clinics_plugin_even_when_another_shares_its_code(host):
+    class BasePolicy:
+        fail = False
+
+        @hookimpl
+        def clinic_cancellation_decision(self, clinic, booking, at, by):
+            if self.fail:
+                raise RuntimeError("boom")
+
+    broken, innocent = BasePolicy(), BasePolicy()
+    broken.fail = True
+    with host.registered(broken, "broken_one"), host.registered(innocent, "innocent_other"):
+        alpha = clinic(enabled=["broken_one"])
+        with pytest.raises(PluginFailed) as raised:
+            host.for_clinic(alpha).clinic_cancellation_decision(
+                clinic=alpha, booking=SimpleNamespace(starts_at=STARTS), at=STARTS, by="client"
+            )
+    assert raised.value.plugin == "broken_one"

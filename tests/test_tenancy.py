@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.orm import joinedload
 
 from core.extensions import db
 from core.tenancy.models import Clinic, Location
@@ -12,6 +13,7 @@ from core.tenancy.scope import (
     ClinicScoped,
     CrossClinicWrite,
     NoClinicScope,
+    UnscopedStatement,
     clinic_scope,
 )
 from tests.helpers import make_clinic
@@ -141,6 +143,94 @@ def test_every_clinic_owned_table_is_scoped():
         for unique in uniques:
             # Per-clinic uniqueness: a slug in one clinic does not block another clinic.
             assert "clinic_id" in unique.columns, f"{table}: {unique.name} lacks clinic_id"
+
+
+def test_core_table_statements_on_clinic_data_are_refused(two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        with pytest.raises(UnscopedStatement):
+            db.session.execute(select(Location.__table__))
+        with pytest.raises(UnscopedStatement):
+            db.session.execute(update(Location.__table__).values(name="x"))
+
+
+def test_eager_loads_from_a_global_model_are_scoped(two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        clinic = (
+            db.session.scalars(
+                select(Clinic).options(joinedload(Clinic.locations)).where(Clinic.id == alpha.id)
+            )
+            .unique()
+            .one()
+        )
+        assert sorted(loc.slug for loc in clinic.locations) == ["a1", "a2"]
+        beta = (
+            db.session.scalars(
+                select(Clinic).options(joinedload(Clinic.locations)).where(Clinic.slug == "beta")
+            )
+            .unique()
+            .one()
+        )
+        assert beta.locations == []
+    # Outside any scope an eager load of clinic-owned rows finds nothing.
+    clinics = (
+        db.session.scalars(select(Clinic).options(joinedload(Clinic.locations))).unique().all()
+    )
+    assert all(c.locations == [] for c in clinics)
+    db.session.rollback()
+
+
+def test_orm_insert_and_update_statements_cannot_cross_clinics(two_clinics):
+    alpha, beta = two_clinics
+    row = {"slug": "x", "name": "x", "country": "US", "timezone": "UTC", "active": True}
+    with clinic_scope(alpha):
+        with pytest.raises(CrossClinicWrite):
+            db.session.execute(insert(Location).values(clinic_id=beta.id, **row))
+        with pytest.raises(CrossClinicWrite):
+            db.session.execute(insert(Location), [{**row, "clinic_id": beta.id}])
+        with pytest.raises(CrossClinicWrite):
+            db.session.execute(update(Location).values(clinic_id=beta.id))
+        db.session.rollback()
+        db.session.execute(insert(Location), [{**row, "clinic_id": alpha.id}])
+        db.session.commit()
+    with pytest.raises(NoClinicScope):
+        db.session.execute(insert(Location).values(clinic_id=beta.id, **row))
+    db.session.rollback()
+    with clinic_scope(beta):
+        assert [loc.slug for loc in db.session.scalars(select(Location))] == ["b1"]
+
+
+def test_bulk_operations_on_clinic_data_are_refused(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(alpha), pytest.raises(RuntimeError, match="bulk operations"):
+        db.session.bulk_update_mappings(Location, [{"id": 1, "name": "x"}])
+    with clinic_scope(alpha), pytest.raises(RuntimeError, match="bulk operations"):
+        db.session.bulk_save_objects(
+            [Location(clinic_id=beta.id, slug="y", name="y", country="US", timezone="UTC")]
+        )
+
+
+def test_appending_through_another_clinics_relationship_is_refused(two_clinics):
+    alpha, beta = two_clinics
+    with clinic_scope(beta):
+        other = db.session.get(Clinic, alpha.id)
+        other.locations.append(Location(slug="planted", name="x", country="US", timezone="UTC"))
+        with pytest.raises(CrossClinicWrite):
+            db.session.commit()
+    with clinic_scope(alpha):
+        assert "planted" not in {loc.slug for loc in db.session.scalars(select(Location))}
+
+
+def test_a_nested_scope_of_the_same_clinic_keeps_the_outer_work(two_clinics):
+    alpha, _ = two_clinics
+    with clinic_scope(alpha):
+        db.session.add(Location(slug="kept", name="x", country="US", timezone="UTC"))
+        with clinic_scope(alpha):
+            pass
+        db.session.commit()
+    with clinic_scope(alpha):
+        assert "kept" in {loc.slug for loc in db.session.scalars(select(Location))}
 
 
 # --- PostgreSQL row-level security -------------------------------------------

@@ -210,3 +210,30 @@ no_show_fee = "40.00"
         assert settings["late_cancellation_fee"] == "40.00"
         assert settings["cancellation_window_hours"] == 24
         assert _locations("auckland-skin")["ponsonby"].phone == "+6493791234"
+
+
+def test_reloading_a_file_keeps_the_operators_suspension(app):
+    with app.app_context():
+        _load(SEEDS)
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "bijoux"))
+        clinic.status = "suspended"
+        db.session.commit()
+        _load(SEEDS)
+        assert (
+            db.session.scalar(select(Clinic.status).where(Clinic.slug == "bijoux")) == "suspended"
+        )
+
+
+def test_over_long_fields_are_refused_before_anything_is_written(app, tmp_path):
+    good = _copy(tmp_path, "bijoux.toml")
+    bad = _copy(tmp_path, "jt-aesthetic.toml")
+    bad.write_text(
+        bad.read_text().replace(
+            'name = "JT Aesthetic & Co."', 'name = "JT"\nlegal_name = "' + "x" * 300 + '"'
+        )
+    )
+    with app.app_context():
+        with pytest.raises(TenantFileError) as refused:
+            _load([good, bad])
+        assert any(e.field == "legal_name" for e in refused.value.errors)
+        assert db.session.query(Clinic).count() == 0

@@ -11,6 +11,7 @@ tells a stranger that a clinic or a record exists.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -197,7 +198,6 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
             raise Problem(404)
         if not token.user.active:
             raise Problem(401, "The account behind this token is disabled.", kind="invalid-token")
-        _note_use(token)
         return Principal(user=token.user, via="token", token=token)
     if not current_user.is_authenticated:
         return None
@@ -212,8 +212,18 @@ def _note_use(token: ApiToken) -> None:
         db.session.commit()
 
 
+def _expire(detail: str) -> Problem:
+    logout_user()
+    session.clear()
+    return Problem(401, detail, kind="session-expired")
+
+
 def _check_idle(clinic: Clinic | None) -> None:
-    """Sign the session out if it has been idle longer than the clinic allows."""
+    """Sign the session out if it has been idle longer than the clinic allows, or is too old."""
+    issued_at = session.get("issued_at")
+    max_age = timedelta(hours=current_app.config["SESSION_MAX_HOURS"]).total_seconds()
+    if issued_at is None or clock.now().timestamp() - float(issued_at) > max_age:
+        raise _expire("Your session has ended; please sign in again.")
     seen_at = session.get("seen_at")
     minutes = (
         clinic.idle_timeout_minutes
@@ -222,17 +232,16 @@ def _check_idle(clinic: Clinic | None) -> None:
     )
     now = clock.now().timestamp()
     if seen_at is not None and now - float(seen_at) > timedelta(minutes=minutes).total_seconds():
-        logout_user()
-        session.clear()
-        raise Problem(
-            401,
-            f"You were signed out after {minutes} minutes without activity.",
-            kind="session-expired",
-        )
+        raise _expire(f"You were signed out after {minutes} minutes without activity.")
     session["seen_at"] = now
 
 
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
 def _enter_clinic_of_request(slug: str) -> Clinic:
+    if not _SLUG.match(slug):
+        raise Problem(404, "No such clinic.")
     clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
     if clinic is None:
         raise Problem(404, "No such clinic.")
@@ -271,7 +280,9 @@ def guard() -> None:
             raise Problem(404) if clinic is not None else Problem(403, "Sign in as the operator.")
         _check_idle(clinic)
     if rule[0] == "operator":
-        if not principal.user.is_operator or clinic is not None:
+        # Only a signed-in operator session: a clinic's API token never
+        # reaches the platform API, even one held by an operator.
+        if principal.via != "session" or not principal.user.is_operator or clinic is not None:
             raise Problem(403, "Only the platform operator may do this.")
         g.principal = principal
         return
@@ -292,6 +303,8 @@ def guard() -> None:
     g.principal = Principal(
         user=principal.user, via=principal.via, membership=membership, token=principal.token
     )
+    if principal.token is not None:
+        _note_use(principal.token)
 
 
 def close_request_scope(error: BaseException | None = None) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, request, session
+from flask import g, session
 from flask.views import MethodView
 from flask_login import login_user, logout_user
-from flask_smorest import Blueprint
 
 from core import clock
 from core.accounts import services
@@ -30,9 +29,10 @@ from core.accounts.schemas import (
     TokenCreateSchema,
     TokenListSchema,
 )
-from core.api import paginated
+from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
+from core.api import Blueprint, paginated
 from core.errors import Problem
-from core.extensions import db, limiter
+from core.extensions import db
 
 blp = Blueprint(
     "accounts",
@@ -42,38 +42,24 @@ blp = Blueprint(
 )
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def _account_limit() -> str:
-    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
-
-
-def _account_key() -> str:
-    body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    slug = (request.view_args or {}).get("clinic_slug", "platform")
-    return f"login:{slug}:{str(email or '').strip().lower()}"
-
-
-def _failed(response: Any) -> bool:
-    return response.status_code == 401
-
-
-def login_limits(view: Any) -> Any:
-    """Throttle failed sign-ins per client address and per account."""
-    view = limiter.limit(_login_limit, deduct_when=_failed)(view)
-    view = limiter.limit(_account_limit, key_func=_account_key, deduct_when=_failed)(view)
-    return view
-
-
 def begin_session(user: Any, bound_to: int | str) -> None:
     """Sign ``user`` in with a fresh session bound to one clinic id, or to "platform"."""
     session.clear()  # a new session identity at sign-in defeats session fixation
     login_user(user, remember=False)
     session["clinic_id"] = bound_to
-    session["seen_at"] = clock.now().timestamp()
+    session["issued_at"] = session["seen_at"] = clock.now().timestamp()
+
+
+def end_sessions(user: Any) -> None:
+    """Sign ``user`` out of this and every other session.
+
+    Session cookies are signed, not stored, so a copy kept after sign-out
+    would still work; bumping the epoch they carry invalidates every copy.
+    """
+    user.session_epoch += 1
+    db.session.commit()
+    logout_user()
+    session.clear()
 
 
 def bad_credentials() -> Problem:
@@ -84,12 +70,12 @@ def bad_credentials() -> Problem:
 @blp.route("/session")
 class Session(MethodView):
     @public
-    @login_limits
     @blp.arguments(LoginSchema)
     @blp.response(201, SessionSchema)
     def post(self, credentials: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
-        """Sign in to this clinic with email and password."""
+        """Sign in to this clinic with email and password (attempts are throttled)."""
         clinic = current_clinic()
+        count_sign_in_attempt(credentials["email"])
         user = services.authenticate(credentials["email"], credentials["password"])
         membership = services.membership_of(user) if user else None
         if user is None or membership is None:
@@ -98,6 +84,7 @@ class Session(MethodView):
         if not clinic.is_active:
             raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
         db.session.commit()
+        sign_in_succeeded(credentials["email"])
         begin_session(user, clinic.id)
         return _describe(user, membership, "session")
 
@@ -111,9 +98,8 @@ class Session(MethodView):
     @requires()
     @blp.response(204)
     def delete(self, clinic_slug: str) -> None:
-        """Sign out."""
-        logout_user()
-        session.clear()
+        """Sign out, everywhere: every session cookie this user holds stops working."""
+        end_sessions(current_principal().user)
 
 
 def _describe(user: Any, membership: Membership | None, via: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from core.accounts.models import Role
-from core.schemas import Email, UtcDateTime
+from core.schemas import Email, UtcDateTime, text
 
 
 class LoginSchema(Schema):
@@ -55,7 +55,7 @@ class StaffCreateSchema(Schema):
     """A person to add to the staff. A new account needs a password."""
 
     email = Email(required=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=text(200))
     role = fields.Enum(Role, by_value=True, required=True)
     password = fields.String(load_only=True, validate=validate.Length(max=256))
 
@@ -70,7 +70,7 @@ class StaffUpdateSchema(Schema):
 class TokenCreateSchema(Schema):
     """A new API token for the caller at this clinic."""
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=text(100))
     expires_in_days = fields.Integer(validate=validate.Range(min=1, max=366), allow_none=True)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from core.accounts.access import Permission, requires
+from core.api import Blueprint
 from core.audit import services
 from core.audit.schemas import AuditEventListSchema, AuditQueryArgs, ChainReportSchema
 

@@ -15,9 +15,9 @@ from core.clients.models import (
     ProductSetting,
     Severity,
 )
-from core.schemas import Email, Phone, TimeZone, UtcDateTime
+from core.schemas import Email, Phone, TimeZone, UtcDateTime, text
 
-_NAME = validate.Length(min=1, max=100)
+_NAME = text(100)
 _TEXT = validate.Length(max=10_000)
 
 
@@ -67,8 +67,8 @@ class GuardianSchema(Schema):
     """A parent or guardian of a client."""
 
     id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    relationship_to_client = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=text(200))
+    relationship_to_client = fields.String(required=True, validate=text(100))
     email = Email(allow_none=True)
     phone = Phone(allow_none=True)
     created_at = UtcDateTime(dump_only=True)

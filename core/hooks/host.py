@@ -48,32 +48,32 @@ class PluginHost:
     """
 
     def __init__(self, *, load_entrypoints: bool = True) -> None:
-        self.pm = pluggy.PluginManager(specs.PROJECT)
-        self.pm.add_hookspecs(specs)
+        self._pm = pluggy.PluginManager(specs.PROJECT)
+        self._pm.add_hookspecs(specs)
         if load_entrypoints:
-            self.pm.load_setuptools_entrypoints(specs.PROJECT)
-        self.pm.check_pending()
+            self._pm.load_setuptools_entrypoints(specs.PROJECT)
+        self._pm.check_pending()
         self._subset_cache: dict[tuple[str, frozenset[str]], Any] = {}
 
     # -- registry ---------------------------------------------------------
 
     def plugin_names(self) -> list[str]:
         """Return the names of every registered plugin, sorted."""
-        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
+        return sorted(name for name, plugin in self._pm.list_name_plugin() if plugin is not None)
 
     def has_plugin(self, name: str) -> bool:
         """Return whether a plugin called ``name`` is registered."""
-        return self.pm.get_plugin(name) is not None
+        return self._pm.get_plugin(name) is not None
 
     def register(self, plugin: object, name: str) -> None:
         """Register ``plugin`` under ``name`` and check its hooks against the specs."""
-        self.pm.register(plugin, name=name)
-        self.pm.check_pending()
+        self._pm.register(plugin, name=name)
+        self._pm.check_pending()
         self._subset_cache.clear()
 
     def unregister(self, name: str) -> None:
         """Remove the plugin registered as ``name``."""
-        self.pm.unregister(name=name)
+        self._pm.unregister(name=name)
         self._subset_cache.clear()
 
     @contextmanager
@@ -85,19 +85,28 @@ class PluginHost:
         finally:
             self.unregister(name)
 
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The underlying pluggy manager, for inspection only.
+
+        Register and unregister through the host, never here: the host caches
+        each clinic's hook callers and must see every change.
+        """
+        return self._pm
+
     def hooks_of(self, name: str) -> list[str]:
         """Return the hook names the plugin ``name`` implements."""
-        plugin = self.pm.get_plugin(name)
+        plugin = self._pm.get_plugin(name)
         if plugin is None:
             return []
-        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        return sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or [])
 
     def settings_schema(self, name: str) -> Any:
         """Return the settings schema of plugin ``name`` (a marshmallow Schema), or None."""
-        plugin = self.pm.get_plugin(name)
+        plugin = self._pm.get_plugin(name)
         if plugin is None:
             raise KeyError(name)
-        for impl in self.pm.hook.clinic_settings_schema.get_hookimpls():
+        for impl in self._pm.hook.clinic_settings_schema.get_hookimpls():
             if impl.plugin is plugin:
                 return impl.function()
         return None
@@ -118,25 +127,35 @@ class PluginHost:
         if caller is None:
             removed = [
                 plugin
-                for name, plugin in self.pm.list_name_plugin()
+                for name, plugin in self._pm.list_name_plugin()
                 if plugin is not None and name not in allowed
             ]
-            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=removed)
+            caller = self._pm.subset_hook_caller(hook_name, remove_plugins=removed)
             self._subset_cache[key] = caller
         return caller
 
-    def _culprit(self, hook_name: str, error: BaseException) -> str:
-        """Name the plugin whose hook implementation raised ``error``."""
-        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        codes = {_code_of(impl.function): impl.plugin_name for impl in impls}
+    def _culprit(self, hook_name: str, allowed: frozenset[str], error: BaseException) -> str:
+        """Name the plugin whose hook implementation raised ``error``.
+
+        Only the clinic's own plugins are candidates; two plugins sharing one
+        function (instances of one class) are told apart by ``self``.
+        """
+        impls = [
+            impl
+            for impl in getattr(self._pm.hook, hook_name).get_hookimpls()
+            if impl.plugin_name in allowed
+        ]
         tb = error.__traceback__
-        culprit = None
         while tb is not None:
-            name = codes.get(tb.tb_frame.f_code)
-            if name is not None:
-                culprit = name
+            frame = tb.tb_frame
+            for impl in impls:
+                if _code_of(impl.function) is frame.f_code and (
+                    not hasattr(impl.function, "__self__")
+                    or frame.f_locals.get("self") is impl.function.__self__
+                ):
+                    return impl.plugin_name
             tb = tb.tb_next
-        return culprit or "unknown"
+        return "unknown"
 
 
 def _code_of(function: Callable[..., Any]) -> types.CodeType | None:
@@ -157,7 +176,7 @@ class ClinicHooks:
         self.plugin_names = allowed
 
     def __getattr__(self, hook_name: str) -> Callable[..., Any]:
-        if not hook_name.startswith("clinic_") or not hasattr(self._host.pm.hook, hook_name):
+        if not hook_name.startswith("clinic_") or not hasattr(self._host._pm.hook, hook_name):
             raise AttributeError(hook_name)
         caller = self._host._caller(hook_name, self.plugin_names)
 
@@ -167,7 +186,7 @@ class ClinicHooks:
             except Problem:
                 raise
             except Exception as error:
-                plugin = self._host._culprit(hook_name, error)
+                plugin = self._host._culprit(hook_name, self.plugin_names, error)
                 log.exception("plugin %s failed in %s", plugin, hook_name)
                 raise PluginFailed(plugin, hook_name, type(error).__name__) from error
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint as FlaskBlueprint
-from flask import Response, jsonify, session
+from flask import Response, jsonify
 from flask.views import MethodView
-from flask_login import logout_user
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from core.accounts import services as accounts
-from core.accounts.access import operator_only, public
-from core.accounts.routes import bad_credentials, begin_session, login_limits
+from core.accounts.access import current_principal, operator_only, public
+from core.accounts.routes import bad_credentials, begin_session, end_sessions
 from core.accounts.schemas import LoginSchema, SessionSchema
-from core.api import paginated
+from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
+from core.api import Blueprint, paginated
 from core.errors import Problem
 from core.extensions import db
 from core.tenancy import services as tenancy
@@ -68,25 +67,25 @@ class ClinicStatusSchema(Schema):
 @blp.route("/session")
 class OperatorSession(MethodView):
     @public
-    @login_limits
     @blp.arguments(LoginSchema)
     @blp.response(201, SessionSchema)
     def post(self, credentials: dict[str, Any]) -> dict[str, Any]:
-        """Sign in as the platform operator."""
+        """Sign in as the platform operator (attempts are throttled)."""
+        count_sign_in_attempt(credentials["email"])
         user = accounts.authenticate(credentials["email"], credentials["password"])
         if user is None or not user.is_operator:
             db.session.rollback()
             raise bad_credentials()
         db.session.commit()
+        sign_in_succeeded(credentials["email"])
         begin_session(user, "platform")
         return {"user": user, "clinic": None, "role": None, "operator": True, "via": "session"}
 
     @operator_only
     @blp.response(204)
     def delete(self) -> None:
-        """Sign out."""
-        logout_user()
-        session.clear()
+        """Sign out, everywhere."""
+        end_sessions(current_principal().user)
 
 
 @blp.route("/clinics")

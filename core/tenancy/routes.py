@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from core.accounts.access import Permission, current_clinic, requires
-from core.api import paginated
+from core.api import Blueprint, paginated
 from core.extensions import db
 from core.tenancy import services
 from core.tenancy.models import Clinic

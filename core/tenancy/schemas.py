@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from core.schemas import Email, Phone, TimeZone
+from core.schemas import Email, Phone, TimeZone, text
 from core.tenancy.models import ClinicStatus
 
 
@@ -46,11 +46,13 @@ class ClinicSchema(Schema):
 class ClinicUpdateSchema(Schema):
     """The profile fields owners and managers may change through the API."""
 
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = fields.String(validate=text(200))
     contact_email = Email(allow_none=True)
     contact_phone = Phone(allow_none=True)
     privacy_email = Email(allow_none=True)
-    website = fields.Url(allow_none=True, schemes={"https", "http"})
+    website = fields.Url(
+        allow_none=True, schemes={"https", "http"}, validate=validate.Length(max=500)
+    )
     timezone = TimeZone()
     idle_timeout_minutes = fields.Integer(validate=validate.Range(min=1, max=60))
 

@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ForeignKey, event, text
+from sqlalchemy import ForeignKey, event, false, text
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -25,6 +25,7 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.orm.strategy_options import Load, _AbstractLoad
 from sqlalchemy.sql.util import find_tables
 
 from core.extensions import db
@@ -65,6 +66,10 @@ def require_clinic_ref() -> ClinicRef:
 class ClinicScoped:
     """Mixin for every clinic-owned model: a ``clinic_id`` the ORM fills and filters."""
 
+    #: Read by the session's bulk-operation guard (core.extensions), which
+    #: cannot import this module.
+    __clinic_scoped__ = True
+
     @declared_attr
     def clinic_id(cls) -> Mapped[int]:
         return mapped_column(
@@ -72,16 +77,20 @@ class ClinicScoped:
         )
 
 
-def enter_clinic(ref: ClinicRef) -> Token[ClinicRef | None]:
+def enter_clinic(ref: ClinicRef) -> Token[ClinicRef | None] | None:
     """Make ``ref`` the active clinic and return the token that :func:`leave_clinic` takes.
 
     Prefer :func:`clinic_scope`; requests use this pair because their scope
     opens and closes in separate hooks. Unscoped rows already in the session
     (the ``Clinic`` just looked up by slug, a ``User``) stay usable.
+    Entering the clinic already active is a no-op (token ``None``), so a
+    service may open a scope without knowing whether its caller did.
     """
     active = _current.get()
-    if active is not None and active.id != ref.id:
-        raise CrossClinicWrite(f"already in the scope of clinic {active.slug!r}")
+    if active is not None:
+        if active.id != ref.id:
+            raise CrossClinicWrite(f"already in the scope of clinic {active.slug!r}")
+        return None
     session = db.session()
     held = list(session.identity_map.values()) + list(session.new)
     if any(isinstance(obj, ClinicScoped) for obj in held):
@@ -95,8 +104,10 @@ def enter_clinic(ref: ClinicRef) -> Token[ClinicRef | None]:
     return token
 
 
-def leave_clinic(token: Token[ClinicRef | None]) -> None:
+def leave_clinic(token: Token[ClinicRef | None] | None) -> None:
     """End the scope opened by :func:`enter_clinic`, discarding uncommitted work."""
+    if token is None:
+        return  # an inner scope of the same clinic: the outer one ends it
     try:
         db.session.remove()
     finally:
@@ -169,20 +180,81 @@ def _scope_transaction(session: Session, transaction: Any, connection: Any) -> N
     _tell_database(connection, _current.get())
 
 
+def _may_eager_load_clinic_data(state: ORMExecuteState) -> bool:
+    """Return whether the statement could eagerly load clinic-owned rows it does not name."""
+    if any(isinstance(option, Load | _AbstractLoad) for option in state.statement._with_options):
+        return True
+    for mapper in state.all_mappers:
+        for relationship in mapper.relationships:
+            if relationship.lazy in {"joined", "selectin", "subquery", "immediate"} and (
+                _is_scoped_mapper(relationship.mapper)
+            ):
+                return True
+    return False
+
+
+class UnscopedStatement(RuntimeError):
+    """A statement on clinic-owned tables that the clinic rules cannot see into."""
+
+
+def _declared_clinic_ids(state: ORMExecuteState) -> list[Any]:
+    """Return the clinic_id values an INSERT or UPDATE statement writes, if any."""
+    statement = state.statement
+    found: list[Any] = []
+    rows = [getattr(statement, "_values", None) or {}]
+    rows += list(getattr(statement, "_multi_values", ()) or ())
+    for row in rows:
+        for group in row if isinstance(row, list | tuple) else [row]:
+            for key, value in (group or {}).items():
+                if getattr(key, "key", key) == "clinic_id":
+                    found.append(getattr(value, "value", value))
+    parameters = state.parameters
+    for params in parameters if isinstance(parameters, list | tuple) else [parameters]:
+        if params and "clinic_id" in params:
+            found.append(params["clinic_id"])
+    return found
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
     if state.is_column_load:
         return
+    touches = _touches_clinic_data(state)
+    ref = _current.get()
+    if touches and not state.is_orm_statement:
+        # Core statements on tables (select(Location.__table__)) escape the
+        # ORM criteria; PostgreSQL would still filter them, SQLite would not.
+        raise UnscopedStatement(
+            "use the ORM entity (select(Location)), not its table, so clinic scoping applies"
+        )
+    if state.is_insert or state.is_update:
+        if touches and ref is None:
+            raise NoClinicScope("clinic-owned data written outside a clinic scope")
+        written = _declared_clinic_ids(state)
+        if state.is_insert and touches and (not written or any(c != ref.id for c in written)):
+            raise CrossClinicWrite(
+                "an INSERT into a clinic-owned table must carry the current clinic_id"
+            )
+        if state.is_update and any(c != ref.id for c in written):
+            raise CrossClinicWrite("rows cannot be moved to another clinic")
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if not _touches_clinic_data(state):
-        return
-    ref = _current.get()
     if ref is None:
-        raise NoClinicScope(
-            "clinic-owned data queried outside a clinic scope; use clinic_scope(clinic)"
-        )
+        if touches:
+            raise NoClinicScope(
+                "clinic-owned data queried outside a clinic scope; use clinic_scope(clinic)"
+            )
+        if _may_eager_load_clinic_data(state):
+            # An eager load from a global model (Clinic -> locations) can
+            # reach clinic rows the statement does not show: with no scope
+            # it must find none.
+            state.statement = state.statement.options(
+                with_loader_criteria(ClinicScoped, lambda cls: false(), include_aliases=True)
+            )
+        return
     clinic_id = ref.id
+    # Applied to every statement, not only those seen to touch clinic data:
+    # joined eager loads from global models are invisible until compiled.
     state.statement = state.statement.options(
         with_loader_criteria(
             ClinicScoped,
@@ -194,23 +266,28 @@ def _scope_statement(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _stamp_clinic(session: Session, flush_context: Any, instances: Any) -> None:
-    pending = [o for o in session.new if isinstance(o, ClinicScoped)]
-    changed = [o for o in session.dirty if isinstance(o, ClinicScoped)]
-    deleted = [o for o in session.deleted if isinstance(o, ClinicScoped)]
-    if not (pending or changed or deleted):
-        return
+    for obj in session.new:
+        if isinstance(obj, ClinicScoped) and obj.clinic_id is None:
+            ref = _current.get()
+            if ref is None:
+                raise NoClinicScope("clinic-owned data written outside a clinic scope")
+            obj.clinic_id = ref.id
+
+
+def _check_row(mapper: Any, connection: Any, target: Any) -> None:
+    """Refuse to write a row that is not the current clinic's, as finally flushed.
+
+    Runs per row after relationships have set their foreign keys, so
+    ``other_clinic.locations.append(...)`` is caught too.
+    """
     ref = _current.get()
     if ref is None:
         raise NoClinicScope("clinic-owned data written outside a clinic scope")
-    for obj in pending:
-        if obj.clinic_id is None:
-            obj.clinic_id = ref.id
-        elif obj.clinic_id != ref.id:
-            raise CrossClinicWrite(
-                f"{type(obj).__name__} of clinic {obj.clinic_id} written in scope of {ref.slug!r}"
-            )
-    for obj in changed + deleted:
-        if obj.clinic_id != ref.id:
-            raise CrossClinicWrite(
-                f"{type(obj).__name__} of clinic {obj.clinic_id} changed in scope of {ref.slug!r}"
-            )
+    if target.clinic_id != ref.id:
+        raise CrossClinicWrite(
+            f"{type(target).__name__} of clinic {target.clinic_id} written in scope of {ref.slug!r}"
+        )
+
+
+for _event in ("before_insert", "before_update", "before_delete"):
+    event.listen(ClinicScoped, _event, _check_row, propagate=True)

@@ -60,9 +60,11 @@ class ContactSchema(Schema):
         unknown = RAISE
 
     email = Email(load_default=None)
-    phone = fields.String(load_default=None)
+    phone = fields.String(load_default=None, validate=validate.Length(max=40))
     privacy_email = Email(load_default=None)
-    website = fields.Url(load_default=None, schemes={"https", "http"})
+    website = fields.Url(
+        load_default=None, schemes={"https", "http"}, validate=validate.Length(max=500)
+    )
 
 
 class LocationFileSchema(Schema):
@@ -73,13 +75,13 @@ class LocationFileSchema(Schema):
 
     slug = fields.String(required=True, validate=SLUG)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    street = fields.String(load_default=None)
-    unit = fields.String(load_default=None)
-    city = fields.String(load_default=None)
-    region = fields.String(load_default=None)
-    postal_code = fields.String(load_default=None)
+    street = fields.String(load_default=None, validate=validate.Length(max=200))
+    unit = fields.String(load_default=None, validate=validate.Length(max=100))
+    city = fields.String(load_default=None, validate=validate.Length(max=100))
+    region = fields.String(load_default=None, validate=validate.Length(max=100))
+    postal_code = fields.String(load_default=None, validate=validate.Length(max=20))
     country = fields.String(required=True, validate=validate.Length(equal=2))
-    phone = fields.String(load_default=None)
+    phone = fields.String(load_default=None, validate=validate.Length(max=40))
     timezone = TimeZone(required=True)
     active = fields.Boolean(load_default=True)
 
@@ -102,11 +104,13 @@ class ClinicFileSchema(Schema):
 
     slug = fields.String(required=True, validate=SLUG)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    legal_name = fields.String(load_default=None)
+    legal_name = fields.String(load_default=None, validate=validate.Length(max=200))
     country = fields.String(required=True, validate=validate.Length(equal=2))
     timezone = TimeZone(required=True)
     currency = fields.String(required=True)
-    status = fields.Enum(ClinicStatus, by_value=True, load_default=ClinicStatus.active)
+    # Omitted: a new clinic starts active, and a reload leaves the operator's
+    # suspension alone.
+    status = fields.Enum(ClinicStatus, by_value=True, load_default=None)
     idle_timeout_minutes = fields.Integer(load_default=15, validate=validate.Range(min=1, max=60))
     contact = fields.Nested(ContactSchema, load_default=dict)
     locations = fields.List(
@@ -267,7 +271,7 @@ def _apply(data: dict[str, Any], source: str) -> str:
     if created:
         clinic = Clinic(slug=data["slug"])
         db.session.add(clinic)
-    values = {key: data[key] for key in _CLINIC_FIELDS}
+    values = {key: data[key] for key in _CLINIC_FIELDS if data[key] is not None}
     contact = data["contact"]
     values.update(
         contact_email=contact.get("email"),
