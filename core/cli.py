@@ -11,6 +11,7 @@ from flask_migrate import upgrade
 
 from core.accounts import services as accounts
 from core.accounts.models import Role
+from core.clients.photos import reencrypt_photos
 from core.encryption import services as encryption
 from core.errors import Problem
 from core.extensions import db
@@ -218,10 +219,10 @@ def keys_rotate(slug: str | None) -> None:
     for clinic in _chosen_clinics(slug):
         with clinic_scope(clinic):
             report = encryption.rotate_data_key()
-            db.session.commit()
+            photos = reencrypt_photos()
             click.echo(
                 f"{clinic.slug}: now on data key version {report.new_version}; "
-                f"{report.reencrypted} values re-encrypted"
+                f"{report.reencrypted} values and {photos} photos re-encrypted"
             )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
 
 from core import create_app
-from core.config import PROJECT_ROOT, normalise_database_url
+from core.config import PROJECT_ROOT
 from core.extensions import db
-from core.tenancy.rls import APP_ROLE
-
-APP_LOGIN_ROLE = "clinic_saas_test_web"
+from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,92 +38,15 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"clinic-saas database: {config.getoption('--db')}"
 
 
-@dataclass(frozen=True)
-class TestDatabase:
-    kind: str
-    app_url: str
-    owner_url: str | None
-    owner: Engine
-    template: Path | None = None
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.kind == "postgresql"
-
-
-TEST_MASTER_KEYS = "test1:" + "A" * 43 + "="
-
-
-def _migrate(app_url: str, owner_url: str | None, instance: Path) -> None:
-    from flask_migrate import upgrade
-
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": app_url,
-            "DATABASE_OWNER_URL": owner_url,
-            "SECRET_KEY": "migrations",
-        },
-        instance_path=str(instance),
-    )
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestDatabase]:
-    kind = request.config.getoption("--db")
-    instance = tmp_path_factory.mktemp("instance")
-    if kind == "sqlite":
-        # Migrate once into a template; each test gets a copy of it (see ``app``).
-        template = instance / "template.sqlite3"
-        url = f"sqlite:///{template}"
-        _migrate(url, None, instance)
-        owner = create_engine(url)
-        yield TestDatabase(kind, url, None, owner, template)
-        owner.dispose()
-        return
-
-    server = make_url(
-        normalise_database_url(
-            os.environ.get(
-                "CLINIC_SAAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-            )
-        )
-    )
-    name = f"clinic_saas_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    owner_url = server.set(database=name)
-    try:
-        _migrate(
-            owner_url.render_as_string(hide_password=False),
-            owner_url.render_as_string(hide_password=False),
-            instance,
-        )
-        with admin.connect() as conn:
-            exists = conn.scalar(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_LOGIN_ROLE}
-            )
-            if not exists:
-                conn.execute(text(f"CREATE ROLE {APP_LOGIN_ROLE} LOGIN"))
-            conn.execute(text(f"GRANT {APP_ROLE} TO {APP_LOGIN_ROLE}"))
-        app_url = owner_url.set(username=APP_LOGIN_ROLE, password=None)
-        owner = create_engine(owner_url)
-        yield TestDatabase(
-            kind,
-            app_url.render_as_string(hide_password=False),
-            owner_url.render_as_string(hide_password=False),
-            owner,
-        )
-        owner.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """The run's database: migrated once; SQLite tests each get a copy of it (see ``test_db``)."""
+    with migrated_database(
+        request.config.getoption("--db"), tmp_path_factory.mktemp("instance")
+    ) as found:
+        yield found
 
 
 def _empty(database: TestDatabase) -> None:

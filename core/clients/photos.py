@@ -125,3 +125,28 @@ def store_photo(image: CleanImage, clinic_slug: str) -> str:
 def load_photo(storage_key: str) -> bytes:
     """Return the decrypted bytes of a stored photo (the caller has checked access)."""
     return decrypt(photo_store().get(storage_key).decode("ascii"), "photo.image")
+
+
+def reencrypt_photos() -> int:
+    """Re-encrypt every stored photo of the current clinic under its active data key.
+
+    Part of key rotation; each file is replaced atomically, so a crash
+    leaves every photo readable under its old key or its new one.
+    """
+    from sqlalchemy import select
+
+    from core.clients.models import Photo
+    from core.encryption.keys import key_version, keyring
+    from core.extensions import db
+    from core.tenancy.scope import require_clinic_ref
+
+    active, _ = keyring().active(require_clinic_ref())
+    store = photo_store()
+    count = 0
+    for storage_key in db.session.scalars(select(Photo.storage_key)):
+        sealed = store.get(storage_key).decode("ascii")
+        if key_version(sealed) == active:
+            continue
+        store.put(storage_key, encrypt(decrypt(sealed, "photo.image"), "photo.image").encode("ascii"))
+        count += 1
+    return count

@@ -58,7 +58,7 @@ blp = Blueprint(
 
 def _with_gates(record: Client) -> Client:
     """Attach the age rules that apply to the client today, for the response."""
-    record.age_rules = services.age_rules_for(current_clinic(), record)
+    record.age_rules = services.age_gates(current_clinic(), record)
     record.parental_consent_on_file = services.has_parental_consent(record)
     return record
 

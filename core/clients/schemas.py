@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from core.clients.models import (
     Channel,
@@ -21,13 +21,20 @@ _NAME = text(100)
 _TEXT = validate.Length(max=10_000)
 
 
+def _not_in_future(born: Any) -> None:
+    from core import clock
+
+    if born is not None and born > clock.now().date():
+        raise ValidationError("cannot be in the future")
+
+
 class ClientInputSchema(Schema):
     """A client's identity and contact details as staff enter them."""
 
     legal_first_name = fields.String(required=True, validate=_NAME)
     legal_last_name = fields.String(required=True, validate=_NAME)
     preferred_name = fields.String(allow_none=True, validate=_NAME)
-    date_of_birth = fields.Date(allow_none=True)
+    date_of_birth = fields.Date(allow_none=True, validate=lambda born: _not_in_future(born))
     gender = fields.String(allow_none=True, validate=validate.Length(max=50))
     email = Email(allow_none=True)
     phone = Phone(allow_none=True)
@@ -46,14 +53,6 @@ class ClientInputSchema(Schema):
     preferred_channel = fields.Enum(Channel, by_value=True)
     language = fields.String(allow_none=True, validate=validate.Length(max=16))
     timezone = TimeZone(allow_none=True)
-
-    @validates_schema
-    def _birth_date_in_the_past(self, data: dict[str, Any], **kwargs: Any) -> None:
-        from core import clock
-
-        born = data.get("date_of_birth")
-        if born is not None and born > clock.now().date():
-            raise ValidationError("cannot be in the future", "date_of_birth")
 
 
 class ClientPatchSchema(ClientInputSchema):
@@ -80,7 +79,8 @@ class AgeGateSchema(Schema):
     under = fields.Integer()
     requires = fields.String()
     applies_to = fields.String()
-    clause = fields.Function(lambda rule: {"id": rule.clause.id, "text": rule.clause.text})
+    satisfied = fields.Boolean()
+    clause = fields.Function(lambda gate: {"id": gate.clause.id, "text": gate.clause.text})
 
 
 class ClientSchema(ClientInputSchema):

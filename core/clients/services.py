@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from core.clients.models import (
     ClinicalNote,
     Consent,
     ConsentKind,
+    ConsentMethod,
     EmergencyAccess,
     Guardian,
     HealthIntake,
@@ -200,6 +202,50 @@ def age_rules_for(clinic: Clinic, record: Client, applies_to: str | None = None)
 def has_parental_consent(record: Client) -> bool:
     """Return whether a standing parental consent is on file for ``record``."""
     return active_consent(record.id, ConsentKind.parental) is not None
+
+
+@dataclass(frozen=True)
+class AgeGate:
+    """An age rule that applies to a client today, and whether what it asks is on file."""
+
+    rule: AgeRule
+    satisfied: bool
+
+    @property
+    def under(self) -> int:
+        return self.rule.under
+
+    @property
+    def requires(self) -> str:
+        return self.rule.requires
+
+    @property
+    def applies_to(self) -> str:
+        return self.rule.applies_to
+
+    @property
+    def clause(self) -> Any:
+        return self.rule.clause
+
+
+def age_gates(clinic: Clinic, record: Client, applies_to: str | None = None) -> list[AgeGate]:
+    """Return each age rule that applies to ``record`` today and whether it is met.
+
+    ``parental_consent`` is met by a standing parental consent from a
+    guardian on file; ``written_parental_permission`` only by one given in
+    writing; ``refused`` never. Bookings check these before a minor is booked.
+    """
+    consent = active_consent(record.id, ConsentKind.parental)
+    gates = []
+    for rule in age_rules_for(clinic, record, applies_to):
+        if rule.requires == "refused":
+            met = False
+        elif rule.requires == "written_parental_permission":
+            met = consent is not None and consent.method == ConsentMethod.written
+        else:
+            met = consent is not None
+        gates.append(AgeGate(rule, met))
+    return gates
 
 
 # --- minimum necessary --------------------------------------------------------------

@@ -189,10 +189,43 @@ class _Keyring:
             self._load(ref)
             cached = self._active.get(ref.id)
         if cached is None:
-            raise KeyUnavailable(
-                f"clinic {ref.slug!r} has no data key; run 'flask --app wsgi keys ensure'"
-            )
+            self._create_first(ref)
+            self._load(ref)
+            cached = self._active.get(ref.id)
+        if cached is None:
+            raise KeyUnavailable(f"clinic {ref.slug!r} has no data key")
         return cached[0], self._keys[(ref.id, cached[0])]
+
+    def _create_first(self, ref: ClinicRef) -> None:
+        """Give a clinic its first data key, in a transaction of its own.
+
+        However the clinic came to be, its first encrypted value creates the
+        key. Two processes racing here both insert version 1; the unique
+        (clinic, version) constraint keeps one and the other reloads it.
+        """
+        from sqlalchemy.exc import IntegrityError
+
+        from core.encryption.models import ClinicDataKey
+        from core.extensions import db
+
+        master_id, wrapped = master_keys().wrap(secrets.token_bytes(32), ref.id, 1)
+        try:
+            with db.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(ref.id)}
+                    )
+                connection.execute(
+                    ClinicDataKey.__table__.insert().values(
+                        clinic_id=ref.id,
+                        version=1,
+                        master_key_id=master_id,
+                        wrapped=wrapped,
+                        created_at=clock.now(),
+                    )
+                )
+        except IntegrityError:
+            pass  # another process made it first
 
 
 def encrypt(plaintext: bytes, purpose: str) -> str:
@@ -214,7 +247,11 @@ def decrypt(ciphertext: str, purpose: str) -> bytes:
     version = int(version_text)
     raw = _unb64(body)
     try:
-        return AESGCM(keyring().key(ref, version)).decrypt(
+        key = keyring().key(ref, version)
+    except KeyUnavailable as error:
+        raise DecryptionFailed(f"{purpose}: {error}") from None
+    try:
+        return AESGCM(key).decrypt(
             raw[:_NONCE], raw[_NONCE:], _value_aad(ref.id, purpose, version)
         )
     except InvalidTag:

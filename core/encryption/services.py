@@ -63,15 +63,17 @@ def encrypted_columns() -> list[tuple[type, str]]:
 def rotate_data_key() -> RotationReport:
     """Make a new data key for the current clinic and re-encrypt everything under it.
 
-    Old versions are retired, not destroyed, so a value written by a worker
-    that had not yet seen the rotation still decrypts.
+    Two commits: the new key first (so every process can load it), then the
+    re-encrypted values. Old versions are retired, not destroyed, so a value
+    written by a worker that had not yet seen the rotation still decrypts,
+    and running the rotation again after a crash is safe.
     """
     versions = _versions()
     new = _new_key((versions[-1].version if versions else 0) + 1)
     for old in versions:
         if old.retired_at is None:
             old.retired_at = clock.now()
-    db.session.flush()
+    db.session.commit()
     keyring().clear()
     count = 0
     for model, attribute in encrypted_columns():
@@ -82,7 +84,7 @@ def rotate_data_key() -> RotationReport:
             # again, now sealed under the new active key.
             flag_modified(row, attribute)
             count += 1
-    db.session.flush()
+    db.session.commit()
     return RotationReport(new.version, count)
 
 
