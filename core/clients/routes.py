@@ -70,7 +70,12 @@ class Clients(MethodView):
     @blp.response(200, ClientListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """Search clients by name, email or phone (no query: all, by name)."""
-        found = services.search(args.get("q"), limit=args["limit"], after_id=args.get("after"))
+        found = services.search(
+            args.get("q"),
+            limit=args["limit"],
+            after_id=args.get("after"),
+            country=current_clinic().country,
+        )
         result = paginated(found)
         result["next_after"] = (
             found[-1].id if len(found) == args["limit"] and "after" in args else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from core.clients.models import (
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.hooks.decisions import AgeRule
+from core.schemas import normalise_phone
 from core.tenancy.models import Clinic, Location
 from core.tenancy.services import hooks_for
 
@@ -56,12 +58,17 @@ def _prefix(column: Any, prefix: str) -> Any:
 
 
 def search(
-    query: str | None = None, *, limit: int = 25, after_id: int | None = None
+    query: str | None = None,
+    *,
+    limit: int = 25,
+    after_id: int | None = None,
+    country: str | None = None,
 ) -> list[Client]:
     """Find the current clinic's clients by name, email or phone.
 
     Every word of ``query`` must start one of the client's names; a query
-    with ``@`` matches an email prefix, one of digits a phone number's.
+    with ``@`` matches an email prefix; digits match a phone number (a whole
+    number read in ``country``, or the end of one).
     """
     statement = select(Client).order_by(Client.search_last, Client.search_first, Client.id)
     text = (query or "").strip()
@@ -69,13 +76,17 @@ def search(
         statement = statement.where(_prefix(Client.email, text.lower()))
     elif text and sum(c.isdigit() for c in text) >= 4 and not any(c.isalpha() for c in text):
         digits = "".join(c for c in text if c.isdigit())
-        statement = statement.where(
-            or_(
-                Client.phone == f"+{digits}",
-                _prefix(Client.phone, f"+{digits}"),
-                Client.phone.like(f"%{digits}"),
+        if len(digits) >= 10:
+            # A whole number: match it in E.164, through the index.
+            candidates = {f"+{digits}"}
+            with contextlib.suppress(ValueError):
+                candidates.add(normalise_phone(text, country or "US"))
+            statement = statement.where(
+                or_(*(_prefix(Client.phone, candidate) for candidate in candidates))
             )
-        )
+        else:
+            # The end of a number ("555-0134"): rarer, and a scan.
+            statement = statement.where(Client.phone.like(f"%{digits}"))
     elif text:
         for word in fold(text).split():
             statement = statement.where(
