@@ -147,6 +147,8 @@ def reencrypt_photos() -> int:
         sealed = store.get(storage_key).decode("ascii")
         if key_version(sealed) == active:
             continue
-        store.put(storage_key, encrypt(decrypt(sealed, "photo.image"), "photo.image").encode("ascii"))
+        store.put(
+            storage_key, encrypt(decrypt(sealed, "photo.image"), "photo.image").encode("ascii")
+        )
         count += 1
     return count

@@ -251,9 +251,7 @@ def decrypt(ciphertext: str, purpose: str) -> bytes:
     except KeyUnavailable as error:
         raise DecryptionFailed(f"{purpose}: {error}") from None
     try:
-        return AESGCM(key).decrypt(
-            raw[:_NONCE], raw[_NONCE:], _value_aad(ref.id, purpose, version)
-        )
+        return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _value_aad(ref.id, purpose, version))
     except InvalidTag:
         raise DecryptionFailed(f"{purpose} failed to authenticate") from None
 
