@@ -44,6 +44,7 @@ def create_app(
     _init_extensions(app)
     _init_plugins(app)
     _init_health_data(app)
+    _init_jobs(app)
     _init_api(app)
     return app
 
@@ -61,8 +62,13 @@ def _init_extensions(app: Flask) -> None:
     # Import every model so metadata (and Alembic's autogenerate) sees it.
     import core.accounts.models
     import core.audit.models
+    import core.bookings.models
+    import core.catalog.models
     import core.clients.models
     import core.encryption.models
+    import core.idempotency
+    import core.messaging.models
+    import core.schedules.models
     import core.tenancy.models  # noqa: F401
 
 
@@ -82,20 +88,59 @@ def _init_health_data(app: Flask) -> None:
     app.extensions["clinic_saas.photo_store"] = LocalPhotoStore(app.config["PHOTO_STORAGE_DIR"])
 
 
+def _init_jobs(app: Flask) -> None:
+    import threading
+
+    from core.messaging import channels
+
+    channels.install(app)
+    if app.config["JOBS_BACKEND"] != "inprocess" or app.testing:
+        return
+    lock = threading.Lock()
+
+    @app.before_request
+    def _start_jobs() -> None:
+        # Started by the first request, not at import: CLI commands and
+        # test apps never start a thread they do not need.
+        if "clinic_saas.jobs" in app.extensions:
+            return
+        with lock:
+            if "clinic_saas.jobs" not in app.extensions:
+                from core.jobs.runner import InProcessRunner
+
+                runner = InProcessRunner(app, app.config["JOBS_TICK_SECONDS"])
+                app.extensions["clinic_saas.jobs"] = runner
+                runner.start()
+
+
 def _init_api(app: Flask) -> None:
     from core import cli
     from core.accounts import access
     from core.accounts.routes import blp as accounts_blp
     from core.api import ClinicApi, refuse_nul_characters
     from core.audit.routes import blp as audit_blp
+    from core.bookings.routes import blp as bookings_blp
+    from core.bookings.routes import self_service
+    from core.catalog.routes import blp as catalog_blp
     from core.clients.routes import blp as clients_blp
     from core.platform.routes import blp as platform_blp
     from core.platform.routes import health
+    from core.schedules.routes import blp as schedules_blp
     from core.tenancy.routes import blp as clinics_blp
 
     api = ClinicApi(app)
     app.before_request(refuse_nul_characters)
-    for blueprint in (clinics_blp, accounts_blp, clients_blp, audit_blp, platform_blp):
+    for blueprint in (
+        clinics_blp,
+        accounts_blp,
+        clients_blp,
+        audit_blp,
+        catalog_blp,
+        schedules_blp,
+        bookings_blp,
+        self_service,
+        platform_blp,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     access.init_app(app)

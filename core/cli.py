@@ -241,7 +241,41 @@ def keys_rewrap() -> None:
             click.echo(f"{clinic.slug}: {count} data key(s) re-wrapped")
 
 
+@click.group("jobs")
+def jobs() -> None:
+    """Background jobs: reminders and lapsed holds."""
+
+
+@jobs.command("run-once")
+@with_appcontext
+def jobs_run_once() -> None:
+    """Expire lapsed holds and send due reminders, once (for cron)."""
+    from core.jobs.tasks import tick
+
+    report = tick()
+    click.echo(
+        f"{report.holds_expired} holds expired, {report.messages_sent} messages sent, "
+        f"{report.messages_skipped} skipped, {report.messages_retried} to retry"
+    )
+
+
+@jobs.command("worker")
+@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@with_appcontext
+def jobs_worker(interval: float | None) -> None:
+    """Run the jobs in this process until stopped (no broker needed)."""
+    import time
+
+    from core.jobs.tasks import tick
+
+    every = interval or current_app.config["JOBS_TICK_SECONDS"]
+    click.echo(f"running jobs every {every:g} s; Ctrl-C to stop")
+    while True:
+        tick()
+        time.sleep(every)
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
-    for command in (setup_command, clinics, staff, operator, tokens, keys):
+    for command in (setup_command, clinics, staff, operator, tokens, keys, jobs):
         app.cli.add_command(command)

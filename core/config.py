@@ -109,6 +109,25 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
         "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour"),
+        # Jobs: "inprocess" runs them in the web process (embedded default),
+        # "celery" leaves them to Celery workers and beat, "none" to nobody.
+        "JOBS_BACKEND": env.get("JOBS_BACKEND", "inprocess"),
+        "JOBS_TICK_SECONDS": float(env.get("JOBS_TICK_SECONDS", "60")),
+        "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND"),
+        # Email: SMTP when SMTP_HOST is set, else written to the log.
+        "SMTP_HOST": env.get("SMTP_HOST"),
+        "SMTP_PORT": int(env.get("SMTP_PORT", "25")),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME"),
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
+        # SMS: Twilio when TWILIO_ACCOUNT_SID is set, else written to the log.
+        "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID"),
+        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN"),
+        "TWILIO_FROM_NUMBER": env.get("TWILIO_FROM_NUMBER"),
+        "TWILIO_BASE_URL": env.get("TWILIO_BASE_URL"),
+        # Self-service links for clients stay valid this long after the appointment.
+        "SELF_SERVICE_LINK_DAYS": int(env.get("SELF_SERVICE_LINK_DAYS", "30")),
         # OpenAPI, served by flask-smorest at /api/openapi.json.
         "API_TITLE": "clinic-saas",
         "API_VERSION": "v1",

@@ -49,6 +49,10 @@ class Permission(enum.StrEnum):
     edit_health = "edit_health"
     view_audit = "view_audit"
     review_emergency_access = "review_emergency_access"
+    view_bookings = "view_bookings"
+    manage_bookings = "manage_bookings"
+    edit_catalog = "edit_catalog"
+    manage_schedules = "manage_schedules"
 
 
 _ALL = frozenset(Role)
@@ -64,6 +68,10 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.edit_health: _CLINICAL,
     Permission.view_audit: _LEADS,
     Permission.review_emergency_access: _LEADS,
+    Permission.view_bookings: _ALL,
+    Permission.manage_bookings: _ALL,
+    Permission.edit_catalog: _LEADS,
+    Permission.manage_schedules: _LEADS,
     Permission.view_clinic: _ALL,
     Permission.edit_clinic: _LEADS,
     Permission.view_staff: _LEADS,

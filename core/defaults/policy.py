@@ -80,6 +80,13 @@ class DefaultPolicySettings(Schema):
         )
     )
     age_rules = fields.List(fields.Nested(AgeRuleSettings), load_default=list)
+    # After this many late cancellations and no-shows, a client prepays at booking.
+    prepay_after_incidents = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=20)
+    )
+    prepayment_clause = fields.String(
+        load_default="Clients with {count} late cancellations or no-shows prepay at booking."
+    )
     refund_clause = fields.String(
         load_default="Refunds are considered case by case and approved by management."
     )
@@ -116,10 +123,18 @@ def clinic_booking_requirements(
 ) -> BookingRequirements:
     settings = _settings(clinic)
     deposit = money(settings["deposit"], clinic.currency) if settings["deposit"] else None
+    clauses = [_cancellation_clause(clinic, settings)]
+    threshold = settings["prepay_after_incidents"]
+    prepay = threshold is not None and getattr(client, "policy_incidents", 0) >= threshold
+    if prepay:
+        text = settings["prepayment_clause"].format(count=threshold)
+        clauses.append(Clause(f"{NAME}.prepayment", text, SOURCE))
     return BookingRequirements(
-        clauses=(_cancellation_clause(clinic, settings),),
+        clauses=tuple(clauses),
         guarantee=settings["guarantee"],
         deposit=deposit or None,
+        prepayment=service.price if prepay else None,
+        prepayment_refundable=False,
     )
 
 

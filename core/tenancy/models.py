@@ -48,6 +48,8 @@ class Clinic(db.Model):
     idle_timeout_minutes: Mapped[int] = mapped_column(default=15)
     enabled_plugins: Mapped[list[str]] = mapped_column(JSON, default=list)
     plugin_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Hold time, slot step, notice and reminders, validated by the tenants/ loader.
+    booking_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_file: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(

@@ -19,11 +19,15 @@ from marshmallow import (
 )
 from sqlalchemy import select
 
+from core.bookings.settings import BookingSettingsSchema, dump_booking_settings
+from core.catalog.models import Service, ServiceLocation
+from core.catalog.services import sync_links
 from core.encryption.services import ensure_data_key
 from core.errors import flatten_messages
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, PluginHost
-from core.money import validate_currency
+from core.hooks.settings import Amount
+from core.money import Money, validate_currency
 from core.schemas import Email, TimeZone, normalise_phone
 from core.tenancy.models import Clinic, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
@@ -96,6 +100,25 @@ class PluginsSchema(Schema):
     settings = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
 
 
+class ServiceFileSchema(Schema):
+    """A service as a tenants/ file declares it; the price is in the clinic's currency."""
+
+    class Meta:
+        unknown = RAISE
+
+    slug = fields.String(required=True, validate=SLUG)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default=None, validate=validate.Length(max=5000))
+    category = fields.String(required=True, validate=SLUG)
+    duration_minutes = fields.Integer(required=True, validate=validate.Range(min=5, max=12 * 60))
+    buffer_minutes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=240))
+    price = Amount(required=True)
+    online_bookable = fields.Boolean(load_default=True)
+    locations = fields.List(
+        fields.String(validate=SLUG), required=True, validate=validate.Length(min=1)
+    )
+
+
 class ClinicFileSchema(Schema):
     """A whole tenants/ file: one clinic."""
 
@@ -117,6 +140,10 @@ class ClinicFileSchema(Schema):
         fields.Nested(LocationFileSchema), required=True, validate=validate.Length(min=1)
     )
     plugins = fields.Nested(PluginsSchema, load_default=lambda: {"enabled": [], "settings": {}})
+    bookings = fields.Nested(
+        BookingSettingsSchema, load_default=lambda: BookingSettingsSchema().load({})
+    )
+    services = fields.List(fields.Nested(ServiceFileSchema), load_default=list)
 
     @validates_schema
     def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -128,6 +155,17 @@ class ClinicFileSchema(Schema):
         duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
         if duplicates:
             raise ValidationError(f"duplicate location slugs: {', '.join(duplicates)}", "locations")
+        services = [service["slug"] for service in data["services"]]
+        twice = sorted({s for s in services if services.count(s) > 1})
+        if twice:
+            raise ValidationError(f"duplicate service slugs: {', '.join(twice)}", "services")
+        for index, service in enumerate(data["services"]):
+            unknown = sorted(set(service["locations"]) - set(slugs))
+            if unknown:
+                raise ValidationError(
+                    {index: {"locations": [f"no location {', '.join(unknown)} in this file"]}},
+                    "services",
+                )
 
     @post_load
     def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -280,6 +318,7 @@ def _apply(data: dict[str, Any], source: str) -> str:
         website=contact.get("website"),
         enabled_plugins=list(data["plugins"]["enabled"]),
         plugin_settings=dict(data["plugins"]["settings"]),
+        booking_settings=dump_booking_settings(data["bookings"]),
         source_file=Path(source).name,
     )
     changed = _assign(clinic, values)
@@ -296,11 +335,50 @@ def _apply(data: dict[str, Any], source: str) -> str:
         for gone in existing.values():
             # Locations are never deleted: bookings and records point at them.
             changed |= _assign(gone, {"active": False})
+        db.session.flush()
+        changed |= _apply_services(data, clinic.currency)
         ensure_data_key()
         db.session.commit()
     if created:
         return "created"
     return "updated" if changed else "unchanged"
+
+
+def _apply_services(data: dict[str, Any], currency: str) -> bool:
+    """Create or update the clinic's declared services; retire the ones no longer declared."""
+    changed = False
+    locations = {loc.slug: loc.id for loc in db.session.scalars(select(Location))}
+    existing = {service.slug: service for service in db.session.scalars(select(Service))}
+    for declared in data["services"]:
+        service = existing.pop(declared["slug"], None)
+        if service is None:
+            service = Service(slug=declared["slug"], currency=currency)
+            db.session.add(service)
+            changed = True
+        values = {
+            k: declared[k]
+            for k in (
+                "name",
+                "description",
+                "category",
+                "duration_minutes",
+                "buffer_minutes",
+                "online_bookable",
+            )
+        }
+        values.update(
+            price_minor=Money.parse(declared["price"], currency).minor,
+            currency=currency,
+            active=True,
+        )
+        changed |= _assign(service, values)
+        wanted = {locations[slug] for slug in declared["locations"]}
+        if wanted != set(service.location_ids):
+            sync_links(service.location_links, wanted, "location_id", ServiceLocation)
+            changed = True
+    for gone in existing.values():
+        changed |= _assign(gone, {"active": False})
+    return changed
 
 
 def load_tenant_files(paths: Iterable[Path], host: PluginHost) -> LoadReport:

@@ -1,0 +1,1 @@
+"""Bookings: availability, the booking lifecycle driven by each clinic's policy, and self-service."""

@@ -1,0 +1,49 @@
+"""Signed self-service links: a client manages one booking without an account."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from core import clock
+from core.errors import Problem
+
+SALT = "booking-self-service"
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+
+
+def token_for(booking: Any) -> str:
+    """Return the signed token for ``booking``'s self-service link.
+
+    It names the clinic, the booking and its current nonce (changing the
+    nonce revokes every link), and lapses some days after the appointment.
+    """
+    days = current_app.config["SELF_SERVICE_LINK_DAYS"]
+    expires = clock.as_utc(booking.ends_at) + timedelta(days=days)
+    return _serializer().dumps(
+        {
+            "c": booking.clinic_id,
+            "b": booking.id,
+            "n": booking.manage_nonce,
+            "e": int(expires.timestamp()),
+        }
+    )
+
+
+def read_token(token: str, clinic_id: int) -> tuple[int, str]:
+    """Return (booking id, nonce) from a valid token for this clinic; otherwise 404."""
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        raise Problem(404, "This link is not valid.") from None
+    if not isinstance(data, dict) or data.get("c") != clinic_id:
+        raise Problem(404, "This link is not valid.")
+    if int(data.get("e", 0)) < clock.now().timestamp():
+        raise Problem(404, "This link has expired; please contact the clinic.", kind="link-expired")
+    return int(data["b"]), str(data["n"])

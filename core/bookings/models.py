@@ -1,0 +1,159 @@
+"""Bookings, their transitions with the policy decisions applied, amounts owed, and idempotency."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core import clock
+from core.catalog.models import Service
+from core.clients.models import Client
+from core.extensions import db
+from core.money import Money
+from core.schedules.models import Provider
+from core.tenancy.scope import ClinicScoped
+
+
+def _enum(cls: type[enum.Enum], length: int = 32) -> Enum:
+    return Enum(cls, native_enum=False, length=length, validate_strings=True)
+
+
+class BookingStatus(enum.StrEnum):
+    """Where a booking is in its life."""
+
+    held = "held"  # waiting for its guarantee (deposit, card); holds the slot until hold_expires_at
+    confirmed = "confirmed"
+    checked_in = "checked_in"
+    completed = "completed"
+    cancelled = "cancelled"
+    no_show = "no_show"
+    expired = "expired"  # a hold that lapsed
+
+
+#: Statuses in which a booking occupies its provider's time.
+OCCUPYING = (BookingStatus.held, BookingStatus.confirmed, BookingStatus.checked_in)
+
+
+class PolicyVersion(ClinicScoped, db.Model):
+    """The exact policy text a client accepted by booking, kept once per distinct version."""
+
+    __tablename__ = "policy_version"
+    __table_args__ = (UniqueConstraint("clinic_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+
+
+class Booking(ClinicScoped, db.Model):
+    """An appointment: who, what, with whom, where, when, and where it stands."""
+
+    __tablename__ = "booking"
+    __table_args__ = (
+        Index("ix_booking_provider_time", "clinic_id", "provider_id", "starts_at"),
+        Index("ix_booking_client", "clinic_id", "client_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # ends_at plus the service's buffer: how long the provider is taken.
+    blocks_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[BookingStatus] = mapped_column(_enum(BookingStatus, 16))
+    hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(16))  # online, staff
+    price_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    requirements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
+    policy_accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    guarantee_method: Mapped[str | None] = mapped_column(String(32))
+    # A late cancellation or no-show under the policy: counted for prepayment rules.
+    policy_incident: Mapped[bool] = mapped_column(default=False)
+    manage_nonce: Mapped[str] = mapped_column(String(32))
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+    )
+
+    client: Mapped[Client] = relationship()
+    service: Mapped[Service] = relationship()
+    provider: Mapped[Provider] = relationship()
+    events: Mapped[list[BookingEvent]] = relationship(order_by="BookingEvent.id")
+    charges: Mapped[list[BookingCharge]] = relationship(order_by="BookingCharge.id")
+
+    @property
+    def price(self) -> Money:
+        return Money(self.price_minor, self.currency)
+
+    @property
+    def deposit_paid(self) -> Money | None:
+        """Return the deposit paid on this booking, if any (for policy hooks)."""
+        paid = sum(
+            c.amount_minor for c in self.charges if c.kind == "deposit" and c.status == "paid"
+        )
+        return Money(paid, self.currency) if paid else None
+
+
+class BookingEvent(ClinicScoped, db.Model):
+    """One transition of a booking, with the policy decision it applied and its clause."""
+
+    __tablename__ = "booking_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    actor: Mapped[str] = mapped_column(String(32))  # client, staff, system
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    clause_id: Mapped[str | None] = mapped_column(String(200))
+    clause_text: Mapped[str | None] = mapped_column(Text)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ChargeKind(enum.StrEnum):
+    """What a booking may owe."""
+
+    deposit = "deposit"
+    prepayment = "prepayment"
+    late_cancellation_fee = "late_cancellation_fee"
+    no_show_fee = "no_show_fee"
+    late_arrival_fee = "late_arrival_fee"
+
+
+class BookingCharge(ClinicScoped, db.Model):
+    """An amount a booking owes, with the clause that makes it owed; paid later by payments."""
+
+    __tablename__ = "booking_charge"
+    __table_args__ = (UniqueConstraint("clinic_id", "booking_id", "kind", "reference"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # Distinguishes two charges of one kind (a second late-arrival reschedule).
+    reference: Mapped[str] = mapped_column(String(64), default="")
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="owed")  # owed, paid, waived, moved
+    clause_id: Mapped[str | None] = mapped_column(String(200))
+    clause_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)

@@ -1,0 +1,337 @@
+"""HTTP API for availability, bookings and their transitions, and clients' self-service links."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from core.accounts.access import Permission, current_clinic, current_principal, public, requires
+from core.api import Blueprint, paginated
+from core.bookings import availability, links
+from core.bookings import services as bookings
+from core.bookings.models import Booking
+from core.bookings.schemas import (
+    AvailabilityArgs,
+    BookingListSchema,
+    BookingQueryArgs,
+    BookingSchema,
+    CancelSchema,
+    ConfirmSchema,
+    DecisionSchema,
+    LateArrivalSchema,
+    OnlineBookingResultSchema,
+    OnlineBookingSchema,
+    OwnBookingSchema,
+    RescheduleSchema,
+    SlotListSchema,
+    StaffBookingSchema,
+)
+from core.catalog import services as catalog
+from core.clients import services as clients
+from core.errors import Problem
+from core.extensions import db
+from core.idempotency import Idempotent
+
+blp = Blueprint(
+    "bookings",
+    __name__,
+    url_prefix="/api/v1/clinics/<clinic_slug>",
+    description="Availability, bookings and their lifecycle.",
+)
+self_service = Blueprint(
+    "self_service",
+    __name__,
+    url_prefix="/api/v1/clinics/<clinic_slug>/self-service/<token>",
+    description="A client's own booking, through the signed link they were sent.",
+)
+
+
+def _user_id() -> int | None:
+    principal = current_principal()
+    return principal.user.id
+
+
+@blp.route("/availability")
+class Availability(MethodView):
+    @public
+    @blp.arguments(AvailabilityArgs, location="query")
+    @blp.response(200, SlotListSchema)
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """List bookable start times for a service between two local dates (inclusive)."""
+        service = catalog.service(args["service_id"])
+        if not service.active or not service.online_bookable:
+            raise Problem(404, "No such service is bookable online.")
+        found = availability.slots(
+            current_clinic(),
+            service,
+            args["start"],
+            args["end"],
+            location_id=args.get("location_id"),
+            provider_id=args.get("provider_id"),
+        )
+        return paginated(found)
+
+
+def _online_result(booking: Booking) -> dict[str, Any]:
+    from core.bookings.models import PolicyVersion
+
+    version = db.session.get(PolicyVersion, booking.policy_version_id)
+    return {
+        "booking": booking,
+        "self_service_token": links.token_for(booking),
+        "policy": version.clauses,
+    }
+
+
+@blp.route("/bookings/online")
+class OnlineBookings(MethodView):
+    @public
+    @blp.arguments(OnlineBookingSchema)
+    @blp.response(201, OnlineBookingResultSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
+        """Book online as a guest. Accepts an Idempotency-Key header: a retry returns the first result."""
+        idempotent = Idempotent("bookings.online", data)
+        replay = idempotent.claim()
+        if replay is not None:
+            return replay
+        clinic = current_clinic()
+        client = bookings.guest_client(data["client"])
+        booking = bookings.book(
+            clinic,
+            client=client,
+            service=catalog.service(data["service_id"]),
+            location_id=data["location_id"],
+            provider_id=data.get("provider_id"),
+            starts_at=data["starts_at"],
+            online=True,
+        )
+        body = OnlineBookingResultSchema().dump(_online_result(booking))
+        idempotent.finish(201, body)
+        db.session.commit()
+        return body
+
+
+@blp.route("/bookings")
+class Bookings(MethodView):
+    @requires(Permission.view_bookings)
+    @blp.arguments(BookingQueryArgs, location="query")
+    @blp.response(200, BookingListSchema)
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """List bookings (the day's schedule, a provider's week, a client's history)."""
+        return paginated(bookings.bookings(**args))
+
+    @requires(Permission.manage_bookings)
+    @blp.arguments(StaffBookingSchema)
+    @blp.response(201, BookingSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
+        """Book for a client, as staff. Accepts an Idempotency-Key header."""
+        idempotent = Idempotent("bookings.staff", data)
+        replay = idempotent.claim()
+        if replay is not None:
+            return replay
+        booking = bookings.book(
+            current_clinic(),
+            client=clients.client(data["client_id"]),
+            service=catalog.service(data["service_id"]),
+            location_id=data["location_id"],
+            provider_id=data.get("provider_id"),
+            starts_at=data["starts_at"],
+            online=False,
+            actor_user_id=_user_id(),
+        )
+        body = BookingSchema().dump(booking)
+        idempotent.finish(201, body)
+        db.session.commit()
+        return body
+
+
+@blp.route("/bookings/<id:booking_id>")
+class BookingItem(MethodView):
+    @requires(Permission.view_bookings)
+    @blp.response(200, BookingSchema)
+    def get(self, clinic_slug: str, booking_id: int) -> Booking:
+        """Show a booking with its charges and every transition, each with its clause."""
+        return bookings.booking(booking_id)
+
+
+def _decision(decision: Any, booking: Booking) -> dict[str, Any]:
+    return {"decision": bookings.as_record(decision), "booking": booking}
+
+
+@blp.route("/bookings/<id:booking_id>/confirmation")
+class Confirmation(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.arguments(ConfirmSchema)
+    @blp.response(200, BookingSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> Booking:
+        """Confirm a held booking once its guarantee is in."""
+        booking = bookings.confirm(
+            current_clinic(), bookings.booking(booking_id), data["method"], _user_id()
+        )
+        db.session.commit()
+        return booking
+
+
+@blp.route("/bookings/<id:booking_id>/cancellation-preview")
+class CancellationPreview(MethodView):
+    @requires(Permission.view_bookings)
+    @blp.arguments(CancelSchema, location="query")
+    @blp.response(200, DecisionSchema)
+    def get(self, args: dict[str, Any], clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Say what cancelling now would cost, without cancelling."""
+        booking = bookings.booking(booking_id)
+        return _decision(
+            bookings.preview_cancellation(current_clinic(), booking, args["by"]), booking
+        )
+
+
+@blp.route("/bookings/<id:booking_id>/cancellation")
+class Cancellation(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.arguments(CancelSchema)
+    @blp.response(200, DecisionSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Cancel for the client or by the clinic; the policy decides the fee and the deposit."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.cancel(
+            current_clinic(), booking, by=data["by"], actor_user_id=_user_id()
+        )
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@blp.route("/bookings/<id:booking_id>/reschedule")
+class Reschedule(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.arguments(RescheduleSchema)
+    @blp.response(200, DecisionSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Move a booking to a new time under the clinic's policy."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.reschedule(
+            current_clinic(),
+            booking,
+            data["starts_at"],
+            by="staff",
+            actor_user_id=_user_id(),
+            provider_id=data.get("provider_id"),
+            online=False,
+        )
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@blp.route("/bookings/<id:booking_id>/check-in")
+class CheckIn(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.response(200, DecisionSchema)
+    def post(self, clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Check the client in; a late client gets the policy's options instead."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.check_in(current_clinic(), booking, _user_id())
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@blp.route("/bookings/<id:booking_id>/late-arrival")
+class LateArrival(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.arguments(LateArrivalSchema)
+    @blp.response(200, DecisionSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Carry out the option a late client chose (shorten at full price, or reschedule)."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.resolve_late_arrival(
+            current_clinic(), booking, data["option"], _user_id(), data.get("new_starts_at")
+        )
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@blp.route("/bookings/<id:booking_id>/completion")
+class Completion(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.response(200, BookingSchema)
+    def post(self, clinic_slug: str, booking_id: int) -> Booking:
+        """Mark the treatment done."""
+        booking = bookings.complete(bookings.booking(booking_id), _user_id())
+        db.session.commit()
+        return booking
+
+
+@blp.route("/bookings/<id:booking_id>/no-show")
+class NoShow(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.response(200, DecisionSchema)
+    def post(self, clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Record that the client did not come; the policy decides the fee."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.mark_no_show(current_clinic(), booking, _user_id())
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+# --- self-service ---------------------------------------------------------------------------
+
+
+def _own_booking(token: str) -> Booking:
+    booking_id, nonce = links.read_token(token, current_clinic().id)
+    booking = db.session.get(Booking, booking_id)
+    if booking is None or booking.manage_nonce != nonce:
+        raise Problem(404, "This link is not valid.")
+    return booking
+
+
+@self_service.route("")
+class OwnBooking(MethodView):
+    @public
+    @self_service.response(200, OwnBookingSchema)
+    def get(self, clinic_slug: str, token: str) -> Booking:
+        """Show my booking."""
+        return _own_booking(token)
+
+
+@self_service.route("/cancellation-preview")
+class OwnCancellationPreview(MethodView):
+    @public
+    @self_service.response(200, DecisionSchema)
+    def get(self, clinic_slug: str, token: str) -> dict[str, Any]:
+        """What happens if I cancel now? The policy's answer, without cancelling."""
+        booking = _own_booking(token)
+        return _decision(
+            bookings.preview_cancellation(current_clinic(), booking, "client"), booking
+        )
+
+
+@self_service.route("/cancellation")
+class OwnCancellation(MethodView):
+    @public
+    @self_service.response(200, DecisionSchema)
+    def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
+        """Cancel my booking; the response says what it cost and why."""
+        booking = _own_booking(token)
+        decision = bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@self_service.route("/reschedule")
+class OwnReschedule(MethodView):
+    @public
+    @self_service.arguments(RescheduleSchema)
+    @self_service.response(200, DecisionSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, token: str) -> dict[str, Any]:
+        """Move my booking to another available time."""
+        booking = _own_booking(token)
+        decision = bookings.reschedule(
+            current_clinic(),
+            booking,
+            data["starts_at"],
+            by="client",
+            actor_user_id=None,
+            provider_id=data.get("provider_id"),
+            online=True,
+        )
+        db.session.commit()
+        return _decision(decision, booking)

@@ -1,0 +1,198 @@
+"""API schemas for availability and bookings."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from core import clock
+from core.bookings.models import BookingStatus
+from core.hooks.decisions import LateArrivalOption
+from core.schemas import Email, Phone, UtcDateTime, text
+
+
+class AvailabilityArgs(Schema):
+    service_id = fields.Integer(required=True)
+    start = fields.Date(
+        required=True, data_key="from", metadata={"description": "First local date, inclusive."}
+    )
+    end = fields.Date(
+        required=True, data_key="to", metadata={"description": "Last local date, inclusive."}
+    )
+    location_id = fields.Integer()
+    provider_id = fields.Integer()
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["end"] < data["start"]:
+            raise ValidationError("must not be before 'from'", "to")
+        if (data["end"] - data["start"]).days > 31:
+            raise ValidationError("ask for at most 31 days at a time", "to")
+
+
+class SlotSchema(Schema):
+    starts_at = fields.Method(
+        "_starts", metadata={"description": "Local time with its UTC offset."}
+    )
+    ends_at = fields.Method("_ends")
+    provider_id = fields.Integer()
+    provider_name = fields.String()
+    location_id = fields.Integer()
+
+    def _starts(self, slot: Any) -> str:
+        return slot.starts_at.isoformat()
+
+    def _ends(self, slot: Any) -> str:
+        return slot.ends_at.isoformat()
+
+
+class SlotListSchema(Schema):
+    items = fields.List(fields.Nested(SlotSchema))
+    count = fields.Integer()
+
+
+class GuestSchema(Schema):
+    """A client booking online without an account."""
+
+    legal_first_name = fields.String(required=True, validate=text(100))
+    legal_last_name = fields.String(required=True, validate=text(100))
+    email = Email(required=True)
+    phone = Phone(required=True)
+    date_of_birth = fields.Date(required=True)
+
+
+class BookingRequestSchema(Schema):
+    service_id = fields.Integer(required=True)
+    location_id = fields.Integer(required=True)
+    provider_id = fields.Integer(allow_none=True)
+    starts_at = fields.AwareDateTime(
+        required=True, metadata={"description": "With its UTC offset."}
+    )
+
+
+class OnlineBookingSchema(BookingRequestSchema):
+    client = fields.Nested(GuestSchema, required=True)
+
+
+class StaffBookingSchema(BookingRequestSchema):
+    client_id = fields.Integer(required=True)
+
+
+class ChargeSchema(Schema):
+    kind = fields.String()
+    amount = fields.Function(lambda c: c.amount.to_dict())
+    status = fields.String()
+    clause_id = fields.String(allow_none=True)
+    clause_text = fields.String(allow_none=True)
+
+
+class EventSchema(Schema):
+    action = fields.String()
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    at = UtcDateTime()
+    actor = fields.String()
+    clause_id = fields.String(allow_none=True)
+    clause_text = fields.String(allow_none=True)
+    decision = fields.Dict(allow_none=True)
+    details = fields.Dict()
+
+
+def _local(booking: Any, value: Any) -> str | None:
+    if value is None:
+        return None
+    from core.extensions import db
+    from core.tenancy.models import Location
+
+    tz = db.session.get(Location, booking.location_id).timezone
+    return clock.as_utc(value).astimezone(ZoneInfo(tz)).isoformat()
+
+
+class BookingSchema(Schema):
+    id = fields.Integer()
+    status = fields.Enum(BookingStatus, by_value=True)
+    client_id = fields.Integer()
+    service_id = fields.Integer()
+    provider_id = fields.Integer()
+    location_id = fields.Integer()
+    starts_at = fields.Function(
+        lambda b: _local(b, b.starts_at),
+        metadata={"description": "Local time with its UTC offset."},
+    )
+    ends_at = fields.Function(lambda b: _local(b, b.ends_at))
+    hold_expires_at = UtcDateTime(allow_none=True)
+    source = fields.String()
+    price = fields.Function(lambda b: b.price.to_dict())
+    requirements = fields.Dict()
+    policy_version_id = fields.Integer()
+    policy_accepted_at = UtcDateTime()
+    charges = fields.List(fields.Nested(ChargeSchema))
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class OnlineBookingResultSchema(Schema):
+    booking = fields.Nested(BookingSchema)
+    self_service_token = fields.String()
+    policy = fields.List(
+        fields.Dict(), metadata={"description": "The clauses the client accepted by booking."}
+    )
+
+
+class BookingSummarySchema(BookingSchema):
+    """A booking in a list: without its history."""
+
+    class Meta:
+        exclude = ("events",)
+
+
+class OwnBookingSchema(BookingSchema):
+    """A booking as its client sees it through their link."""
+
+    class Meta:
+        exclude = ("events", "requirements")
+
+
+class BookingListSchema(Schema):
+    items = fields.List(fields.Nested(BookingSummarySchema))
+    count = fields.Integer()
+
+
+class BookingQueryArgs(Schema):
+    starts_from = fields.AwareDateTime(data_key="from")
+    starts_before = fields.AwareDateTime(data_key="before")
+    provider_id = fields.Integer()
+    client_id = fields.Integer()
+    status = fields.Enum(BookingStatus, by_value=True)
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=500))
+
+
+class ConfirmSchema(Schema):
+    method = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ["card_on_file", "gift_certificate", "deposit_paid", "prepaid", "waived_by_staff"]
+        ),
+    )
+
+
+class CancelSchema(Schema):
+    by = fields.String(load_default="client", validate=validate.OneOf(["client", "clinic"]))
+
+
+class RescheduleSchema(Schema):
+    starts_at = fields.AwareDateTime(required=True)
+    provider_id = fields.Integer(allow_none=True)
+
+
+class LateArrivalSchema(Schema):
+    option = fields.Enum(LateArrivalOption, by_value=True, required=True)
+    new_starts_at = fields.AwareDateTime(allow_none=True)
+
+
+class DecisionSchema(Schema):
+    """A policy decision with the clause it applied."""
+
+    decision = fields.Dict()
+    booking = fields.Nested(BookingSchema)

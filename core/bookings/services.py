@@ -1,0 +1,710 @@
+"""The booking lifecycle: each transition asks the clinic's policy and records the clause it applied.
+
+States: held (waiting for its guarantee, for a limited time) -> confirmed ->
+checked_in -> completed; or cancelled, no_show, expired. Every change of a
+booking's time takes a lock on the provider's calendar first, so two
+requests can never both get one slot; on PostgreSQL an exclusion constraint
+refuses an overlap even then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import secrets
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core import clock
+from core.bookings.availability import fits
+from core.bookings.models import (
+    Booking,
+    BookingCharge,
+    BookingEvent,
+    BookingStatus,
+    ChargeKind,
+    PolicyVersion,
+)
+from core.bookings.settings import booking_settings
+from core.catalog.models import Resource, Service
+from core.clients import services as clients
+from core.clients.models import Client
+from core.errors import Problem
+from core.extensions import db
+from core.hooks.decisions import (
+    BookingRequirements,
+    Clause,
+    DepositOutcome,
+    Guarantee,
+    LateArrivalOption,
+)
+from core.messaging import reminders
+from core.money import Money
+from core.schedules.models import Provider
+from core.tenancy.models import Clinic, Location
+from core.tenancy.services import hooks_for
+
+REFUSALS = {
+    "in_past": "That time has already passed.",
+    "too_late": "It is too late to book that time online; please call the clinic.",
+    "too_far": "That time is too far ahead to book online.",
+    "outside_hours": "The provider does not work at that time and place.",
+    "slot_taken": "That time is no longer available; please choose another.",
+    "resource_taken": "The room or device this service needs is in use at that time.",
+}
+
+
+def refusal(reason: str) -> Problem:
+    """Return the problem that refuses a time for ``reason`` (a key of REFUSALS)."""
+    return Problem(409, REFUSALS[reason], kind=reason.replace("_", "-"), title="Time not available")
+
+
+# --- decisions as records -------------------------------------------------------------
+
+
+def as_record(value: Any) -> Any:
+    """Return a decision (or any part of one) as JSON-ready data."""
+    if isinstance(value, Money):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_record(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, list | tuple):
+        return [as_record(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_record(v) for k, v in value.items()}
+    return value
+
+
+def policy_version(clauses: tuple[Clause, ...]) -> PolicyVersion:
+    """Return the stored version of this exact policy text, storing it the first time."""
+    body = [{"id": c.id, "text": c.text, "source": c.source} for c in clauses]
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    found = db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
+    if found is not None:
+        return found
+    version = PolicyVersion(digest=digest, clauses=body)
+    try:
+        with db.session.begin_nested():
+            db.session.add(version)
+    except IntegrityError:
+        return db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
+    return version
+
+
+def _event(
+    booking: Booking,
+    action: str,
+    to_status: BookingStatus,
+    *,
+    actor: str,
+    actor_user_id: int | None,
+    decision: Any = None,
+    details: dict[str, Any] | None = None,
+    from_status: BookingStatus | None = None,
+) -> BookingEvent:
+    clause = getattr(decision, "clause", None)
+    if from_status is None and action != "booked":
+        from_status = booking.status
+    event = BookingEvent(
+        booking_id=booking.id,
+        from_status=from_status.value if from_status else None,
+        to_status=to_status.value,
+        action=action,
+        at=clock.now(),
+        actor=actor,
+        actor_user_id=actor_user_id,
+        decision=as_record(decision) if decision is not None else None,
+        clause_id=clause.id if clause else None,
+        clause_text=clause.text if clause else None,
+        policy_version_id=booking.policy_version_id,
+        details=details or {},
+    )
+    db.session.add(event)
+    booking.status = to_status
+    return event
+
+
+def _owe(
+    booking: Booking, kind: ChargeKind, amount: Money, clause: Clause | None, reference: str = ""
+) -> BookingCharge | None:
+    if not amount:
+        return None
+    charge = BookingCharge(
+        booking_id=booking.id,
+        kind=kind.value,
+        reference=reference,
+        amount_minor=amount.minor,
+        currency=amount.currency,
+        clause_id=clause.id if clause else None,
+        clause_text=clause.text if clause else None,
+    )
+    db.session.add(charge)
+    return charge
+
+
+# --- locking the calendar ---------------------------------------------------------------
+
+
+def _lock_provider(provider_id: int) -> None:
+    # An UPDATE takes the provider's row lock on PostgreSQL and the database
+    # write lock on SQLite; everything read after it is what the next
+    # request for this provider will see once we commit.
+    db.session.execute(
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(lock_version=Provider.lock_version + 1)
+    )
+
+
+def _lock_resource(resource_id: int | None) -> None:
+    if resource_id is not None:
+        db.session.execute(
+            update(Resource)
+            .where(Resource.id == resource_id)
+            .values(lock_version=Resource.lock_version + 1)
+        )
+
+
+def expire_holds(now: datetime | None = None, provider_id: int | None = None) -> int:
+    """Expire held bookings whose hold has lapsed (all of the clinic's, or one provider's)."""
+    now = now or clock.now()
+    statement = select(Booking).where(
+        Booking.status == BookingStatus.held, Booking.hold_expires_at <= now
+    )
+    if provider_id is not None:
+        statement = statement.where(Booking.provider_id == provider_id)
+    lapsed = list(db.session.scalars(statement))
+    for booking in lapsed:
+        _event(booking, "hold_expired", BookingStatus.expired, actor="system", actor_user_id=None)
+        for charge in booking.charges:
+            if charge.status == "owed":
+                charge.status = "waived"
+    db.session.flush()
+    return len(lapsed)
+
+
+# --- booking ---------------------------------------------------------------------------------
+
+
+def policy_incidents(client_id: int) -> int:
+    """Return how many late cancellations and no-shows the client has had here."""
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Booking)
+            .where(Booking.client_id == client_id, Booking.policy_incident.is_(True))
+        )
+        or 0
+    )
+
+
+def guest_client(data: dict[str, Any]) -> Client:
+    """Return the client booking online as a guest: the one on file with this email and birth date, or a new one."""
+    existing = db.session.scalar(
+        select(Client)
+        .where(Client.email == data["email"], Client.date_of_birth == data["date_of_birth"])
+        .order_by(Client.id)
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    return clients.create_client(data)
+
+
+def _check_age(clinic: Clinic, client: Client) -> None:
+    for gate in clients.age_gates(clinic, client):
+        if gate.applies_to not in ("treatment", "premises") or gate.satisfied:
+            continue
+        if gate.requires == "refused":
+            raise Problem(
+                409,
+                gate.clause.text,
+                kind="age-refused",
+                title="Not available at this age",
+                clause=gate.clause.id,
+            )
+        raise Problem(
+            409,
+            f"A client under {gate.under} needs {gate.requires.replace('_', ' ')} on file before booking: {gate.clause.text}",
+            kind="parental-consent-required",
+            title="Parental consent required",
+            clause=gate.clause.id,
+        )
+
+
+def requirements_for(
+    clinic: Clinic, service: Service, client: Client, starts_at: datetime
+) -> BookingRequirements:
+    """Ask the clinic's policy what a booking of ``service`` by ``client`` needs."""
+    client.policy_incidents = policy_incidents(client.id) if client.id else 0
+    return hooks_for(clinic).clinic_booking_requirements(
+        clinic=clinic, service=service, client=client, starts_at=starts_at
+    )
+
+
+def _needs_guarantee(requirements: BookingRequirements) -> bool:
+    return bool(
+        requirements.deposit or requirements.prepayment or requirements.guarantee != Guarantee.none
+    )
+
+
+def book(
+    clinic: Clinic,
+    *,
+    client: Client,
+    service: Service,
+    location_id: int,
+    provider_id: int | None,
+    starts_at: datetime,
+    online: bool,
+    actor_user_id: int | None = None,
+) -> Booking:
+    """Book ``service`` for ``client``, or raise the problem that says why not.
+
+    The clinic's policy decides what the booking needs; if it needs a
+    guarantee (a card, a deposit, a prepayment) it is held for the clinic's
+    hold time, otherwise confirmed at once.
+    """
+    now = clock.now()
+    starts_at = clock.as_utc(starts_at)
+    if not service.active or (online and not service.online_bookable):
+        raise Problem(409, "This service cannot be booked online.", kind="service-not-bookable")
+    location = db.session.get(Location, location_id)
+    if location is None or location_id not in service.location_ids:
+        raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
+    candidates = [provider_id] if provider_id is not None else service.provider_ids
+    if not candidates or (provider_id is not None and provider_id not in service.provider_ids):
+        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
+    _check_age(clinic, client)
+    requirements = requirements_for(clinic, service, client, starts_at)
+    if requirements.refused:
+        raise Problem(
+            409,
+            requirements.refusal_reason or "The clinic's policy does not allow this booking.",
+            kind="booking-refused",
+            clauses=[c.id for c in requirements.clauses],
+        )
+
+    chosen: Provider | None = None
+    reason = "slot_taken"
+    for candidate in candidates:
+        provider = db.session.get(Provider, candidate)
+        if provider is None or not provider.active:
+            continue
+        _lock_provider(provider.id)
+        expire_holds(now, provider.id)
+        reason = fits(clinic, service, provider, location, starts_at, online=online, now=now) or ""
+        if not reason:
+            chosen = provider
+            break
+    if chosen is None:
+        raise refusal(reason or "slot_taken")
+    _lock_resource(service.resource_id)
+    if service.resource_id is not None:
+        reason = fits(clinic, service, chosen, location, starts_at, online=online, now=now)
+        if reason:
+            raise refusal(reason)
+
+    settings = booking_settings(clinic)
+    held = _needs_guarantee(requirements)
+    version = policy_version(requirements.clauses)
+    booking = Booking(
+        client_id=client.id,
+        service_id=service.id,
+        provider_id=chosen.id,
+        location_id=location.id,
+        resource_id=service.resource_id,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(minutes=service.duration_minutes),
+        blocks_until=starts_at
+        + timedelta(minutes=service.duration_minutes + service.buffer_minutes),
+        status=BookingStatus.held if held else BookingStatus.confirmed,
+        hold_expires_at=now + timedelta(minutes=settings["hold_minutes"]) if held else None,
+        source="online" if online else "staff",
+        price_minor=service.price_minor,
+        currency=service.currency,
+        requirements=as_record(requirements),
+        policy_version_id=version.id,
+        policy_accepted_at=now,
+        manage_nonce=secrets.token_hex(8),
+        created_by_user_id=actor_user_id,
+    )
+    db.session.add(booking)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        # PostgreSQL's exclusion constraint: someone else took the time.
+        raise refusal("slot_taken") from None
+    _event(
+        booking,
+        "booked",
+        BookingStatus.held if held else BookingStatus.confirmed,
+        actor="client" if online else "staff",
+        actor_user_id=actor_user_id,
+        decision=requirements,
+    )
+    if requirements.deposit:
+        _owe(
+            booking,
+            ChargeKind.deposit,
+            requirements.deposit,
+            requirements.clauses[0] if requirements.clauses else None,
+        )
+    if requirements.prepayment:
+        _owe(
+            booking,
+            ChargeKind.prepayment,
+            requirements.prepayment,
+            requirements.clauses[0] if requirements.clauses else None,
+        )
+    db.session.flush()
+    if not held:
+        _confirmed(clinic, booking)
+    return booking
+
+
+def _confirmed(clinic: Clinic, booking: Booking) -> None:
+    reminders.schedule(clinic, booking)
+    hooks_for(clinic).clinic_booking_confirmed(clinic=clinic, booking=booking)
+
+
+def booking(booking_id: int) -> Booking:
+    """Return booking ``booking_id`` of the current clinic, or raise 404."""
+    found = db.session.get(Booking, booking_id)
+    if found is None:
+        raise Problem(404, "No such booking at this clinic.")
+    return found
+
+
+def bookings(
+    *,
+    starts_from: datetime | None = None,
+    starts_before: datetime | None = None,
+    provider_id: int | None = None,
+    client_id: int | None = None,
+    status: BookingStatus | None = None,
+    limit: int = 200,
+) -> list[Booking]:
+    """Return the current clinic's bookings matching the filters, by start time."""
+    statement = select(Booking).order_by(Booking.starts_at, Booking.id).limit(limit)
+    if starts_from is not None:
+        statement = statement.where(Booking.starts_at >= starts_from)
+    if starts_before is not None:
+        statement = statement.where(Booking.starts_at < starts_before)
+    if provider_id is not None:
+        statement = statement.where(Booking.provider_id == provider_id)
+    if client_id is not None:
+        statement = statement.where(Booking.client_id == client_id)
+    if status is not None:
+        statement = statement.where(Booking.status == status)
+    return list(db.session.scalars(statement))
+
+
+def _require(booking: Booking, *allowed: BookingStatus) -> None:
+    if booking.status not in allowed:
+        raise Problem(
+            409,
+            f"A {booking.status.value} booking cannot do that.",
+            kind="invalid-transition",
+            status_now=booking.status.value,
+        )
+
+
+def confirm(clinic: Clinic, booking: Booking, method: str, actor_user_id: int | None) -> Booking:
+    """Confirm a held booking once its guarantee is in (card on file, gift certificate, payment)."""
+    now = clock.now()
+    if (
+        booking.status == BookingStatus.held
+        and booking.hold_expires_at
+        and clock.as_utc(booking.hold_expires_at) <= now
+    ):
+        expire_holds(now, booking.provider_id)
+    _require(booking, BookingStatus.held)
+    booking.guarantee_method = method
+    booking.hold_expires_at = None
+    _event(
+        booking,
+        "confirmed",
+        BookingStatus.confirmed,
+        actor="staff" if actor_user_id else "system",
+        actor_user_id=actor_user_id,
+        details={"guarantee": method},
+    )
+    db.session.flush()
+    _confirmed(clinic, booking)
+    return booking
+
+
+def preview_cancellation(
+    clinic: Clinic, booking: Booking, by: str, at: datetime | None = None
+) -> Any:
+    """Return what cancelling now would cost, without cancelling ("what happens if I cancel now?")."""
+    _require(booking, BookingStatus.held, BookingStatus.confirmed)
+    return hooks_for(clinic).clinic_cancellation_decision(
+        clinic=clinic, booking=booking, at=at or clock.now(), by=by
+    )
+
+
+def cancel(clinic: Clinic, booking: Booking, *, by: str, actor_user_id: int | None) -> Any:
+    """Cancel a booking under the clinic's policy; record the fee owed and the deposit's fate."""
+    _require(booking, BookingStatus.held, BookingStatus.confirmed)
+    decision = preview_cancellation(clinic, booking, by)
+    _event(
+        booking,
+        f"cancelled_by_{by}",
+        BookingStatus.cancelled,
+        actor=by,
+        actor_user_id=actor_user_id,
+        decision=decision,
+    )
+    booking.policy_incident = bool(decision.counts_as_late_cancellation)
+    _owe(booking, ChargeKind.late_cancellation_fee, decision.fee, decision.clause)
+    _settle_deposit(booking, decision.deposit)
+    reminders.withdraw(booking)
+    db.session.flush()
+    hooks_for(clinic).clinic_booking_cancelled(clinic=clinic, booking=booking, decision=decision)
+    return decision
+
+
+def _settle_deposit(booking: Booking, outcome: DepositOutcome) -> None:
+    # What happens to money already paid is the payments capability's to
+    # carry out; here the booking records what the policy decided.
+    for charge in booking.charges:
+        if charge.kind in (ChargeKind.deposit, ChargeKind.prepayment) and charge.status == "owed":
+            charge.status = "waived"
+    booking.requirements = {**booking.requirements, "deposit_outcome": outcome.value}
+
+
+def reschedule(
+    clinic: Clinic,
+    booking: Booking,
+    new_starts_at: datetime,
+    *,
+    by: str,
+    actor_user_id: int | None,
+    provider_id: int | None = None,
+    online: bool,
+    decision: Any = None,
+) -> Any:
+    """Move a booking to a new time under the clinic's policy; the booking keeps its identity."""
+    _require(booking, BookingStatus.held, BookingStatus.confirmed)
+    now = clock.now()
+    new_starts_at = clock.as_utc(new_starts_at)
+    decision = decision or hooks_for(clinic).clinic_reschedule_decision(
+        clinic=clinic, booking=booking, new_starts_at=new_starts_at, at=now
+    )
+    if not decision.allowed:
+        raise Problem(
+            409,
+            decision.refusal_reason or decision.clause.text,
+            kind="reschedule-refused",
+            clause=decision.clause.id,
+        )
+    service = db.session.get(Service, booking.service_id)
+    target = provider_id or booking.provider_id
+    if target not in service.provider_ids:
+        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
+    provider = db.session.get(Provider, target)
+    location = db.session.get(Location, booking.location_id)
+    _lock_provider(provider.id)
+    expire_holds(now, provider.id)
+    reason = fits(
+        clinic,
+        service,
+        provider,
+        location,
+        new_starts_at,
+        online=online,
+        now=now,
+        exclude_booking_id=booking.id,
+    )
+    if reason:
+        raise refusal(reason)
+    old = booking.starts_at
+    booking.provider_id = provider.id
+    booking.starts_at = new_starts_at
+    booking.ends_at = new_starts_at + timedelta(minutes=service.duration_minutes)
+    booking.blocks_until = booking.ends_at + timedelta(minutes=service.buffer_minutes)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise refusal("slot_taken") from None
+    _event(
+        booking,
+        "rescheduled",
+        booking.status,
+        actor=by,
+        actor_user_id=actor_user_id,
+        decision=decision,
+        details={"from": clock.as_utc(old).isoformat(), "to": new_starts_at.isoformat()},
+    )
+    if decision.counts_as_late_cancellation:
+        booking.policy_incident = True
+    _owe(
+        booking,
+        ChargeKind.late_cancellation_fee,
+        decision.fee,
+        decision.clause,
+        reference=f"reschedule:{new_starts_at.isoformat()}",
+    )
+    booking.requirements = {**booking.requirements, "deposit_outcome": decision.deposit.value}
+    reminders.withdraw(booking)
+    if booking.status == BookingStatus.confirmed:
+        reminders.schedule(clinic, booking)
+    db.session.flush()
+    return decision
+
+
+def check_in(
+    clinic: Clinic, booking: Booking, actor_user_id: int | None, arrived_at: datetime | None = None
+) -> Any:
+    """Check a client in; if late, return the policy's options instead of checking in."""
+    _require(booking, BookingStatus.confirmed)
+    arrived_at = arrived_at or clock.now()
+    decision = hooks_for(clinic).clinic_late_arrival_decision(
+        clinic=clinic, booking=booking, arrived_at=arrived_at
+    )
+    if decision.options == (LateArrivalOption.proceed,):
+        _event(
+            booking,
+            "checked_in",
+            BookingStatus.checked_in,
+            actor="staff",
+            actor_user_id=actor_user_id,
+            decision=decision,
+            details={"arrived_at": arrived_at.isoformat()},
+        )
+        db.session.flush()
+    else:
+        booking.requirements = {**booking.requirements, "late_arrival": as_record(decision)}
+        db.session.flush()
+    return decision
+
+
+def resolve_late_arrival(
+    clinic: Clinic,
+    booking: Booking,
+    option: LateArrivalOption,
+    actor_user_id: int | None,
+    new_starts_at: datetime | None = None,
+    arrived_at: datetime | None = None,
+) -> Any:
+    """Carry out the option a late client chose among those the policy offered."""
+    _require(booking, BookingStatus.confirmed)
+    arrived_at = arrived_at or clock.now()
+    decision = hooks_for(clinic).clinic_late_arrival_decision(
+        clinic=clinic, booking=booking, arrived_at=arrived_at
+    )
+    if option not in decision.options:
+        raise Problem(
+            409,
+            f"The clinic's policy does not offer '{option.value}' now.",
+            kind="option-not-offered",
+            clause=decision.clause.id,
+        )
+    if option in (LateArrivalOption.proceed, LateArrivalOption.shorten_full_price):
+        _event(
+            booking,
+            f"checked_in_{option.value}",
+            BookingStatus.checked_in,
+            actor="staff",
+            actor_user_id=actor_user_id,
+            decision=decision,
+            details={"arrived_at": arrived_at.isoformat()},
+        )
+        db.session.flush()
+        return decision
+    if new_starts_at is None:
+        raise Problem(
+            422,
+            "Give the new time to reschedule to.",
+            errors=[
+                {
+                    "field": "new_starts_at",
+                    "pointer": "#/new_starts_at",
+                    "detail": "required to reschedule",
+                    "location": "json",
+                }
+            ],
+        )
+    same_day = option == LateArrivalOption.reschedule_same_day_free
+    if same_day:
+        tz = db.session.get(Location, booking.location_id).timezone
+        from zoneinfo import ZoneInfo
+
+        if (
+            clock.as_utc(new_starts_at).astimezone(ZoneInfo(tz)).date()
+            != clock.as_utc(booking.starts_at).astimezone(ZoneInfo(tz)).date()
+        ):
+            raise Problem(
+                409,
+                "A free reschedule must be later the same day.",
+                kind="option-not-offered",
+                clause=decision.clause.id,
+            )
+    from core.hooks.decisions import RescheduleDecision
+
+    fee = Money.zero(booking.currency) if same_day else decision.reschedule_fee
+    as_reschedule = RescheduleDecision(
+        clause=decision.clause,
+        allowed=True,
+        fee=fee,
+        deposit=DepositOutcome.moved if booking.deposit_paid else DepositOutcome.none,
+        counts_as_late_cancellation=not same_day,
+    )
+    return reschedule(
+        clinic,
+        booking,
+        new_starts_at,
+        by="staff",
+        actor_user_id=actor_user_id,
+        online=False,
+        decision=as_reschedule,
+    )
+
+
+def complete(booking: Booking, actor_user_id: int | None) -> Booking:
+    """Mark a checked-in booking's treatment done."""
+    _require(booking, BookingStatus.checked_in)
+    _event(
+        booking, "completed", BookingStatus.completed, actor="staff", actor_user_id=actor_user_id
+    )
+    db.session.flush()
+    return booking
+
+
+def mark_no_show(clinic: Clinic, booking: Booking, actor_user_id: int | None) -> Any:
+    """Record that the client did not come, with the policy's fee and deposit outcome."""
+    _require(booking, BookingStatus.confirmed)
+    if clock.now() < clock.as_utc(booking.starts_at):
+        raise Problem(
+            409, "A booking cannot be a no-show before it starts.", kind="invalid-transition"
+        )
+    decision = hooks_for(clinic).clinic_no_show_decision(clinic=clinic, booking=booking)
+    _event(
+        booking,
+        "no_show",
+        BookingStatus.no_show,
+        actor="staff",
+        actor_user_id=actor_user_id,
+        decision=decision,
+    )
+    booking.policy_incident = bool(decision.counts_toward_prepayment)
+    _owe(booking, ChargeKind.no_show_fee, decision.fee, decision.clause)
+    _settle_deposit(booking, decision.deposit)
+    reminders.withdraw(booking)
+    db.session.flush()
+    return decision

@@ -1,0 +1,124 @@
+"""The clinic's services: listing, creating and changing them, and who performs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
+from core.errors import Problem, field_error
+from core.extensions import db
+from core.money import Money
+from core.schedules.models import Provider
+from core.tenancy.models import Location
+
+
+def services(active_only: bool = True, online_only: bool = False) -> list[Service]:
+    """Return the current clinic's services, by category and name."""
+    statement = select(Service).order_by(Service.category, Service.name)
+    if active_only:
+        statement = statement.where(Service.active.is_(True))
+    if online_only:
+        statement = statement.where(Service.online_bookable.is_(True))
+    return list(db.session.scalars(statement))
+
+
+def service(service_id: int) -> Service:
+    """Return service ``service_id`` of the current clinic, or raise 404."""
+    found = db.session.get(Service, service_id)
+    if found is None:
+        raise Problem(404, "No such service at this clinic.")
+    return found
+
+
+def _check_links(data: dict[str, Any]) -> None:
+    for location_id in data.get("location_ids", []):
+        if db.session.get(Location, location_id) is None:
+            raise Problem(
+                422,
+                "No such location.",
+                errors=[
+                    field_error("location_ids", f"{location_id} is not a location of this clinic")
+                ],
+            )
+    for provider_id in data.get("provider_ids", []):
+        if db.session.get(Provider, provider_id) is None:
+            raise Problem(
+                422,
+                "No such provider.",
+                errors=[
+                    field_error("provider_ids", f"{provider_id} is not a provider of this clinic")
+                ],
+            )
+    resource_id = data.get("resource_id")
+    if resource_id is not None and db.session.get(Resource, resource_id) is None:
+        raise Problem(
+            422,
+            "No such resource.",
+            errors=[field_error("resource_id", "not a resource of this clinic")],
+        )
+
+
+def save_service(found: Service | None, data: dict[str, Any], currency: str) -> Service:
+    """Create (``found`` None) or update a service from validated ``data``."""
+    _check_links(data)
+    if found is None:
+        if db.session.scalar(select(Service).where(Service.slug == data["slug"])):
+            raise Problem(
+                409,
+                "A service with this slug exists.",
+                errors=[field_error("slug", "already used")],
+            )
+        found = Service(currency=currency)
+        db.session.add(found)
+    for key in (
+        "slug",
+        "name",
+        "description",
+        "category",
+        "duration_minutes",
+        "buffer_minutes",
+        "online_bookable",
+        "active",
+        "resource_id",
+    ):
+        if key in data:
+            setattr(found, key, data[key])
+    if "price" in data:
+        found.price_minor = Money.parse(data["price"], currency).minor
+    if "location_ids" in data:
+        sync_links(found.location_links, set(data["location_ids"]), "location_id", ServiceLocation)
+    if "provider_ids" in data:
+        sync_links(found.provider_links, set(data["provider_ids"]), "provider_id", ServiceProvider)
+    db.session.flush()
+    return found
+
+
+def sync_links(links: list[Any], wanted: set[int], attribute: str, link_type: type) -> None:
+    # Add and remove only the differences: replacing the whole collection
+    # would insert a link before deleting its twin and trip the unique key.
+    have = {getattr(link, attribute): link for link in links}
+    for key in set(have) - wanted:
+        links.remove(have[key])
+    for key in sorted(wanted - set(have)):
+        links.append(link_type(**{attribute: key}))
+
+
+def resources() -> list[Resource]:
+    """Return the current clinic's rooms and devices."""
+    return list(db.session.scalars(select(Resource).order_by(Resource.location_id, Resource.name)))
+
+
+def add_resource(data: dict[str, Any]) -> Resource:
+    """Add a room or device at a location."""
+    if db.session.get(Location, data["location_id"]) is None:
+        raise Problem(
+            422,
+            "No such location.",
+            errors=[field_error("location_id", "not a location of this clinic")],
+        )
+    found = Resource(**data)
+    db.session.add(found)
+    db.session.flush()
+    return found

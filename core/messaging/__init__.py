@@ -1,0 +1,1 @@
+"""Messages to clients (appointment reminders) through a database outbox, by email and SMS."""

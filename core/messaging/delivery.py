@@ -1,0 +1,195 @@
+"""Delivering due messages from the outbox: each claimed by one worker, sent once, none lost.
+
+A worker claims a message with a conditional UPDATE (pending, or sending
+with a lapsed lease -> sending with a new lease): on both engines only one
+worker's update matches, so no two workers send one message. A worker that
+dies after claiming leaves the lease to lapse and another picks it up, so
+nothing is lost. Each message carries a stable Message-ID derived from its
+key for the one window (sent, then died before recording it) in which a
+repeat is possible.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+
+from core import clock
+from core.bookings.models import Booking, BookingStatus
+from core.clients.models import Client, ConsentKind
+from core.clients.services import active_consent
+from core.extensions import db
+from core.messaging.channels import (
+    DeliveryError,
+    Outgoing,
+    email_sender,
+    make_message_id,
+    sms_sender,
+)
+from core.messaging.models import OutboxMessage, OutboxStatus
+from core.tenancy.models import Clinic, ClinicStatus, Location
+from core.tenancy.scope import clinic_scope
+from core.tenancy.services import hooks_for
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    sent: int = 0
+    skipped: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _due(now: datetime):
+    return or_(
+        (OutboxMessage.status == OutboxStatus.pending) & (OutboxMessage.due_at <= now),
+        (OutboxMessage.status == OutboxStatus.sending) & (OutboxMessage.lease_expires_at <= now),
+    )
+
+
+def claim(message_id: int, now: datetime) -> bool:
+    """Take a due message for this worker; return False if another worker has it."""
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, _due(now))
+        .values(
+            status=OutboxStatus.sending,
+            lease_expires_at=now + LEASE,
+            attempts=OutboxMessage.attempts + 1,
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _finish(message_id: int, status: OutboxStatus, **values: object) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.sending)
+        .values(status=status, lease_expires_at=None, **values)
+    )
+    db.session.commit()
+
+
+def _render(
+    clinic: Clinic, message: OutboxMessage, booking: Booking, client: Client
+) -> tuple[str, str]:
+    location = db.session.get(Location, booking.location_id)
+    local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
+    when = local.strftime("%A %d %B at %I:%M %p").replace(" 0", " ")
+    subject = f"Reminder: your appointment at {clinic.name}"
+    body = (
+        f"Hello {client.display_name}, this is a reminder of your appointment at {clinic.name}"
+        f" ({location.name}) on {when}."
+    )
+    if message.channel == "sms":
+        # "CANCEL" is a carrier opt-out keyword: never ask clients to reply with it.
+        body += " Reply STOP to stop texts, HELP for help. Msg & data rates may apply."
+    return subject, body
+
+
+def _allowed(clinic: Clinic, message: OutboxMessage, client: Client, now: datetime) -> str | None:
+    """Return why the message may not go now, or None if it may."""
+    if message.channel == "sms":
+        if not client.phone:
+            return "no phone number"
+        if active_consent(client.id, ConsentKind.transactional_sms) is None:
+            return "no consent to appointment texts"
+    elif not client.email:
+        return "no email address"
+    answers = hooks_for(clinic).answers(
+        "clinic_message_allowed", clinic=clinic, message=message, client=client, now=now
+    )
+    refused = next((a for a in answers if not a.allowed), None)
+    return refused.reason or refused.clause.text if refused else None
+
+
+def deliver_for_clinic(
+    clinic: Clinic, now: datetime | None = None, limit: int = 200
+) -> DeliveryReport:
+    """Send the current clinic's due messages; call inside its scope."""
+    report = DeliveryReport()
+    now = now or clock.now()
+    due_ids = list(
+        db.session.scalars(
+            select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.due_at).limit(limit)
+        )
+    )
+    db.session.commit()
+    for message_id in due_ids:
+        if not claim(message_id, now):
+            continue
+        message = db.session.get(OutboxMessage, message_id)
+        booking = db.session.get(Booking, message.booking_id) if message.booking_id else None
+        client = db.session.get(Client, message.client_id)
+        if booking is None or booking.status not in (BookingStatus.confirmed,):
+            _finish(message_id, OutboxStatus.withdrawn)
+            continue
+        reason = _allowed(clinic, message, client, now)
+        if reason:
+            _finish(message_id, OutboxStatus.skipped, last_error=reason)
+            report.skipped += 1
+            continue
+        subject, body = _render(clinic, message, booking, client)
+        try:
+            if message.channel == "email":
+                email_sender().send(
+                    Outgoing(
+                        client.email,
+                        subject,
+                        body,
+                        make_message_id("clinic-saas.dev", message.dedupe_key),
+                    ),
+                    sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",
+                    reply_to=clinic.contact_email,
+                )
+            else:
+                sms_sender().send(client.phone, body)
+        except DeliveryError as error:
+            log.warning("delivery of outbox message %s failed: %s", message_id, error)
+            if message.attempts >= MAX_ATTEMPTS:
+                _finish(message_id, OutboxStatus.failed, last_error=str(error))
+                report.failed += 1
+            else:
+                backoff = timedelta(minutes=2 ** min(message.attempts, 6))
+                _finish(
+                    message_id, OutboxStatus.pending, last_error=str(error), due_at=now + backoff
+                )
+                report.retried += 1
+            report.errors.append(str(error))
+            continue
+        _finish(message_id, OutboxStatus.sent, sent_at=clock.now())
+        report.sent += 1
+    return report
+
+
+def deliver_due(now: datetime | None = None) -> DeliveryReport:
+    """Deliver every active clinic's due messages, one clinic scope at a time."""
+    total = DeliveryReport()
+    clinic_ids = list(
+        db.session.scalars(
+            select(Clinic.id).where(Clinic.status == ClinicStatus.active).order_by(Clinic.id)
+        )
+    )
+    db.session.remove()
+    for clinic_id in clinic_ids:
+        clinic = db.session.get(Clinic, clinic_id)
+        with clinic_scope(clinic):
+            clinic = db.session.get(Clinic, clinic_id)
+            report = deliver_for_clinic(clinic, now)
+        for name in ("sent", "skipped", "retried", "failed"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.errors.extend(report.errors)
+    return total
