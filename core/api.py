@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, json, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
@@ -112,6 +112,11 @@ def refuse_nul_characters() -> None:
         "\x00" in value for value in request.form.values()
     ):
         raise Problem(400, "NUL characters are not allowed in form fields.")
+
+
+def json_response(body: Any, status: int) -> Response:
+    """Return an already serialised body as is (flask-smorest passes Responses through)."""
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 def paginated(items: list[Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The Flask extensions, created unbound here and bound to an app in ``create_app``."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -8,8 +9,9 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
-from sqlalchemy import MetaData
+from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 # Deterministic constraint names, so migrations can alter them on SQLite and PostgreSQL alike.
 NAMING_CONVENTION = {
@@ -19,6 +21,30 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """A moment in time, stored in UTC and read back as an aware UTC datetime.
+
+    SQLite keeps no offset: an aware 10:00-08:00 would be stored as 10:00 and
+    read back naive. Converting on the way in (and tagging UTC on the way
+    out) makes both engines hold and return the same instant.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the platform stores only aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

@@ -9,13 +9,13 @@ from typing import Any
 
 from flask import Response, request
 from flask import json as flask_json
-from sqlalchemy import JSON, DateTime, String, UniqueConstraint, select
+from sqlalchemy import JSON, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
 from core.errors import Problem, field_error
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 MAX_KEY_LENGTH = 200
@@ -33,7 +33,7 @@ class IdempotencyRecord(ClinicScoped, db.Model):
     request_digest: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None]
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 def _digest(body: Any) -> str:

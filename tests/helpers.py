@@ -80,3 +80,93 @@ def assert_problem(response: Any, status: int, kind: str | None = None) -> dict[
     if kind is not None:
         assert body["type"].endswith("/" + kind), body
     return body
+
+
+def make_provider(
+    slug: str,
+    email: str,
+    *,
+    hours: tuple[tuple[int, str, str], ...] = tuple((day, "09:00", "17:00") for day in range(7)),
+    location: str = "main",
+    credential: str | None = None,
+) -> int:
+    """Make ``email`` a provider at clinic ``slug`` working ``hours`` (weekday, start, end); return its id."""
+    from datetime import time
+
+    from core.schedules import services as schedules
+
+    make_staff(slug, email, Role.provider)
+    clinic = db.session.query(Clinic).filter_by(slug=slug).one()
+    with clinic_scope(clinic):
+        user = accounts.user_by_email(email)
+        membership = accounts.membership_of(user)
+        provider = schedules.add_provider(membership.id, email.split("@")[0].title(), credential)
+        location_id = db.session.query(Location).filter_by(slug=location).one().id
+        schedules.set_hours(
+            provider,
+            [
+                {
+                    "location_id": location_id,
+                    "weekday": day,
+                    "starts": time.fromisoformat(a),
+                    "ends": time.fromisoformat(b),
+                }
+                for day, a, b in hours
+            ],
+        )
+        db.session.commit()
+        return provider.id
+
+
+def make_service(
+    slug: str,
+    service_slug: str,
+    *,
+    provider_ids: list[int],
+    duration: int = 60,
+    buffer: int = 0,
+    price: str = "100.00",
+    category: str = "esthetician",
+    location: str = "main",
+) -> int:
+    """Add a service at clinic ``slug`` performed by ``provider_ids``; return its id."""
+    from core.catalog import services as catalog
+
+    clinic = db.session.query(Clinic).filter_by(slug=slug).one()
+    with clinic_scope(clinic):
+        location_id = db.session.query(Location).filter_by(slug=location).one().id
+        service = catalog.save_service(
+            None,
+            {
+                "slug": service_slug,
+                "name": service_slug.title(),
+                "category": category,
+                "duration_minutes": duration,
+                "buffer_minutes": buffer,
+                "price": price,
+                "location_ids": [location_id],
+                "provider_ids": provider_ids,
+            },
+            clinic.currency,
+        )
+        db.session.commit()
+        return service.id
+
+
+def set_clinic_settings(
+    slug: str, *, bookings: dict[str, Any] | None = None, policy: dict[str, Any] | None = None
+) -> None:
+    """Change a clinic's booking settings or default-policy settings, as its tenants/ file would."""
+    from core.bookings.settings import BookingSettingsSchema, dump_booking_settings
+    from core.defaults.policy import DefaultPolicySettings
+
+    clinic = db.session.query(Clinic).filter_by(slug=slug).one()
+    if bookings is not None:
+        clinic.booking_settings = dump_booking_settings(BookingSettingsSchema().load(bookings))
+    if policy is not None:
+        schema = DefaultPolicySettings()
+        clinic.plugin_settings = {
+            **(clinic.plugin_settings or {}),
+            "default_policy": schema.dump(schema.load(policy)),
+        }
+    db.session.commit()

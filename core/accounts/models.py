@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DateTime, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -40,8 +40,8 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     # Bumped on password change or "sign out everywhere"; sessions carry it.
     session_epoch: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
 
     @property
     def is_active(self) -> bool:
@@ -68,9 +68,9 @@ class Membership(ClinicScoped, db.Model):
         Enum(Role, native_enum=False, length=16, validate_strings=True)
     )
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
     )
 
     user: Mapped[User] = relationship(lazy="joined")
@@ -96,10 +96,10 @@ class ApiToken(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
 
     user: Mapped[User] = relationship()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -42,7 +42,7 @@ class AuditEvent(ClinicScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int]
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     actor_role: Mapped[str | None] = mapped_column(String(32))
     action: Mapped[AuditAction] = mapped_column(

@@ -6,13 +6,13 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.catalog.models import Service
 from core.clients.models import Client
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.money import Money
 from core.schedules.models import Provider
 from core.tenancy.scope import ClinicScoped
@@ -47,7 +47,7 @@ class PolicyVersion(ClinicScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     digest: Mapped[str] = mapped_column(String(64))
     clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class Booking(ClinicScoped, db.Model):
@@ -65,26 +65,26 @@ class Booking(ClinicScoped, db.Model):
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
     location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
     resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
-    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    starts_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    ends_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     # ends_at plus the service's buffer: how long the provider is taken.
-    blocks_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocks_until: Mapped[datetime] = mapped_column(UtcTimestamp())
     status: Mapped[BookingStatus] = mapped_column(_enum(BookingStatus, 16))
-    hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     source: Mapped[str] = mapped_column(String(16))  # online, staff
     price_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     requirements: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
-    policy_accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    policy_accepted_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     guarantee_method: Mapped[str | None] = mapped_column(String(32))
     # A late cancellation or no-show under the policy: counted for prepayment rules.
     policy_incident: Mapped[bool] = mapped_column(default=False)
     manage_nonce: Mapped[str] = mapped_column(String(32))
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
     )
 
     client: Mapped[Client] = relationship()
@@ -116,7 +116,7 @@ class BookingEvent(ClinicScoped, db.Model):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     actor: Mapped[str] = mapped_column(String(32))  # client, staff, system
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -152,7 +152,7 @@ class BookingCharge(ClinicScoped, db.Model):
     status: Mapped[str] = mapped_column(String(16), default="owed")  # owed, paid, waived, moved
     clause_id: Mapped[str | None] = mapped_column(String(200))
     clause_text: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
     @property
     def amount(self) -> Money:

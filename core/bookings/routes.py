@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from core.accounts.access import Permission, current_clinic, current_principal, public, requires
-from core.api import Blueprint, paginated
+from core.api import Blueprint, json_response, paginated
 from core.bookings import availability, links
 from core.bookings import services as bookings
 from core.bookings.models import Booking
@@ -109,7 +109,7 @@ class OnlineBookings(MethodView):
         body = OnlineBookingResultSchema().dump(_online_result(booking))
         idempotent.finish(201, body)
         db.session.commit()
-        return body
+        return json_response(body, 201)
 
 
 @blp.route("/bookings")
@@ -143,7 +143,7 @@ class Bookings(MethodView):
         body = BookingSchema().dump(booking)
         idempotent.finish(201, body)
         db.session.commit()
-        return body
+        return json_response(body, 201)
 
 
 @blp.route("/bookings/<id:booking_id>")

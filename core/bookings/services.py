@@ -130,7 +130,7 @@ def _event(
         policy_version_id=booking.policy_version_id,
         details=details or {},
     )
-    db.session.add(event)
+    booking.events.append(event)
     booking.status = to_status
     return event
 
@@ -149,7 +149,7 @@ def _owe(
         clause_id=clause.id if clause else None,
         clause_text=clause.text if clause else None,
     )
-    db.session.add(charge)
+    booking.charges.append(charge)
     return charge
 
 
@@ -432,6 +432,28 @@ def confirm(clinic: Clinic, booking: Booking, method: str, actor_user_id: int | 
     ):
         expire_holds(now, booking.provider_id)
     _require(booking, BookingStatus.held)
+    needs = booking.requirements
+    if method != "waived_by_staff":
+        if needs.get("prepayment") and method != "prepaid":
+            raise Problem(
+                409,
+                "This booking must be prepaid before it is confirmed.",
+                kind="prepayment-required",
+                clauses=[c["id"] for c in needs.get("clauses", [])],
+            )
+        if needs.get("deposit") and method not in ("deposit_paid", "prepaid"):
+            raise Problem(
+                409,
+                "This booking needs its deposit before it is confirmed.",
+                kind="deposit-required",
+                clauses=[c["id"] for c in needs.get("clauses", [])],
+            )
+        if needs.get("guarantee") == Guarantee.card_on_file and method not in (
+            "card_on_file",
+            "deposit_paid",
+            "prepaid",
+        ):
+            raise Problem(409, "This booking needs a card on file.", kind="guarantee-required")
     booking.guarantee_method = method
     booking.hold_expires_at = None
     _event(

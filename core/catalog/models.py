@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.money import Money
 from core.tenancy.scope import ClinicScoped
 
@@ -37,7 +37,7 @@ class Service(ClinicScoped, db.Model):
     online_bookable: Mapped[bool] = mapped_column(default=True)
     active: Mapped[bool] = mapped_column(default=True)
     resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
     location_links: Mapped[list[ServiceLocation]] = relationship(cascade="all, delete-orphan")
     provider_links: Mapped[list[ServiceProvider]] = relationship(cascade="all, delete-orphan")

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Date,
-    DateTime,
     Enum,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.encryption import EncryptedJSON, EncryptedText
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -79,9 +78,9 @@ class Client(ClinicScoped, db.Model):
     search_first: Mapped[str] = mapped_column(String(100))
     search_last: Mapped[str] = mapped_column(String(100))
     search_preferred: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
     )
 
     guardians: Mapped[list[Guardian]] = relationship(
@@ -106,7 +105,7 @@ class Guardian(ClinicScoped, db.Model):
     relationship_to_client: Mapped[str] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
     client: Mapped[Client] = relationship(back_populates="guardians")
 
@@ -123,7 +122,7 @@ class HealthIntake(ClinicScoped, db.Model):
     answers: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("health_intake.answers"))
     change_reason: Mapped[str | None] = mapped_column(EncryptedText("health_intake.change_reason"))
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class NoteKind(enum.StrEnum):
@@ -147,7 +146,7 @@ class ClinicalNote(ClinicScoped, db.Model):
     body: Mapped[str] = mapped_column(EncryptedText("clinical_note.body"))
     amends_note_id: Mapped[int | None] = mapped_column(ForeignKey("clinical_note.id"))
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class ProductSetting(enum.StrEnum):
@@ -169,7 +168,7 @@ class ProductUse(ClinicScoped, db.Model):
     details: Mapped[str | None] = mapped_column(EncryptedText("product_use.details"))
     started_on: Mapped[date | None] = mapped_column(Date)
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class Severity(enum.StrEnum):
@@ -193,7 +192,7 @@ class AdverseReaction(ClinicScoped, db.Model):
     severity: Mapped[Severity] = mapped_column(_enum(Severity, 16))
     occurred_on: Mapped[date]
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class ConsentKind(enum.StrEnum):
@@ -228,13 +227,13 @@ class Consent(ClinicScoped, db.Model):
     kind: Mapped[ConsentKind] = mapped_column(_enum(ConsentKind))
     text: Mapped[str] = mapped_column(Text)
     text_version: Mapped[str] = mapped_column(String(50))
-    given_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    given_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     method: Mapped[ConsentMethod] = mapped_column(_enum(ConsentMethod, 16))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     phone: Mapped[str | None] = mapped_column(String(32))
     guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardian.id"))
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     revocation_method: Mapped[str | None] = mapped_column(String(32))
     revoked_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
@@ -272,7 +271,7 @@ class Photo(ClinicScoped, db.Model):
     # Asked for at upload; it only counts while marketing-photo consent stands.
     marketing_use: Mapped[bool] = mapped_column(default=False)
     uploaded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class EmergencyAccess(ClinicScoped, db.Model):
@@ -284,8 +283,8 @@ class EmergencyAccess(ClinicScoped, db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
     reason: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     reviewed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     review_note: Mapped[str | None] = mapped_column(Text)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text, UniqueConstraint
+from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -27,5 +27,5 @@ class ClinicDataKey(ClinicScoped, db.Model):
     version: Mapped[int]
     master_key_id: Mapped[str] = mapped_column(String(64))
     wrapped: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
-    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())

@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -40,14 +40,14 @@ class OutboxMessage(ClinicScoped, db.Model):
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("client.id"))
     dedupe_key: Mapped[str] = mapped_column(String(200))
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     status: Mapped[OutboxStatus] = mapped_column(
         Enum(OutboxStatus, native_enum=False, length=16, validate_strings=True),
         default=OutboxStatus.pending,
     )
     attempts: Mapped[int] = mapped_column(default=0)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     last_error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import DateTime, ForeignKey, String, Time, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.accounts.models import Membership
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -33,7 +33,7 @@ class Provider(ClinicScoped, db.Model):
     # SQLite the write lock it takes) makes the overlap check and the insert
     # one step, so two requests can never both take the same time.
     lock_version: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
     membership: Mapped[Membership] = relationship()
     hours: Mapped[list[WorkingHours]] = relationship(
@@ -67,6 +67,6 @@ class TimeOff(ClinicScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
-    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    starts_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    ends_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     reason: Mapped[str | None] = mapped_column(String(200))

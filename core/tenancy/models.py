@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, String, UniqueConstraint
+from sqlalchemy import JSON, Enum, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import db
+from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -51,9 +51,9 @@ class Clinic(db.Model):
     # Hold time, slot step, notice and reminders, validated by the tenants/ loader.
     booking_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_file: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
     )
 
     locations: Mapped[list[Location]] = relationship(
@@ -95,9 +95,9 @@ class Location(ClinicScoped, db.Model):
     phone: Mapped[str | None] = mapped_column(String(32))
     timezone: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=clock.now, onupdate=clock.now
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
     )
 
     clinic: Mapped[Clinic] = relationship(back_populates="locations")
