@@ -86,7 +86,9 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SECRET_KEY": _secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DATABASE_OWNER_URL": normalise_database_url(owner_url) if owner_url else None,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # hide_parameters: an error about a statement must never put its
+        # values (health data, before encryption) into a log.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
         "TENANTS_DIR": env.get("TENANTS_DIR", str(PROJECT_ROOT / "tenants")),
         # Health data: master keys wrap each clinic's data keys; photos are
         # stored encrypted under PHOTO_STORAGE_DIR.

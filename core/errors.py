@@ -193,6 +193,20 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         if isinstance(error, HTTPException):
             return _http(error)
+        original = getattr(error, "orig", None)
+        if isinstance(original, Problem):
+            return problem_response(original)
+        if type(original).__name__ in {"KeyUnavailable", "DecryptionFailed"}:
+            log.error(
+                "encryption keys unavailable on %s %s: %s", request.method, request.path, original
+            )
+            return problem_response(
+                Problem(
+                    503,
+                    "Protected records cannot be opened right now; it has been logged.",
+                    kind="keys-unavailable",
+                )
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
             Problem(500, "Something went wrong on our side; it has been logged.")

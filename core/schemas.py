@@ -101,6 +101,33 @@ class UtcDateTime(fields.AwareDateTime):
         return None if value is None else super()._serialize(as_utc(value), attr, obj, **kwargs)
 
 
+#: The largest row id: ids are 32-bit integers on PostgreSQL.
+MAX_ID = 2**31 - 1
+
+
+class Id(fields.Integer):
+    """The id of a row: a positive integer that fits the database's column."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Range(min=1, max=MAX_ID))
+        super().__init__(**kwargs)
+
+
+class Moment(fields.AwareDateTime):
+    """A moment given with its UTC offset, within sane years, converted to UTC on load."""
+
+    default_error_messages = {"out_of_range": "Give a date between 1900 and 2200."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not 1900 <= moment.year <= 2200:
+            raise self.make_error("out_of_range")
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
+
+
 class TimeZone(fields.String):
     """An IANA timezone name."""
 

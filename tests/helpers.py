@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 
 from core.accounts import services as accounts
 from core.accounts.models import Role
+from core.encryption.services import ensure_data_key
 from core.extensions import db
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import clinic_scope
@@ -36,6 +37,7 @@ def make_clinic(slug: str, *, locations: tuple[str, ...] = ("main",), **fields: 
                     slug=loc, name=f"{slug} {loc}", country=clinic.country, timezone=clinic.timezone
                 )
             )
+        ensure_data_key()
         db.session.commit()
     return clinic_id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -775,3 +776,214 @@ def test_notes_read_back_through_the_orm_are_plain_text(clinic, provider):
         alpha = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
         with clinic_scope(alpha):
             assert db.session.scalar(select(ClinicalNote.body)) == "Surfs every weekend"
+
+
+# --- edge cases found in review ----------------------------------------------------------------
+
+
+def test_revoking_the_newest_consent_does_not_revive_an_older_one(provider):
+    client_id = new_client(provider)
+    base = f"/api/v1/clinics/alpha/clients/{client_id}"
+    provider.post(
+        f"{base}/consents", json={**CONSENT, "kind": "clinical_photos", "text_version": "2024-01"}
+    )
+    newest = provider.post(
+        f"{base}/consents", json={**CONSENT, "kind": "clinical_photos", "text_version": "2025-01"}
+    ).get_json()
+    provider.post(f"{base}/consents/{newest['id']}/revocation", json={"method": "email"})
+    assert all(not c["active"] for c in provider.get(f"{base}/consents").get_json()["items"])
+    refused = provider.post(
+        f"{base}/photos",
+        data={"kind": "before", "image": (io.BytesIO(jpeg_with_gps()), "before.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert_problem(refused, 409, "photo-consent-missing")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("get", "/api/v1/clinics/alpha/clients", {"query_string": {"after": 2**40}}),
+        ("get", "/api/v1/clinics/alpha/audit/events", {"query_string": {"client_id": 2**40}}),
+        (
+            "post",
+            "/api/v1/clinics/alpha/emergency-access",
+            {"json": {"client_id": 2**40, "reason": "long enough reason here"}},
+        ),
+    ],
+)
+def test_ids_too_large_for_the_database_are_refused_not_crashed(manager, method, path, kwargs):
+    response = getattr(manager, method)(path, **kwargs)
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+
+
+def test_odd_inputs_to_health_records_are_problems(provider):
+    client_id = new_client(provider)
+    base = f"/api/v1/clinics/alpha/clients/{client_id}"
+    assert_problem(provider.get(f"{base}/intake/versions/{2**40}"), 404)
+    not_a_file = provider.post(
+        f"{base}/photos",
+        data={"kind": "before", "image": "just text"},
+        content_type="multipart/form-data",
+    )
+    assert 400 <= not_a_file.status_code < 500
+    far = provider.post(
+        f"{base}/consents",
+        json={**CONSENT, "kind": "marketing_email", "given_at": "9999-12-31T23:00:00-05:00"},
+    )
+    assert assert_problem(far, 422)["errors"][0]["field"] == "given_at"
+
+
+def test_times_with_offsets_are_kept_as_the_same_instant(provider):
+    client_id = new_client(provider)
+    base = f"/api/v1/clinics/alpha/clients/{client_id}"
+    given = provider.post(
+        f"{base}/consents",
+        json={**CONSENT, "kind": "marketing_email", "given_at": "2025-01-01T10:00:00+05:00"},
+    ).get_json()
+    assert given["given_at"] == "2025-01-01T05:00:00+00:00"
+
+
+def test_concurrent_first_health_reads_all_succeed_and_keep_the_chain(clinic, provider, manager):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import issue_token
+
+    client_id = new_client(provider)
+    headers = {
+        "Authorization": f"Bearer {issue_token(clinic, 'alpha', 'provider@alpha.example.com')}"
+    }
+
+    def read(_):
+        return (
+            clinic.test_client()
+            .get(f"/api/v1/clinics/alpha/clients/{client_id}/notes", headers=headers)
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(read, range(12)))
+    assert statuses == [200] * 12
+    report = manager.get("/api/v1/clinics/alpha/audit/verification").get_json()
+    assert report["intact"] is True and report["checked"] == 12
+
+
+def test_concurrent_intake_updates_are_numbered_or_refused_never_crash(clinic, provider):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import issue_token
+
+    client_id = new_client(provider)
+    provider.post(f"/api/v1/clinics/alpha/clients/{client_id}/intake", json={"answers": INTAKE})
+    headers = {
+        "Authorization": f"Bearer {issue_token(clinic, 'alpha', 'provider@alpha.example.com')}"
+    }
+
+    def update(n):
+        return (
+            clinic.test_client()
+            .post(
+                f"/api/v1/clinics/alpha/clients/{client_id}/intake",
+                json={
+                    "answers": {**INTAKE, "allergies": [f"allergen {n}"]},
+                    "change_reason": f"update {n}",
+                },
+                headers=headers,
+            )
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(update, range(6)))
+    assert set(statuses) <= {201, 409}
+    versions = provider.get(
+        f"/api/v1/clinics/alpha/clients/{client_id}/intake/versions"
+    ).get_json()["items"]
+    assert [v["version"] for v in versions] == list(range(1, statuses.count(201) + 2))
+
+
+def test_a_rewritten_chain_without_the_key_is_detected(clinic, provider, manager, database):
+    import hashlib
+    import json
+
+    client_id = new_client(provider)
+    for _ in range(3):
+        provider.get(f"/api/v1/clinics/alpha/clients/{client_id}/notes")
+    # An attacker with the database, but not the master keys, deletes event 2 and
+    # recomputes the chain with a plain hash.
+    with clinic.app_context():
+        engine = database.owner if database.is_postgres else db.engine
+        with engine.begin() as conn:
+            if database.is_postgres:
+                conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+            else:
+                conn.execute(text("DROP TRIGGER audit_event_no_delete"))
+                conn.execute(text("DROP TRIGGER audit_event_no_update"))
+            conn.execute(text("DELETE FROM audit_event WHERE seq = 2"))
+            conn.execute(text("UPDATE audit_event SET seq = 2 WHERE seq = 3"))
+            rows = (
+                conn.execute(
+                    text(
+                        "SELECT id, seq, at, actor_user_id, actor_role, action, resource, resource_id, client_id, fields, reason, recipient, emergency, ip, user_agent FROM audit_event ORDER BY seq"
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            prev = "0" * 64
+            for row in rows:
+                body = {
+                    k: row[k]
+                    for k in (
+                        "seq",
+                        "actor_user_id",
+                        "actor_role",
+                        "action",
+                        "resource",
+                        "resource_id",
+                        "client_id",
+                        "reason",
+                        "recipient",
+                        "ip",
+                        "user_agent",
+                    )
+                }
+                at = (
+                    row["at"]
+                    if not isinstance(row["at"], str)
+                    else datetime.fromisoformat(row["at"])
+                )
+                body.update(
+                    at=clock.as_utc(at).isoformat(),
+                    fields=row["fields"]
+                    if isinstance(row["fields"], list)
+                    else json.loads(row["fields"]),
+                    emergency=bool(row["emergency"]),
+                    prev_hash=prev,
+                )
+                digest = hashlib.sha256(
+                    json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+                ).hexdigest()
+                conn.execute(
+                    text("UPDATE audit_event SET prev_hash = :p, hash = :h WHERE id = :i"),
+                    {"p": prev, "h": digest, "i": row["id"]},
+                )
+                prev = digest
+            conn.execute(text("UPDATE audit_chain SET seq = 2, head = :h"), {"h": prev})
+    report = manager.get("/api/v1/clinics/alpha/audit/verification").get_json()
+    assert report["intact"] is False and report["first_broken_seq"] == 1
+
+
+def test_a_failure_to_encrypt_is_a_503_and_logs_no_health_data(clinic, provider, caplog):
+    from core.encryption.keys import MasterKeys
+
+    client_id = new_client(provider)
+    # The master key is swapped for one that cannot unwrap the clinic's data key.
+    clinic.extensions["clinic_saas.master_keys"] = MasterKeys.parse(MasterKeys.generate("test1"))
+    clinic.extensions["clinic_saas.keyring"].clear()
+    response = provider.post(
+        f"/api/v1/clinics/alpha/clients/{client_id}/notes",
+        json={"kind": "medical_condition", "body": "SECRET-CONDITION-4417"},
+    )
+    assert_problem(response, 503, "keys-unavailable")
+    assert "SECRET-CONDITION-4417" not in caplog.text

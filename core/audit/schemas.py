@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from core.audit.models import AuditAction
-from core.schemas import UtcDateTime
+from core.schemas import Id, Moment, UtcDateTime
 
 
 class AuditEventSchema(Schema):
@@ -13,12 +13,12 @@ class AuditEventSchema(Schema):
 
     seq = fields.Integer()
     at = UtcDateTime()
-    actor_user_id = fields.Integer(allow_none=True)
+    actor_user_id = Id(allow_none=True)
     actor_role = fields.String(allow_none=True)
     action = fields.Enum(AuditAction, by_value=True)
     resource = fields.String()
-    resource_id = fields.Integer(allow_none=True)
-    client_id = fields.Integer(allow_none=True)
+    resource_id = Id(allow_none=True)
+    client_id = Id(allow_none=True)
     fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
     reason = fields.String(allow_none=True)
     recipient = fields.String(allow_none=True)
@@ -35,13 +35,13 @@ class AuditEventListSchema(Schema):
 
 
 class AuditQueryArgs(Schema):
-    client_id = fields.Integer()
-    actor_user_id = fields.Integer()
+    client_id = Id()
+    actor_user_id = Id()
     action = fields.Enum(AuditAction, by_value=True)
     emergency = fields.Boolean()
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
-    before = fields.Integer(validate=validate.Range(min=1))
+    since = Moment()
+    until = Moment()
+    before = Id()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 

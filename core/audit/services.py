@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,16 +11,23 @@ from datetime import datetime
 from typing import Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from core import clock
 from core.audit.models import AuditAction, AuditChain, AuditEvent
+from core.encryption.keys import derived_key
 from core.extensions import db
 
 GENESIS = "0" * 64
 
 
-def _digest(event: AuditEvent) -> str:
+def _digest(event: AuditEvent, key: bytes) -> str:
+    """Return the event's keyed hash, chained to the one before through ``prev_hash``.
+
+    HMAC with a key derived from the clinic's data key: someone with the
+    database but not the master keys cannot recompute a rewritten chain.
+    """
     body = {
         "seq": event.seq,
         "at": clock.as_utc(event.at).isoformat(),
@@ -38,18 +46,25 @@ def _digest(event: AuditEvent) -> str:
         "prev_hash": event.prev_hash,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
-def _chain_head() -> AuditChain:
-    # FOR UPDATE serialises appends per clinic on PostgreSQL; SQLite
-    # serialises writers itself, and (clinic_id, seq) is unique either way.
-    head = db.session.scalar(select(AuditChain).with_for_update())
-    if head is None:
-        head = AuditChain(seq=0, head=GENESIS)
-        db.session.add(head)
-        db.session.flush()
-    return head
+def _advance_chain() -> AuditChain:
+    """Take the clinic's next sequence number, holding the chain's lock until commit.
+
+    The UPDATE comes first: it takes the row lock on PostgreSQL and the
+    write lock on SQLite, so concurrent appends queue instead of reading the
+    same head. A clinic's first event creates the head, racing safely.
+    """
+    bump = update(AuditChain).values(seq=AuditChain.seq + 1)
+    if db.session.execute(bump).rowcount == 0:
+        try:
+            with db.session.begin_nested():
+                db.session.add(AuditChain(seq=0, head=GENESIS))
+        except IntegrityError:
+            pass  # another request created it first
+        db.session.execute(bump)
+    return db.session.scalar(select(AuditChain).execution_options(populate_existing=True))
 
 
 def _who() -> tuple[int | None, str | None, bool]:
@@ -78,9 +93,10 @@ def record(
     happened. Commit with the change it records, so neither exists alone.
     """
     actor, role, emergency = _who()
-    head = _chain_head()
+    key = derived_key("audit-chain")  # before the chain lock: it may read keys on the side
+    head = _advance_chain()
     event = AuditEvent(
-        seq=head.seq + 1,
+        seq=head.seq,
         at=clock.now(),
         actor_user_id=actor,
         actor_role=role,
@@ -98,8 +114,8 @@ def record(
         else None,
         prev_hash=head.head,
     )
-    event.hash = _digest(event)
-    head.seq, head.head = event.seq, event.hash
+    event.hash = _digest(event, key)
+    head.head = event.hash
     db.session.add(event)
     db.session.flush()
     return event
@@ -117,6 +133,7 @@ class ChainReport:
 
 def verify_chain() -> ChainReport:
     """Recompute the current clinic's chain; report the first event that does not fit."""
+    key = derived_key("audit-chain")
     prev = GENESIS
     expected_seq = 1
     checked = 0
@@ -127,7 +144,7 @@ def verify_chain() -> ChainReport:
             return ChainReport(
                 False, checked, event.seq, "the link to the previous event is broken"
             )
-        if _digest(event) != event.hash:
+        if _digest(event, key) != event.hash:
             return ChainReport(False, checked, event.seq, "the event was altered")
         prev = event.hash
         expected_seq += 1

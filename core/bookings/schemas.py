@@ -10,19 +10,19 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from core import clock
 from core.bookings.models import BookingStatus
 from core.hooks.decisions import LateArrivalOption
-from core.schemas import Email, Phone, UtcDateTime, text
+from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
 
 
 class AvailabilityArgs(Schema):
-    service_id = fields.Integer(required=True)
+    service_id = Id(required=True)
     start = fields.Date(
         required=True, data_key="from", metadata={"description": "First local date, inclusive."}
     )
     end = fields.Date(
         required=True, data_key="to", metadata={"description": "Last local date, inclusive."}
     )
-    location_id = fields.Integer()
-    provider_id = fields.Integer()
+    location_id = Id()
+    provider_id = Id()
 
     @validates_schema
     def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -37,9 +37,9 @@ class SlotSchema(Schema):
         "_starts", metadata={"description": "Local time with its UTC offset."}
     )
     ends_at = fields.Method("_ends")
-    provider_id = fields.Integer()
+    provider_id = Id()
     provider_name = fields.String()
-    location_id = fields.Integer()
+    location_id = Id()
 
     def _starts(self, slot: Any) -> str:
         return slot.starts_at.isoformat()
@@ -64,12 +64,10 @@ class GuestSchema(Schema):
 
 
 class BookingRequestSchema(Schema):
-    service_id = fields.Integer(required=True)
-    location_id = fields.Integer(required=True)
-    provider_id = fields.Integer(allow_none=True)
-    starts_at = fields.AwareDateTime(
-        required=True, metadata={"description": "With its UTC offset."}
-    )
+    service_id = Id(required=True)
+    location_id = Id(required=True)
+    provider_id = Id(allow_none=True)
+    starts_at = Moment(required=True, metadata={"description": "With its UTC offset."})
 
 
 class OnlineBookingSchema(BookingRequestSchema):
@@ -77,7 +75,7 @@ class OnlineBookingSchema(BookingRequestSchema):
 
 
 class StaffBookingSchema(BookingRequestSchema):
-    client_id = fields.Integer(required=True)
+    client_id = Id(required=True)
 
 
 class ChargeSchema(Schema):
@@ -113,10 +111,10 @@ def _local(booking: Any, value: Any) -> str | None:
 class BookingSchema(Schema):
     id = fields.Integer()
     status = fields.Enum(BookingStatus, by_value=True)
-    client_id = fields.Integer()
-    service_id = fields.Integer()
-    provider_id = fields.Integer()
-    location_id = fields.Integer()
+    client_id = Id()
+    service_id = Id()
+    provider_id = Id()
+    location_id = Id()
     starts_at = fields.Function(
         lambda b: _local(b, b.starts_at),
         metadata={"description": "Local time with its UTC offset."},
@@ -126,7 +124,7 @@ class BookingSchema(Schema):
     source = fields.String()
     price = fields.Function(lambda b: b.price.to_dict())
     requirements = fields.Dict()
-    policy_version_id = fields.Integer()
+    policy_version_id = Id()
     policy_accepted_at = UtcDateTime()
     charges = fields.List(fields.Nested(ChargeSchema))
     events = fields.List(fields.Nested(EventSchema))
@@ -160,10 +158,10 @@ class BookingListSchema(Schema):
 
 
 class BookingQueryArgs(Schema):
-    starts_from = fields.AwareDateTime(data_key="from")
-    starts_before = fields.AwareDateTime(data_key="before")
-    provider_id = fields.Integer()
-    client_id = fields.Integer()
+    starts_from = Moment(data_key="from")
+    starts_before = Moment(data_key="before")
+    provider_id = Id()
+    client_id = Id()
     status = fields.Enum(BookingStatus, by_value=True)
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=500))
 
@@ -182,13 +180,13 @@ class CancelSchema(Schema):
 
 
 class RescheduleSchema(Schema):
-    starts_at = fields.AwareDateTime(required=True)
-    provider_id = fields.Integer(allow_none=True)
+    starts_at = Moment(required=True)
+    provider_id = Id(allow_none=True)
 
 
 class LateArrivalSchema(Schema):
     option = fields.Enum(LateArrivalOption, by_value=True, required=True)
-    new_starts_at = fields.AwareDateTime(allow_none=True)
+    new_starts_at = Moment(allow_none=True)
 
 
 class DecisionSchema(Schema):

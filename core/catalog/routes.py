@@ -13,7 +13,7 @@ from core.catalog import services
 from core.catalog.models import Resource, Service
 from core.extensions import db
 from core.hooks.settings import Amount
-from core.schemas import text
+from core.schemas import Id, text
 
 blp = Blueprint(
     "catalog",
@@ -38,9 +38,9 @@ class ServiceInputSchema(Schema):
     price = Amount(required=True)
     online_bookable = fields.Boolean(load_default=True)
     active = fields.Boolean(load_default=True)
-    resource_id = fields.Integer(allow_none=True)
-    location_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1))
-    provider_ids = fields.List(fields.Integer(), load_default=list)
+    resource_id = Id(allow_none=True)
+    location_ids = fields.List(Id(), required=True, validate=validate.Length(min=1))
+    provider_ids = fields.List(Id(), load_default=list)
 
 
 class ServicePatchSchema(ServiceInputSchema):
@@ -52,8 +52,8 @@ class ServicePatchSchema(ServiceInputSchema):
     price = Amount()
     online_bookable = fields.Boolean()
     active = fields.Boolean()
-    location_ids = fields.List(fields.Integer(), validate=validate.Length(min=1))
-    provider_ids = fields.List(fields.Integer())
+    location_ids = fields.List(Id(), validate=validate.Length(min=1))
+    provider_ids = fields.List(Id())
 
 
 class ServiceSchema(Schema):
@@ -67,9 +67,9 @@ class ServiceSchema(Schema):
     price = fields.Function(lambda s: s.price.to_dict())
     online_bookable = fields.Boolean()
     active = fields.Boolean()
-    resource_id = fields.Integer(allow_none=True)
-    location_ids = fields.List(fields.Integer())
-    provider_ids = fields.List(fields.Integer())
+    resource_id = Id(allow_none=True)
+    location_ids = fields.List(Id())
+    provider_ids = fields.List(Id())
 
 
 class ServiceListSchema(Schema):
@@ -79,7 +79,7 @@ class ServiceListSchema(Schema):
 
 class ResourceSchema(Schema):
     id = fields.Integer(dump_only=True)
-    location_id = fields.Integer(required=True)
+    location_id = Id(required=True)
     name = fields.String(required=True, validate=text(100))
     capacity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
 

@@ -6,11 +6,13 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
+from werkzeug.datastructures import FileStorage
 
 from core.accounts.access import Permission, current_clinic, current_principal, requires
 from core.api import Blueprint, paginated
 from core.clients import services
 from core.clients.models import Client
+from core.clients.photos import photo_store
 from core.clients.schemas import (
     ClientInputSchema,
     ClientListSchema,
@@ -158,7 +160,7 @@ class IntakeVersions(MethodView):
         return paginated(found)
 
 
-@blp.route("/clients/<id:client_id>/intake/versions/<int:version>")
+@blp.route("/clients/<id:client_id>/intake/versions/<id:version>")
 class IntakeVersion(MethodView):
     @requires(Permission.view_clients)
     @blp.response(200, IntakeSchema)
@@ -302,6 +304,12 @@ class Photos(MethodView):
     def post(self, form: dict[str, Any], clinic_slug: str, client_id: int) -> Any:
         """Upload a before/after photo (JPEG, PNG or WebP); needs clinical-photo consent on file."""
         upload = form["image"]
+        if not isinstance(upload, FileStorage):
+            raise Problem(
+                422,
+                "Send the photo as a file.",
+                errors=[field_error("image", "must be a file upload", "files")],
+            )
         max_bytes = current_app.config["PHOTO_MAX_BYTES"]
         raw = upload.stream.read(max_bytes + 1)
         if not raw:
@@ -319,7 +327,12 @@ class Photos(MethodView):
             clinic_slug=clinic_slug,
             max_bytes=max_bytes,
         )
-        db.session.commit()
+        try:
+            db.session.commit()
+        except Exception:
+            # The file was stored before the commit; do not leave it orphaned.
+            photo_store().delete(photo.storage_key)
+            raise
         return _photo_view(photo)
 
 

@@ -15,7 +15,7 @@ from core.clients.models import (
     ProductSetting,
     Severity,
 )
-from core.schemas import Email, Phone, TimeZone, UtcDateTime, text
+from core.schemas import Email, Id, Moment, Phone, TimeZone, UtcDateTime, text
 
 _NAME = text(100)
 _TEXT = validate.Length(max=10_000)
@@ -49,7 +49,7 @@ class ClientInputSchema(Schema):
     emergency_contact_relationship = fields.String(
         allow_none=True, validate=validate.Length(max=100)
     )
-    preferred_location_id = fields.Integer(allow_none=True)
+    preferred_location_id = Id(allow_none=True)
     preferred_channel = fields.Enum(Channel, by_value=True)
     language = fields.String(allow_none=True, validate=validate.Length(max=16))
     timezone = TimeZone(allow_none=True)
@@ -117,7 +117,7 @@ class ClientListSchema(Schema):
 class ClientSearchArgs(Schema):
     q = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
-    after = fields.Integer(validate=validate.Range(min=0))
+    after = Id()
 
 
 class SensitivitiesSchema(Schema):
@@ -160,7 +160,7 @@ class IntakeSchema(Schema):
     version = fields.Integer()
     answers = fields.Dict()
     change_reason = fields.String(allow_none=True)
-    recorded_by_user_id = fields.Integer(allow_none=True)
+    recorded_by_user_id = Id(allow_none=True)
     recorded_at = UtcDateTime()
 
 
@@ -176,8 +176,8 @@ class NoteInputSchema(Schema):
 
 class NoteSchema(NoteInputSchema):
     id = fields.Integer(dump_only=True)
-    amends_note_id = fields.Integer(dump_only=True, allow_none=True)
-    author_user_id = fields.Integer(dump_only=True, allow_none=True)
+    amends_note_id = Id(dump_only=True, allow_none=True)
+    author_user_id = Id(dump_only=True, allow_none=True)
     created_at = UtcDateTime(dump_only=True)
 
 
@@ -204,7 +204,7 @@ class ProductListSchema(Schema):
 
 
 class ReactionInputSchema(Schema):
-    product_use_id = fields.Integer(allow_none=True)
+    product_use_id = Id(allow_none=True)
     service = fields.String(allow_none=True, validate=validate.Length(max=200))
     description = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
     severity = fields.Enum(Severity, by_value=True, required=True)
@@ -228,17 +228,17 @@ class ConsentInputSchema(Schema):
     text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
     text_version = fields.String(required=True, validate=validate.Length(min=1, max=50))
     method = fields.Enum(ConsentMethod, by_value=True, required=True)
-    given_at = fields.AwareDateTime(allow_none=True)
+    given_at = Moment(allow_none=True)
     evidence = fields.Dict(keys=fields.String(), load_default=dict)
     phone = Phone(allow_none=True)
-    guardian_id = fields.Integer(allow_none=True)
+    guardian_id = Id(allow_none=True)
 
 
 class ConsentSchema(ConsentInputSchema):
     id = fields.Integer(dump_only=True)
     given_at = UtcDateTime(dump_only=True)
     active = fields.Boolean(dump_only=True)
-    recorded_by_user_id = fields.Integer(dump_only=True, allow_none=True)
+    recorded_by_user_id = Id(dump_only=True, allow_none=True)
     revoked_at = UtcDateTime(dump_only=True, allow_none=True)
     revocation_method = fields.String(dump_only=True, allow_none=True)
 
@@ -285,20 +285,20 @@ class PhotoListSchema(Schema):
 
 
 class EmergencyAccessInputSchema(Schema):
-    client_id = fields.Integer(required=True)
+    client_id = Id(required=True)
     reason = fields.String(required=True, validate=validate.Length(min=10, max=2000))
     minutes = fields.Integer(load_default=60)
 
 
 class EmergencyAccessSchema(Schema):
     id = fields.Integer()
-    user_id = fields.Integer()
-    client_id = fields.Integer()
+    user_id = Id()
+    client_id = Id()
     reason = fields.String()
     started_at = UtcDateTime()
     expires_at = UtcDateTime()
     reviewed_at = UtcDateTime(allow_none=True)
-    reviewed_by_user_id = fields.Integer(allow_none=True)
+    reviewed_by_user_id = Id(allow_none=True)
     review_note = fields.String(allow_none=True)
 
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from core import clock
 from core.accounts.access import Permission, Principal, role_may
@@ -246,15 +247,23 @@ def age_gates(clinic: Clinic, record: Client, applies_to: str | None = None) -> 
     guardian on file; ``written_parental_permission`` only by one given in
     writing; ``refused`` never. Bookings check these before a minor is booked.
     """
-    consent = active_consent(record.id, ConsentKind.parental)
+    standing = list(
+        db.session.scalars(
+            select(Consent).where(
+                Consent.client_id == record.id,
+                Consent.kind == ConsentKind.parental,
+                Consent.revoked_at.is_(None),
+            )
+        )
+    )
     gates = []
     for rule in age_rules_for(clinic, record, applies_to):
         if rule.requires == "refused":
             met = False
         elif rule.requires == "written_parental_permission":
-            met = consent is not None and consent.method == ConsentMethod.written
+            met = any(c.method == ConsentMethod.written for c in standing)
         else:
-            met = consent is not None
+            met = bool(standing)
         gates.append(AgeGate(rule, met))
     return gates
 
@@ -356,6 +365,8 @@ def record_intake(
 ) -> HealthIntake:
     """Add a new intake version; earlier versions stay as they were."""
     require_health_access(actor, record.id, write=True)
+    # Lock the client's row (PostgreSQL) so two updates number their versions in turn.
+    db.session.scalar(select(Client.id).where(Client.id == record.id).with_for_update())
     latest = db.session.scalar(
         select(func.max(HealthIntake.version)).where(HealthIntake.client_id == record.id)
     )
@@ -372,8 +383,15 @@ def record_intake(
         change_reason=change_reason,
         recorded_by_user_id=actor.user.id,
     )
-    db.session.add(version)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(version)
+    except IntegrityError:
+        raise Problem(
+            409,
+            "The intake changed while you were editing it; reload and try again.",
+            kind="intake-changed",
+        ) from None
     _audit(
         AuditAction.create if not latest else AuditAction.update,
         "health_intake",
@@ -557,14 +575,28 @@ def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Cons
 
 
 def revoke_consent(actor: Principal, record: Client, consent_id: int, method: str) -> Consent:
-    """Revoke one consent; every other consent of the client stands as it was."""
+    """Revoke one consent, and with it any earlier consent of the same kind.
+
+    Withdrawing consent to clinical photos withdraws it, whichever version
+    of the text it was given under: an older consent must not come back to
+    life. Consents of other kinds stand as they were.
+    """
     consent = db.session.get(Consent, consent_id)
     if consent is None or consent.client_id != record.id:
         raise Problem(404, "No such consent for this client.")
-    if consent.revoked_at is None:
-        consent.revoked_at = clock.now()
-        consent.revocation_method = method
-        consent.revoked_by_user_id = actor.user.id
+    now = clock.now()
+    earlier = db.session.scalars(
+        select(Consent).where(
+            Consent.client_id == record.id,
+            Consent.kind == consent.kind,
+            Consent.revoked_at.is_(None),
+            Consent.id <= consent.id,
+        )
+    )
+    for standing in earlier:
+        standing.revoked_at = now
+        standing.revocation_method = method
+        standing.revoked_by_user_id = actor.user.id
     db.session.flush()
     return consent
 

@@ -261,3 +261,17 @@ def key_version(ciphertext: str) -> int | None:
     prefix, _, rest = ciphertext.partition(".")
     version_text = rest.partition(".")[0]
     return int(version_text) if prefix == PREFIX and version_text.isdigit() else None
+
+
+def derived_key(purpose: str) -> bytes:
+    """Return a key for ``purpose`` derived from the current clinic's first data key.
+
+    Version 1 is never destroyed (rotation retires, never deletes), so the
+    derived key stays the same for the life of the clinic.
+    """
+    import hashlib
+    import hmac
+
+    ref = require_clinic_ref()
+    keyring().active(ref)  # makes the clinic's first key if it has none
+    return hmac.new(keyring().key(ref, 1), purpose.encode(), hashlib.sha256).digest()

@@ -12,7 +12,7 @@ from core.api import Blueprint, paginated
 from core.extensions import db
 from core.schedules import services
 from core.schedules.models import Provider
-from core.schemas import UtcDateTime, text
+from core.schemas import Id, Moment, UtcDateTime, text
 
 blp = Blueprint(
     "schedules",
@@ -23,7 +23,7 @@ blp = Blueprint(
 
 
 class HoursSchema(Schema):
-    location_id = fields.Integer(required=True)
+    location_id = Id(required=True)
     weekday = fields.Integer(
         required=True,
         validate=validate.Range(min=0, max=6),
@@ -39,7 +39,7 @@ class HoursInputSchema(Schema):
 
 class ProviderSchema(Schema):
     id = fields.Integer(dump_only=True)
-    membership_id = fields.Integer(required=True)
+    membership_id = Id(required=True)
     display_name = fields.String(allow_none=True, validate=text(200))
     credential = fields.String(allow_none=True, validate=validate.Length(max=50))
     active = fields.Boolean(dump_only=True)
@@ -59,8 +59,8 @@ class ProviderListSchema(Schema):
 
 class TimeOffSchema(Schema):
     id = fields.Integer(dump_only=True)
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
     reason = fields.String(allow_none=True, validate=validate.Length(max=200))
 
 
