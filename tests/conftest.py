@@ -88,6 +88,8 @@ def app(test_db: TestSettings, tmp_path: Path) -> Iterator[Flask]:
             "TENANTS_DIR": str(PROJECT_ROOT / "tenants"),
             "MASTER_KEYS": TEST_MASTER_KEYS,
             "PHOTO_STORAGE_DIR": str(tmp_path / "photos"),
+            # Still Argon2id, at a cost that keeps hundreds of sign-ins quick.
+            "ARGON2_COST": (1, 1024, 1),
         },
         instance_path=str(tmp_path / "instance"),
     )
