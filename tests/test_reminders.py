@@ -332,8 +332,10 @@ def test_celery_delivers_due_reminders_through_redis(clinic, inbox):
     celery = make_celery(app)
     with time_machine.travel(NOW, tick=False):
         book(app, clinic, "2026-03-06T14:00:00-08:00")
-    with time_machine.travel(datetime(2026, 3, 4, 22, 1, tzinfo=UTC), tick=True):
-        with start_worker(celery, perform_ping_check=False, pool="solo"):
-            result = celery.send_task("clinic_saas.tick").get(timeout=30)
+    with (
+        time_machine.travel(datetime(2026, 3, 4, 22, 1, tzinfo=UTC), tick=True),
+        start_worker(celery, perform_ping_check=False, pool="solo"),
+    ):
+        result = celery.send_task("clinic_saas.tick").get(timeout=30)
     assert result["messages_sent"] == 1
     assert [m["to"] for m in handler.messages] == ["maya@example.com"]
