@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, json, request
+import orjson
+from flask import Response, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
@@ -115,8 +116,13 @@ def refuse_nul_characters() -> None:
 
 
 def json_response(body: Any, status: int) -> Response:
-    """Return an already serialised body as is (flask-smorest passes Responses through)."""
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    """Return ``body`` as JSON built here, bypassing the response schema.
+
+    For large, hot responses (a fortnight of availability): orjson encodes
+    several times faster than the standard library. flask-smorest passes a
+    Response through untouched.
+    """
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def paginated(items: list[Any]) -> dict[str, Any]:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision, is_currency
 
 
+@functools.lru_cache(maxsize=4096)
+def _format(minor: int, currency: str, locale: str) -> str:
+    # Babel's formatting is slow next to everything else a request does.
+    amount = Decimal(minor).scaleb(-get_currency_precision(currency))
+    return format_currency(amount, currency, locale=locale)
+
+
 class CurrencyMismatch(ValueError):
     """Two amounts in different currencies were combined."""
 
 
+@functools.lru_cache(maxsize=512)
 def validate_currency(code: str) -> str:
     """Return ``code`` upper-cased if it is an ISO 4217 currency, else raise ``ValueError``."""
     upper = (code or "").upper()
@@ -74,7 +83,7 @@ class Money:
 
     def format(self, locale: str = "en_US") -> str:
         """Return the amount as people read it, for example ``$50.00`` or ``NZ$40.00``."""
-        return format_currency(self.to_decimal(), self.currency, locale=locale)
+        return _format(self.minor, self.currency, locale)
 
     def _same(self, other: Money) -> None:
         if not isinstance(other, Money):

@@ -90,7 +90,10 @@ def slots(client, ctx, start, end, slug="alpha"):
         query_string={"service_id": ctx["service"], "from": start, "to": end},
     )
     assert response.status_code == 200, response.get_json()
-    return [s["starts_at"] for s in response.get_json()["items"]]
+    body = response.get_json()
+    found = sorted(start for day in body["items"] for start in day["starts"])
+    assert body["count"] == len(found)
+    return found
 
 
 def count_bookings(app, slug="alpha", **filters):

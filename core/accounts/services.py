@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from core import clock
 from core.accounts.models import ApiToken, Membership, Role, User
@@ -211,7 +212,11 @@ def token_for_secret(secret: str) -> ApiToken | None:
     """Return the live token whose secret is ``secret``: not revoked, not expired."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    token = db.session.scalar(
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))
+        .where(ApiToken.token_hash == _digest(secret))
+    )
     if token is None or token.revoked_at is not None:
         return None
     if token.expires_at is not None and clock.as_utc(token.expires_at) <= clock.now():

@@ -8,9 +8,11 @@ that skips or repeats an hour is simply shorter or longer in UTC).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
@@ -18,21 +20,25 @@ from sqlalchemy import and_, or_, select
 from core import clock
 from core.bookings.models import Booking, BookingStatus
 from core.bookings.settings import booking_settings
-from core.catalog.models import Resource, Service
+from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
 from core.tenancy.models import Clinic, Location
 
 
 @dataclass(frozen=True)
-class Slot:
-    """A bookable start time with one provider at one location."""
+class SlotDay:
+    """The bookable starts of one day with one provider at one location.
 
-    starts_at: datetime  # aware, in the location's timezone
-    ends_at: datetime
+    ``starts`` are local times with their UTC offsets (ISO 8601), so a client
+    in another zone, or a day on which the clocks change, reads them right.
+    """
+
     provider_id: int
     provider_name: str
     location_id: int
+    date: date
+    starts: list[str]
 
 
 class Calendar:
@@ -120,6 +126,22 @@ def local_window(
     return start, end
 
 
+@functools.lru_cache(maxsize=256)
+def _clock_times(base_minutes: int, step_minutes: int, count: int) -> tuple[str, ...]:
+    """Return "THH:MM:00" for ``count`` starts from ``base_minutes``, ``step_minutes`` apart."""
+    return tuple(
+        f"T{(base_minutes + k * step_minutes) // 60:02d}:{(base_minutes + k * step_minutes) % 60:02d}:00"
+        for k in range(count)
+    )
+
+
+def _offset_text(moment: datetime) -> str:
+    seconds = int(moment.utcoffset().total_seconds())  # type: ignore[union-attr]
+    sign = "+" if seconds >= 0 else "-"
+    seconds = abs(seconds)
+    return f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+
+
 def slots(
     clinic: Clinic,
     service: Service,
@@ -130,34 +152,52 @@ def slots(
     provider_id: int | None = None,
     online: bool = True,
     now: datetime | None = None,
-) -> list[Slot]:
-    """Return every bookable start for ``service`` between two local dates, inclusive."""
+) -> list[SlotDay]:
+    """Return every bookable start for ``service`` between two local dates, inclusive.
+
+    The inner loop works in whole seconds since the epoch and writes local
+    times as text directly: it runs for every candidate start of every
+    provider (thousands for a fortnight), so it must stay cheap.
+    """
     now = now or clock.now()
     settings = booking_settings(clinic)
-    step = timedelta(minutes=settings["slot_step_minutes"])
-    duration = timedelta(minutes=service.duration_minutes)
-    occupied = duration + timedelta(minutes=service.buffer_minutes)
-    earliest = now + timedelta(minutes=settings["min_notice_minutes"]) if online else now
-    latest = now + timedelta(days=settings["max_advance_days"])
+    step = settings["slot_step_minutes"] * 60
+    duration = service.duration_minutes * 60
+    occupied = duration + service.buffer_minutes * 60
+    earliest = int(
+        (now + timedelta(minutes=settings["min_notice_minutes"] if online else 0)).timestamp()
+    )
+    latest = int((now + timedelta(days=settings["max_advance_days"])).timestamp())
 
-    location_ids = [i for i in service.location_ids if location_id in (None, i)]
-    provider_ids = [i for i in service.provider_ids if provider_id in (None, i)]
-    if not location_ids or not provider_ids:
+    # One query each for the places and the people offering the service,
+    # rather than loading the service's link collections first.
+    location_query = (
+        select(Location)
+        .join(ServiceLocation, ServiceLocation.location_id == Location.id)
+        .where(ServiceLocation.service_id == service.id, Location.active.is_(True))
+    )
+    if location_id is not None:
+        location_query = location_query.where(Location.id == location_id)
+    locations = {loc.id: loc for loc in db.session.scalars(location_query)}
+    provider_query = (
+        select(Provider.id, Provider.display_name)
+        .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
+        .where(ServiceProvider.service_id == service.id, Provider.active.is_(True))
+    )
+    if provider_id is not None:
+        provider_query = provider_query.where(Provider.id == provider_id)
+    providers = dict(db.session.execute(provider_query).all())
+    if not locations or not providers:
         return []
-    locations = {
-        loc.id: loc
-        for loc in db.session.scalars(
-            select(Location).where(Location.id.in_(location_ids), Location.active.is_(True))
-        )
-    }
-    providers = {
-        p.id: p
-        for p in db.session.scalars(
-            select(Provider).where(Provider.id.in_(provider_ids), Provider.active.is_(True))
-        )
-    }
-    hours = db.session.scalars(
-        select(WorkingHours).where(
+    # Plain rows, not ORM objects: a clinic has hundreds of weekly blocks.
+    hours = db.session.execute(
+        select(
+            WorkingHours.weekday,
+            WorkingHours.provider_id,
+            WorkingHours.location_id,
+            WorkingHours.starts,
+            WorkingHours.ends,
+        ).where(
             WorkingHours.provider_id.in_(list(providers)),
             WorkingHours.location_id.in_(list(locations)),
         )
@@ -166,36 +206,94 @@ def slots(
     window_start = datetime.combine(date_from, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
     window_end = datetime.combine(date_to, datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
     calendar = Calendar(list(providers), window_start, window_end, now)
+    busy = {p: [int(s.timestamp()) for s in calendar._starts[p]] for p in calendar._starts}
+    intervals = {
+        p: [(int(s.timestamp()), int(e.timestamp())) for s, e in calendar.busy[p]]
+        for p in calendar.busy
+    }
 
-    found: list[Slot] = []
-    days = (date_to - date_from).days + 1
-    for block in hours:
-        location = locations[block.location_id]
-        tz = ZoneInfo(location.timezone)
-        provider = providers[block.provider_id]
-        for offset in range(days):
-            day = date_from + timedelta(days=offset)
-            if day.weekday() != block.weekday:
+    # Plain tuples, grouped by weekday: the loops below touch no ORM attributes.
+    zones = {loc.id: ZoneInfo(loc.timezone) for loc in locations.values()}
+    by_weekday: dict[int, list[tuple[int, str, int, Any, Any]]] = defaultdict(list)
+    for weekday, block_provider, block_location, block_starts, block_ends in hours:
+        by_weekday[weekday].append(
+            (
+                block_provider,
+                providers[block_provider],
+                block_location,
+                block_starts,
+                block_ends,
+            )
+        )
+    # Many providers share a location's hours: each (day, place, hours) is worked out once.
+    windows: dict[tuple[Any, ...], tuple[int, int, bool, str]] = {}
+    found: list[SlotDay] = []
+    for offset in range((date_to - date_from).days + 1):
+        day = date_from + timedelta(days=offset)
+        prefix = day.isoformat()
+        for provider_id_, provider_name, location_id_, block_starts, block_ends in by_weekday.get(
+            day.weekday(), ()
+        ):
+            tz = zones[location_id_]
+            starts_of = busy.get(provider_id_, ())
+            window_key = (day, location_id_, block_starts, block_ends)
+            window = windows.get(window_key)
+            if window is None:
+                local_start = datetime.combine(day, block_starts, tzinfo=tz)
+                local_end = datetime.combine(day, block_ends, tzinfo=tz)
+                window = (
+                    int(local_start.timestamp()),
+                    int(local_end.timestamp()),
+                    local_start.utcoffset() == local_end.utcoffset(),
+                    _offset_text(local_start),
+                )
+                windows[window_key] = window
+            first, last, same_offset, offset_text = window
+            base_minutes = block_starts.hour * 60 + block_starts.minute
+            # Candidate k starts at first + k * step; keep those within notice,
+            # advance and the block, then strike the ones a busy interval blocks.
+            low = max(0, -(-(earliest - first) // step))
+            high = (min(last - duration, latest) - first) // step
+            if high < low:
                 continue
-            block_start, block_end = local_window(tz, day, block.starts, block.ends)
-            start = block_start
-            while start + duration <= block_end:
-                if (
-                    earliest <= start <= latest
-                    and calendar.free(provider.id, start, start + occupied)
-                    and calendar.resource_free(resource, start, start + occupied)
-                ):
-                    found.append(
-                        Slot(
-                            start.astimezone(tz),
-                            (start + duration).astimezone(tz),
-                            provider.id,
-                            provider.display_name,
-                            location.id,
-                        )
-                    )
-                start += step
-    found.sort(key=lambda s: (s.starts_at, s.provider_name, s.location_id))
+            allowed = bytearray(b"\x01") * (high - low + 1)
+            if starts_of:
+                # Intervals that could touch the block: those starting before its end.
+                upto = bisect.bisect_left(starts_of, last + occupied)
+                for busy_start, busy_end in intervals[provider_id_][:upto]:
+                    if busy_end <= first:
+                        continue
+                    # Blocked: candidate c with c < busy_end and c + occupied > busy_start.
+                    k_from = max(low, (busy_start - occupied - first) // step + 1)
+                    k_to = min(high, -(-(busy_end - first) // step) - 1)
+                    for k in range(k_from, k_to + 1):
+                        allowed[k - low] = 0
+            if resource is not None:
+                for k in range(low, high + 1):
+                    if allowed[k - low]:
+                        at = first + k * step
+                        if not calendar.resource_free(
+                            resource,
+                            datetime.fromtimestamp(at, UTC),
+                            datetime.fromtimestamp(at + occupied, UTC),
+                        ):
+                            allowed[k - low] = 0
+            if same_offset:
+                clock_times = _clock_times(base_minutes, settings["slot_step_minutes"], high + 1)
+                starts = [
+                    f"{prefix}{clock_times[k]}{offset_text}"
+                    for k in range(low, high + 1)
+                    if allowed[k - low]
+                ]
+            else:  # the clocks change inside this block
+                starts = [
+                    datetime.fromtimestamp(first + k * step, tz).isoformat()
+                    for k in range(low, high + 1)
+                    if allowed[k - low]
+                ]
+            if starts:
+                found.append(SlotDay(provider_id_, provider_name, location_id_, day, starts))
+    found.sort(key=lambda d: (d.date, d.provider_name, d.location_id))
     return found
 
 

@@ -57,7 +57,7 @@ class Availability(MethodView):
     @public
     @blp.arguments(AvailabilityArgs, location="query")
     @blp.response(200, SlotListSchema)
-    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> Any:
         """List bookable start times for a service between two local dates (inclusive)."""
         service = catalog.service(args["service_id"])
         if not service.active or not service.online_bookable:
@@ -70,7 +70,24 @@ class Availability(MethodView):
             location_id=args.get("location_id"),
             provider_id=args.get("provider_id"),
         )
-        return paginated(found)
+        # Built by hand, not by the schema: thousands of starts per fortnight.
+        return json_response(
+            {
+                "duration_minutes": service.duration_minutes,
+                "items": [
+                    {
+                        "provider_id": day.provider_id,
+                        "provider_name": day.provider_name,
+                        "location_id": day.location_id,
+                        "date": day.date.isoformat(),
+                        "starts": day.starts,
+                    }
+                    for day in found
+                ],
+                "count": sum(len(day.starts) for day in found),
+            },
+            200,
+        )
 
 
 def _online_result(booking: Booking) -> dict[str, Any]:

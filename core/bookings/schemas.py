@@ -32,25 +32,23 @@ class AvailabilityArgs(Schema):
             raise ValidationError("ask for at most 31 days at a time", "to")
 
 
-class SlotSchema(Schema):
-    starts_at = fields.Method(
-        "_starts", metadata={"description": "Local time with its UTC offset."}
-    )
-    ends_at = fields.Method("_ends")
-    provider_id = Id()
+class SlotDaySchema(Schema):
+    """The bookable starts of one day with one provider at one location."""
+
+    provider_id = fields.Integer()
     provider_name = fields.String()
-    location_id = Id()
-
-    def _starts(self, slot: Any) -> str:
-        return slot.starts_at.isoformat()
-
-    def _ends(self, slot: Any) -> str:
-        return slot.ends_at.isoformat()
+    location_id = fields.Integer()
+    date = fields.Date(metadata={"description": "The local date."})
+    starts = fields.List(
+        fields.String(),
+        metadata={"description": "Local start times with their UTC offsets (ISO 8601)."},
+    )
 
 
 class SlotListSchema(Schema):
-    items = fields.List(fields.Nested(SlotSchema))
-    count = fields.Integer()
+    duration_minutes = fields.Integer()
+    items = fields.List(fields.Nested(SlotDaySchema))
+    count = fields.Integer(metadata={"description": "How many start times in all."})
 
 
 class GuestSchema(Schema):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import secrets
@@ -47,6 +48,7 @@ from core.messaging import reminders
 from core.money import Money
 from core.schedules.models import Provider
 from core.tenancy.models import Clinic, Location
+from core.tenancy.scope import require_clinic_ref
 from core.tenancy.services import hooks_for
 
 REFUSALS = {
@@ -90,16 +92,27 @@ def policy_version(clauses: tuple[Clause, ...]) -> PolicyVersion:
     """Return the stored version of this exact policy text, storing it the first time."""
     body = [{"id": c.id, "text": c.text, "source": c.source} for c in clauses]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    known = _known_versions.get((require_clinic_ref().id, digest))
+    if known is not None:
+        found = db.session.get(PolicyVersion, known)
+        if found is not None and found.digest == digest:
+            return found
     found = db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
-    if found is not None:
-        return found
-    version = PolicyVersion(digest=digest, clauses=body)
-    try:
-        with db.session.begin_nested():
-            db.session.add(version)
-    except IntegrityError:
-        return db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
-    return version
+    if found is None:
+        found = PolicyVersion(digest=digest, clauses=body)
+        try:
+            with db.session.begin_nested():
+                db.session.add(found)
+        except IntegrityError:
+            found = db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
+    if len(_known_versions) > 10_000:
+        _known_versions.clear()
+    _known_versions[(require_clinic_ref().id, digest)] = found.id
+    return found
+
+
+# Policy versions never change once stored: remember their ids per process.
+_known_versions: dict[tuple[int, str], int] = {}
 
 
 def _event(
@@ -243,13 +256,30 @@ def _check_age(clinic: Clinic, client: Client) -> None:
         )
 
 
+class BookingClient:
+    """The client as policy hooks see them: the record, plus their history here.
+
+    ``policy_incidents`` (late cancellations and no-shows) is counted only
+    if a policy asks, since most never do.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @functools.cached_property
+    def policy_incidents(self) -> int:
+        return policy_incidents(self._client.id) if self._client.id else 0
+
+
 def requirements_for(
     clinic: Clinic, service: Service, client: Client, starts_at: datetime
 ) -> BookingRequirements:
     """Ask the clinic's policy what a booking of ``service`` by ``client`` needs."""
-    client.policy_incidents = policy_incidents(client.id) if client.id else 0
     return hooks_for(clinic).clinic_booking_requirements(
-        clinic=clinic, service=service, client=client, starts_at=starts_at
+        clinic=clinic, service=service, client=BookingClient(client), starts_at=starts_at
     )
 
 
@@ -340,12 +370,15 @@ def book(
         manage_nonce=secrets.token_hex(8),
         created_by_user_id=actor_user_id,
     )
+    booking.events = []
+    booking.charges = []
     db.session.add(booking)
     try:
-        with db.session.begin_nested():
-            db.session.flush()
+        db.session.flush()
     except IntegrityError:
-        # PostgreSQL's exclusion constraint: someone else took the time.
+        # PostgreSQL's exclusion constraint: someone else took the time. The
+        # transaction is spent; the whole request is refused and rolled back.
+        db.session.rollback()
         raise refusal("slot_taken") from None
     _event(
         booking,
@@ -369,7 +402,6 @@ def book(
             requirements.prepayment,
             requirements.clauses[0] if requirements.clauses else None,
         )
-    db.session.flush()
     if not held:
         _confirmed(clinic, booking)
     return booking

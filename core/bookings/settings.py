@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import time
 from typing import Any
 
@@ -46,10 +48,15 @@ class BookingSettingsSchema(Schema):
 
 
 def booking_settings(clinic: Any) -> dict[str, Any]:
-    """Return the clinic's booking settings with defaults filled in."""
-    stored = dict(clinic.booking_settings or {})
-    # Stored in JSON, so times come back as text.
-    return BookingSettingsSchema().load(stored)
+    """Return the clinic's booking settings with defaults filled in (treat as read-only)."""
+    return _load(json.dumps(clinic.booking_settings or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _load(stored: str) -> dict[str, Any]:
+    # Validating on every request would cost more than the request's queries;
+    # the stored JSON is the cache key, so an edited file is seen at once.
+    return BookingSettingsSchema().load(json.loads(stored))
 
 
 def dump_booking_settings(settings: dict[str, Any]) -> dict[str, Any]:

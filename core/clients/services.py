@@ -247,6 +247,9 @@ def age_gates(clinic: Clinic, record: Client, applies_to: str | None = None) -> 
     guardian on file; ``written_parental_permission`` only by one given in
     writing; ``refused`` never. Bookings check these before a minor is booked.
     """
+    rules = age_rules_for(clinic, record, applies_to)
+    if not rules:
+        return []
     standing = list(
         db.session.scalars(
             select(Consent).where(
@@ -257,7 +260,7 @@ def age_gates(clinic: Clinic, record: Client, applies_to: str | None = None) -> 
         )
     )
     gates = []
-    for rule in age_rules_for(clinic, record, applies_to):
+    for rule in rules:
         if rule.requires == "refused":
             met = False
         elif rule.requires == "written_parental_permission":

@@ -7,6 +7,8 @@ strictest gate, so this baseline can only ever be tightened.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +38,14 @@ class BaselineSettings(Schema):
 
 
 def _settings(clinic: Any) -> dict[str, Any]:
-    return BaselineSettings().load(clinic.settings_for(NAME))
+    return _load(json.dumps(clinic.settings_for(NAME), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _load(stored: str) -> dict[str, Any]:
+    # Settings were validated when the tenants/ file was loaded; this only
+    # fills defaults, once per distinct settings text.
+    return BaselineSettings().load(json.loads(stored))
 
 
 @hookimpl(trylast=True)

@@ -8,6 +8,8 @@ guarantee, no deposit, free cancellation, refunds decided by a manager.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,7 +95,14 @@ class DefaultPolicySettings(Schema):
 
 
 def _settings(clinic: Any) -> dict[str, Any]:
-    return DefaultPolicySettings().load(clinic.settings_for(NAME))
+    return _load(json.dumps(clinic.settings_for(NAME), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _load(stored: str) -> dict[str, Any]:
+    # Settings were validated when the tenants/ file was loaded; this only
+    # fills defaults, once per distinct settings text.
+    return DefaultPolicySettings().load(json.loads(stored))
 
 
 def _cancellation_clause(clinic: Any, settings: dict[str, Any]) -> Clause:

@@ -62,7 +62,6 @@ def schedule(clinic: Clinic, booking: Any) -> list[OutboxMessage]:
             )
             db.session.add(message)
             created.append(message)
-    db.session.flush()
     return created
 
 

@@ -217,30 +217,38 @@ def _declared_clinic_ids(state: ORMExecuteState) -> list[Any]:
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
+    # Runs for every statement, so the common case (an ORM statement inside a
+    # scope) avoids walking the statement's tables.
     if state.is_column_load:
         return
-    touches = _touches_clinic_data(state)
     ref = _current.get()
-    if touches and not state.is_orm_statement:
-        # Core statements on tables (select(Location.__table__)) escape the
-        # ORM criteria; PostgreSQL would still filter them, SQLite would not.
-        raise UnscopedStatement(
-            "use the ORM entity (select(Location)), not its table, so clinic scoping applies"
-        )
+    if not state.is_orm_statement:
+        if _touches_clinic_data(state):
+            # Core statements on tables (select(Location.__table__)) escape the
+            # ORM criteria; PostgreSQL would still filter them, SQLite would not.
+            raise UnscopedStatement(
+                "use the ORM entity (select(Location)), not its table, so clinic scoping applies"
+            )
+        return
     if state.is_insert or state.is_update:
-        if touches and ref is None:
+        writes_clinic_data = any(_is_scoped_mapper(m) for m in state.all_mappers)
+        if writes_clinic_data and ref is None:
             raise NoClinicScope("clinic-owned data written outside a clinic scope")
         written = _declared_clinic_ids(state)
-        if state.is_insert and touches and (not written or any(c != ref.id for c in written)):
+        if (
+            state.is_insert
+            and writes_clinic_data
+            and (not written or any(c != ref.id for c in written))
+        ):
             raise CrossClinicWrite(
                 "an INSERT into a clinic-owned table must carry the current clinic_id"
             )
-        if state.is_update and any(c != ref.id for c in written):
+        if state.is_update and written and any(ref is None or c != ref.id for c in written):
             raise CrossClinicWrite("rows cannot be moved to another clinic")
     if not (state.is_select or state.is_update or state.is_delete):
         return
     if ref is None:
-        if touches:
+        if _touches_clinic_data(state):
             raise NoClinicScope(
                 "clinic-owned data queried outside a clinic scope; use clinic_scope(clinic)"
             )

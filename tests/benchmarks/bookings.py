@@ -1,0 +1,313 @@
+"""Benchmark: availability with 10,000 and with 1,000,000 bookings of history, and booking throughput.
+
+Run:  python -m tests.benchmarks.bookings [--db postgresql] [--history 10000 1000000]
+
+A clinic with 20 providers and 2 locations among 1,000 clinics. Availability
+for one service over 14 days is timed through the full HTTP stack after
+each history size is loaded (the history is the clinic's own past bookings,
+spread over its providers). Booking creation through the API is timed next
+to a bare endpoint on the same stack (token auth, clinic scope, one ORM
+insert, commit), and printed as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from datetime import time as clock_time
+from pathlib import Path
+
+from sqlalchemy import insert, select, text
+
+from core import create_app
+from core.accounts.access import Permission, requires
+from core.accounts.models import Role
+from core.accounts.services import add_staff
+from core.bookings.models import PolicyVersion
+from core.catalog import services as catalog
+from core.clients import services as clients
+from core.extensions import db
+from core.idempotency import IdempotencyRecord
+from core.schedules import services as schedules
+from core.tenancy.models import Clinic, Location
+from core.tenancy.scope import clinic_scope
+from tests.database import TEST_MASTER_KEYS, migrated_database
+from tests.helpers import issue_token, make_clinic, make_staff
+
+PROVIDERS = 20
+OTHER_CLINICS = 999
+
+
+def _setup(app) -> dict:
+    with app.app_context():
+        make_clinic("bench", locations=("downtown", "uptown"))
+        make_staff("bench", "owner@bench.example.com", Role.owner)
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "bench"))
+        with clinic_scope(clinic):
+            locations = list(db.session.scalars(select(Location).order_by(Location.id)))
+            provider_ids = []
+            for n in range(PROVIDERS):
+                membership = add_staff(
+                    f"p{n}@bench.example.com",
+                    f"Provider {n}",
+                    Role.provider,
+                    "benchmark password 1",
+                )
+                provider = schedules.add_provider(membership.id, f"Provider {n}", "esthetician")
+                schedules.set_hours(
+                    provider,
+                    [
+                        {
+                            "location_id": locations[n % 2].id,
+                            "weekday": day,
+                            "starts": clock_time(9),
+                            "ends": clock_time(17),
+                        }
+                        for day in range(7)
+                    ],
+                )
+                provider_ids.append(provider.id)
+            service = catalog.save_service(
+                None,
+                {
+                    "slug": "facial",
+                    "name": "Facial",
+                    "category": "esthetician",
+                    "duration_minutes": 60,
+                    "buffer_minutes": 15,
+                    "price": "100.00",
+                    "location_ids": [loc.id for loc in locations],
+                    "provider_ids": provider_ids,
+                },
+                clinic.currency,
+            )
+            client = clients.create_client(
+                {"legal_first_name": "History", "legal_last_name": "Client"}
+            )
+            version = PolicyVersion(digest="0" * 64, clauses=[])
+            db.session.add(version)
+            db.session.commit()
+            return {
+                "clinic": clinic.id,
+                "locations": [loc.id for loc in locations],
+                "providers": provider_ids,
+                "service": service.id,
+                "client": client.id,
+                "policy_version": version.id,
+            }
+
+
+def _other_clinics(database) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "slug": f"other-{n}",
+            "name": f"Other {n}",
+            "timezone": "America/New_York",
+            "currency": "USD",
+            "country": "US",
+            "status": "active",
+            "idle_timeout_minutes": 15,
+            "enabled_plugins": [],
+            "plugin_settings": {},
+            "booking_settings": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(OTHER_CLINICS)
+    ]
+    with database.owner.begin() as conn:
+        conn.execute(insert(Clinic.__table__), rows)
+
+
+def _load_history(database, ids: dict, first: int, last: int) -> None:
+    """Insert past bookings first..last (completed), spread over the providers, as the owner."""
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    params = {
+        **{k: ids[k] for k in ("clinic", "client", "service", "policy_version")},
+        "start": first,
+        "end": last,
+        "loc1": ids["locations"][0],
+        "loc2": ids["locations"][1],
+    }
+    providers = ",".join(str(p) for p in ids["providers"])
+    columns = (
+        "clinic_id, client_id, service_id, provider_id, location_id, starts_at, ends_at, blocks_until, status, "
+        "source, price_minor, currency, requirements, policy_version_id, policy_accepted_at, manage_nonce, "
+        "policy_incident, created_at, updated_at"
+    )
+    with database.owner.begin() as conn:
+        if database.is_postgres:
+            conn.execute(
+                text(f"""
+                INSERT INTO booking ({columns})
+                SELECT :clinic, :client, :service, (ARRAY[{providers}])[1 + g % {PROVIDERS}],
+                       CASE WHEN (g % {PROVIDERS}) % 2 = 0 THEN :loc1 ELSE :loc2 END,
+                       t, t + interval '60 minutes', t + interval '75 minutes', 'completed', 'staff', 10000, 'USD',
+                       '{{}}', :policy_version, t, 'history', false, t, t
+                FROM generate_series(CAST(:start AS integer), CAST(:end AS integer)) AS g,
+                     LATERAL (SELECT TIMESTAMPTZ '{base.isoformat()}' - ((g / {PROVIDERS}) + 1) * interval '1 hour') AS s(t)
+            """),
+                params,
+            )
+            conn.execute(text("ANALYZE booking"))
+        else:
+            conn.execute(
+                text(f"""
+                WITH RECURSIVE series(g) AS (SELECT :start UNION ALL SELECT g + 1 FROM series WHERE g < :end)
+                INSERT INTO booking ({columns})
+                SELECT :clinic, :client, :service,
+                       CAST(json_extract('[{providers}]', '$[' || (g % {PROVIDERS}) || ']') AS INTEGER),
+                       CASE WHEN (g % {PROVIDERS}) % 2 = 0 THEN :loc1 ELSE :loc2 END,
+                       strftime('%Y-%m-%d %H:%M:%S.000000', '{base.strftime("%Y-%m-%d %H:%M:%S")}', '-' || ((g / {PROVIDERS}) + 1) || ' hours'),
+                       strftime('%Y-%m-%d %H:%M:%S.000000', '{base.strftime("%Y-%m-%d %H:%M:%S")}', '-' || ((g / {PROVIDERS}) + 1) || ' hours', '+60 minutes'),
+                       strftime('%Y-%m-%d %H:%M:%S.000000', '{base.strftime("%Y-%m-%d %H:%M:%S")}', '-' || ((g / {PROVIDERS}) + 1) || ' hours', '+75 minutes'),
+                       'completed', 'staff', 10000, 'USD', '{{}}', :policy_version,
+                       '2026-01-01 00:00:00.000000', 'history', 0, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000'
+                FROM series
+            """),
+                params,
+            )
+            conn.execute(text("ANALYZE"))
+
+
+def _percentiles(timings: list[float]) -> tuple[float, float]:
+    ordered = sorted(timings)
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)]
+
+
+def _availability(http, ids: dict, repeat: int) -> tuple[float, float, int]:
+    query = {"service_id": ids["service"], "from": "2026-11-24", "to": "2026-12-07"}
+    url = "/api/v1/clinics/bench/availability"
+    for _ in range(3):
+        http.get(url, query_string=query)
+    timings, count = [], 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        response = http.get(url, query_string=query)
+        timings.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        count = response.get_json()["count"]
+    p50, p95 = _percentiles(timings)
+    return p50, p95, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--history", type=int, nargs=2, default=[10_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=100)
+    parser.add_argument("--bookings", type=int, default=300)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, migrated_database(args.db, Path(tmp)) as database:
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": database.app_url,
+                "DATABASE_OWNER_URL": database.owner_url,
+                "SECRET_KEY": "bench",
+                "MASTER_KEYS": TEST_MASTER_KEYS,
+                "JOBS_BACKEND": "none",
+                "ARGON2_COST": (1, 1024, 1),
+            },
+            instance_path=str(Path(tmp) / "instance"),
+        )
+
+        @app.route("/api/v1/clinics/<clinic_slug>/bench/bare", methods=["POST"])
+        @requires(Permission.manage_bookings)
+        def bare(clinic_slug: str):
+            # The baseline: same auth, scope and session, one ORM insert and a commit.
+            db.session.add(
+                IdempotencyRecord(
+                    scope="bench", key=str(time.perf_counter_ns()), request_digest="0" * 64
+                )
+            )
+            db.session.commit()
+            return {"ok": True}, 201
+
+        ids = _setup(app)
+        _other_clinics(database)
+        token = issue_token(app, "bench", "owner@bench.example.com")
+        headers = {"Authorization": f"Bearer {token}"}
+        http = app.test_client()
+        import time_machine
+
+        print(
+            f"\nbookings benchmark on {args.db}: 1 clinic with {PROVIDERS} providers and 2 locations, "
+            f"{OTHER_CLINICS + 1:,} clinics in all; availability for 14 days, {args.repeat} requests each"
+        )
+        loaded = 0
+        results = {}
+        with time_machine.travel(datetime(2026, 11, 23, 17, 0, tzinfo=UTC), tick=True):
+            for size in args.history:
+                started = time.perf_counter()
+                _load_history(database, ids, loaded, size - 1)
+                took = time.perf_counter() - started
+                loaded = size
+                p50, p95, count = _availability(http, ids, args.repeat)
+                results[size] = p50
+                print(
+                    f"  history {size:>9,} bookings (loaded in {took:5.1f} s): availability p50 {p50:6.2f} ms, p95 {p95:6.2f} ms, {count} slots"
+                )
+            small, large = args.history
+            print(
+                f"  history ratio p50 {large:,} / {small:,}: {results[large] / results[small]:.2f}"
+            )
+
+            # Throughput: bookings created one after another at free slots, against the bare insert.
+            days = http.get(
+                "/api/v1/clinics/bench/availability",
+                query_string={
+                    "service_id": ids["service"],
+                    "from": "2026-11-24",
+                    "to": "2026-12-07",
+                },
+            ).get_json()["items"]
+            # Starts two hours apart for each provider: none overlaps another (60 minutes + 15 buffer).
+            chosen = [
+                {
+                    "provider_id": day["provider_id"],
+                    "location_id": day["location_id"],
+                    "starts_at": start,
+                }
+                for day in days
+                for start in day["starts"]
+                if start[14:16] == "00" and int(start[11:13]) % 2 == 1
+            ][: args.bookings]
+            started = time.perf_counter()
+            for slot in chosen:
+                response = http.post(
+                    "/api/v1/clinics/bench/bookings",
+                    json={
+                        "client_id": ids["client"],
+                        "service_id": ids["service"],
+                        "location_id": slot["location_id"],
+                        "provider_id": slot["provider_id"],
+                        "starts_at": slot["starts_at"],
+                    },
+                    headers=headers,
+                )
+                assert response.status_code == 201, response.get_data(as_text=True)
+            booking_rate = len(chosen) / (time.perf_counter() - started)
+            started = time.perf_counter()
+            for _ in range(len(chosen)):
+                assert (
+                    http.post("/api/v1/clinics/bench/bench/bare", headers=headers).status_code
+                    == 201
+                )
+            bare_rate = len(chosen) / (time.perf_counter() - started)
+        print(
+            f"  booking creation: {booking_rate:7.1f}/s; bare insert endpoint: {bare_rate:7.1f}/s; "
+            f"ratio {booking_rate / bare_rate:.2f} ({len(chosen)} requests each)"
+        )
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
