@@ -605,3 +605,53 @@ def test_staff_book_for_a_client_and_front_desk_can_too(app, client, alpha):
         "/api/v1/clinics/alpha/bookings", query_string={"client_id": created["id"]}, headers=desk
     ).get_json()
     assert listed["count"] == 1
+
+
+def test_a_room_with_capacity_one_is_not_double_booked_across_providers(app, client, alpha):
+    with app.app_context():
+        other = make_provider("alpha", "lee@alpha.example.com")
+    room = client.post(
+        "/api/v1/clinics/alpha/resources",
+        json={"location_id": _location_id_in(app), "name": "Laser room", "capacity": 1},
+        headers=alpha["auth"],
+    ).get_json()
+    laser = client.post(
+        "/api/v1/clinics/alpha/services",
+        json={
+            "slug": "laser",
+            "name": "Laser",
+            "category": "injection_laser",
+            "duration_minutes": 30,
+            "price": "150.00",
+            "location_ids": [_location_id_in(app)],
+            "provider_ids": [alpha["provider"], other],
+            "resource_id": room["id"],
+        },
+        headers=alpha["auth"],
+    )
+    assert laser.status_code == 201, laser.get_json()
+    ctx = {**alpha, "service": laser.get_json()["id"]}
+    first = book_online(client, {**ctx, "provider": alpha["provider"]}, "2026-03-03T10:00:00-08:00")
+    assert first.status_code == 201
+    second = book_online(
+        client,
+        {**ctx, "provider": other},
+        "2026-03-03T10:00:00-08:00",
+        guest={**GUEST, "email": "b@example.com"},
+    )
+    assert_problem(second, 409, "resource-taken")
+    # The other provider is free otherwise: the room is what is taken.
+    assert (
+        book_online(
+            client,
+            {**ctx, "provider": other},
+            "2026-03-03T10:30:00-08:00",
+            guest={**GUEST, "email": "b@example.com"},
+        ).status_code
+        == 201
+    )
+
+
+def _location_id_in(app):
+    with app.app_context():
+        return _location_id("alpha")

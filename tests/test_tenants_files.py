@@ -237,3 +237,17 @@ def test_over_long_fields_are_refused_before_anything_is_written(app, tmp_path):
             _load([good, bad])
         assert any(e.field == "legal_name" for e in refused.value.errors)
         assert db.session.query(Clinic).count() == 0
+
+
+def test_bijoux_reminds_48_hours_before_and_the_morning_of(app):
+    # Bijoux: "we attempt to remind patients of appointments by phone/email/text 48 hours in
+    # advance and the morning of."
+    from core.bookings.settings import booking_settings
+
+    with app.app_context():
+        _load(SEEDS)
+        bijoux = db.session.scalar(select(Clinic).where(Clinic.slug == "bijoux"))
+        settings = booking_settings(bijoux)
+        assert settings["reminder_channels"] == ["email", "sms"]
+        assert [r.get("hours_before") for r in settings["reminders"]] == [48, None]
+        assert settings["reminders"][1]["morning_of"].isoformat() == "08:00:00"

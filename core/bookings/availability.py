@@ -41,6 +41,10 @@ class SlotDay:
     starts: list[str]
 
 
+#: Longer than any booking can last (duration plus buffer), for index-friendly overlap queries.
+LONGEST_BOOKING = timedelta(hours=24)
+
+
 class Calendar:
     """What is taken, for a set of providers over a window, loaded in three queries."""
 
@@ -51,9 +55,12 @@ class Calendar:
         end: datetime,
         now: datetime,
         exclude_booking_id: int | None = None,
+        resource_id: int | None = None,
     ) -> None:
         self.busy: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
         self.resource_use: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+        self._starts: dict[int, list[datetime]] = {}
+        self._latest_end: dict[int, list[datetime]] = {}
         if not provider_ids:
             return
         occupying = or_(
@@ -66,16 +73,30 @@ class Calendar:
             ).where(
                 Booking.provider_id.in_(provider_ids),
                 Booking.starts_at < end,
+                # No booking lasts a day (services take at most 12 hours and a
+                # 4-hour buffer), so this bound keeps the index scan to the
+                # window instead of every booking in the provider's history.
+                Booking.starts_at > start - LONGEST_BOOKING,
                 Booking.blocks_until > start,
                 occupying,
                 Booking.id != (exclude_booking_id or 0),
             )
         ).all()
-        for provider_id, resource_id, starts, until in rows:
-            interval = (clock.as_utc(starts), clock.as_utc(until))
-            self.busy[provider_id].append(interval)
-            if resource_id is not None:
-                self.resource_use[resource_id].append(interval)
+        for provider_id, _, starts, until in rows:
+            self.busy[provider_id].append((clock.as_utc(starts), clock.as_utc(until)))
+        if resource_id is not None:
+            # The room is shared: its use by every provider counts, not only these.
+            for starts, until in db.session.execute(
+                select(Booking.starts_at, Booking.blocks_until).where(
+                    Booking.resource_id == resource_id,
+                    Booking.starts_at < end,
+                    Booking.starts_at > start - LONGEST_BOOKING,
+                    Booking.blocks_until > start,
+                    occupying,
+                    Booking.id != (exclude_booking_id or 0),
+                )
+            ):
+                self.resource_use[resource_id].append((clock.as_utc(starts), clock.as_utc(until)))
         for provider_id, starts, ends in db.session.execute(
             select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
                 TimeOff.provider_id.in_(provider_ids),
@@ -84,8 +105,6 @@ class Calendar:
             )
         ):
             self.busy[provider_id].append((clock.as_utc(starts), clock.as_utc(ends)))
-        self._starts: dict[int, list[datetime]] = {}
-        self._latest_end: dict[int, list[datetime]] = {}
         for provider_id, intervals in self.busy.items():
             intervals.sort()
             self._starts[provider_id] = [s for s, _ in intervals]
@@ -205,7 +224,9 @@ def slots(
     resource = db.session.get(Resource, service.resource_id) if service.resource_id else None
     window_start = datetime.combine(date_from, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
     window_end = datetime.combine(date_to, datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
-    calendar = Calendar(list(providers), window_start, window_end, now)
+    calendar = Calendar(
+        list(providers), window_start, window_end, now, resource_id=service.resource_id
+    )
     busy = {p: [int(s.timestamp()) for s in calendar._starts[p]] for p in calendar._starts}
     intervals = {
         p: [(int(s.timestamp()), int(e.timestamp())) for s, e in calendar.busy[p]]
@@ -336,7 +357,12 @@ def fits(
     ):
         return "outside_hours"
     calendar = Calendar(
-        [provider.id], start - timedelta(days=1), until + timedelta(days=1), now, exclude_booking_id
+        [provider.id],
+        start - timedelta(days=1),
+        until + timedelta(days=1),
+        now,
+        exclude_booking_id,
+        resource_id=service.resource_id,
     )
     if not calendar.free(provider.id, start, until):
         return "slot_taken"

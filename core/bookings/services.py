@@ -18,6 +18,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -88,15 +89,14 @@ def as_record(value: Any) -> Any:
     return value
 
 
-def policy_version(clauses: tuple[Clause, ...]) -> PolicyVersion:
-    """Return the stored version of this exact policy text, storing it the first time."""
+def policy_version(clauses: tuple[Clause, ...]) -> int:
+    """Return the id of the stored version of this exact policy text, storing it the first time."""
     body = [{"id": c.id, "text": c.text, "source": c.source} for c in clauses]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    known = _known_versions.get((require_clinic_ref().id, digest))
+    known_versions = current_app.extensions.setdefault("clinic_saas.policy_versions", {})
+    known = known_versions.get((require_clinic_ref().id, digest))
     if known is not None:
-        found = db.session.get(PolicyVersion, known)
-        if found is not None and found.digest == digest:
-            return found
+        return known
     found = db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
     if found is None:
         found = PolicyVersion(digest=digest, clauses=body)
@@ -105,14 +105,11 @@ def policy_version(clauses: tuple[Clause, ...]) -> PolicyVersion:
                 db.session.add(found)
         except IntegrityError:
             found = db.session.scalar(select(PolicyVersion).where(PolicyVersion.digest == digest))
-    if len(_known_versions) > 10_000:
-        _known_versions.clear()
-    _known_versions[(require_clinic_ref().id, digest)] = found.id
-    return found
-
-
-# Policy versions never change once stored: remember their ids per process.
-_known_versions: dict[tuple[int, str], int] = {}
+    if len(known_versions) > 10_000:
+        known_versions.clear()
+    # Policy versions never change once stored: remember their ids for this app.
+    known_versions[(require_clinic_ref().id, digest)] = found.id
+    return found.id
 
 
 def _event(
@@ -169,15 +166,20 @@ def _owe(
 # --- locking the calendar ---------------------------------------------------------------
 
 
-def _lock_provider(provider_id: int) -> None:
-    # An UPDATE takes the provider's row lock on PostgreSQL and the database
-    # write lock on SQLite; everything read after it is what the next
-    # request for this provider will see once we commit.
-    db.session.execute(
+def _lock_provider(provider_id: int) -> bool:
+    """Lock the provider's calendar; return whether they exist and take bookings.
+
+    An UPDATE takes the provider's row lock on PostgreSQL and the database
+    write lock on SQLite; everything read after it is what the next request
+    for this provider will see once we commit.
+    """
+    active = db.session.execute(
         update(Provider)
         .where(Provider.id == provider_id)
         .values(lock_version=Provider.lock_version + 1)
-    )
+        .returning(Provider.active)
+    ).scalar()
+    return bool(active)
 
 
 def _lock_resource(resource_id: int | None) -> None:
@@ -329,10 +331,9 @@ def book(
     chosen: Provider | None = None
     reason = "slot_taken"
     for candidate in candidates:
+        if not _lock_provider(candidate):
+            continue  # not a provider here, or not taking bookings
         provider = db.session.get(Provider, candidate)
-        if provider is None or not provider.active:
-            continue
-        _lock_provider(provider.id)
         expire_holds(now, provider.id)
         reason = fits(clinic, service, provider, location, starts_at, online=online, now=now) or ""
         if not reason:
@@ -348,7 +349,7 @@ def book(
 
     settings = booking_settings(clinic)
     held = _needs_guarantee(requirements)
-    version = policy_version(requirements.clauses)
+    version_id = policy_version(requirements.clauses)
     booking = Booking(
         client_id=client.id,
         service_id=service.id,
@@ -365,7 +366,7 @@ def book(
         price_minor=service.price_minor,
         currency=service.currency,
         requirements=as_record(requirements),
-        policy_version_id=version.id,
+        policy_version_id=version_id,
         policy_accepted_at=now,
         manage_nonce=secrets.token_hex(8),
         created_by_user_id=actor_user_id,
