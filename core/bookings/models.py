@@ -57,6 +57,8 @@ class Booking(ClinicScoped, db.Model):
     __table_args__ = (
         Index("ix_booking_provider_time", "clinic_id", "provider_id", "starts_at"),
         Index("ix_booking_client", "clinic_id", "client_id", "starts_at"),
+        # Finding lapsed holds must not scan a provider's whole history.
+        Index("ix_booking_holds", "clinic_id", "status", "provider_id", "hold_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
