@@ -251,3 +251,54 @@ def test_bijoux_reminds_48_hours_before_and_the_morning_of(app):
         assert settings["reminder_channels"] == ["email", "sms"]
         assert [r.get("hours_before") for r in settings["reminders"]] == [48, None]
         assert settings["reminders"][1]["morning_of"].isoformat() == "08:00:00"
+
+
+@pytest.mark.parametrize(
+    ("slug", "under", "requires", "applies_to", "quote"),
+    [
+        # JT Aesthetic & Co.: "Our services and website are not intended for individuals under 18.
+        # We do not knowingly collect information from minors without parental consent."
+        (
+            "jt-aesthetic",
+            18,
+            "parental_consent",
+            "treatment",
+            "not intended for individuals under 18",
+        ),
+        # California Aesthetics: "Our services are not intended for individuals under the age of 18."
+        (
+            "california-aesthetics",
+            18,
+            "parental_consent",
+            "treatment",
+            "not intended for individuals under the age of 18",
+        ),
+        # Bijoux: "all those under 18 years of age are not permitted in the treatment rooms unless
+        # undergoing a treatment with written parental permission"
+        ("bijoux", 18, "written_parental_permission", "treatment", "written parental permission"),
+        # Bijoux: "our environment is not conducive to babies and children under the age of 12"
+        ("bijoux", 12, "refused", "premises", "children under the age of 12"),
+        # Him.: "We do not knowingly collect personal data from children under the age of 13 without parental consent."
+        ("him-medspa", 13, "parental_consent", "data_collection", "children under the age of 13"),
+    ],
+)
+def test_each_clinics_age_rules_come_from_its_file(app, slug, under, requires, applies_to, quote):
+    from core.tenancy.services import hooks_for
+
+    with app.app_context():
+        _load(SEEDS)
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+        rules = hooks_for(clinic).answers("clinic_age_rules", clinic=clinic)
+        match = [r for r in rules if r.under == under and r.applies_to == applies_to]
+        assert len(match) == 1
+        assert match[0].requires == requires
+        assert quote in match[0].clause.text
+
+
+def test_jp_medispa_sets_no_age_rule_because_its_policy_states_none(app):
+    from core.tenancy.services import hooks_for
+
+    with app.app_context():
+        _load(SEEDS)
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "jp-medispa"))
+        assert hooks_for(clinic).answers("clinic_age_rules", clinic=clinic) == []

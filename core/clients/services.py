@@ -323,6 +323,18 @@ def _audit(
     )
 
 
+def _read_records(
+    actor: Principal, record: Client, model: Any, resource: str, fields: list[str]
+) -> list[Any]:
+    """Return the client's rows of a health record, oldest first, after checking and auditing the read."""
+    require_health_access(actor, record.id)
+    found = list(
+        db.session.scalars(select(model).where(model.client_id == record.id).order_by(model.id))
+    )
+    _audit(AuditAction.read, resource, record.id, fields=fields, reason=f"{len(found)} records")
+    return found
+
+
 # --- health intake ---------------------------------------------------------------------
 
 
@@ -410,18 +422,7 @@ def record_intake(
 
 def notes(actor: Principal, record: Client) -> list[ClinicalNote]:
     """Return the client's file notes, oldest first, amendments after what they amend."""
-    require_health_access(actor, record.id)
-    found = list(
-        db.session.scalars(
-            select(ClinicalNote)
-            .where(ClinicalNote.client_id == record.id)
-            .order_by(ClinicalNote.id)
-        )
-    )
-    _audit(
-        AuditAction.read, "clinical_note", record.id, fields=["body"], reason=f"{len(found)} notes"
-    )
-    return found
+    return _read_records(actor, record, ClinicalNote, "clinical_note", ["body"])
 
 
 def add_note(
@@ -454,14 +455,7 @@ def add_note(
 
 def products(actor: Principal, record: Client) -> list[ProductUse]:
     """Return the products used on or by the client (audited read)."""
-    require_health_access(actor, record.id)
-    found = list(
-        db.session.scalars(
-            select(ProductUse).where(ProductUse.client_id == record.id).order_by(ProductUse.id)
-        )
-    )
-    _audit(AuditAction.read, "product_use", record.id, fields=["product", "details"])
-    return found
+    return _read_records(actor, record, ProductUse, "product_use", ["product", "details"])
 
 
 def add_product(actor: Principal, record: Client, data: dict[str, Any]) -> ProductUse:
@@ -476,16 +470,9 @@ def add_product(actor: Principal, record: Client, data: dict[str, Any]) -> Produ
 
 def reactions(actor: Principal, record: Client) -> list[AdverseReaction]:
     """Return the client's adverse reactions (audited read)."""
-    require_health_access(actor, record.id)
-    found = list(
-        db.session.scalars(
-            select(AdverseReaction)
-            .where(AdverseReaction.client_id == record.id)
-            .order_by(AdverseReaction.id)
-        )
+    return _read_records(
+        actor, record, AdverseReaction, "adverse_reaction", ["description", "service"]
     )
-    _audit(AuditAction.read, "adverse_reaction", record.id, fields=["description", "service"])
-    return found
 
 
 def add_reaction(actor: Principal, record: Client, data: dict[str, Any]) -> AdverseReaction:
@@ -766,18 +753,7 @@ def add_photo(
 
 def photos(actor: Principal, record: Client) -> list[Photo]:
     """Return the client's photos' details (audited read)."""
-    require_health_access(actor, record.id)
-    found = list(
-        db.session.scalars(select(Photo).where(Photo.client_id == record.id).order_by(Photo.id))
-    )
-    _audit(
-        AuditAction.read,
-        "photo",
-        record.id,
-        fields=["caption"],
-        reason=f"{len(found)} photos listed",
-    )
-    return found
+    return _read_records(actor, record, Photo, "photo", ["caption"])
 
 
 def photo_image(actor: Principal, record: Client, photo_id: int) -> tuple[Photo, bytes]:
