@@ -321,7 +321,7 @@ def slots(
 def fits(
     clinic: Clinic,
     service: Service,
-    provider: Provider,
+    provider_id: int,
     location: Location,
     start: datetime,
     *,
@@ -329,7 +329,7 @@ def fits(
     now: datetime | None = None,
     exclude_booking_id: int | None = None,
 ) -> str | None:
-    """Return why ``start`` cannot be booked with ``provider`` at ``location``, or None if it can."""
+    """Return why ``start`` cannot be booked with the provider at ``location``, or None if it can."""
     now = now or clock.now()
     settings = booking_settings(clinic)
     duration = timedelta(minutes=service.duration_minutes)
@@ -344,7 +344,7 @@ def fits(
     local_day = start.astimezone(tz).date()
     blocks = db.session.scalars(
         select(WorkingHours).where(
-            WorkingHours.provider_id == provider.id,
+            WorkingHours.provider_id == provider_id,
             WorkingHours.location_id == location.id,
             WorkingHours.weekday == local_day.weekday(),
         )
@@ -357,14 +357,14 @@ def fits(
     ):
         return "outside_hours"
     calendar = Calendar(
-        [provider.id],
+        [provider_id],
         start - timedelta(days=1),
         until + timedelta(days=1),
         now,
         exclude_booking_id,
         resource_id=service.resource_id,
     )
-    if not calendar.free(provider.id, start, until):
+    if not calendar.free(provider_id, start, until):
         return "slot_taken"
     resource = db.session.get(Resource, service.resource_id) if service.resource_id else None
     if not calendar.resource_free(resource, start, until):

@@ -328,16 +328,15 @@ def book(
             clauses=[c.id for c in requirements.clauses],
         )
 
-    chosen: Provider | None = None
+    chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
         if not _lock_provider(candidate):
             continue  # not a provider here, or not taking bookings
-        provider = db.session.get(Provider, candidate)
-        expire_holds(now, provider.id)
-        reason = fits(clinic, service, provider, location, starts_at, online=online, now=now) or ""
+        expire_holds(now, candidate)
+        reason = fits(clinic, service, candidate, location, starts_at, online=online, now=now) or ""
         if not reason:
-            chosen = provider
+            chosen = candidate
             break
     if chosen is None:
         raise refusal(reason or "slot_taken")
@@ -353,7 +352,7 @@ def book(
     booking = Booking(
         client_id=client.id,
         service_id=service.id,
-        provider_id=chosen.id,
+        provider_id=chosen,
         location_id=location.id,
         resource_id=service.resource_id,
         starts_at=starts_at,
@@ -571,14 +570,14 @@ def reschedule(
     target = provider_id or booking.provider_id
     if target not in service.provider_ids:
         raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
-    provider = db.session.get(Provider, target)
     location = db.session.get(Location, booking.location_id)
-    _lock_provider(provider.id)
-    expire_holds(now, provider.id)
+    if not _lock_provider(target):
+        raise Problem(409, "That provider is not taking bookings.", kind="not-offered-here")
+    expire_holds(now, target)
     reason = fits(
         clinic,
         service,
-        provider,
+        target,
         location,
         new_starts_at,
         online=online,
@@ -588,7 +587,7 @@ def reschedule(
     if reason:
         raise refusal(reason)
     old = booking.starts_at
-    booking.provider_id = provider.id
+    booking.provider_id = target
     booking.starts_at = new_starts_at
     booking.ends_at = new_starts_at + timedelta(minutes=service.duration_minutes)
     booking.blocks_until = booking.ends_at + timedelta(minutes=service.buffer_minutes)

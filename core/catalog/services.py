@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.errors import Problem, field_error
@@ -25,8 +26,14 @@ def services(active_only: bool = True, online_only: bool = False) -> list[Servic
 
 
 def service(service_id: int) -> Service:
-    """Return service ``service_id`` of the current clinic, or raise 404."""
-    found = db.session.get(Service, service_id)
+    """Return service ``service_id`` of the current clinic with its locations and providers, or 404."""
+    # One query for the service and both its link collections: booking and
+    # availability read them on every request.
+    found = db.session.get(
+        Service,
+        service_id,
+        options=[joinedload(Service.location_links), joinedload(Service.provider_links)],
+    )
     if found is None:
         raise Problem(404, "No such service at this clinic.")
     return found
