@@ -25,15 +25,14 @@ def services(active_only: bool = True, online_only: bool = False) -> list[Servic
     return list(db.session.scalars(statement))
 
 
-def service(service_id: int) -> Service:
-    """Return service ``service_id`` of the current clinic with its locations and providers, or 404."""
-    # One query for the service and both its link collections: booking and
-    # availability read them on every request.
-    found = db.session.get(
-        Service,
-        service_id,
-        options=[joinedload(Service.location_links), joinedload(Service.provider_links)],
-    )
+def service(service_id: int, *, with_links: bool = True) -> Service:
+    """Return service ``service_id`` of the current clinic, or raise 404.
+
+    ``with_links`` loads its locations and providers in the same query, for
+    callers (booking) that read them; availability queries them itself.
+    """
+    options = [joinedload(Service.location_links), joinedload(Service.provider_links)]
+    found = db.session.get(Service, service_id, options=options if with_links else None)
     if found is None:
         raise Problem(404, "No such service at this clinic.")
     return found
