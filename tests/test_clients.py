@@ -987,3 +987,36 @@ def test_a_failure_to_encrypt_is_a_503_and_logs_no_health_data(clinic, provider,
     )
     assert_problem(response, 503, "keys-unavailable")
     assert "SECRET-CONDITION-4417" not in caplog.text
+
+
+def test_a_later_verbal_consent_does_not_hide_standing_written_permission(app):
+    # Bijoux: "... unless undergoing a treatment with written parental permission"
+    app.test_cli_runner().invoke(args=["clinics", "load"])
+    with app.app_context():
+        make_staff("bijoux", "owner@bijoux.example.com", Role.owner)
+    http = app.test_client()
+    login(http, "bijoux", "owner@bijoux.example.com")
+    today = clock.now().date()
+    teen = http.post(
+        "/api/v1/clinics/bijoux/clients",
+        json={**CLIENT, "date_of_birth": today.replace(year=today.year - 16).isoformat()},
+    ).get_json()
+    base = f"/api/v1/clinics/bijoux/clients/{teen['id']}"
+    guardian = http.post(
+        f"{base}/guardians", json={"name": "Ana Hernández", "relationship_to_client": "mother"}
+    ).get_json()
+    for method in ("written", "verbal"):
+        http.post(
+            f"{base}/consents",
+            json={
+                **CONSENT,
+                "kind": "parental",
+                "method": method,
+                "guardian_id": guardian["id"],
+                "text": "I permit my daughter's treatment.",
+            },
+        )
+    treatment = next(
+        g for g in http.get(base).get_json()["age_rules"] if g["applies_to"] == "treatment"
+    )
+    assert treatment["satisfied"] is True
