@@ -1,5 +1,6 @@
 """The Flask extensions, created unbound here and bound to an app in ``create_app``."""
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -45,6 +46,11 @@ class UtcTimestamp(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def StoredEnum(enum_type: type[enum.Enum], length: int = 32) -> Enum:
+    """Return the column type for a Python enum: its values as checked text, on every engine."""
+    return Enum(enum_type, native_enum=False, length=length, validate_strings=True)
 
 
 class Base(DeclarativeBase):

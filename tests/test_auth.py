@@ -121,6 +121,7 @@ def test_roles_decide_what_staff_may_do(clinics, client):
 
 
 def test_idle_session_is_signed_out_after_the_clinics_timeout(clinics, client):
+    # COMPLIANCE.md, automatic logoff (164.312(a)(2)(iii)): "idle timeout per clinic"
     start = clock.now()
     with time_machine.travel(start, tick=False) as traveller:
         login(client, "beta", "owner@beta.example.com")

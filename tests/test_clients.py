@@ -163,6 +163,7 @@ def test_a_client_of_another_clinic_does_not_exist_here(clinic, desk):
     ["intake", "intake/versions", "notes", "products", "adverse-reactions", "photos", "export"],
 )
 def test_front_desk_never_sees_health_data(desk, provider, path):
+    # COMPLIANCE.md, minimum necessary (164.502(b), 164.514(d)): "each role sees only the fields it needs"
     client_id = new_client(desk)
     provider.post(f"/api/v1/clinics/alpha/clients/{client_id}/intake", json={"answers": INTAKE})
     body = assert_problem(
@@ -209,6 +210,7 @@ def test_clinical_roles_read_and_write_health_data(clinic, role):
 
 
 def test_an_intake_update_adds_a_version_and_keeps_the_old_one(provider):
+    # COMPLIANCE.md, amendment (164.526): "append the amendment, never overwrite"
     client_id = new_client(provider)
     base = f"/api/v1/clinics/alpha/clients/{client_id}/intake"
     provider.post(base, json={"answers": INTAKE})
@@ -319,6 +321,8 @@ def test_managers_query_the_trail_and_front_desk_cannot(clinic, provider, manage
 
 
 def test_the_app_cannot_change_or_delete_audit_events(clinic, provider):
+    # COMPLIANCE.md, audit controls (164.312(b), (c)): "append-only log of reads, writes, exports of
+    # health data; no silent overwrite"
     client_id = new_client(provider)
     provider.get(f"/api/v1/clinics/alpha/clients/{client_id}/notes")
     with clinic.app_context():
@@ -459,6 +463,7 @@ def test_revoking_marketing_photo_consent_ends_marketing_use_and_nothing_else(pr
     assert provider.get(f"{base}/photos").get_json()["items"][0]["in_marketing_use"] is False
     standing = {c["id"]: c["active"] for c in provider.get(f"{base}/consents").get_json()["items"]}
     assert standing == {clinical["id"]: True, marketing["id"]: False, sms["id"]: True}
+    # COMPLIANCE.md, SMS consent record: "exact disclosure text, number, method, timestamp"
     assert sms["phone"] == "+14085550134"
 
 
@@ -546,6 +551,8 @@ def test_him_medspa_asks_parental_consent_only_under_13(app):
 
 
 def test_break_glass_gives_front_desk_time_limited_flagged_access(clinic, provider, desk, manager):
+    # COMPLIANCE.md, emergency access (164.312(a)(2)(ii)): "time-limited break-glass with a reason,
+    # reviewed afterwards"
     client_id = new_client(provider)
     provider.post(f"/api/v1/clinics/alpha/clients/{client_id}/intake", json={"answers": INTAKE})
     intake_url = f"/api/v1/clinics/alpha/clients/{client_id}/intake"
@@ -604,6 +611,7 @@ def test_break_glass_gives_front_desk_time_limited_flagged_access(clinic, provid
 
 
 def test_export_holds_everything_and_disclosures_are_accounted_for(clinic, provider, manager):
+    # COMPLIANCE.md, accounting of disclosures (164.528): "log date, recipient, description, purpose"
     client_id = new_client(provider)
     base = f"/api/v1/clinics/alpha/clients/{client_id}"
     provider.post(f"{base}/intake", json={"answers": INTAKE})
@@ -676,6 +684,7 @@ def dump_database(database, app) -> str:
 
 
 def test_a_database_dump_holds_no_plaintext_health_data(clinic, provider, database):
+    # COMPLIANCE.md, encryption at rest (164.312(a)(2)(iv)): "health fields encrypted"
     client_id = new_client(provider)
     base = f"/api/v1/clinics/alpha/clients/{client_id}"
     provider.post(f"{base}/intake", json={"answers": {**INTAKE, "allergies": [SECRETS[0]]}})

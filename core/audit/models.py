@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import UtcTimestamp, db
+from core.extensions import StoredEnum, UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -45,9 +45,7 @@ class AuditEvent(ClinicScoped, db.Model):
     at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     actor_role: Mapped[str | None] = mapped_column(String(32))
-    action: Mapped[AuditAction] = mapped_column(
-        Enum(AuditAction, native_enum=False, length=32, validate_strings=True)
-    )
+    action: Mapped[AuditAction] = mapped_column(StoredEnum(AuditAction, 32))
     resource: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[int | None]
     client_id: Mapped[int | None] = mapped_column(index=True)

@@ -6,20 +6,16 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.catalog.models import Service
 from core.clients.models import Client
-from core.extensions import UtcTimestamp, db
+from core.extensions import StoredEnum, UtcTimestamp, db
 from core.money import Money
 from core.schedules.models import Provider
 from core.tenancy.scope import ClinicScoped
-
-
-def _enum(cls: type[enum.Enum], length: int = 32) -> Enum:
-    return Enum(cls, native_enum=False, length=length, validate_strings=True)
 
 
 class BookingStatus(enum.StrEnum):
@@ -71,7 +67,7 @@ class Booking(ClinicScoped, db.Model):
     ends_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     # ends_at plus the service's buffer: how long the provider is taken.
     blocks_until: Mapped[datetime] = mapped_column(UtcTimestamp())
-    status: Mapped[BookingStatus] = mapped_column(_enum(BookingStatus, 16))
+    status: Mapped[BookingStatus] = mapped_column(StoredEnum(BookingStatus, 16))
     hold_expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     source: Mapped[str] = mapped_column(String(16))  # online, staff
     price_minor: Mapped[int]

@@ -523,13 +523,20 @@ def cancel(clinic: Clinic, booking: Booking, *, by: str, actor_user_id: int | No
         actor_user_id=actor_user_id,
         decision=decision,
     )
-    booking.policy_incident = bool(decision.counts_as_late_cancellation)
-    _owe(booking, ChargeKind.late_cancellation_fee, decision.fee, decision.clause)
+    _close(
+        booking, decision, ChargeKind.late_cancellation_fee, decision.counts_as_late_cancellation
+    )
+    hooks_for(clinic).clinic_booking_cancelled(clinic=clinic, booking=booking, decision=decision)
+    return decision
+
+
+def _close(booking: Booking, decision: Any, fee_kind: ChargeKind, incident: bool) -> None:
+    """Apply what a cancellation or no-show decided: the incident, the fee, the deposit, the reminders."""
+    booking.policy_incident = bool(incident)
+    _owe(booking, fee_kind, decision.fee, decision.clause)
     _settle_deposit(booking, decision.deposit)
     reminders.withdraw(booking)
     db.session.flush()
-    hooks_for(clinic).clinic_booking_cancelled(clinic=clinic, booking=booking, decision=decision)
-    return decision
 
 
 def _settle_deposit(booking: Booking, outcome: DepositOutcome) -> None:
@@ -756,9 +763,5 @@ def mark_no_show(clinic: Clinic, booking: Booking, actor_user_id: int | None) ->
         actor_user_id=actor_user_id,
         decision=decision,
     )
-    booking.policy_incident = bool(decision.counts_toward_prepayment)
-    _owe(booking, ChargeKind.no_show_fee, decision.fee, decision.clause)
-    _settle_deposit(booking, decision.deposit)
-    reminders.withdraw(booking)
-    db.session.flush()
+    _close(booking, decision, ChargeKind.no_show_fee, decision.counts_toward_prepayment)
     return decision

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Date,
-    Enum,
     ForeignKey,
     Index,
     String,
@@ -20,12 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.encryption import EncryptedJSON, EncryptedText
-from core.extensions import UtcTimestamp, db
+from core.extensions import StoredEnum, UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
-
-
-def _enum(cls: type[enum.Enum], length: int = 32) -> Enum:
-    return Enum(cls, native_enum=False, length=length, validate_strings=True)
 
 
 class Channel(enum.StrEnum):
@@ -71,7 +66,9 @@ class Client(ClinicScoped, db.Model):
     emergency_contact_phone: Mapped[str | None] = mapped_column(String(32))
     emergency_contact_relationship: Mapped[str | None] = mapped_column(String(100))
     preferred_location_id: Mapped[int | None] = mapped_column(ForeignKey("location.id"))
-    preferred_channel: Mapped[Channel] = mapped_column(_enum(Channel, 16), default=Channel.email)
+    preferred_channel: Mapped[Channel] = mapped_column(
+        StoredEnum(Channel, 16), default=Channel.email
+    )
     language: Mapped[str | None] = mapped_column(String(16))
     timezone: Mapped[str | None] = mapped_column(String(64))
     # Lower-cased, accent-free copies of the names, for indexed prefix search.
@@ -142,7 +139,7 @@ class ClinicalNote(ClinicScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"), index=True)
-    kind: Mapped[NoteKind] = mapped_column(_enum(NoteKind))
+    kind: Mapped[NoteKind] = mapped_column(StoredEnum(NoteKind))
     body: Mapped[str] = mapped_column(EncryptedText("clinical_note.body"))
     amends_note_id: Mapped[int | None] = mapped_column(ForeignKey("clinical_note.id"))
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -164,7 +161,7 @@ class ProductUse(ClinicScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"), index=True)
     product: Mapped[str] = mapped_column(EncryptedText("product_use.product"))
-    setting: Mapped[ProductSetting] = mapped_column(_enum(ProductSetting, 16))
+    setting: Mapped[ProductSetting] = mapped_column(StoredEnum(ProductSetting, 16))
     details: Mapped[str | None] = mapped_column(EncryptedText("product_use.details"))
     started_on: Mapped[date | None] = mapped_column(Date)
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -189,7 +186,7 @@ class AdverseReaction(ClinicScoped, db.Model):
     product_use_id: Mapped[int | None] = mapped_column(ForeignKey("product_use.id"))
     service: Mapped[str | None] = mapped_column(EncryptedText("adverse_reaction.service"))
     description: Mapped[str] = mapped_column(EncryptedText("adverse_reaction.description"))
-    severity: Mapped[Severity] = mapped_column(_enum(Severity, 16))
+    severity: Mapped[Severity] = mapped_column(StoredEnum(Severity, 16))
     occurred_on: Mapped[date]
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
@@ -224,11 +221,11 @@ class Consent(ClinicScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
-    kind: Mapped[ConsentKind] = mapped_column(_enum(ConsentKind))
+    kind: Mapped[ConsentKind] = mapped_column(StoredEnum(ConsentKind))
     text: Mapped[str] = mapped_column(Text)
     text_version: Mapped[str] = mapped_column(String(50))
     given_at: Mapped[datetime] = mapped_column(UtcTimestamp())
-    method: Mapped[ConsentMethod] = mapped_column(_enum(ConsentMethod, 16))
+    method: Mapped[ConsentMethod] = mapped_column(StoredEnum(ConsentMethod, 16))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     phone: Mapped[str | None] = mapped_column(String(32))
     guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardian.id"))
@@ -259,7 +256,7 @@ class Photo(ClinicScoped, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"), index=True)
-    kind: Mapped[PhotoKind] = mapped_column(_enum(PhotoKind, 16))
+    kind: Mapped[PhotoKind] = mapped_column(StoredEnum(PhotoKind, 16))
     consent_id: Mapped[int] = mapped_column(ForeignKey("consent.id"))
     caption: Mapped[str | None] = mapped_column(EncryptedText("photo.caption"))
     storage_key: Mapped[str] = mapped_column(String(200))

@@ -18,10 +18,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from core import clock
-from core.tenancy.scope import ClinicRef, require_clinic_ref
+from core.tenancy.scope import ClinicRef, require_clinic_ref, tell_database
 
 PREFIX = "cse1"
 _NONCE = 12
@@ -152,10 +152,7 @@ class _Keyring:
 
         engine = db.engine
         with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(ref.id)}
-                )
+            tell_database(connection, ref)
             rows = connection.execute(
                 select(
                     ClinicDataKey.version,
@@ -211,10 +208,7 @@ class _Keyring:
         master_id, wrapped = master_keys().wrap(secrets.token_bytes(32), ref.id, 1)
         try:
             with db.engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    connection.execute(
-                        text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(ref.id)}
-                    )
+                tell_database(connection, ref)
                 connection.execute(
                     ClinicDataKey.__table__.insert().values(
                         clinic_id=ref.id,

@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from core.bookings.services import expire_holds
 from core.extensions import db
 from core.messaging.delivery import deliver_due
-from core.tenancy.models import Clinic, ClinicStatus
-from core.tenancy.scope import clinic_scope
+from core.tenancy.services import each_active_clinic
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +26,9 @@ class TickReport:
 def expire_all_holds() -> int:
     """Free the slots of every clinic's lapsed holds."""
     total = 0
-    clinic_ids = list(
-        db.session.scalars(select(Clinic.id).where(Clinic.status == ClinicStatus.active))
-    )
-    db.session.remove()
-    for clinic_id in clinic_ids:
-        with clinic_scope(db.session.get(Clinic, clinic_id)):
-            total += expire_holds()
-            db.session.commit()
+    for _ in each_active_clinic():
+        total += expire_holds()
+        db.session.commit()
     return total
 
 

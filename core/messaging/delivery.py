@@ -31,9 +31,8 @@ from core.messaging.channels import (
     sms_sender,
 )
 from core.messaging.models import OutboxMessage, OutboxStatus
-from core.tenancy.models import Clinic, ClinicStatus, Location
-from core.tenancy.scope import clinic_scope
-from core.tenancy.services import hooks_for
+from core.tenancy.models import Clinic, Location
+from core.tenancy.services import each_active_clinic, hooks_for
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +177,8 @@ def deliver_for_clinic(
 def deliver_due(now: datetime | None = None) -> DeliveryReport:
     """Deliver every active clinic's due messages, one clinic scope at a time."""
     total = DeliveryReport()
-    clinic_ids = list(
-        db.session.scalars(
-            select(Clinic.id).where(Clinic.status == ClinicStatus.active).order_by(Clinic.id)
-        )
-    )
-    db.session.remove()
-    for clinic_id in clinic_ids:
-        clinic = db.session.get(Clinic, clinic_id)
-        with clinic_scope(clinic):
-            clinic = db.session.get(Clinic, clinic_id)
-            report = deliver_for_clinic(clinic, now)
+    for clinic in each_active_clinic():
+        report = deliver_for_clinic(clinic, now)
         for name in ("sent", "skipped", "retried", "failed"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.errors.extend(report.errors)

@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import UtcTimestamp, db
+from core.extensions import StoredEnum, UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -42,7 +42,7 @@ class OutboxMessage(ClinicScoped, db.Model):
     dedupe_key: Mapped[str] = mapped_column(String(200))
     due_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     status: Mapped[OutboxStatus] = mapped_column(
-        Enum(OutboxStatus, native_enum=False, length=16, validate_strings=True),
+        StoredEnum(OutboxStatus, 16),
         default=OutboxStatus.pending,
     )
     attempts: Mapped[int] = mapped_column(default=0)

@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, String, UniqueConstraint
+from sqlalchemy import JSON, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import UtcTimestamp, db
+from core.extensions import StoredEnum, UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 
 
@@ -38,7 +38,7 @@ class Clinic(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     country: Mapped[str] = mapped_column(String(2))
     status: Mapped[ClinicStatus] = mapped_column(
-        Enum(ClinicStatus, native_enum=False, length=16, validate_strings=True),
+        StoredEnum(ClinicStatus, 16),
         default=ClinicStatus.active,
     )
     contact_email: Mapped[str | None] = mapped_column(String(254))

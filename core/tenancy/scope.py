@@ -100,7 +100,7 @@ def enter_clinic(ref: ClinicRef) -> Token[ClinicRef | None] | None:
         session = db.session()
     token = _current.set(ref)
     if session.in_transaction():
-        _tell_database(session.connection(), ref)
+        tell_database(session.connection(), ref)
     return token
 
 
@@ -161,7 +161,7 @@ def _scoped_table_names() -> frozenset[str]:
     return _scoped_tables[1]
 
 
-def _tell_database(connection: Any, ref: ClinicRef | None) -> None:
+def tell_database(connection: Any, ref: ClinicRef | None) -> None:
     """Tell PostgreSQL which clinic the transaction serves, for row-level security.
 
     ``set_config(..., true)`` lasts only until the transaction ends, so it
@@ -177,7 +177,7 @@ def _tell_database(connection: Any, ref: ClinicRef | None) -> None:
 
 @event.listens_for(Session, "after_begin")
 def _scope_transaction(session: Session, transaction: Any, connection: Any) -> None:
-    _tell_database(connection, _current.get())
+    tell_database(connection, _current.get())
 
 
 def _may_eager_load_clinic_data(state: ORMExecuteState) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, ClinicHooks, PluginHost
 from core.tenancy.models import Clinic, ClinicStatus, Location
+from core.tenancy.scope import clinic_scope
 
 PLUGIN_HOST_KEY = "clinic_saas.plugins"
 
@@ -32,6 +34,24 @@ def clinic_by_slug(slug: str) -> Clinic | None:
 def all_clinics() -> list[Clinic]:
     """Return every clinic on the platform, by slug (for the operator)."""
     return list(db.session.scalars(select(Clinic).order_by(Clinic.slug)))
+
+
+def each_active_clinic() -> Iterator[Clinic]:
+    """Yield every active clinic, each inside its own scope (for jobs, which have no request).
+
+    Commit inside the loop body: what is left uncommitted when the next
+    clinic begins is rolled back with the scope.
+    """
+    clinic_ids = list(
+        db.session.scalars(
+            select(Clinic.id).where(Clinic.status == ClinicStatus.active).order_by(Clinic.id)
+        )
+    )
+    db.session.remove()
+    for clinic_id in clinic_ids:
+        clinic = db.session.get(Clinic, clinic_id)
+        with clinic_scope(clinic):
+            yield clinic
 
 
 def locations() -> list[Location]:
