@@ -10,12 +10,13 @@ from __future__ import annotations
 import bisect
 import functools
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import null, or_, select, union_all
 
 from core import clock
 from core.bookings.models import Booking, BookingStatus
@@ -61,29 +62,58 @@ class Calendar:
         self.resource_use: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
         self._starts: dict[int, list[datetime]] = {}
         self._latest_end: dict[int, list[datetime]] = {}
+        #: Held bookings whose hold has lapsed but which no job has expired yet:
+        #: free for the calendar, but a new booking must expire them first.
+        self.lapsed_holds: list[int] = []
         if not provider_ids:
             return
+        # Plain comparisons rather than IN lists: SQLAlchemy renders an expanding
+        # IN for every execution, a noticeable cost on the booking path.
         occupying = or_(
-            Booking.status.in_([BookingStatus.confirmed, BookingStatus.checked_in]),
-            and_(Booking.status == BookingStatus.held, Booking.hold_expires_at > now),
+            Booking.status == BookingStatus.confirmed,
+            Booking.status == BookingStatus.checked_in,
+            Booking.status == BookingStatus.held,
         )
-        rows = db.session.execute(
-            select(
-                Booking.provider_id, Booking.resource_id, Booking.starts_at, Booking.blocks_until
-            ).where(
-                Booking.provider_id.in_(provider_ids),
-                Booking.starts_at < end,
-                # No booking lasts a day (services take at most 12 hours and a
-                # 4-hour buffer), so this bound keeps the index scan to the
-                # window instead of every booking in the provider's history.
-                Booking.starts_at > start - LONGEST_BOOKING,
-                Booking.blocks_until > start,
-                occupying,
-                Booking.id != (exclude_booking_id or 0),
-            )
-        ).all()
-        for provider_id, _, starts, until in rows:
-            self.busy[provider_id].append((clock.as_utc(starts), clock.as_utc(until)))
+        of_providers = (
+            Booking.provider_id == provider_ids[0]
+            if len(provider_ids) == 1
+            else Booking.provider_id.in_(provider_ids)
+        )
+        of_time_off = (
+            TimeOff.provider_id == provider_ids[0]
+            if len(provider_ids) == 1
+            else TimeOff.provider_id.in_(provider_ids)
+        )
+        taken = select(
+            Booking.id,
+            Booking.provider_id,
+            Booking.starts_at,
+            Booking.blocks_until,
+            Booking.hold_expires_at,
+        ).where(
+            of_providers,
+            Booking.starts_at < end,
+            # No booking lasts a day (services take at most 12 hours and a
+            # 4-hour buffer), so this bound keeps the index scan to the
+            # window instead of every booking in the provider's history.
+            Booking.starts_at > start - LONGEST_BOOKING,
+            Booking.blocks_until > start,
+            occupying,
+            Booking.id != (exclude_booking_id or 0),
+        )
+        away = select(
+            null(), TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, null()
+        ).where(of_time_off, TimeOff.starts_at < end, TimeOff.ends_at > start)
+        # Bookings and time off in one round trip: booking a slot reads this
+        # while it holds the provider's lock, so every query here is paid by
+        # the next request for the same provider too.
+        for booking_id, provider_id, starts, until, hold_expires_at in db.session.execute(
+            union_all(taken, away)
+        ):
+            if hold_expires_at is not None and hold_expires_at <= now:
+                self.lapsed_holds.append(booking_id)
+                continue
+            self.busy[provider_id].append((starts, until))
         if resource_id is not None:
             # The room is shared: its use by every provider counts, not only these.
             for starts, until in db.session.execute(
@@ -93,18 +123,11 @@ class Calendar:
                     Booking.starts_at > start - LONGEST_BOOKING,
                     Booking.blocks_until > start,
                     occupying,
+                    or_(Booking.hold_expires_at.is_(None), Booking.hold_expires_at > now),
                     Booking.id != (exclude_booking_id or 0),
                 )
             ):
-                self.resource_use[resource_id].append((clock.as_utc(starts), clock.as_utc(until)))
-        for provider_id, starts, ends in db.session.execute(
-            select(TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at).where(
-                TimeOff.provider_id.in_(provider_ids),
-                TimeOff.starts_at < end,
-                TimeOff.ends_at > start,
-            )
-        ):
-            self.busy[provider_id].append((clock.as_utc(starts), clock.as_utc(ends)))
+                self.resource_use[resource_id].append((starts, until))
         for provider_id, intervals in self.busy.items():
             intervals.sort()
             self._starts[provider_id] = [s for s, _ in intervals]
@@ -318,7 +341,19 @@ def slots(
     return found
 
 
-def fits(
+@dataclass(frozen=True)
+class SlotCheck:
+    """Whether a start can be booked: ``reason`` says why not (None: it can).
+
+    ``lapsed_holds`` are held bookings in the way whose hold has run out; the
+    booking that takes the slot expires them first.
+    """
+
+    reason: str | None
+    lapsed_holds: tuple[int, ...] = ()
+
+
+def check_slot(
     clinic: Clinic,
     service: Service,
     provider_id: int,
@@ -328,34 +363,40 @@ def fits(
     online: bool,
     now: datetime | None = None,
     exclude_booking_id: int | None = None,
-) -> str | None:
-    """Return why ``start`` cannot be booked with the provider at ``location``, or None if it can."""
+    hours: Sequence[tuple[time, time]] | None = None,
+) -> SlotCheck:
+    """Check whether ``start`` can be booked with the provider at ``location``.
+
+    ``hours`` are the provider's working blocks there that local day, if the
+    caller has read them already; otherwise they are queried.
+    """
     now = now or clock.now()
     settings = booking_settings(clinic)
     duration = timedelta(minutes=service.duration_minutes)
     until = start + duration + timedelta(minutes=service.buffer_minutes)
     if start < now:
-        return "in_past"
+        return SlotCheck("in_past")
     if online and start < now + timedelta(minutes=settings["min_notice_minutes"]):
-        return "too_late"
+        return SlotCheck("too_late")
     if online and start > now + timedelta(days=settings["max_advance_days"]):
-        return "too_far"
+        return SlotCheck("too_far")
     tz = ZoneInfo(location.timezone)
     local_day = start.astimezone(tz).date()
-    blocks = db.session.scalars(
-        select(WorkingHours).where(
-            WorkingHours.provider_id == provider_id,
-            WorkingHours.location_id == location.id,
-            WorkingHours.weekday == local_day.weekday(),
-        )
-    ).all()
+    if hours is None:
+        hours = db.session.execute(
+            select(WorkingHours.starts, WorkingHours.ends).where(
+                WorkingHours.provider_id == provider_id,
+                WorkingHours.location_id == location.id,
+                WorkingHours.weekday == local_day.weekday(),
+            )
+        ).all()
     if not any(
         block_start <= start and start + duration <= block_end
         for block_start, block_end in (
-            local_window(tz, local_day, b.starts, b.ends) for b in blocks
+            local_window(tz, local_day, starts, ends) for starts, ends in hours
         )
     ):
-        return "outside_hours"
+        return SlotCheck("outside_hours")
     calendar = Calendar(
         [provider_id],
         start - timedelta(days=1),
@@ -364,9 +405,10 @@ def fits(
         exclude_booking_id,
         resource_id=service.resource_id,
     )
+    lapsed = tuple(calendar.lapsed_holds)
     if not calendar.free(provider_id, start, until):
-        return "slot_taken"
+        return SlotCheck("slot_taken", lapsed)
     resource = db.session.get(Resource, service.resource_id) if service.resource_id else None
     if not calendar.resource_free(resource, start, until):
-        return "resource_taken"
-    return None
+        return SlotCheck("resource_taken", lapsed)
+    return SlotCheck(None, lapsed)

@@ -15,6 +15,7 @@ from core.clients.models import Client
 from core.extensions import StoredEnum, UtcTimestamp, db
 from core.money import Money
 from core.schedules.models import Provider
+from core.tenancy.models import Location
 from core.tenancy.scope import ClinicScoped
 
 
@@ -88,6 +89,7 @@ class Booking(ClinicScoped, db.Model):
     client: Mapped[Client] = relationship()
     service: Mapped[Service] = relationship()
     provider: Mapped[Provider] = relationship()
+    location: Mapped[Location] = relationship()
     events: Mapped[list[BookingEvent]] = relationship(order_by="BookingEvent.id")
     charges: Mapped[list[BookingCharge]] = relationship(order_by="BookingCharge.id")
 

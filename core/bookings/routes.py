@@ -117,7 +117,7 @@ class OnlineBookings(MethodView):
         booking = bookings.book(
             clinic,
             client=client,
-            service=catalog.service(data["service_id"]),
+            service_id=data["service_id"],
             location_id=data["location_id"],
             provider_id=data.get("provider_id"),
             starts_at=data["starts_at"],
@@ -150,7 +150,7 @@ class Bookings(MethodView):
         booking = bookings.book(
             current_clinic(),
             client=clients.client(data["client_id"]),
-            service=catalog.service(data["service_id"]),
+            service_id=data["service_id"],
             location_id=data["location_id"],
             provider_id=data.get("provider_id"),
             starts_at=data["starts_at"],

@@ -15,15 +15,16 @@ import functools
 import hashlib
 import json
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import clock
-from core.bookings.availability import fits
+from core.bookings.availability import check_slot
 from core.bookings.models import (
     Booking,
     BookingCharge,
@@ -33,7 +34,8 @@ from core.bookings.models import (
     PolicyVersion,
 )
 from core.bookings.settings import booking_settings
-from core.catalog.models import Resource, Service
+from core.catalog import services as catalog
+from core.catalog.models import Resource, Service, ServiceProvider
 from core.clients import services as clients
 from core.clients.models import Client
 from core.errors import Problem
@@ -47,7 +49,7 @@ from core.hooks.decisions import (
 )
 from core.messaging import reminders
 from core.money import Money
-from core.schedules.models import Provider
+from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import require_clinic_ref
 from core.tenancy.services import hooks_for
@@ -166,20 +168,64 @@ def _owe(
 # --- locking the calendar ---------------------------------------------------------------
 
 
-def _lock_provider(provider_id: int) -> bool:
-    """Lock the provider's calendar; return whether they exist and take bookings.
+@dataclasses.dataclass(frozen=True)
+class ProviderLock:
+    """What booking learns about a provider as it locks their calendar."""
+
+    takes_bookings: bool
+    performs_service: bool
+    #: Their working blocks (local start, local end) at the location on the day.
+    hours: list[tuple[time, time]]
+
+
+def _lock_provider(
+    provider_id: int, service_id: int, location: Location, starts_at: datetime
+) -> ProviderLock:
+    """Lock the provider's calendar and read what booking needs to know about them.
 
     An UPDATE takes the provider's row lock on PostgreSQL and the database
     write lock on SQLite; everything read after it is what the next request
-    for this provider will see once we commit.
+    for this provider will see once we commit. Whether they perform the
+    service and their hours that day come back with the lock, in the same
+    round trip, since every query made under the lock delays the next
+    request for this provider.
     """
-    active = db.session.execute(
+    weekday = starts_at.astimezone(ZoneInfo(location.timezone)).weekday()
+    hours = (
+        select(
+            func.aggregate_strings(
+                cast(WorkingHours.starts, String) + "/" + cast(WorkingHours.ends, String), ","
+            )
+        )
+        .where(
+            WorkingHours.provider_id == provider_id,
+            WorkingHours.location_id == location.id,
+            WorkingHours.weekday == weekday,
+        )
+        .scalar_subquery()
+    )
+    row = db.session.execute(
         update(Provider)
         .where(Provider.id == provider_id)
         .values(lock_version=Provider.lock_version + 1)
-        .returning(Provider.active)
-    ).scalar()
-    return bool(active)
+        .returning(
+            Provider.active,
+            exists().where(
+                ServiceProvider.service_id == service_id,
+                ServiceProvider.provider_id == provider_id,
+            ),
+            hours,
+        )
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return ProviderLock(False, False, [])
+    blocks = []
+    for block in (row[2] or "").split(","):
+        if block:
+            starts, ends = block.split("/")
+            blocks.append((time.fromisoformat(starts), time.fromisoformat(ends)))
+    return ProviderLock(bool(row[0]), bool(row[1]), blocks)
 
 
 def _lock_resource(resource_id: int | None) -> None:
@@ -191,14 +237,22 @@ def _lock_resource(resource_id: int | None) -> None:
         )
 
 
-def expire_holds(now: datetime | None = None, provider_id: int | None = None) -> int:
-    """Expire held bookings whose hold has lapsed (all of the clinic's, or one provider's)."""
+def expire_holds(
+    now: datetime | None = None,
+    provider_id: int | None = None,
+    booking_ids: tuple[int, ...] | None = None,
+) -> int:
+    """Expire held bookings whose hold has lapsed: the clinic's, one provider's, or those given."""
     now = now or clock.now()
     statement = select(Booking).where(
         Booking.status == BookingStatus.held, Booking.hold_expires_at <= now
     )
     if provider_id is not None:
         statement = statement.where(Booking.provider_id == provider_id)
+    if booking_ids is not None:
+        if not booking_ids:
+            return 0
+        statement = statement.where(Booking.id.in_(booking_ids))
     lapsed = list(db.session.scalars(statement))
     for booking in lapsed:
         _event(booking, "hold_expired", BookingStatus.expired, actor="system", actor_user_id=None)
@@ -295,7 +349,7 @@ def book(
     clinic: Clinic,
     *,
     client: Client,
-    service: Service,
+    service_id: int,
     location_id: int,
     provider_id: int | None,
     starts_at: datetime,
@@ -310,13 +364,20 @@ def book(
     """
     now = clock.now()
     starts_at = clock.as_utc(starts_at)
+    service, location = catalog.offering(service_id, location_id)
     if not service.active or (online and not service.online_bookable):
         raise Problem(409, "This service cannot be booked online.", kind="service-not-bookable")
-    location = db.session.get(Location, location_id)
-    if location is None or location_id not in service.location_ids:
-        raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
-    candidates = [provider_id] if provider_id is not None else service.provider_ids
-    if not candidates or (provider_id is not None and provider_id not in service.provider_ids):
+    if provider_id is not None:
+        candidates = [provider_id]
+    else:
+        candidates = list(
+            db.session.scalars(
+                select(ServiceProvider.provider_id)
+                .where(ServiceProvider.service_id == service.id)
+                .order_by(ServiceProvider.provider_id)
+            )
+        )
+    if not candidates:
         raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
     _check_age(clinic, client)
     requirements = requirements_for(clinic, service, client, starts_at)
@@ -331,20 +392,36 @@ def book(
     chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
-        if not _lock_provider(candidate):
-            continue  # not a provider here, or not taking bookings
-        expire_holds(now, candidate)
-        reason = fits(clinic, service, candidate, location, starts_at, online=online, now=now) or ""
-        if not reason:
+        lock = _lock_provider(candidate, service.id, location, starts_at)
+        if not lock.performs_service and provider_id is not None:
+            raise Problem(
+                409, "That provider does not perform this service.", kind="not-offered-here"
+            )
+        if not lock.takes_bookings:
+            continue
+        check = check_slot(
+            clinic,
+            service,
+            candidate,
+            location,
+            starts_at,
+            online=online,
+            now=now,
+            hours=lock.hours,
+        )
+        expire_holds(now, booking_ids=check.lapsed_holds)
+        if check.reason is None:
             chosen = candidate
             break
+        reason = check.reason
     if chosen is None:
-        raise refusal(reason or "slot_taken")
+        raise refusal(reason)
     _lock_resource(service.resource_id)
     if service.resource_id is not None:
-        reason = fits(clinic, service, chosen, location, starts_at, online=online, now=now)
-        if reason:
-            raise refusal(reason)
+        check = check_slot(clinic, service, chosen, location, starts_at, online=online, now=now)
+        expire_holds(now, booking_ids=check.lapsed_holds)
+        if check.reason is not None:
+            raise refusal(check.reason)
 
     settings = booking_settings(clinic)
     held = _needs_guarantee(requirements)
@@ -370,6 +447,7 @@ def book(
         manage_nonce=secrets.token_hex(8),
         created_by_user_id=actor_user_id,
     )
+    booking.location = location
     booking.events = []
     booking.charges = []
     db.session.add(booking)
@@ -578,10 +656,10 @@ def reschedule(
     if target not in service.provider_ids:
         raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
     location = db.session.get(Location, booking.location_id)
-    if not _lock_provider(target):
+    lock = _lock_provider(target, service.id, location, new_starts_at)
+    if not lock.takes_bookings:
         raise Problem(409, "That provider is not taking bookings.", kind="not-offered-here")
-    expire_holds(now, target)
-    reason = fits(
+    check = check_slot(
         clinic,
         service,
         target,
@@ -590,9 +668,11 @@ def reschedule(
         online=online,
         now=now,
         exclude_booking_id=booking.id,
+        hours=lock.hours,
     )
-    if reason:
-        raise refusal(reason)
+    expire_holds(now, booking_ids=check.lapsed_holds)
+    if check.reason is not None:
+        raise refusal(check.reason)
     old = booking.starts_at
     booking.provider_id = target
     booking.starts_at = new_starts_at

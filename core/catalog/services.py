@@ -38,6 +38,23 @@ def service(service_id: int, *, with_links: bool = True) -> Service:
     return found
 
 
+def offering(service_id: int, location_id: int) -> tuple[Service, Location]:
+    """Return the service and the location offering it, or raise why it cannot be had there.
+
+    One query for both, since booking asks this on every request.
+    """
+    row = db.session.execute(
+        select(Service, Location)
+        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
+        .join(Location, Location.id == ServiceLocation.location_id)
+        .where(Service.id == service_id, Location.id == location_id)
+    ).first()
+    if row is None:
+        service(service_id, with_links=False)  # no such service: 404
+        raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
+    return row[0], row[1]
+
+
 def _check_links(data: dict[str, Any]) -> None:
     for location_id in data.get("location_ids", []):
         if db.session.get(Location, location_id) is None:
