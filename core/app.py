@@ -123,13 +123,18 @@ def _init_api(app: Flask) -> None:
     from core.bookings.routes import self_service
     from core.catalog.routes import blp as catalog_blp
     from core.clients.routes import blp as clients_blp
+    from core.messaging.routes import blp as messaging_blp
+    from core.messaging.routes import webhooks as sms_webhooks
     from core.platform.routes import blp as platform_blp
     from core.platform.routes import health
+    from core.privacy.routes import blp as privacy_blp
+    from core.privacy.routes import remember_gpc
     from core.schedules.routes import blp as schedules_blp
     from core.tenancy.routes import blp as clinics_blp
 
     api = ClinicApi(app)
     app.before_request(refuse_nul_characters)
+    app.before_request(remember_gpc)
     for blueprint in (
         clinics_blp,
         accounts_blp,
@@ -139,10 +144,13 @@ def _init_api(app: Flask) -> None:
         schedules_blp,
         bookings_blp,
         self_service,
+        privacy_blp,
+        messaging_blp,
         platform_blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
+    app.register_blueprint(sms_webhooks)
     access.init_app(app)
     _declare_api_docs_public(app)
     cli.init_app(app)

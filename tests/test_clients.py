@@ -543,8 +543,21 @@ def test_him_medspa_asks_parental_consent_only_under_13(app):
         "/api/v1/clinics/him-medspa/clients",
         json={**CLIENT, "date_of_birth": today.replace(year=today.year - 16).isoformat()},
     ).get_json()
-    assert [(g["under"], g["requires"]) for g in twelve["age_rules"]] == [(13, "parental_consent")]
-    assert sixteen["age_rules"] == []
+    def gates(body):
+        return sorted((g["applies_to"], g["under"], g["requires"]) for g in body["age_rules"])
+
+    # The clinic's own rule, plus the CCPA plugin's: COPPA for collecting a child's data online,
+    # and opt-in to sale or sharing under 16 (Civ. 1798.120(c)).
+    assert gates(twelve) == [
+        ("data_collection", 13, "parental_consent"),
+        ("data_collection", 13, "parental_consent"),
+        ("sale_sharing", 16, "parental_consent"),
+    ]
+    assert {g["clause"]["id"] for g in twelve["age_rules"]} >= {
+        "ccpa.coppa",
+        "default_policy.age.data_collection.13",
+    }
+    assert gates(sixteen) == [("sale_sharing", 16, "parental_consent")]
 
 
 # --- break-glass ----------------------------------------------------------------------------

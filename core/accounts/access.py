@@ -53,6 +53,8 @@ class Permission(enum.StrEnum):
     manage_bookings = "manage_bookings"
     edit_catalog = "edit_catalog"
     manage_schedules = "manage_schedules"
+    manage_privacy = "manage_privacy"
+    send_marketing = "send_marketing"
 
 
 _ALL = frozenset(Role)
@@ -72,6 +74,10 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.manage_bookings: _ALL,
     Permission.edit_catalog: _LEADS,
     Permission.manage_schedules: _LEADS,
+    # Privacy requests release and delete health data; breaches and
+    # recipients are the clinic's legal duties: owners and managers.
+    Permission.manage_privacy: _LEADS,
+    Permission.send_marketing: _LEADS,
     Permission.view_clinic: _ALL,
     Permission.edit_clinic: _LEADS,
     Permission.view_staff: _LEADS,

@@ -32,6 +32,7 @@ from core.clients import services as clients
 from core.errors import Problem
 from core.extensions import db
 from core.idempotency import Idempotent
+from core.privacy.routes import carry_gpc
 
 blp = Blueprint(
     "bookings",
@@ -114,6 +115,7 @@ class OnlineBookings(MethodView):
             return replay
         clinic = current_clinic()
         client = bookings.guest_client(data["client"])
+        carry_gpc(client)
         booking = bookings.book(
             clinic,
             client=client,
@@ -306,7 +308,10 @@ class OwnBooking(MethodView):
     @self_service.response(200, OwnBookingSchema)
     def get(self, clinic_slug: str, token: str) -> Booking:
         """Show my booking."""
-        return _own_booking(token)
+        booking = _own_booking(token)
+        carry_gpc(booking.client)
+        db.session.commit()
+        return booking
 
 
 @self_service.route("/cancellation-preview")

@@ -8,8 +8,6 @@ guarantee, no deposit, free cancellation, refunds decided by a manager.
 
 from __future__ import annotations
 
-import functools
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +33,7 @@ from core.hooks.decisions import (
     StoreCreditTerms,
 )
 from core.hooks.host import hookimpl
-from core.hooks.settings import Amount, money
+from core.hooks.settings import Amount, money, settings_of
 
 NAME = "default_policy"
 SOURCE = "platform default policy"
@@ -95,14 +93,7 @@ class DefaultPolicySettings(Schema):
 
 
 def _settings(clinic: Any) -> dict[str, Any]:
-    return _load(json.dumps(clinic.settings_for(NAME), sort_keys=True))
-
-
-@functools.lru_cache(maxsize=1024)
-def _load(stored: str) -> dict[str, Any]:
-    # Settings were validated when the tenants/ file was loaded; this only
-    # fills defaults, once per distinct settings text.
-    return DefaultPolicySettings().load(json.loads(stored))
+    return settings_of(clinic, NAME, DefaultPolicySettings)
 
 
 def _cancellation_clause(clinic: Any, settings: dict[str, Any]) -> Clause:

@@ -207,8 +207,40 @@ class RequestDeadline:
     clause: Clause
     due_at: datetime
     acknowledge_by: datetime | None = None
+    #: How much longer the rule allows, once, with a notice to the requester.
     extension: timedelta | None = None
     extension_notice_by: datetime | None = None
+    #: How far back an access request reaches; ``None``: everything held.
+    lookback: timedelta | None = None
+    #: Whether the requester's identity must be verified first (an opt-out of
+    #: sale or sharing needs none under the CCPA).
+    verify_identity: bool = True
+
+
+class RecordKind(enum.StrEnum):
+    """The groups of a client's records that retention rules speak about."""
+
+    medical_record = "medical_record"  # intake, notes, products, reactions, clinical photos
+    documentation = "documentation"  # consents, authorisations, parental permissions
+    financial = "financial"  # bookings and what was owed and paid
+    contact = "contact"  # contact details, preferences
+    marketing = "marketing"  # marketing consents and marketing photos
+    messages = "messages"  # the outbox: reminders and other messages
+    privacy_request = "privacy_request"  # the record of a privacy request itself
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecords:
+    """One group of a client's records, as a retention rule sees it.
+
+    ``last_service_on`` is the client's last treatment; ``created_on`` the
+    oldest record's date; ``date_of_birth`` the client's, for minors' rules.
+    """
+
+    kind: RecordKind
+    last_service_on: date | None = None
+    created_on: date | None = None
+    date_of_birth: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

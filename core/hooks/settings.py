@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields
 
 from core.money import Money
 
@@ -48,3 +50,18 @@ def money(text: str | None, currency: str) -> Money:
         return Money.parse(text, currency)
     except ValueError as error:
         raise ValidationError(str(error)) from error
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_settings(schema: type[Schema], stored: str) -> dict[str, Any]:
+    # Settings were validated when the tenants/ file was loaded; this only
+    # fills defaults, once per distinct settings text.
+    return schema().load(json.loads(stored))
+
+
+def settings_of(clinic: Any, plugin_name: str, schema: type[Schema]) -> dict[str, Any]:
+    """Return ``plugin_name``'s settings for ``clinic`` with the schema's defaults filled in.
+
+    The way a plugin reads its numbers: ``settings_of(clinic, NAME, MySettings)["window_hours"]``.
+    """
+    return _load_settings(schema, json.dumps(clinic.settings_for(plugin_name), sort_keys=True))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.bookings.services import expire_holds
+from core.defaults.jurisdiction import BaselineSettings
 from core.extensions import db
+from core.hooks.settings import settings_of
 from core.messaging.delivery import deliver_due
+from core.privacy import services as privacy
 from core.tenancy.services import each_active_clinic
 
 log = logging.getLogger(__name__)
@@ -21,6 +25,8 @@ class TickReport:
     messages_sent: int
     messages_skipped: int
     messages_retried: int
+    records_purged: int = 0
+    deadline_alerts: int = 0
 
 
 def expire_all_holds() -> int:
@@ -32,10 +38,28 @@ def expire_all_holds() -> int:
     return total
 
 
+def privacy_duties() -> tuple[int, int]:
+    """Purge records whose retention hold has ended; alert clinics to privacy deadlines near."""
+    purged = alerts = 0
+    for clinic in each_active_clinic():
+        purged += privacy.purge_expired_holds(clinic)
+        days = settings_of(clinic, "default_jurisdiction", BaselineSettings)["deadline_alert_days"]
+        alerts += privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
+        db.session.commit()
+    return purged, alerts
+
+
 def tick() -> TickReport:
-    """Run every periodic job once: expire holds, then deliver due messages."""
+    """Run every periodic job once: expire holds, privacy duties, then deliver due messages."""
     expired = expire_all_holds()
+    purged, alerts = privacy_duties()
     delivered = deliver_due()
-    if expired or delivered.sent or delivered.retried:
-        log.info("jobs: %s holds expired, %s messages sent", expired, delivered.sent)
-    return TickReport(expired, delivered.sent, delivered.skipped, delivered.retried)
+    if expired or delivered.sent or delivered.retried or purged or alerts:
+        log.info(
+            "jobs: %s holds expired, %s record groups purged, %s deadline alerts, %s messages sent",
+            expired,
+            purged,
+            alerts,
+            delivered.sent,
+        )
+    return TickReport(expired, delivered.sent, delivered.skipped, delivered.retried, purged, alerts)

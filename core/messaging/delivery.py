@@ -46,6 +46,7 @@ class DeliveryReport:
 
     sent: int = 0
     skipped: int = 0
+    deferred: int = 0
     retried: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -99,20 +100,62 @@ def _render(
     return subject, body
 
 
-def _allowed(clinic: Clinic, message: OutboxMessage, client: Client, now: datetime) -> str | None:
-    """Return why the message may not go now, or None if it may."""
-    if message.channel == "sms":
-        if not client.phone:
-            return "no phone number"
-        if active_consent(client.id, ConsentKind.transactional_sms) is None:
-            return "no consent to appointment texts"
-    elif not client.email:
-        return "no email address"
+#: The consent each kind of message to a client needs on each channel.
+CONSENT_NEEDED = {
+    ("reminder", "sms"): ConsentKind.transactional_sms,
+    ("marketing", "sms"): ConsentKind.marketing_sms,
+    ("marketing", "email"): ConsentKind.marketing_email,
+}
+
+
+CONSENT_WORDS = {
+    ConsentKind.transactional_sms: "appointment texts",
+    ConsentKind.marketing_sms: "marketing texts",
+    ConsentKind.marketing_email: "marketing email",
+}
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Whether a message may go now: ``reason`` if not, ``not_before`` if only later."""
+
+    reason: str | None = None
+    not_before: datetime | None = None
+
+
+def _allowed(clinic: Clinic, message: OutboxMessage, client: Client, now: datetime) -> Permit:
+    """Return whether the message may go now, may go later (quiet hours), or may not go."""
+    if message.channel == "sms" and not client.phone:
+        return Permit("no phone number")
+    if message.channel == "email" and not client.email:
+        return Permit("no email address")
+    needed = CONSENT_NEEDED.get((message.kind, message.channel))
+    if needed is not None and active_consent(client.id, needed) is None:
+        return Permit(f"no consent to {CONSENT_WORDS[needed]}")
     answers = hooks_for(clinic).answers(
         "clinic_message_allowed", clinic=clinic, message=message, client=client, now=now
     )
-    refused = next((a for a in answers if not a.allowed), None)
-    return refused.reason or refused.clause.text if refused else None
+    refused = [a for a in answers if not a.allowed]
+    later = [clock.as_utc(a.not_before) for a in refused if a.not_before is not None]
+    if refused and len(later) == len(refused):
+        return Permit(refused[0].reason or refused[0].clause.text, max(later))
+    if refused:
+        return Permit(refused[0].reason or refused[0].clause.text)
+    return Permit()
+
+
+def _recipient(
+    clinic: Clinic, message: OutboxMessage, client: Client | None
+) -> tuple[str | None, str, str]:
+    """Return the address, subject and body of a message that is not a booking reminder."""
+    details = message.details or {}
+    if message.kind in ("staff_alert", "privacy_notice"):
+        return details.get("to"), details.get("subject", ""), details.get("body", "")
+    to = (client.phone if message.channel == "sms" else client.email) if client else None
+    body = details.get("body", "")
+    if message.channel == "sms" and message.kind == "marketing":
+        body += " Reply STOP to opt out."
+    return to, details.get("subject", ""), body
 
 
 def deliver_for_clinic(
@@ -132,21 +175,43 @@ def deliver_for_clinic(
             continue
         message = db.session.get(OutboxMessage, message_id)
         booking = db.session.get(Booking, message.booking_id) if message.booking_id else None
-        client = db.session.get(Client, message.client_id)
-        if booking is None or booking.status not in (BookingStatus.confirmed,):
+        client = db.session.get(Client, message.client_id) if message.client_id else None
+        if message.kind == "reminder" and (
+            booking is None or booking.status not in (BookingStatus.confirmed,)
+        ):
             _finish(message_id, OutboxStatus.withdrawn)
             continue
-        reason = _allowed(clinic, message, client, now)
-        if reason:
-            _finish(message_id, OutboxStatus.skipped, last_error=reason)
+        if client is not None:
+            permit = _allowed(clinic, message, client, now)
+            if permit.not_before is not None:
+                # Quiet hours: the message waits for the client's morning.
+                _finish(
+                    message_id,
+                    OutboxStatus.pending,
+                    due_at=permit.not_before,
+                    last_error=permit.reason,
+                    attempts=OutboxMessage.attempts - 1,
+                )
+                report.deferred += 1
+                continue
+            if permit.reason:
+                _finish(message_id, OutboxStatus.skipped, last_error=permit.reason)
+                report.skipped += 1
+                continue
+        if message.kind == "reminder":
+            subject, body = _render(clinic, message, booking, client)
+            to = client.email if message.channel == "email" else client.phone
+        else:
+            to, subject, body = _recipient(clinic, message, client)
+        if not to:
+            _finish(message_id, OutboxStatus.skipped, last_error="no address to send to")
             report.skipped += 1
             continue
-        subject, body = _render(clinic, message, booking, client)
         try:
             if message.channel == "email":
                 email_sender().send(
                     Outgoing(
-                        client.email,
+                        to,
                         subject,
                         body,
                         make_message_id("clinic-saas.dev", message.dedupe_key),
@@ -155,7 +220,7 @@ def deliver_for_clinic(
                     reply_to=clinic.contact_email,
                 )
             else:
-                sms_sender().send(client.phone, body)
+                sms_sender().send(to, body)
         except DeliveryError as error:
             log.warning("delivery of outbox message %s failed: %s", message_id, error)
             if message.attempts >= MAX_ATTEMPTS:
