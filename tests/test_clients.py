@@ -543,6 +543,7 @@ def test_him_medspa_asks_parental_consent_only_under_13(app):
         "/api/v1/clinics/him-medspa/clients",
         json={**CLIENT, "date_of_birth": today.replace(year=today.year - 16).isoformat()},
     ).get_json()
+
     def gates(body):
         return sorted((g["applies_to"], g["under"], g["requires"]) for g in body["age_rules"])
 

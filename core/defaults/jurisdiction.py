@@ -109,6 +109,7 @@ def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) ->
         ),
         due_at=as_utc(received_at) + timedelta(days=days),
         verify_identity=request.kind not in OPT_OUTS,
+        fallback=True,
     )
 
 

@@ -215,6 +215,8 @@ class RequestDeadline:
     #: Whether the requester's identity must be verified first (an opt-out of
     #: sale or sharing needs none under the CCPA).
     verify_identity: bool = True
+    #: A fallback applies only when no other rule sets a deadline (the platform baseline).
+    fallback: bool = False
 
 
 class RecordKind(enum.StrEnum):

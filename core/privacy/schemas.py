@@ -56,6 +56,7 @@ class PrivacyRequestSchema(Schema):
     received_at = UtcDateTime()
     acknowledged_at = UtcDateTime(allow_none=True)
     acknowledge_by = UtcDateTime(allow_none=True)
+    acknowledge_on = fields.Function(lambda r: _local_day(r, r.acknowledge_by))
     due_at = UtcDateTime()
     due_on = fields.Function(
         lambda r: _local_day(r, r.due_at),

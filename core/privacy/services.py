@@ -95,13 +95,16 @@ class CombinedDeadline:
 def combined_deadline(clinic: Clinic, request: Any, received_at: datetime) -> CombinedDeadline:
     """Ask every plugin for the request's deadline and combine the answers.
 
-    The earliest due date wins; an extension can reach no further than the
+    The platform baseline answers only where no jurisdiction rule does. The
+    earliest due date wins; an extension can reach no further than the
     earliest of each rule's own extended date; the longest lookback wins (a
     client gets everything any rule entitles them to).
     """
     answers: list[RequestDeadline] = hooks_for(clinic).answers(
         "clinic_request_deadline", clinic=clinic, request=request, received_at=received_at
     )
+    ruling = [a for a in answers if not a.fallback]
+    answers = ruling or answers
     if not answers:
         raise Problem(
             409,
@@ -587,8 +590,16 @@ class PlanItem:
     reason: str | None = None
 
 
-def _held_records(record: Client) -> dict[RecordKind, HeldRecords]:
-    """Describe each group of the client's records that exists, for the retention rules."""
+def _held_records(clinic: Clinic, record: Client) -> dict[RecordKind, HeldRecords]:
+    """Describe each group of the client's records that exists, for the retention rules.
+
+    Dates are the clinic's local dates: a treatment on the evening of 2 March
+    in Auckland was on 2 March, whatever the date in UTC.
+    """
+    zone = clinic_zone(clinic)
+
+    def day(stamp: datetime | None) -> date | None:
+        return clock.as_utc(stamp).astimezone(zone).date() if stamp else None
 
     def first_and_count(model: Any, stamp: Any) -> tuple[int, date | None, date | None]:
         count, first, last = db.session.execute(
@@ -596,11 +607,7 @@ def _held_records(record: Client) -> dict[RecordKind, HeldRecords]:
                 model.client_id == record.id
             )
         ).one()
-        return (
-            count or 0,
-            clock.as_utc(first).date() if first else None,
-            clock.as_utc(last).date() if last else None,
-        )
+        return count or 0, day(first), day(last)
 
     medical = [
         first_and_count(HealthIntake, HealthIntake.recorded_at),
@@ -615,7 +622,7 @@ def _held_records(record: Client) -> dict[RecordKind, HeldRecords]:
             Booking.status.in_([BookingStatus.completed, BookingStatus.checked_in]),
         )
     )
-    last_dates = [d for _, _, d in medical if d] + ([clock.as_utc(served).date()] if served else [])
+    last_dates = [d for _, _, d in medical if d] + ([day(served)] if served else [])
     last_service = max(last_dates) if last_dates else None
     groups: dict[RecordKind, tuple[int, date | None]] = {
         RecordKind.medical_record: (
@@ -625,7 +632,7 @@ def _held_records(record: Client) -> dict[RecordKind, HeldRecords]:
         RecordKind.documentation: first_and_count(Consent, Consent.given_at)[:2],
         RecordKind.financial: first_and_count(Booking, Booking.created_at)[:2],
         RecordKind.messages: first_and_count(OutboxMessage, OutboxMessage.created_at)[:2],
-        RecordKind.contact: (1, clock.as_utc(record.created_at).date()),
+        RecordKind.contact: (1, day(record.created_at)),
     }
     dob = record.date_of_birth
     return {
@@ -662,7 +669,7 @@ def deletion_plan(clinic: Clinic, record: Client) -> list[PlanItem]:
     today = clients.today_at(clinic)
     hooks = hooks_for(clinic)
     items = []
-    for kind, held in _held_records(record).items():
+    for kind, held in _held_records(clinic, record).items():
         rules = [
             rule
             for rule in hooks.answers(
@@ -692,6 +699,7 @@ def delete_client_data(
 ) -> list[PlanItem]:
     """Carry out the deletion plan: delete what may go, hold the rest, tell the processors."""
     plan = deletion_plan(clinic, record)
+    processors = _processors_holding(record)  # before contact details go
     keeping = {item.records for item in plan if item.action == "keep"}
     for item in plan:
         kind = RecordKind(item.records)
@@ -718,7 +726,7 @@ def delete_client_data(
             clause_text="The record of a privacy request is kept as long as the law requires.",
         )
         db.session.add(hold)
-        for processor, reference in _processors_holding(record):
+        for processor, reference in processors:
             db.session.add(
                 ProcessorNotice(
                     request_id=request.id,
