@@ -244,7 +244,7 @@ def deliver_due(now: datetime | None = None) -> DeliveryReport:
     total = DeliveryReport()
     for clinic in each_active_clinic():
         report = deliver_for_clinic(clinic, now)
-        for name in ("sent", "skipped", "retried", "failed"):
+        for name in ("sent", "skipped", "deferred", "retried", "failed"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.errors.extend(report.errors)
     return total
