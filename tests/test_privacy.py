@@ -495,3 +495,24 @@ def test_another_clinics_privacy_requests_are_not_visible(client, california, au
         ).get_json()["items"]
         == []
     )
+
+
+def test_in_new_zealand_a_parent_may_act_only_for_a_child_under_16(client, auckland):
+    # COMPLIANCE.md: "representatives | a parent may request a child's (<16) health information"
+    # (Code rule 11(4)); a 17-year-old makes their own request.
+    client_id = new_client(client, auckland, date_of_birth="2009-01-10")  # 17
+    guardian = client.post(
+        f"/api/v1/clinics/auckland/clients/{client_id}/guardians",
+        json={"name": "Hemi Parata", "relationship_to_client": "father"},
+        headers=auckland["auth"],
+    ).get_json()
+    request = recorded(
+        client, auckland, "access", "2026-03-03T10:00:00+13:00", representative_name="Hemi Parata"
+    )
+    refused = client.post(
+        f"/api/v1/clinics/auckland/privacy-requests/{request['id']}/verification",
+        json={"client_id": client_id, "method": "ID", "guardian_id": guardian["id"]},
+        headers=auckland["auth"],
+    )
+    body = assert_problem(refused, 409, "representative-not-allowed")
+    assert "under 16" in body["detail"]

@@ -207,7 +207,9 @@ def age_rules_for(clinic: Clinic, record: Client, applies_to: str | None = None)
     return [
         rule
         for rule in rules
-        if age < rule.under and (applies_to is None or rule.applies_to == applies_to)
+        if age < rule.under
+        # "representative" rules say who may act for the client, not what they may do.
+        and (rule.applies_to == applies_to if applies_to else rule.applies_to != "representative")
     ]
 
 

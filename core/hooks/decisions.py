@@ -271,7 +271,9 @@ class AgeRule:
     clause: Clause
     under: int
     requires: str  # "parental_consent", "written_parental_permission", "refused"
-    applies_to: str = "treatment"  # treatment, data_collection, premises, sale_sharing
+    applies_to: str = (
+        "treatment"  # treatment, data_collection, premises, sale_sharing, representative
+    )
 
 
 @dataclass(frozen=True, slots=True)

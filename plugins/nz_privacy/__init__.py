@@ -13,6 +13,7 @@ from dateutil.relativedelta import relativedelta
 from marshmallow import Schema, fields, validate
 
 from core.hooks.decisions import (
+    AgeRule,
     BreachNotification,
     Clause,
     DisclosureDecision,
@@ -133,6 +134,24 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
         ),
         keep_until=record.last_service_on + relativedelta(years=years) + timedelta(days=1),
     )
+
+
+@hookimpl
+def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+    under = _settings(clinic)["representative_under"]
+    return [
+        AgeRule(
+            clause=_clause(
+                "representative",
+                f"A parent or guardian may request the health information of a child under {under}; "
+                "the request may be refused if releasing it would be against the child's interests.",
+                "Health Information Privacy Code 2020 rule 11(4)",
+            ),
+            under=under,
+            requires="parental_consent",
+            applies_to="representative",
+        )
+    ]
 
 
 @hookimpl
