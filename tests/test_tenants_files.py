@@ -308,4 +308,6 @@ def test_jp_medispa_sets_no_age_rule_because_its_policy_states_none(app):
     with app.app_context():
         _load(SEEDS)
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "jp-medispa"))
-        assert hooks_for(clinic).answers("clinic_age_rules", clinic=clinic) == []
+        rules = hooks_for(clinic).answers("clinic_age_rules", clinic=clinic)
+        # Only New Zealand law's rule on who may act for a child (Code rule 11(4)): no gate.
+        assert [(r.applies_to, r.under) for r in rules] == [("representative", 16)]
