@@ -12,6 +12,7 @@ import html
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
 
@@ -207,10 +208,8 @@ def _acknowledgement(clinic: Clinic, request: PrivacyRequest) -> str:
     )
 
 
-def clinic_zone(clinic: Clinic) -> Any:
+def clinic_zone(clinic: Clinic) -> ZoneInfo:
     """Return the clinic's timezone, in which request dates are read."""
-    from zoneinfo import ZoneInfo
-
     return ZoneInfo(clinic.timezone)
 
 
