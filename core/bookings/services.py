@@ -418,7 +418,9 @@ def book(
         raise refusal(reason)
     _lock_resource(service.resource_id)
     if service.resource_id is not None:
-        check = check_slot(clinic, service, chosen, location, starts_at, online=online, now=now)
+        check = check_slot(
+            clinic, service, chosen, location, starts_at, online=online, now=now, hours=lock.hours
+        )
         expire_holds(now, booking_ids=check.lapsed_holds)
         if check.reason is not None:
             raise refusal(check.reason)
@@ -653,10 +655,10 @@ def reschedule(
         )
     service = db.session.get(Service, booking.service_id)
     target = provider_id or booking.provider_id
-    if target not in service.provider_ids:
-        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
     location = db.session.get(Location, booking.location_id)
     lock = _lock_provider(target, service.id, location, new_starts_at)
+    if not lock.performs_service:
+        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
     if not lock.takes_bookings:
         raise Problem(409, "That provider is not taking bookings.", kind="not-offered-here")
     check = check_slot(

@@ -593,6 +593,31 @@ def revoke_consent(actor: Principal, record: Client, consent_id: int, method: st
     return consent
 
 
+def withdraw_consents(
+    client_ids: Iterable[int], kinds: Iterable[ConsentKind], method: str
+) -> list[Consent]:
+    """Withdraw every standing consent of ``kinds`` for these clients (an opt-out); return them.
+
+    The way an opt-out that names no single consent (an SMS STOP, a marketing
+    opt-out request, a deletion) takes effect.
+    """
+    ids, wanted = list(client_ids), list(kinds)
+    if not ids or not wanted:
+        return []
+    now = clock.now()
+    standing = list(
+        db.session.scalars(
+            select(Consent).where(
+                Consent.client_id.in_(ids), Consent.kind.in_(wanted), Consent.revoked_at.is_(None)
+            )
+        )
+    )
+    for consent in standing:
+        consent.revoked_at = now
+        consent.revocation_method = method
+    return standing
+
+
 # --- break-glass --------------------------------------------------------------------------
 
 

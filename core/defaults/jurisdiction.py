@@ -64,7 +64,8 @@ class BaselineSettings(Schema):
     promised_rights = fields.List(fields.Nested(PromisedRight), load_default=list)
 
 
-def _settings(clinic: Any) -> dict[str, Any]:
+def baseline_settings(clinic: Any) -> dict[str, Any]:
+    """Return the clinic's baseline settings (deadline alerts, quiet hours, ...), defaults filled in."""
     return settings_of(clinic, NAME, BaselineSettings)
 
 
@@ -88,7 +89,7 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
                 f"{NAME}.promised.{item['right']}", item["clause"], "the clinic's privacy policy"
             ),
         )
-        for item in _settings(clinic)["promised_rights"]
+        for item in baseline_settings(clinic)["promised_rights"]
     ]
     return [
         RightOffered(PrivacyRight.access, clause),
@@ -100,7 +101,7 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
 
 @hookimpl(trylast=True)
 def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) -> RequestDeadline:
-    days = _settings(clinic)["request_deadline_days"]
+    days = baseline_settings(clinic)["request_deadline_days"]
     return RequestDeadline(
         clause=Clause(
             f"{NAME}.request_deadline",
@@ -133,7 +134,7 @@ def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement
 def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
     if record.kind != RecordKind.financial or record.created_on is None:
         return None
-    years = _settings(clinic)["financial_retention_years"]
+    years = baseline_settings(clinic)["financial_retention_years"]
     return RetentionRule(
         clause=Clause(
             f"{NAME}.retention.financial",
@@ -173,7 +174,7 @@ def clinic_message_allowed(
 ) -> MessageDecision | None:
     if message.kind != "marketing":
         return None
-    settings = _settings(clinic)
+    settings = baseline_settings(clinic)
     start, end = settings["quiet_hours_start"], settings["quiet_hours_end"]
     zones = _candidate_zones(clinic, client)
     if not any(_quiet(now, zone, start, end) for zone in zones):

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from core.bookings.services import expire_holds
-from core.defaults.jurisdiction import BaselineSettings
+from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
-from core.hooks.settings import settings_of
 from core.messaging.delivery import deliver_due
 from core.privacy import services as privacy
 from core.tenancy.services import each_active_clinic
@@ -43,7 +42,7 @@ def privacy_duties() -> tuple[int, int]:
     purged = alerts = 0
     for clinic in each_active_clinic():
         purged += privacy.purge_expired_holds(clinic)
-        days = settings_of(clinic, "default_jurisdiction", BaselineSettings)["deadline_alert_days"]
+        days = baseline_settings(clinic)["deadline_alert_days"]
         alerts += privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
         db.session.commit()
     return purged, alerts

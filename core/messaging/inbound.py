@@ -12,14 +12,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-import phonenumbers
 from sqlalchemy import select
 
 from core import clock
 from core.clients.models import Client, Consent, ConsentKind, ConsentMethod
+from core.clients.services import withdraw_consents
 from core.extensions import db
 from core.privacy.calendars import add_us_business_days, end_of_day, local_day
 from core.privacy.models import OptOutReview
+from core.schemas import normalise_phone
 from core.tenancy.models import Clinic
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -46,12 +47,11 @@ class InboundResult:
     stopped: tuple[str, ...] = ()
 
 
-def _e164(number: str, region: str) -> str | None:
+def _e164(number: str, region: str) -> str:
     try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return normalise_phone(number, region)
+    except ValueError:
+        return number  # an unusual sender: match it as given
 
 
 def _clients_with(phone: str) -> list[Client]:
@@ -65,22 +65,12 @@ def _contact(clinic: Clinic) -> str:
 def handle(clinic: Clinic, sender: str, body: str, now: datetime | None = None) -> InboundResult:
     """Apply one inbound text from ``sender`` to the clinic's clients with that number."""
     now = now or clock.now()
-    phone = _e164(sender, clinic.country) or sender
+    phone = _e164(sender, clinic.country)
     word = body.strip().upper().rstrip(".!")
     found = _clients_with(phone)
     ids = tuple(c.id for c in found)
     if word in STOP_WORDS:
-        stopped: set[str] = set()
-        for consent in db.session.scalars(
-            select(Consent).where(
-                Consent.client_id.in_(ids),
-                Consent.kind.in_(SMS_CONSENTS),
-                Consent.revoked_at.is_(None),
-            )
-        ):
-            consent.revoked_at = now
-            consent.revocation_method = f"sms:{word}"
-            stopped.add(consent.kind.value)
+        stopped = {c.kind.value for c in withdraw_consents(ids, SMS_CONSENTS, f"sms:{word}")}
         return InboundResult(
             "opted_out",
             f"{clinic.name}: you are unsubscribed and will get no more texts from us, neither "
@@ -178,13 +168,5 @@ def decide_review(review: OptOutReview, decision: str, user_id: int) -> OptOutRe
     review.decided_at = now
     review.decided_by_user_id = user_id
     if decision == "opted_out" and review.client_id is not None:
-        for consent in db.session.scalars(
-            select(Consent).where(
-                Consent.client_id == review.client_id,
-                Consent.kind.in_(SMS_CONSENTS),
-                Consent.revoked_at.is_(None),
-            )
-        ):
-            consent.revoked_at = now
-            consent.revocation_method = "sms:free_text"
+        withdraw_consents([review.client_id], SMS_CONSENTS, "sms:free_text")
     return review

@@ -77,10 +77,6 @@ class PrivacyRequest(ClinicScoped, db.Model):
     alerted_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    holds: Mapped[list[RetentionHold]] = relationship(
-        back_populates="request", order_by="RetentionHold.id"
-    )
-
 
 class HoldStatus(enum.StrEnum):
     """Whether a held group of records is still kept."""
@@ -107,8 +103,6 @@ class RetentionHold(ClinicScoped, db.Model):
     )
     purged_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
-
-    request: Mapped[PrivacyRequest | None] = relationship(back_populates="holds")
 
 
 class ProcessorNoticeStatus(enum.StrEnum):

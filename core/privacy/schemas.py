@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from flask import g
 from marshmallow import Schema, fields, validate
 
 from core import clock
 from core.hooks.decisions import PrivacyRight
+from core.privacy.calendars import local_day
 from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
 
 
-def _local_day(request: Any, value: Any) -> str | None:
-    from flask import g
-
+def _local_day(value: Any) -> str | None:
+    """The date ``value`` falls on at the clinic of the request being answered."""
     if value is None:
         return None
-    return clock.as_utc(value).astimezone(ZoneInfo(g.clinic.timezone)).date().isoformat()
+    return local_day(clock.as_utc(value), g.clinic.timezone).isoformat()
 
 
 class PrivacyRequestInputSchema(Schema):
@@ -56,10 +56,10 @@ class PrivacyRequestSchema(Schema):
     received_at = UtcDateTime()
     acknowledged_at = UtcDateTime(allow_none=True)
     acknowledge_by = UtcDateTime(allow_none=True)
-    acknowledge_on = fields.Function(lambda r: _local_day(r, r.acknowledge_by))
+    acknowledge_on = fields.Function(lambda r: _local_day(r.acknowledge_by))
     due_at = UtcDateTime()
     due_on = fields.Function(
-        lambda r: _local_day(r, r.due_at),
+        lambda r: _local_day(r.due_at),
         metadata={"description": "The due date in the clinic's timezone."},
     )
     deadline_clause_id = fields.String()

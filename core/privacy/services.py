@@ -12,7 +12,6 @@ import html
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
 
@@ -44,6 +43,7 @@ from core.hooks.decisions import (
     RequestDeadline,
 )
 from core.messaging.models import OutboxMessage, OutboxStatus
+from core.privacy.calendars import local_day
 from core.privacy.models import (
     OPEN_STATUSES,
     BreachIncident,
@@ -59,8 +59,6 @@ from core.privacy.models import (
 from core.tenancy.models import Clinic
 from core.tenancy.services import hooks_for
 
-#: Requests that change nothing the clinic must keep and need no identity check.
-OPT_OUTS = (PrivacyRight.opt_out_marketing, PrivacyRight.opt_out_sale_sharing)
 MARKETING_CONSENTS = (
     ConsentKind.marketing_email,
     ConsentKind.marketing_sms,
@@ -177,7 +175,7 @@ def submit(clinic: Clinic, data: dict[str, Any], actor: Principal | None = None)
     request.deadline_clause_text = deadline.clause.text
     request.acknowledge_by = deadline.acknowledge_by
     request.extendable_to = deadline.extendable_to
-    request.verify_identity = deadline.verify_identity and kind not in OPT_OUTS
+    request.verify_identity = deadline.verify_identity
     request.lookback_days = deadline.lookback.days if deadline.lookback else None
     request.acknowledged_at = now
     db.session.add(request)
@@ -194,7 +192,7 @@ def submit(clinic: Clinic, data: dict[str, Any], actor: Principal | None = None)
 
 
 def _acknowledgement(clinic: Clinic, request: PrivacyRequest) -> str:
-    due = request.due_at.astimezone(clinic_zone(clinic)).date().isoformat()
+    due = local_day(clock.as_utc(request.due_at), clinic.timezone).isoformat()
     how = (
         "Before we release or change anything we confirm who you are, for example by asking "
         "for details only you would know or by seeing photo identification at the clinic."
@@ -203,14 +201,9 @@ def _acknowledgement(clinic: Clinic, request: PrivacyRequest) -> str:
     )
     return (
         f"{clinic.name} received your request on "
-        f"{clock.as_utc(request.received_at).astimezone(clinic_zone(clinic)).date().isoformat()}. "
+        f"{local_day(clock.as_utc(request.received_at), clinic.timezone).isoformat()}. "
         f"{how} We will answer by {due} ({request.deadline_clause_text})"
     )
-
-
-def clinic_zone(clinic: Clinic) -> ZoneInfo:
-    """Return the clinic's timezone, in which request dates are read."""
-    return ZoneInfo(clinic.timezone)
 
 
 def _notify_requester(clinic: Clinic, request: PrivacyRequest, subject: str, body: str) -> None:
@@ -385,17 +378,7 @@ def complete(
 
 
 def _revoke(record: Client, kinds: tuple[ConsentKind, ...], method: str) -> list[str]:
-    now = clock.now()
-    revoked = []
-    for consent in db.session.scalars(
-        select(Consent).where(
-            Consent.client_id == record.id, Consent.kind.in_(kinds), Consent.revoked_at.is_(None)
-        )
-    ):
-        consent.revoked_at = now
-        consent.revocation_method = method
-        revoked.append(consent.kind.value)
-    return sorted(revoked)
+    return sorted(c.kind.value for c in clients.withdraw_consents([record.id], kinds, method))
 
 
 def opted_out_of_sale(client_id: int) -> bool:
@@ -589,74 +572,61 @@ class PlanItem:
     reason: str | None = None
 
 
-def _held_records(clinic: Clinic, record: Client) -> dict[RecordKind, HeldRecords]:
-    """Describe each group of the client's records that exists, for the retention rules.
+def _held_records(clinic: Clinic, record: Client) -> dict[RecordKind, tuple[HeldRecords, int]]:
+    """Describe each group of the client's records that exists, with how many records it holds.
 
     Dates are the clinic's local dates: a treatment on the evening of 2 March
     in Auckland was on 2 March, whatever the date in UTC.
     """
-    zone = clinic_zone(clinic)
 
     def day(stamp: datetime | None) -> date | None:
-        return clock.as_utc(stamp).astimezone(zone).date() if stamp else None
+        return local_day(clock.as_utc(stamp), clinic.timezone) if stamp else None
 
-    def first_and_count(model: Any, stamp: Any) -> tuple[int, date | None, date | None]:
-        count, first, last = db.session.execute(
-            select(func.count(), func.min(stamp), func.max(stamp)).where(
-                model.client_id == record.id
-            )
-        ).one()
-        return count or 0, day(first), day(last)
+    def span(*columns: Any) -> tuple[int, date | None, date | None]:
+        """Count the client's rows of each column's table; return (count, first day, last day)."""
+        total, firsts, lasts = 0, [], []
+        for stamp in columns:
+            count, first, last = db.session.execute(
+                select(func.count(), func.min(stamp), func.max(stamp)).where(
+                    stamp.class_.client_id == record.id
+                )
+            ).one()
+            total += count or 0
+            firsts += [day(first)] if first else []
+            lasts += [day(last)] if last else []
+        return total, min(firsts, default=None), max(lasts, default=None)
 
-    medical = [
-        first_and_count(HealthIntake, HealthIntake.recorded_at),
-        first_and_count(ClinicalNote, ClinicalNote.created_at),
-        first_and_count(ProductUse, ProductUse.created_at),
-        first_and_count(AdverseReaction, AdverseReaction.created_at),
-        first_and_count(Photo, Photo.created_at),
-    ]
+    medical = span(
+        HealthIntake.recorded_at,
+        ClinicalNote.created_at,
+        ProductUse.created_at,
+        AdverseReaction.created_at,
+        Photo.created_at,
+    )
     served = db.session.scalar(
         select(func.max(Booking.starts_at)).where(
             Booking.client_id == record.id,
             Booking.status.in_([BookingStatus.completed, BookingStatus.checked_in]),
         )
     )
-    last_dates = [d for _, _, d in medical if d] + ([day(served)] if served else [])
-    last_service = max(last_dates) if last_dates else None
-    groups: dict[RecordKind, tuple[int, date | None]] = {
-        RecordKind.medical_record: (
-            sum(c for c, _, _ in medical),
-            min((d for _, d, _ in medical if d), default=None),
-        ),
-        RecordKind.documentation: first_and_count(Consent, Consent.given_at)[:2],
-        RecordKind.financial: first_and_count(Booking, Booking.created_at)[:2],
-        RecordKind.messages: first_and_count(OutboxMessage, OutboxMessage.created_at)[:2],
-        RecordKind.contact: (1, day(record.created_at)),
+    last_service = max([d for d in (medical[2], day(served)) if d], default=None)
+    groups = {
+        RecordKind.medical_record: medical,
+        RecordKind.documentation: span(Consent.given_at),
+        RecordKind.financial: span(Booking.created_at),
+        RecordKind.messages: span(OutboxMessage.created_at),
+        RecordKind.contact: (1, day(record.created_at), day(record.created_at)),
+        RecordKind.marketing: (1, None, None),
     }
     dob = record.date_of_birth
     return {
-        kind: HeldRecords(kind, last_service_on=last_service, created_on=created, date_of_birth=dob)
-        for kind, (count, created) in groups.items()
-        if count
-    } | {
-        RecordKind.marketing: HeldRecords(RecordKind.marketing, last_service, None, dob),
-    }
-
-
-def _count(kind: RecordKind, record: Client) -> int:
-    models = {
-        RecordKind.medical_record: (HealthIntake, ClinicalNote, ProductUse, AdverseReaction, Photo),
-        RecordKind.documentation: (Consent, Guardian),
-        RecordKind.financial: (Booking,),
-        RecordKind.messages: (OutboxMessage,),
-    }
-    if kind in models:
-        return sum(
-            db.session.scalar(select(func.count()).select_from(m).where(m.client_id == record.id))
-            or 0
-            for m in models[kind]
+        kind: (
+            HeldRecords(kind, last_service_on=last_service, created_on=first, date_of_birth=dob),
+            count,
         )
-    return 1
+        for kind, (count, first, _) in groups.items()
+        if count
+    }
 
 
 def deletion_plan(clinic: Clinic, record: Client) -> list[PlanItem]:
@@ -668,7 +638,7 @@ def deletion_plan(clinic: Clinic, record: Client) -> list[PlanItem]:
     today = clients.today_at(clinic)
     hooks = hooks_for(clinic)
     items = []
-    for kind, held in _held_records(clinic, record).items():
+    for kind, (held, count) in _held_records(clinic, record).items():
         rules = [
             rule
             for rule in hooks.answers(
@@ -681,7 +651,7 @@ def deletion_plan(clinic: Clinic, record: Client) -> list[PlanItem]:
             items.append(
                 PlanItem(
                     kind.value,
-                    _count(kind, record),
+                    count,
                     "keep",
                     longest.keep_until.isoformat(),
                     longest.clause.id,
@@ -689,7 +659,7 @@ def deletion_plan(clinic: Clinic, record: Client) -> list[PlanItem]:
                 )
             )
         else:
-            items.append(PlanItem(kind.value, _count(kind, record), "delete"))
+            items.append(PlanItem(kind.value, count, "delete"))
     return items
 
 
@@ -734,8 +704,6 @@ def delete_client_data(
                     reference=reference,
                 )
             )
-    if not keeping:
-        _anonymise(record)
     audit.record(
         AuditAction.delete,
         "client",
@@ -764,13 +732,14 @@ def _request_record_until(clinic: Clinic, record: Client, request: PrivacyReques
 
 
 def _processors_holding(record: Client) -> list[tuple[str, str | None]]:
-    """Return the service providers that hold the client's data, with their reference."""
+    """Return the service providers that hold the client's data, with their reference.
+
+    The SMS provider, by number. The clinic's Stripe customer joins this list
+    when payments store one on the client.
+    """
     held = []
     if record.phone:
         held.append(("sms_provider", record.phone))
-    customer = getattr(record, "stripe_customer_id", None)
-    if customer:
-        held.append(("stripe", customer))
     return held
 
 
@@ -909,7 +878,7 @@ def alert_nearing_deadlines(clinic: Clinic, within: timedelta, now: datetime | N
         )
     )
     for request in nearing:
-        due = clock.as_utc(request.due_at).astimezone(clinic_zone(clinic)).date().isoformat()
+        due = local_day(clock.as_utc(request.due_at), clinic.timezone).isoformat()
         db.session.add(
             OutboxMessage(
                 kind="staff_alert",
