@@ -24,6 +24,9 @@ from core.config import PROJECT_ROOT
 from core.extensions import db
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
+#: Shared fixtures: `inbox`, a real SMTP server on loopback.
+pytest_plugins = ["tests.mail"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

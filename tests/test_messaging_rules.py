@@ -225,7 +225,11 @@ def test_a_marketing_text_due_at_2045_waits_for_morning_where_the_client_is(app,
     queued = _marketing(
         client, clinic, [in_new_york, in_la, no_consent], "2026-03-02T20:45:00-08:00"
     )
-    assert queued == {"queued": [in_new_york, in_la], "not_consented": [no_consent]}
+    assert queued == {
+        "queued": [in_new_york, in_la],
+        "already_queued": [],
+        "not_consented": [no_consent],
+    }
     clinic["clock"].move_to(datetime(2026, 3, 3, 4, 45, tzinfo=UTC))  # 20:45 in LA, 23:45 in NY
     with app.app_context():
         report = deliver_due()
@@ -298,3 +302,39 @@ def test_gpc_is_carried_over_when_the_browsers_user_is_known(app, client, clinic
                 "gpc",
                 "completed",
             )
+
+
+def test_a_campaign_sent_twice_reaches_nobody_twice(client, clinic):
+    client_id = new_client(client, clinic)
+    first = _marketing(client, clinic, [client_id], "2026-03-02T11:00:00-08:00")
+    second = _marketing(client, clinic, [client_id], "2026-03-02T11:00:00-08:00")
+    assert (first["queued"], second["queued"], second["already_queued"]) == (
+        [client_id],
+        [],
+        [client_id],
+    )
+
+
+def test_hipaa_marketing_needs_written_authorisation(app, client, clinic):
+    # COMPLIANCE.md (HIPAA): "marketing | written authorisation before health data is used for
+    # marketing | consent record checked before a marketing send" (164.508(a)(3))
+    with app.app_context():
+        clinic_row = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        clinic_row.enabled_plugins = ["ccpa", "hipaa_aligned"]
+        db.session.commit()
+    electronic = new_client(client, clinic)
+    written = new_client(client, clinic, consents=(), phone="+14085550109")
+    response = client.post(
+        f"/api/v1/clinics/alpha/clients/{written}/consents",
+        json={
+            "kind": "marketing_sms",
+            "text": "I authorise Alpha to use my information to send me offers.",
+            "text_version": "2026-01",
+            "method": "written",
+            "phone": "+14085550109",
+        },
+        headers=clinic["auth"],
+    )
+    assert response.status_code == 201
+    queued = _marketing(client, clinic, [electronic, written], "2026-03-02T11:00:00-08:00")
+    assert (queued["queued"], queued["not_consented"]) == ([written], [electronic])

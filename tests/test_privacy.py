@@ -516,3 +516,258 @@ def test_in_new_zealand_a_parent_may_act_only_for_a_child_under_16(client, auckl
     )
     body = assert_problem(refused, 409, "representative-not-allowed")
     assert "under 16" in body["detail"]
+
+
+# --- what deletion keeps, tells and finally removes ----------------------------------------------
+
+
+def test_the_notice_that_a_deletion_is_done_reaches_the_requester(app, client, ccpa_only, inbox):
+    # COMPLIANCE.md (CCPA): "automatic acknowledgement with how verification and timing work";
+    # the requester is told the outcome even though the deletion removed their email from the record.
+    from core.messaging import channels
+    from core.messaging.delivery import deliver_due
+
+    handler, port = inbox
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+    channels.install(app)
+    client_id = new_client(client, ccpa_only)
+    request = client.post(
+        "/api/v1/clinics/calonly/privacy-requests",
+        json={
+            "kind": "delete",
+            "requester_name": "Maya Lopez",
+            "requester_email": "maya@example.com",
+        },
+    ).get_json()
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
+        json={"client_id": client_id, "method": "matched email"},
+        headers=ccpa_only["auth"],
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
+        json={},
+        headers=ccpa_only["auth"],
+    )
+    assert _client(app, "calonly", client_id)["email"] is None
+    with app.app_context():
+        assert deliver_due().sent == 2
+    subjects = sorted(
+        line
+        for m in handler.messages
+        for line in m["data"].splitlines()
+        if line.startswith("Subject:")
+    )
+    assert [m["to"] for m in handler.messages] == ["maya@example.com"] * 2
+    assert subjects == [
+        "Subject: We received your privacy request (delete)",
+        "Subject: Your privacy request is complete",
+    ]
+
+
+def test_documentation_is_kept_six_years_from_its_newest_record(client, hipaa_only):
+    # COMPLIANCE.md (HIPAA): "documentation retention | 6 years from creation or last effective
+    # date | keep policies, consents, authorisations, complaints" (164.316(b)(2), 164.530(j))
+    client_id = new_client(client, hipaa_only)
+    for given_at in ("2018-01-10T10:00:00-06:00", "2026-02-01T10:00:00-06:00"):
+        response = client.post(
+            f"/api/v1/clinics/hipaaonly/clients/{client_id}/consents",
+            json={
+                "kind": "treatment",
+                "text": "I consent to laser treatment.",
+                "text_version": "1",
+                "method": "written",
+                "given_at": given_at,
+            },
+            headers=hipaa_only["auth"],
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+    plan = client.get(
+        f"/api/v1/clinics/hipaaonly/clients/{client_id}/deletion-plan", headers=hipaa_only["auth"]
+    ).get_json()["items"]
+    documentation = next(i for i in plan if i["records"] == "documentation")
+    # The 2018 consent's six years have run, but the group is kept as long as its newest must be.
+    assert (documentation["action"], documentation["keep_until"], documentation["clause_id"]) == (
+        "keep",
+        "2032-02-01",
+        "hipaa_aligned.retention.documentation",
+    )
+
+
+def test_a_deletion_keeps_the_consent_a_held_photo_was_taken_under(app, client, ccpa_only, frozen):
+    # COMPLIANCE.md: "photos | clinical and marketing use are separate consents; revoking
+    # marketing consent removes marketing use"; H&S 123145 holds the clinical photo 7 years.
+    from core.clients.models import Consent, Photo
+
+    client_id = new_client(client, ccpa_only)
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
+        with clinic_scope(clinic):
+            clinical = Consent(
+                client_id=client_id,
+                kind="clinical_photos",
+                text="Photos for my record.",
+                text_version="1",
+                given_at=NOW,
+                method="written",
+            )
+            marketing = Consent(
+                client_id=client_id,
+                kind="marketing_photos",
+                text="Photos in your marketing.",
+                text_version="1",
+                given_at=NOW,
+                method="written",
+            )
+            db.session.add_all([clinical, marketing])
+            db.session.flush()
+            db.session.add(
+                Photo(
+                    client_id=client_id,
+                    kind="before",
+                    consent_id=clinical.id,
+                    storage_key="calonly/before.enc",
+                    content_type="image/jpeg",
+                    byte_size=10,
+                    width=4,
+                    height=3,
+                    marketing_use=True,
+                )
+            )
+            db.session.commit()
+    request = recorded(
+        client, ccpa_only, "delete", "2026-03-02T10:00:00-08:00", client_id=client_id
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
+        json={"client_id": client_id, "method": "ID"},
+        headers=ccpa_only["auth"],
+    )
+    done = client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
+        json={},
+        headers=ccpa_only["auth"],
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)
+
+    def held():
+        with app.app_context():
+            clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
+            with clinic_scope(clinic):
+                photos = [
+                    (p.kind.value, p.marketing_use) for p in db.session.scalars(select(Photo))
+                ]
+                consents = sorted(c.kind.value for c in db.session.scalars(select(Consent)))
+                return photos, consents
+
+    # The photo stays, out of marketing, with the consent it was taken under.
+    assert held() == ([("before", False)], ["clinical_photos"])
+    frozen.move_to(datetime(2033, 3, 3, 20, tzinfo=UTC))
+    with app.app_context():
+        tick()
+    assert held() == ([], [])
+    assert _client(app, "calonly", client_id)["name"] == "Deleted"
+
+
+def test_the_record_of_a_request_is_kept_24_months_then_redacted(app, client, ccpa_only, frozen):
+    # COMPLIANCE.md (CCPA): "request records | keep 24 months | log type, dates, outcome,
+    # denial reason" (11 CCR 7101)
+    client_id = new_client(client, ccpa_only)
+    request = recorded(
+        client,
+        ccpa_only,
+        "delete",
+        "2026-03-02T10:00:00-08:00",
+        client_id=client_id,
+        requester_email="maya@example.com",
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
+        json={"client_id": client_id, "method": "ID"},
+        headers=ccpa_only["auth"],
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
+        json={},
+        headers=ccpa_only["auth"],
+    )
+
+    def stored():
+        with app.app_context():
+            clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
+            with clinic_scope(clinic):
+                row = db.session.get(PrivacyRequest, request["id"])
+                return row.requester_name, row.requester_email, row.kind, row.status.value
+
+    frozen.move_to(datetime(2028, 3, 1, 20, tzinfo=UTC))
+    with app.app_context():
+        tick()
+    assert stored() == ("Maya Lopez", "maya@example.com", "delete", "completed")
+    frozen.move_to(datetime(2028, 3, 2, 20, tzinfo=UTC))
+    with app.app_context():
+        tick()
+    assert stored() == ("Deleted", None, "delete", "completed")
+
+
+def test_a_ccpa_opt_out_needs_no_identity_check_and_is_due_in_15_business_days(client, ccpa_only):
+    # COMPLIANCE.md: "opt-out of sale/sharing | 15 business days (?), no identity check"
+    client_id = new_client(client, ccpa_only)
+    body = recorded(
+        client, ccpa_only, "opt_out_sale_sharing", "2026-03-02T10:00:00-08:00", client_id=client_id
+    )
+    assert (body["verify_identity"], body["status"]) == (False, "completed")
+    assert body["due_on"] == "2026-03-23"
+    assert body["deadline_clause_id"] == "ccpa.deadline.opt_out"
+
+
+# --- Florida, and the smaller breach rules ----------------------------------------------------------
+
+
+@pytest.fixture
+def florida(app, frozen):
+    """Bijoux Med Spa's jurisdiction."""
+    return _clinic(app, "orlando", ["florida"], timezone="America/New_York")
+
+
+def test_florida_keeps_physician_records_five_years(app, client, florida):
+    # COMPLIANCE.md: "Florida (Bijoux): physician records kept at least 5 years from last contact"
+    client_id = new_client(client, florida)
+    _treat(app, "orlando", client_id)
+    plan = client.get(
+        f"/api/v1/clinics/orlando/clients/{client_id}/deletion-plan", headers=florida["auth"]
+    ).get_json()["items"]
+    medical = next(i for i in plan if i["records"] == "medical_record")
+    assert (medical["keep_until"], medical["clause_id"]) == (
+        "2031-03-02",
+        "florida.retention.medical",
+    )
+
+
+def test_smaller_breaches_in_florida_hipaa_and_new_zealand(client, florida, hipaa_only, auckland):
+    # COMPLIANCE.md: Florida "breach notice within 30 days, AG if 500+"; HIPAA "HHS at once if
+    # 500+, else yearly log"; New Zealand "notify the people affected"
+    incident = {
+        "description": "Email sent to the wrong client list",
+        "discovered_at": "2026-03-02T10:00:00-05:00",
+        "affected_count": 40,
+    }
+
+    def notices(ctx, **extra):
+        body = client.post(
+            f"/api/v1/clinics/{ctx['slug']}/breaches",
+            json={**incident, **extra},
+            headers=ctx["auth"],
+        ).get_json()
+        return {(n["recipient"], (n["due_at"] or "")[:10], n["clause_id"]) for n in body["notices"]}
+
+    assert notices(florida) == {("individuals", "2026-04-01", "florida.breach.individuals")}
+    assert ("attorney_general:FL", "2026-04-01", "florida.breach.attorney_general") in notices(
+        florida, affected_count=500
+    )
+    assert notices(hipaa_only) == {
+        ("individuals", "2026-05-01", "hipaa_aligned.breach.individuals"),
+        ("hhs", "2027-03-01", "hipaa_aligned.breach.hhs_log"),
+    }
+    assert ("individuals", "", "nz_privacy.breach.individuals") in notices(auckland)
+    # Encrypted data lost is not "unsecured PHI": no HIPAA notice at all.
+    assert notices(hipaa_only, encrypted=True) == set()

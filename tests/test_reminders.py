@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -11,7 +10,6 @@ from urllib.parse import parse_qs
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from core.accounts.models import Role
@@ -31,36 +29,6 @@ GUEST = {
     "phone": "(408) 555-0101",
     "date_of_birth": "1991-06-15",
 }
-
-
-class Inbox:
-    """An SMTP server on loopback that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.messages.append(
-                {"to": envelope.rcpt_tos[0], "data": envelope.content.decode("utf8", "replace")}
-            )
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

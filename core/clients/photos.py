@@ -10,6 +10,8 @@ from typing import Protocol
 
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from core.encryption.keys import decrypt, encrypt
 from core.errors import Problem, field_error
@@ -58,6 +60,31 @@ class LocalPhotoStore:
 def photo_store() -> PhotoStore:
     """Return the app's photo store."""
     return current_app.extensions["clinic_saas.photo_store"]
+
+
+_FORGET = "clinic_saas.photos_to_forget"
+
+
+def forget_after_commit(session: Session, keys: list[str]) -> None:
+    """Delete these photos' files once ``session`` commits (never if it rolls back).
+
+    The rows go in the transaction; the files only when it is certain, so a
+    failed deletion never leaves rows pointing at files already gone.
+    """
+    pending = session.info.setdefault(_FORGET, [])
+    if not pending:
+        store = photo_store()
+
+        @event.listens_for(session, "after_commit", once=True)
+        def _forget(committed: Session) -> None:
+            for key in committed.info.pop(_FORGET, []):
+                store.delete(key)
+
+        @event.listens_for(session, "after_rollback", once=True)
+        def _keep(rolled_back: Session) -> None:
+            rolled_back.info.pop(_FORGET, None)
+
+    pending.extend(keys)
 
 
 class CleanImage:

@@ -132,7 +132,7 @@ def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement
 
 @hookimpl(trylast=True)
 def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
-    if record.kind != RecordKind.financial or record.created_on is None:
+    if record.kind != RecordKind.financial or record.newest_on is None:
         return None
     years = baseline_settings(clinic)["financial_retention_years"]
     return RetentionRule(
@@ -141,7 +141,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
             f"Bookings and payment records are kept {years} years for tax and accounting.",
             SOURCE,
         ),
-        keep_until=record.created_on + relativedelta(years=years),
+        keep_until=record.newest_on + relativedelta(years=years),
     )
 
 

@@ -235,13 +235,14 @@ class RecordKind(enum.StrEnum):
 class HeldRecords:
     """One group of a client's records, as a retention rule sees it.
 
-    ``last_service_on`` is the client's last treatment; ``created_on`` the
-    oldest record's date; ``date_of_birth`` the client's, for minors' rules.
+    ``last_service_on`` is the client's last treatment; ``newest_on`` the date
+    of the group's newest record (the group is kept as long as that record
+    must be); ``date_of_birth`` the client's, for minors' rules.
     """
 
     kind: RecordKind
     last_service_on: date | None = None
-    created_on: date | None = None
+    newest_on: date | None = None
     date_of_birth: date | None = None
 
 

@@ -41,10 +41,18 @@ def privacy_duties() -> tuple[int, int]:
     """Purge records whose retention hold has ended; alert clinics to privacy deadlines near."""
     purged = alerts = 0
     for clinic in each_active_clinic():
-        purged += privacy.purge_expired_holds(clinic)
-        days = baseline_settings(clinic)["deadline_alert_days"]
-        alerts += privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
-        db.session.commit()
+        try:
+            purged_here = privacy.purge_expired_holds(clinic)
+            days = baseline_settings(clinic)["deadline_alert_days"]
+            alerts_here = privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
+            db.session.commit()
+        except Exception:
+            # One clinic's failure must not stop the others' purges, or anyone's messages.
+            db.session.rollback()
+            log.exception("privacy duties failed for clinic %s; retried next tick", clinic.slug)
+            continue
+        purged += purged_here
+        alerts += alerts_here
     return purged, alerts
 
 

@@ -16,11 +16,10 @@ from core import clock
 from core.accounts.access import Permission, current_clinic, public, requires
 from core.api import Blueprint
 from core.clients.models import Client
-from core.clients.services import active_consent
 from core.errors import Problem
 from core.extensions import db
 from core.messaging import inbound
-from core.messaging.delivery import CONSENT_NEEDED
+from core.messaging.delivery import CONSENT_NEEDED, consenting
 from core.messaging.models import OutboxMessage
 from core.schemas import Id, Moment, text
 
@@ -74,6 +73,7 @@ class MarketingInputSchema(Schema):
 
 class MarketingResultSchema(Schema):
     queued = fields.List(Id())
+    already_queued = fields.List(Id())
     not_consented = fields.List(Id())
 
 
@@ -88,25 +88,40 @@ class MarketingMessages(MethodView):
         Each is held back while it is night where the client is; consent is
         checked again when it goes.
         """
+        clinic = current_clinic()
         needed = CONSENT_NEEDED[("marketing", data["channel"])]
         wanted = set(data["client_ids"])
         known = set(db.session.scalars(select(Client.id).where(Client.id.in_(wanted))))
-        queued, refused = [], sorted(wanted - known)
-        due = data.get("send_at") or clock.now()
-        for client_id in sorted(known):
-            if active_consent(client_id, needed) is None:
-                refused.append(client_id)
-                continue
+        allowed = consenting(clinic, known, needed)
+        keys = {
+            client_id: f"marketing:{data['campaign']}:{data['channel']}:{client_id}"
+            for client_id in allowed
+        }
+        # A campaign sent twice reaches nobody twice.
+        queued_before = set(
+            db.session.scalars(
+                select(OutboxMessage.client_id).where(
+                    OutboxMessage.dedupe_key.in_(list(keys.values()))
+                )
+            )
+        )
+        due = clock.as_utc(data.get("send_at") or clock.now())
+        queued = sorted(allowed - queued_before)
+        for client_id in queued:
             db.session.add(
                 OutboxMessage(
                     kind="marketing",
                     channel=data["channel"],
                     client_id=client_id,
-                    dedupe_key=f"marketing:{data['campaign']}:{data['channel']}:{client_id}",
-                    due_at=clock.as_utc(due),
+                    dedupe_key=keys[client_id],
+                    due_at=due,
                     details={"subject": data["subject"], "body": data["body"]},
                 )
             )
-            queued.append(client_id)
+        refused = (wanted - known) | (known - allowed)
         db.session.commit()
-        return {"queued": queued, "not_consented": sorted(refused)}
+        return {
+            "queued": queued,
+            "already_queued": sorted(queued_before),
+            "not_consented": sorted(refused),
+        }

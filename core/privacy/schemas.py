@@ -51,7 +51,12 @@ class PrivacyRequestSchema(Schema):
     status = fields.String(attribute="status.value")
     client_id = Id(allow_none=True)
     requester_name = fields.String()
+    # What the requester gave, for staff to verify them against the record.
+    requester_email = fields.String(allow_none=True)
+    requester_phone = fields.String(allow_none=True)
+    requester_date_of_birth = fields.Date(allow_none=True)
     representative_name = fields.String(allow_none=True)
+    representative_relationship = fields.String(allow_none=True)
     channel = fields.String()
     received_at = UtcDateTime()
     acknowledged_at = UtcDateTime(allow_none=True)

@@ -32,7 +32,7 @@ from core.clients.models import (
     Photo,
     ProductUse,
 )
-from core.clients.photos import photo_store
+from core.clients.photos import forget_after_commit
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.hooks.decisions import (
@@ -213,7 +213,9 @@ def _notify_requester(clinic: Clinic, request: PrivacyRequest, subject: str, bod
         OutboxMessage(
             kind="privacy_notice",
             channel="email",
-            client_id=request.client_id,
+            # Addressed to the requester, not the client record: a deletion
+            # must not withdraw the notice that it is done.
+            client_id=None,
             dedupe_key=f"privacy:{request.id}:{subject}",
             due_at=clock.now(),
             details={"to": request.requester_email, "subject": subject, "body": body},
@@ -582,19 +584,16 @@ def _held_records(clinic: Clinic, record: Client) -> dict[RecordKind, tuple[Held
     def day(stamp: datetime | None) -> date | None:
         return local_day(clock.as_utc(stamp), clinic.timezone) if stamp else None
 
-    def span(*columns: Any) -> tuple[int, date | None, date | None]:
-        """Count the client's rows of each column's table; return (count, first day, last day)."""
-        total, firsts, lasts = 0, [], []
+    def span(*columns: Any) -> tuple[int, date | None]:
+        """Count the client's rows of each column's table; return (count, newest day)."""
+        total, newest = 0, []
         for stamp in columns:
-            count, first, last = db.session.execute(
-                select(func.count(), func.min(stamp), func.max(stamp)).where(
-                    stamp.class_.client_id == record.id
-                )
+            count, last = db.session.execute(
+                select(func.count(), func.max(stamp)).where(stamp.class_.client_id == record.id)
             ).one()
             total += count or 0
-            firsts += [day(first)] if first else []
-            lasts += [day(last)] if last else []
-        return total, min(firsts, default=None), max(lasts, default=None)
+            newest += [day(last)] if last else []
+        return total, max(newest, default=None)
 
     medical = span(
         HealthIntake.recorded_at,
@@ -609,22 +608,22 @@ def _held_records(clinic: Clinic, record: Client) -> dict[RecordKind, tuple[Held
             Booking.status.in_([BookingStatus.completed, BookingStatus.checked_in]),
         )
     )
-    last_service = max([d for d in (medical[2], day(served)) if d], default=None)
+    last_service = max([d for d in (medical[1], day(served)) if d], default=None)
     groups = {
         RecordKind.medical_record: medical,
         RecordKind.documentation: span(Consent.given_at),
         RecordKind.financial: span(Booking.created_at),
         RecordKind.messages: span(OutboxMessage.created_at),
-        RecordKind.contact: (1, day(record.created_at), day(record.created_at)),
-        RecordKind.marketing: (1, None, None),
+        RecordKind.contact: (1, day(record.created_at)),
+        RecordKind.marketing: (1, None),
     }
     dob = record.date_of_birth
     return {
         kind: (
-            HeldRecords(kind, last_service_on=last_service, created_on=first, date_of_birth=dob),
+            HeldRecords(kind, last_service_on=last_service, newest_on=newest, date_of_birth=dob),
             count,
         )
-        for kind, (count, first, _) in groups.items()
+        for kind, (count, newest) in groups.items()
         if count
     }
 
@@ -718,7 +717,7 @@ def delete_client_data(
 def _request_record_until(clinic: Clinic, record: Client, request: PrivacyRequest) -> date:
     held = HeldRecords(
         RecordKind.privacy_request,
-        created_on=clock.as_utc(request.received_at).date(),
+        newest_on=local_day(clock.as_utc(request.received_at), clinic.timezone),
         date_of_birth=record.date_of_birth,
     )
     rules = [
@@ -728,7 +727,7 @@ def _request_record_until(clinic: Clinic, record: Client, request: PrivacyReques
         )
         if rule.keep_until
     ]
-    return max(rules, default=clients.today_at(clinic))
+    return max(rules, default=clients.today_at(clinic))  # no rule: it may go with the rest
 
 
 def _processors_holding(record: Client) -> list[tuple[str, str | None]]:
@@ -746,10 +745,11 @@ def _processors_holding(record: Client) -> list[tuple[str, str | None]]:
 def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
     """Delete one group of the client's records now."""
     if kind == RecordKind.medical_record:
-        store = photo_store()
-        for photo in db.session.scalars(select(Photo).where(Photo.client_id == record.id)):
-            store.delete(photo.storage_key)
+        keys = list(
+            db.session.scalars(select(Photo.storage_key).where(Photo.client_id == record.id))
+        )
         db.session.execute(delete(Photo).where(Photo.client_id == record.id))
+        forget_after_commit(db.session(), keys)
         for model in (AdverseReaction, ProductUse, HealthIntake):
             db.session.execute(delete(model).where(model.client_id == record.id))
         # Amendments point at the notes they amend: remove them first.
@@ -785,8 +785,7 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.booking_id.in_(bookings)))
         db.session.execute(delete(Booking).where(Booking.client_id == record.id))
     elif kind == RecordKind.documentation:
-        db.session.execute(delete(Consent).where(Consent.client_id == record.id))
-        db.session.execute(delete(Guardian).where(Guardian.client_id == record.id))
+        _delete_consents(record)
     elif kind == RecordKind.contact:
         for name in (
             "email",
@@ -811,8 +810,28 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
             _anonymise(record)
 
 
+def _delete_consents(record: Client) -> None:
+    """Delete the client's consents, except those a photo still held was taken under."""
+    db.session.execute(
+        delete(Consent).where(
+            Consent.client_id == record.id,
+            Consent.id.not_in(select(Photo.consent_id).where(Photo.client_id == record.id)),
+        )
+    )
+
+
 def _anonymise(record: Client) -> None:
-    """Leave only a tombstone: the id the append-only audit trail refers to."""
+    """Leave only a tombstone: the id the append-only audit trail refers to.
+
+    Called when nothing of the client is held any more, so the last
+    documentation (consents, guardians) goes too; references to a guardian
+    from the client's privacy requests are cleared first.
+    """
+    _delete_consents(record)
+    db.session.execute(
+        update(PrivacyRequest).where(PrivacyRequest.client_id == record.id).values(guardian_id=None)
+    )
+    db.session.execute(delete(Guardian).where(Guardian.client_id == record.id))
     record.legal_first_name = "Deleted"
     record.legal_last_name = f"client {record.id}"
     record.search_first = clients.fold(record.legal_first_name)
@@ -820,6 +839,26 @@ def _anonymise(record: Client) -> None:
     record.date_of_birth = None
     for name in ("email", "phone", "preferred_name", "gender"):
         setattr(record, name, None)
+
+
+def _redact_request(request_id: int | None) -> None:
+    """Strip a closed request's record of who asked and what they said; its dates stay."""
+    request = db.session.get(PrivacyRequest, request_id) if request_id else None
+    if request is None:
+        return
+    request.requester_name = "Deleted"
+    for name in (
+        "requester_email",
+        "requester_phone",
+        "requester_date_of_birth",
+        "representative_name",
+        "representative_relationship",
+        "guardian_id",
+        "details",
+        "extension_notice",
+    ):
+        setattr(request, name, None)
+    request.result = {}
 
 
 def purge_expired_holds(clinic: Clinic, today: date | None = None) -> int:
@@ -845,7 +884,9 @@ def purge_expired_holds(clinic: Clinic, today: date | None = None) -> int:
             )
         )
         kind = RecordKind(hold.record_kind)
-        if kind != RecordKind.privacy_request:
+        if kind == RecordKind.privacy_request:
+            _redact_request(hold.request_id)
+        else:
             _purge(record, kind, identity_kept=bool(remaining))
         hold.status = HoldStatus.purged
         hold.purged_at = clock.now()

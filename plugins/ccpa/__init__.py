@@ -164,7 +164,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
                 f"Records of consumer requests and how they were answered are kept {months} months.",
                 "11 CCR 7101(a)",
             ),
-            keep_until=(record.created_on or clock.now().date()) + relativedelta(months=months),
+            keep_until=(record.newest_on or clock.now().date()) + relativedelta(months=months),
         )
     if record.kind != RecordKind.medical_record or record.last_service_on is None:
         return None

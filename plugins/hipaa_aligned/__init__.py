@@ -141,7 +141,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
     if record.kind not in (RecordKind.documentation, RecordKind.privacy_request):
         return None
     years = _settings(clinic)["documentation_retention_years"]
-    start = record.created_on or clock.now().date()
+    start = record.newest_on or clock.now().date()
     return RetentionRule(
         clause=_clause(
             "retention.documentation",
