@@ -311,3 +311,35 @@ def test_jp_medispa_sets_no_age_rule_because_its_policy_states_none(app):
         rules = hooks_for(clinic).answers("clinic_age_rules", clinic=clinic)
         # Only New Zealand law's rule on who may act for a child (Code rule 11(4)): no gate.
         assert [(r.applies_to, r.under) for r in rules] == [("representative", 16)]
+
+
+def _rights(http, slug):
+    body = http.get(f"/api/v1/clinics/{slug}/privacy-rights").get_json()
+    return {item["right"]: [c["text"] for c in item["clauses"]] for item in body["items"]}
+
+
+def test_each_clinic_offers_the_privacy_rights_its_policy_and_law_give(app):
+    with app.app_context():
+        _load(SEEDS)
+    http = app.test_client()
+    california = _rights(http, "california-aesthetics")
+    # California Aesthetics: "Object to the processing of your personal information. Request
+    # restriction of the processing of your personal information. Request data portability.
+    # Withdraw your consent at any time where we relied on your consent to process your
+    # personal information."
+    assert (
+        "Request restriction of the processing of your personal information."
+        in california["restrict"]
+    )
+    assert "Object to the processing of your personal information." in california["object"]
+    assert "Request data portability." in california["portability"]
+    assert california["withdraw_consent"][0].startswith("Withdraw your consent at any time")
+    # Him. Medspa (CCPA): "Not be discriminated against for exercising your privacy rights"
+    assert "non_discrimination" in _rights(http, "him-medspa")
+    # JP MediSpa: "If you request us to ... we will take reasonable steps to ensure its deletion"
+    jp = _rights(http, "jp-medispa")
+    assert jp["delete"][0].startswith("If you request us to")
+    assert {"access", "correct", "complain"} <= set(jp)
+    # Bijoux (Florida) promises no deletion right; the baseline gives access, correction and
+    # the marketing opt-out.
+    assert set(_rights(http, "bijoux")) == {"access", "correct", "opt_out_marketing"}

@@ -40,6 +40,7 @@ from core.privacy.schemas import (
     PrivacyRequestSchema,
     QueueArgs,
     ReviewDecisionSchema,
+    RightListSchema,
     StaffPrivacyRequestInputSchema,
     TransferSchema,
     VerificationSchema,
@@ -69,6 +70,24 @@ blp = Blueprint(
     url_prefix="/api/v1/clinics/<clinic_slug>",
     description="Privacy requests and their deadlines, deletion under retention holds, breaches and data recipients.",
 )
+
+
+@blp.route("/privacy-rights")
+class PrivacyRights(MethodView):
+    @public
+    @blp.response(200, RightListSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """The privacy rights this clinic's clients may exercise, each with the rule that grants it."""
+        offered = services.rights_offered(current_clinic())
+        return paginated(
+            [
+                {
+                    "right": right.value,
+                    "clauses": [{"id": c.id, "text": c.text, "source": c.source} for c in clauses],
+                }
+                for right, clauses in sorted(offered.items())
+            ]
+        )
 
 
 @blp.route("/privacy-requests")

@@ -217,3 +217,13 @@ class ReviewDecisionSchema(Schema):
     decision = fields.String(
         required=True, validate=validate.OneOf(["opted_out", "not_an_opt_out"])
     )
+
+
+class RightSchema(Schema):
+    right = fields.String()
+    clauses = fields.List(fields.Dict())
+
+
+class RightListSchema(Schema):
+    items = fields.List(fields.Nested(RightSchema))
+    count = fields.Integer()
