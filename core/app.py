@@ -125,6 +125,8 @@ def _init_api(app: Flask) -> None:
     from core.clients.routes import blp as clients_blp
     from core.messaging.routes import blp as messaging_blp
     from core.messaging.routes import webhooks as sms_webhooks
+    from core.payments.routes import blp as payments_blp
+    from core.payments.routes import webhooks as stripe_webhooks
     from core.platform.routes import blp as platform_blp
     from core.platform.routes import health
     from core.privacy.routes import blp as privacy_blp
@@ -146,11 +148,13 @@ def _init_api(app: Flask) -> None:
         self_service,
         privacy_blp,
         messaging_blp,
+        payments_blp,
         platform_blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(sms_webhooks)
+    app.register_blueprint(stripe_webhooks)
     access.init_app(app)
     _declare_api_docs_public(app)
     cli.init_app(app)

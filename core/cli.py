@@ -100,6 +100,28 @@ def clinics_plugins(slug: str | None) -> None:
             click.echo(f"  {plugin['name']}{tag}{missing}: {', '.join(plugin['hooks'])}")
 
 
+@clinics.command("connect-stripe")
+@click.argument("slug")
+@click.argument("account")
+@with_appcontext
+def clinics_connect_stripe(slug: str, account: str) -> None:
+    """Connect a clinic to its own Stripe account (``acct_...``): it can then take payments."""
+    if not account.startswith("acct_"):
+        _fail("a Stripe connected account id starts with acct_")
+    clinic = next((c for c in tenancy.all_clinics() if c.slug == slug), None)
+    if clinic is None:
+        _fail(f"no clinic {slug!r}")
+    taken = next(
+        (c for c in tenancy.all_clinics() if c.stripe_account_id == account and c.slug != slug),
+        None,
+    )
+    if taken is not None:
+        _fail(f"{account} is already the account of {taken.slug}")
+    clinic.stripe_account_id = account
+    db.session.commit()
+    click.echo(f"{slug} takes payments on {account}")
+
+
 @click.group("staff")
 def staff() -> None:
     """Clinic staff accounts."""

@@ -128,6 +128,12 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_FROM_NUMBER": env.get("TWILIO_FROM_NUMBER"),
         "TWILIO_BASE_URL": env.get("TWILIO_BASE_URL"),
+        # Stripe: the platform's keys; each clinic takes payments on its own
+        # connected account. STRIPE_API_BASE points the SDK elsewhere (tests).
+        "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY"),
+        "STRIPE_PUBLISHABLE_KEY": env.get("STRIPE_PUBLISHABLE_KEY"),
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET"),
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE"),
         # Self-service links for clients stay valid this long after the appointment.
         "SELF_SERVICE_LINK_DAYS": int(env.get("SELF_SERVICE_LINK_DAYS", "30")),
         # OpenAPI, served by flask-smorest at /api/openapi.json.

@@ -24,8 +24,8 @@ from core.config import PROJECT_ROOT
 from core.extensions import db
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
-#: Shared fixtures: `inbox`, a real SMTP server on loopback.
-pytest_plugins = ["tests.mail"]
+#: Shared fixtures: `inbox` (a real SMTP server on loopback) and `local_stripe`.
+pytest_plugins = ["tests.mail", "tests.stripe_server"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

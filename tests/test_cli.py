@@ -124,3 +124,21 @@ def test_tokens_issue_refuses_someone_not_on_the_staff(runner):
     )
     assert result.exit_code == 1
     assert "not active staff" in result.output
+
+
+def test_connecting_a_clinic_to_its_stripe_account_survives_reloading_its_file(runner, app):
+    from sqlalchemy import select
+
+    from core.extensions import db
+    from core.tenancy.models import Clinic
+
+    runner.invoke(args=["clinics", "load"])
+    result = runner.invoke(args=["clinics", "connect-stripe", "bijoux", "acct_1Bijoux"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(args=["clinics", "connect-stripe", "bijoux", "cus_123"]).exit_code == 1
+    taken = runner.invoke(args=["clinics", "connect-stripe", "jp-medispa", "acct_1Bijoux"])
+    assert taken.exit_code == 1 and "already the account of bijoux" in taken.output
+    runner.invoke(args=["clinics", "load"])
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "bijoux"))
+        assert clinic.stripe_account_id == "acct_1Bijoux"

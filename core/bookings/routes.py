@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import stripe
+from flask import current_app
 from flask.views import MethodView
 
 from core.accounts.access import Permission, current_clinic, current_principal, public, requires
 from core.api import Blueprint, json_response, paginated
 from core.bookings import availability, links
 from core.bookings import services as bookings
-from core.bookings.models import Booking
+from core.bookings.models import Booking, BookingStatus
 from core.bookings.schemas import (
     AvailabilityArgs,
     BookingListSchema,
@@ -32,6 +34,7 @@ from core.clients import services as clients
 from core.errors import Problem
 from core.extensions import db
 from core.idempotency import Idempotent
+from core.payments import services as payments
 from core.privacy.routes import carry_gpc
 
 blp = Blueprint(
@@ -102,6 +105,22 @@ def _online_result(booking: Booking) -> dict[str, Any]:
     }
 
 
+def _payment_if_owed(clinic: Any, booking: Booking) -> dict[str, Any] | None:
+    """Start paying what the new booking owes up front, if it owes anything and the clinic can take it."""
+    owes = any(c.kind in payments.PAID_UP_FRONT and c.status == "owed" for c in booking.charges)
+    if booking.status != BookingStatus.held or not owes or not clinic.stripe_account_id:
+        return None
+    try:
+        result = payments.deposit_payment(clinic, booking)
+        db.session.commit()
+        return result
+    except (Problem, stripe.StripeError):
+        # The booking stands, held; the client pays through their link's deposit-payment.
+        db.session.rollback()
+        current_app.logger.exception("could not start the deposit of booking %s", booking.id)
+        return None
+
+
 @blp.route("/bookings/online")
 class OnlineBookings(MethodView):
     @public
@@ -128,6 +147,12 @@ class OnlineBookings(MethodView):
         body = OnlineBookingResultSchema().dump(_online_result(booking))
         idempotent.finish(201, body)
         db.session.commit()
+        # After the commit: no call to Stripe is made while the calendar is locked.
+        payment = _payment_if_owed(clinic, booking)
+        if payment is not None:
+            body = {**body, "payment": payment}
+            idempotent.finish(201, body)  # a retry replays the payment details too
+            db.session.commit()
         return json_response(body, 201)
 
 
@@ -336,6 +361,17 @@ class OwnCancellation(MethodView):
         decision = bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
         db.session.commit()
         return _decision(decision, booking)
+
+
+@self_service.route("/deposit-payment")
+class OwnDepositPayment(MethodView):
+    @public
+    @self_service.response(200)
+    def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
+        """Pay what my booking owes up front: what Stripe.js needs, the same on every call."""
+        result = payments.deposit_payment(current_clinic(), _own_booking(token))
+        db.session.commit()
+        return result
 
 
 @self_service.route("/reschedule")

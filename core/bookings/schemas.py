@@ -131,6 +131,16 @@ class OnlineBookingResultSchema(Schema):
     policy = fields.List(
         fields.Dict(), metadata={"description": "The clauses the client accepted by booking."}
     )
+    payment = fields.Dict(
+        allow_none=True,
+        load_default=None,
+        dump_default=None,
+        metadata={
+            "description": "What Stripe.js needs to pay the deposit, when one is owed and the "
+            "clinic takes payments online; else null (the self-service link's deposit-payment "
+            "gives it later)."
+        },
+    )
 
 
 class BookingSummarySchema(BookingSchema):

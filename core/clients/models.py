@@ -72,6 +72,8 @@ class Client(ClinicScoped, db.Model):
     language: Mapped[str | None] = mapped_column(String(16))
     timezone: Mapped[str | None] = mapped_column(String(64))
     # Lower-cased, accent-free copies of the names, for indexed prefix search.
+    # The client as a customer on the clinic's Stripe account (cards live there).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
     search_first: Mapped[str] = mapped_column(String(100))
     search_last: Mapped[str] = mapped_column(String(100))
     search_preferred: Mapped[str | None] = mapped_column(String(100))

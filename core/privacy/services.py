@@ -43,6 +43,7 @@ from core.hooks.decisions import (
     RequestDeadline,
 )
 from core.messaging.models import OutboxMessage, OutboxStatus
+from core.payments.models import Payment
 from core.privacy.calendars import local_day
 from core.privacy.models import (
     OPEN_STATUSES,
@@ -783,6 +784,8 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
         db.session.execute(delete(BookingEvent).where(BookingEvent.booking_id.in_(bookings)))
         db.session.execute(delete(BookingCharge).where(BookingCharge.booking_id.in_(bookings)))
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.booking_id.in_(bookings)))
+        # The ledger keeps the money trail by id; the payment rows go with their bookings.
+        db.session.execute(delete(Payment).where(Payment.booking_id.in_(bookings)))
         db.session.execute(delete(Booking).where(Booking.client_id == record.id))
     elif kind == RecordKind.documentation:
         _delete_consents(record)

@@ -51,6 +51,8 @@ class Clinic(db.Model):
     # Hold time, slot step, notice and reminders, validated by the tenants/ loader.
     booking_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_file: Mapped[str | None] = mapped_column(String(500))
+    # The clinic's own Stripe account (Connect, direct charges); None: no online payments.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
         UtcTimestamp(), default=clock.now, onupdate=clock.now

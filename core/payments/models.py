@@ -1,0 +1,112 @@
+"""Payments taken through Stripe, the Stripe events applied, and the clinic's money ledger."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import clock
+from core.extensions import StoredEnum, UtcTimestamp, db
+from core.money import Money
+from core.tenancy.scope import ClinicScoped
+
+
+class PaymentStatus(enum.StrEnum):
+    """Where a payment stands; it only ever moves forward (see ``FORWARD``)."""
+
+    pending = "pending"  # created, waiting for the client's card
+    requires_action = "requires_action"  # the card needs the client (3-D Secure)
+    succeeded = "succeeded"
+    failed = "failed"  # declined; a new attempt may follow
+    canceled = "canceled"
+
+
+#: How far along each status is: a late or repeated event never moves a payment back.
+FORWARD = {
+    PaymentStatus.pending: 0,
+    PaymentStatus.requires_action: 1,
+    PaymentStatus.failed: 1,
+    PaymentStatus.succeeded: 2,
+    PaymentStatus.canceled: 2,
+}
+
+
+class Payment(ClinicScoped, db.Model):
+    """One PaymentIntent on the clinic's connected account, for one amount a booking owes."""
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "idempotency_key"),
+        UniqueConstraint("clinic_id", "stripe_payment_intent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
+    booking_charge_id: Mapped[int | None] = mapped_column(ForeignKey("booking_charge.id"))
+    purpose: Mapped[str] = mapped_column(String(32))  # deposit
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[PaymentStatus] = mapped_column(
+        StoredEnum(PaymentStatus, 20), default=PaymentStatus.pending
+    )
+    stripe_account: Mapped[str] = mapped_column(String(64))
+    stripe_payment_intent_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
+    )
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+
+class StripeEvent(ClinicScoped, db.Model):
+    """A Stripe event applied to the clinic, kept so a repeat delivery changes nothing."""
+
+    __tablename__ = "stripe_event"
+    __table_args__ = (UniqueConstraint("clinic_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    outcome: Mapped[str] = mapped_column(String(200))
+
+
+class LedgerKind(enum.StrEnum):
+    """A kind of money movement the clinic's ledger records."""
+
+    deposit_received = "deposit_received"
+
+
+class LedgerEntry(ClinicScoped, db.Model):
+    """One money movement, never changed or removed: every balance is derived from these.
+
+    It names bookings, clients and payments by id without foreign keys: the
+    ledger outlives the records it mentions (a client's records may be
+    deleted when their retention ends; the books are not).
+    """
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[LedgerKind] = mapped_column(StoredEnum(LedgerKind, 32))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    booking_id: Mapped[int | None] = mapped_column(index=True)
+    client_id: Mapped[int | None] = mapped_column(index=True)
+    payment_id: Mapped[int | None]
+    reference: Mapped[str | None] = mapped_column(String(120))  # the Stripe object
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)

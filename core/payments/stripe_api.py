@@ -1,0 +1,55 @@
+"""The platform's Stripe client: every call on a clinic's connected account, with its idempotency key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from flask import current_app
+
+from core.errors import Problem
+from core.tenancy.models import Clinic
+
+
+def client() -> stripe.StripeClient:
+    """Return the app's Stripe client (one per app; the SDK pools its connections)."""
+    found = current_app.extensions.get("clinic_saas.stripe")
+    if found is None:
+        key = current_app.config.get("STRIPE_SECRET_KEY")
+        if not key:
+            raise Problem(
+                503,
+                "Online payments are not configured on this platform.",
+                kind="payments-not-configured",
+            )
+        base = current_app.config.get("STRIPE_API_BASE")
+        found = stripe.StripeClient(
+            key,
+            base_addresses={"api": base} if base else None,
+            max_network_retries=2,
+        )
+        current_app.extensions["clinic_saas.stripe"] = found
+    return found
+
+
+def account_of(clinic: Clinic) -> str:
+    """Return the clinic's connected account, or say clearly that it cannot take payments."""
+    if not clinic.stripe_account_id:
+        raise Problem(
+            409,
+            f"{clinic.name} cannot take payments online yet: its Stripe account is not connected.",
+            kind="payments-not-connected",
+        )
+    return clinic.stripe_account_id
+
+
+def on(clinic: Clinic, idempotency_key: str | None = None) -> dict[str, Any]:
+    """Return the request options of a call for ``clinic``: its account, and a key for POSTs.
+
+    Keys are derived from business ids (``deposit:<booking>``) so a retry,
+    even from another worker, is the same request to Stripe.
+    """
+    options: dict[str, Any] = {"stripe_account": account_of(clinic)}
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    return options
