@@ -83,10 +83,17 @@ class LocalStripe:
     replies: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)
     accounts: dict[str, str] = field(default_factory=dict)  # object id -> connected account
     webhook_target: str | None = None
-    deliveries: list[tuple[str | None, int]] = field(
-        default_factory=list
-    )  # (event type, app's status)
+    #: Webhooks relayed to the app: (event type, the app's answer).
+    deliveries: list[tuple[str | None, int]] = field(default_factory=list)
+    #: Answers to give instead of Stripe's, once each: (path start, status). The call still
+    #: reaches Stripe, so the charge happens and only the answer is lost, as in an outage.
+    faults: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, path_start: str, status: int = 500) -> None:
+        """Lose Stripe's next answer on this path: the client gets ``status`` instead."""
+        with self.lock:
+            self.faults.append((path_start, status))
 
     def calls_to(self, path_start: str, method: str = "POST") -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_start)]
@@ -97,6 +104,7 @@ class LocalStripe:
             self.replies.clear()
             self.accounts.clear()
             self.deliveries.clear()
+            self.faults.clear()
         urllib.request.urlopen(
             urllib.request.Request(self.upstream + "/_config/data", method="DELETE")
         )
@@ -142,6 +150,12 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
                     found = json.loads(payload).get("id")
                     if found:
                         state.accounts[found] = account
+                fault = next((f for f in state.faults if path.startswith(f[0])), None)
+                if fault is not None and method == "POST":
+                    state.faults.remove(fault)
+            if fault is not None and method == "POST":
+                error = {"error": {"type": "api_error", "message": "Stripe is having trouble."}}
+                return self._reply(fault[1], json.dumps(error).encode())
             self._reply(status, payload)
 
         def _relay(self, body: bytes) -> None:

@@ -268,3 +268,183 @@ def test_a_clinic_without_a_connected_account_says_so(client, live):
     body = assert_problem(refused, 409, "payments-not-connected")
     assert "cannot take payments online" in body["detail"]
     assert live["stripe"].calls_to("/v1/payment_intents") == []
+
+
+# --- fees charged to the card on file -------------------------------------------------------------
+
+# "cancelling or missing within 48 hours charges the card on file" (Bijoux), as a default-policy
+# clinic with a 96-hour window sets it, so that cancelling a booking three days ahead is late.
+LATE_FEE = {**DEPOSIT, "cancellation_window_hours": 96, "late_cancellation_fee": "75.00"}
+
+
+def _paid_booking(client, live, card="4242424242424242"):
+    with live["app"].app_context():
+        set_clinic_settings("alpha", policy=LATE_FEE)
+    body = book(client, live)
+    pay_in_browser(live, body["payment"])
+    booking_id = body["booking"]["id"]
+    wait_for(
+        lambda: (
+            scoped(live["app"], lambda: db.session.get(Booking, booking_id).status.value)
+            == "confirmed"
+        )
+    )
+    if card != "4242424242424242":
+        # The card on file is replaced by one the bank will refuse or want approved.
+        api = stripe.StripeClient("sk_test_bank", base_addresses={"api": live["stripe"].upstream})
+        method = api.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            }
+        )
+
+        def swap():
+            from core.clients.models import Client
+
+            db.session.get(Client, 1).stripe_payment_method_id = method.id
+            db.session.commit()
+
+        scoped(live["app"], swap)
+    return body
+
+
+def _cancel_late(client, body):
+    response = client.post(
+        f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/cancellation"
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    decision = response.get_json()
+    assert decision["decision"]["fee"]["amount"] == 7500
+    return decision
+
+
+def _ledger(live):
+    return scoped(
+        live["app"],
+        lambda: sorted(
+            (e.kind.value, e.amount_minor) for e in db.session.scalars(select(LedgerEntry))
+        ),
+    )
+
+
+def _fee_payment(live):
+    return scoped(
+        live["app"],
+        lambda: db.session.scalar(
+            select(Payment).where(Payment.purpose == "late_cancellation_fee")
+        ),
+    )
+
+
+def test_a_late_cancellation_fee_is_charged_off_session_with_a_deterministic_key(client, live):
+    # DESIGN.md: "the core charges off-session with `off_session=True, confirm=True`";
+    # "deterministic keys from business ids (`fee:<booking>:no_show`)"
+    from core.jobs.tasks import charge_fees
+
+    body = _paid_booking(client, live)
+    _cancel_late(client, body)
+    with live["app"].app_context():
+        assert charge_fees() == 1
+        assert charge_fees() == 0  # paid once; nothing is owed any more
+    fees = [c for c in live["stripe"].calls_to("/v1/payment_intents") if "off_session" in c.params]
+    booking_id = body["booking"]["id"]
+    assert len(fees) == 1
+    assert fees[0].account == "acct_alpha"
+    assert fees[0].idempotency_key.startswith(f"fee:{booking_id}:late_cancellation_fee:")
+    assert (fees[0].params["off_session"], fees[0].params["confirm"]) == (["true"], ["true"])
+    assert _ledger(live) == [("deposit_received", 5000), ("fee_charged", 7500)]
+
+
+def test_a_stripe_outage_during_a_fee_charge_retried_charges_once(client, live):
+    # Issue: "a Stripe timeout or 5xx during a fee charge, retried, charges once"
+    from core.jobs.tasks import charge_fees
+
+    body = _paid_booking(client, live)
+    _cancel_late(client, body)
+    live["stripe"].fail_next("/v1/payment_intents", 503)
+    with live["app"].app_context():
+        charge_fees()
+    fees = [c for c in live["stripe"].calls_to("/v1/payment_intents") if "off_session" in c.params]
+    # The SDK retried with the same key and got Stripe's first answer: one charge.
+    assert len({c.idempotency_key for c in fees}) == 1 and len(fees) >= 2
+    api = stripe.StripeClient("sk_test_bank", base_addresses={"api": live["stripe"].upstream})
+    charged = [pi for pi in api.v1.payment_intents.list({"limit": 100}).data if pi.amount == 7500]
+    assert len(charged) == 1
+    assert _ledger(live) == [("deposit_received", 5000), ("fee_charged", 7500)]
+
+
+def test_a_crash_after_stripe_charged_is_healed_by_the_webhook(client, live, monkeypatch):
+    # Issue: "a crash after Stripe succeeded and before the database commit is healed by the
+    # webhook or the reconciliation"
+    from core.jobs.tasks import charge_fees
+    from core.payments import services as payments
+
+    body = _paid_booking(client, live)
+    _cancel_late(client, body)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(payments, "recorded", crash)
+    with live["app"].app_context():
+        assert charge_fees() == 0  # the worker died after Stripe said yes
+    # Its row was committed before Stripe was asked; the webhook finds it by the key.
+    healed = wait_for(lambda: _fee_payment(live).status.value == "succeeded")
+    assert healed
+    assert _ledger(live) == [("deposit_received", 5000), ("fee_charged", 7500)]
+    monkeypatch.undo()
+    with live["app"].app_context():
+        assert charge_fees() == 0  # and it is never charged again
+
+
+def test_a_declined_card_leaves_the_fee_owed_and_tells_the_clinic(client, live):
+    # DESIGN.md: "other declines leave the fee outstanding and tell the clinic"
+    from core.jobs.tasks import charge_fees
+    from core.messaging.models import OutboxMessage
+
+    body = _paid_booking(client, live, card="4000000000000341")
+    _cancel_late(client, body)
+    with live["app"].app_context():
+        assert charge_fees() == 0
+        assert charge_fees() == 0  # not retried against a card that refused
+    assert _fee_payment(live).status.value == "failed"
+    assert _ledger(live) == [("deposit_received", 5000)]
+    alerts = scoped(
+        live["app"],
+        lambda: [
+            m.details["subject"]
+            for m in db.session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "staff_alert")
+            )
+        ],
+    )
+    assert len(alerts) == 1 and "$75.00 is still owed" in alerts[0]
+
+
+def test_a_card_needing_authentication_gets_the_client_a_link_to_pay(client, live):
+    # DESIGN.md: "`authentication_required` (or a `requires_action` status) means: send the
+    # client a link to pay on-session"
+    from core.jobs.tasks import charge_fees
+    from core.messaging.models import OutboxMessage
+
+    body = _paid_booking(client, live, card="4000002500003155")
+    _cancel_late(client, body)
+    with live["app"].app_context():
+        charge_fees()
+    payment = _fee_payment(live)
+    assert payment.status.value == "requires_action"
+    request = scoped(
+        live["app"],
+        lambda: (
+            db.session.scalar(
+                select(OutboxMessage).where(OutboxMessage.kind == "payment_request")
+            ).details
+        ),
+    )
+    link = request["body"].split("Approve it here: ")[1]
+    assert link.endswith(f"/payments/{payment.id}")
+    approval = client.post(link)
+    assert approval.status_code == 200, approval.get_data(as_text=True)
+    assert approval.get_json()["stripe_account"] == "acct_alpha"
+    assert approval.get_json()["amount"]["amount"] == 7500

@@ -374,6 +374,15 @@ class OwnDepositPayment(MethodView):
         return result
 
 
+@self_service.route("/payments/<id:payment_id>")
+class OwnPaymentApproval(MethodView):
+    @public
+    @self_service.response(200)
+    def post(self, clinic_slug: str, token: str, payment_id: int) -> dict[str, Any]:
+        """Approve a fee my bank wants me to confirm myself: what Stripe.js needs."""
+        return payments.payment_to_approve(current_clinic(), _own_booking(token), payment_id)
+
+
 @self_service.route("/reschedule")
 class OwnReschedule(MethodView):
     @public

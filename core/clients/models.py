@@ -74,6 +74,8 @@ class Client(ClinicScoped, db.Model):
     # Lower-cased, accent-free copies of the names, for indexed prefix search.
     # The client as a customer on the clinic's Stripe account (cards live there).
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
+    # The card saved when they paid online, for fees the clinic's policy makes due.
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
     search_first: Mapped[str] = mapped_column(String(100))
     search_last: Mapped[str] = mapped_column(String(100))
     search_preferred: Mapped[str | None] = mapped_column(String(100))

@@ -10,6 +10,7 @@ from core.bookings.services import expire_holds
 from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
 from core.messaging.delivery import deliver_due
+from core.payments import services as payments
 from core.privacy import services as privacy
 from core.tenancy.services import each_active_clinic
 
@@ -26,6 +27,7 @@ class TickReport:
     messages_retried: int
     records_purged: int = 0
     deadline_alerts: int = 0
+    fees_charged: int = 0
 
 
 def expire_all_holds() -> int:
@@ -56,17 +58,37 @@ def privacy_duties() -> tuple[int, int]:
     return purged, alerts
 
 
+def charge_fees() -> int:
+    """Charge the fees clinics' policies made due to the cards on file."""
+    charged = 0
+    for clinic in each_active_clinic():
+        if not clinic.stripe_account_id:
+            continue
+        try:
+            charged += payments.charge_owed_fees(clinic)
+        except Exception:
+            # Anything Stripe said yes to is healed by its webhook; the rest is retried.
+            db.session.rollback()
+            log.exception("charging fees failed for clinic %s; retried next tick", clinic.slug)
+    return charged
+
+
 def tick() -> TickReport:
-    """Run every periodic job once: expire holds, privacy duties, then deliver due messages."""
+    """Run every periodic job once: expire holds, privacy duties, fees, then deliver due messages."""
     expired = expire_all_holds()
     purged, alerts = privacy_duties()
+    fees = charge_fees()
     delivered = deliver_due()
-    if expired or delivered.sent or delivered.retried or purged or alerts:
+    if expired or delivered.sent or delivered.retried or purged or alerts or fees:
         log.info(
-            "jobs: %s holds expired, %s record groups purged, %s deadline alerts, %s messages sent",
+            "jobs: %s holds expired, %s record groups purged, %s deadline alerts, "
+            "%s fees charged, %s messages sent",
             expired,
             purged,
             alerts,
+            fees,
             delivered.sent,
         )
-    return TickReport(expired, delivered.sent, delivered.skipped, delivered.retried, purged, alerts)
+    return TickReport(
+        expired, delivered.sent, delivered.skipped, delivered.retried, purged, alerts, fees
+    )

@@ -47,14 +47,17 @@ class Payment(ClinicScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
     booking_charge_id: Mapped[int | None] = mapped_column(ForeignKey("booking_charge.id"))
-    purpose: Mapped[str] = mapped_column(String(32))  # deposit
+    purpose: Mapped[str] = mapped_column(String(32))  # a ChargeKind: deposit, no_show_fee, ...
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[PaymentStatus] = mapped_column(
         StoredEnum(PaymentStatus, 20), default=PaymentStatus.pending
     )
     stripe_account: Mapped[str] = mapped_column(String(64))
-    stripe_payment_intent_id: Mapped[str] = mapped_column(String(64))
+    # Set once Stripe answers: a fee's row is written before the call, so a crash
+    # between Stripe's success and our commit leaves the key to match the webhook by.
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(500))
     idempotency_key: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
@@ -84,6 +87,8 @@ class LedgerKind(enum.StrEnum):
     """A kind of money movement the clinic's ledger records."""
 
     deposit_received = "deposit_received"
+    prepayment_received = "prepayment_received"
+    fee_charged = "fee_charged"
 
 
 class LedgerEntry(ClinicScoped, db.Model):

@@ -15,11 +15,14 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core import clock
+from core.bookings import links
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
 from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
+from core.messaging.models import OutboxMessage
 from core.payments import stripe_api
 from core.payments.models import (
     FORWARD,
@@ -182,14 +185,31 @@ def apply_event(event: dict[str, Any]) -> str:
 
 
 def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
+    if not intent_id:
+        return "no payment intent"
     payment = db.session.scalar(
         select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
     )
-    if payment is None:
-        return "not a payment of this clinic"
     intent = stripe_api.client().v1.payment_intents.retrieve(
-        intent_id, options={"stripe_account": payment.stripe_account}
+        intent_id, options={"stripe_account": stripe_api.account_of(clinic)}
     )
+    if payment is None:
+        # A charge whose answer we never recorded (the worker died after Stripe
+        # said yes): its row was written first, under the key in the metadata.
+        key = intent.metadata.to_dict().get("payment_key") if intent.metadata else None
+        payment = (
+            db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+            if key
+            else None
+        )
+        if payment is None or payment.stripe_payment_intent_id not in (None, intent_id):
+            return "not a payment of this clinic"
+        payment.stripe_payment_intent_id = intent_id
+    return _apply_intent(clinic, payment, intent)
+
+
+def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
+    """Move the payment to the intent's state if that is forward; act on success once."""
     status = INTENT_STATUS.get(intent.status, PaymentStatus.pending)
     if intent.status == "requires_payment_method" and getattr(intent, "last_payment_error", None):
         status = PaymentStatus.failed
@@ -198,17 +218,28 @@ def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
     payment.status = status
     if status == PaymentStatus.succeeded:
         _received(clinic, payment, intent.latest_charge)
+        method = getattr(intent, "payment_method", None)
+        if isinstance(method, str):
+            client = db.session.get(Client, db.session.get(Booking, payment.booking_id).client_id)
+            # The card just used is the one kept for fees the policy may make due.
+            client.stripe_payment_method_id = method
     return status.value
 
 
+LEDGER_KIND = {
+    ChargeKind.deposit: LedgerKind.deposit_received,
+    ChargeKind.prepayment: LedgerKind.prepayment_received,
+}
+
+
 def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
-    """Record money received for a booking and confirm the booking it secured."""
+    """Record money received for a booking's charge; a payment up front confirms the booking."""
     booking = db.session.get(Booking, payment.booking_id)
     charge = db.session.get(BookingCharge, payment.booking_charge_id)
     charge.status = "paid"
     db.session.add(
         LedgerEntry(
-            kind=LedgerKind.deposit_received,
+            kind=LEDGER_KIND.get(payment.purpose, LedgerKind.fee_charged),
             amount_minor=payment.amount_minor,
             currency=payment.currency,
             booking_id=booking.id,
@@ -217,14 +248,182 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
             reference=stripe_charge
             if isinstance(stripe_charge, str)
             else payment.stripe_payment_intent_id,
-            details={"purpose": payment.purpose},
+            details={"purpose": payment.purpose, "clause": charge.clause_id},
         )
     )
+    if payment.purpose not in PAID_UP_FRONT:
+        return
     if booking.status == BookingStatus.held:
         method = "prepaid" if payment.purpose == ChargeKind.prepayment else "deposit_paid"
         bookings.confirm(clinic, booking, method, actor_user_id=None)
     else:
         # Paid after the hold lapsed: the money is recorded for the clinic to apply or refund.
         log.warning(
-            "payment %s arrived for booking %s in status %s", payment.id, booking.id, booking.status
+            "payment %s arrived for booking %s in status %s",
+            payment.id,
+            booking.id,
+            booking.status,
         )
+
+
+# --- fees the policy made due ------------------------------------------------------------------
+
+#: Charges taken off-session from the card on file when a policy decision makes them due.
+FEES = (ChargeKind.late_cancellation_fee, ChargeKind.no_show_fee, ChargeKind.late_arrival_fee)
+
+
+def charge_owed_fees(clinic: Clinic) -> int:
+    """Charge every fee the clinic's bookings owe to the client's card on file; call in its scope.
+
+    Each fee is charged with a key made of its booking and charge, and its
+    row is committed before Stripe is called: a retry, or another worker,
+    asks Stripe for the same charge again and gets the first answer.
+    """
+    owed = list(
+        db.session.scalars(
+            select(BookingCharge.id).where(
+                BookingCharge.kind.in_([k.value for k in FEES]), BookingCharge.status == "owed"
+            )
+        )
+    )
+    charged = 0
+    for charge_id in owed:
+        payment = charge_fee(clinic, db.session.get(BookingCharge, charge_id))
+        db.session.commit()
+        charged += payment is not None and payment.status == PaymentStatus.succeeded
+    return charged
+
+
+def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
+    """Charge one fee off-session; on a card needing the client, send them a link; on a decline, tell the clinic."""
+    key = f"fee:{charge.booking_id}:{charge.kind}:{charge.id}"
+    payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    if payment is not None and payment.status != PaymentStatus.pending:
+        return payment  # answered already: paid, waiting for the client, or declined
+    booking = db.session.get(Booking, charge.booking_id)
+    client = db.session.get(Client, booking.client_id)
+    if not (client.stripe_customer_id and client.stripe_payment_method_id):
+        charge.status = "no_card"
+        _tell_clinic(clinic, charge, "there is no card on file to charge")
+        return None
+    if payment is None:
+        payment = Payment(
+            booking_id=booking.id,
+            booking_charge_id=charge.id,
+            purpose=charge.kind,
+            amount_minor=charge.amount_minor,
+            currency=charge.currency,
+            stripe_account=stripe_api.account_of(clinic),
+            idempotency_key=key,
+        )
+        db.session.add(payment)
+        db.session.commit()  # the key exists before Stripe is asked
+    try:
+        intent = stripe_api.client().v1.payment_intents.create(
+            {
+                "amount": charge.amount_minor,
+                "currency": charge.currency.lower(),
+                "customer": client.stripe_customer_id,
+                "payment_method": client.stripe_payment_method_id,
+                "off_session": True,
+                "confirm": True,
+                "metadata": {
+                    "payment_key": key,
+                    "booking_id": str(booking.id),
+                    "booking_charge_id": str(charge.id),
+                    "clause": charge.clause_id or "",
+                },
+            },
+            stripe_api.on(clinic, key),
+        )
+    except stripe.CardError as error:
+        intent = getattr(error.error, "payment_intent", None)
+        payment.stripe_payment_intent_id = (
+            getattr(intent, "id", None) or payment.stripe_payment_intent_id
+        )
+        payment.last_error = (error.user_message or str(error))[:500]
+        if error.code == "authentication_required":
+            payment.status = PaymentStatus.requires_action
+            _ask_client(clinic, booking, client, payment)
+        else:
+            payment.status = PaymentStatus.failed
+            charge.status = "declined"
+            _tell_clinic(clinic, charge, f"the card was declined ({payment.last_error})")
+        return payment
+    except (stripe.APIConnectionError, stripe.APIError) as error:
+        # Stripe may or may not have charged: the same key next time gets its answer.
+        log.warning("fee %s: Stripe did not answer (%s); retried next run", key, error)
+        payment.last_error = str(error)[:500]
+        return payment
+    payment.stripe_payment_intent_id = intent.id
+    recorded(clinic, payment, intent)
+    return payment
+
+
+def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:
+    """Apply Stripe's answer to a charge we asked for (the webhook would do it too, once)."""
+    if intent.status == "requires_action":
+        # localstripe answers so where Stripe raises authentication_required.
+        payment.status = PaymentStatus.requires_action
+        booking = db.session.get(Booking, payment.booking_id)
+        _ask_client(clinic, booking, db.session.get(Client, booking.client_id), payment)
+        return
+    _apply_intent(clinic, payment, intent)
+
+
+def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
+    db.session.add(
+        OutboxMessage(
+            kind="staff_alert",
+            channel="email",
+            dedupe_key=f"fee-unpaid:{charge.id}",
+            due_at=clock.now(),
+            details={
+                "to": clinic.contact_email,
+                "subject": f"A fee of {charge.amount.format()} is still owed (booking {charge.booking_id})",
+                "body": f"The {charge.kind.replace('_', ' ')} could not be charged: {why}. "
+                f"It is still owed ({charge.clause_text or charge.clause_id or ''}).",
+            },
+        )
+    )
+
+
+def _ask_client(clinic: Clinic, booking: Booking, client: Client, payment: Payment) -> None:
+    """Send the client a link to pay a fee their bank wants them to approve themselves."""
+    token = links.token_for(booking)
+    charge = db.session.get(BookingCharge, payment.booking_charge_id)
+    db.session.add(
+        OutboxMessage(
+            kind="payment_request",
+            channel="email",
+            client_id=client.id,
+            booking_id=booking.id,
+            dedupe_key=f"fee-approval:{payment.id}",
+            due_at=clock.now(),
+            details={
+                "subject": f"Please approve a payment to {clinic.name}",
+                "body": f"Your bank asks you to approve the {charge.kind.replace('_', ' ')} of "
+                f"{charge.amount.format()} ({charge.clause_text or ''}). Approve it here: "
+                f"/api/v1/clinics/{clinic.slug}/self-service/{token}/payments/{payment.id}",
+            },
+        )
+    )
+
+
+def payment_to_approve(clinic: Clinic, booking: Booking, payment_id: int) -> dict[str, Any]:
+    """Return what Stripe.js needs for the client to approve a fee on their own card."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.booking_id != booking.id:
+        raise Problem(404, "No such payment for this booking.")
+    if payment.status != PaymentStatus.requires_action or not payment.stripe_payment_intent_id:
+        raise Problem(409, "This payment needs nothing from you.", kind="nothing-to-approve")
+    intent = stripe_api.client().v1.payment_intents.retrieve(
+        payment.stripe_payment_intent_id, options={"stripe_account": payment.stripe_account}
+    )
+    return {
+        "client_secret": intent.client_secret,
+        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
+        "stripe_account": payment.stripe_account,
+        "amount": payment.amount.to_dict(),
+        "purpose": payment.purpose,
+    }

@@ -75,7 +75,8 @@ def upgrade():
             nullable=False,
         ),
         sa.Column("stripe_account", sa.String(length=64), nullable=False),
-        sa.Column("stripe_payment_intent_id", sa.String(length=64), nullable=False),
+        sa.Column("stripe_payment_intent_id", sa.String(length=64), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.Column("idempotency_key", sa.String(length=120), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -113,7 +114,14 @@ def upgrade():
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column(
             "kind",
-            sa.Enum("deposit_received", name="ledgerkind", native_enum=False, length=32),
+            sa.Enum(
+                "deposit_received",
+                "prepayment_received",
+                "fee_charged",
+                name="ledgerkind",
+                native_enum=False,
+                length=32,
+            ),
             nullable=False,
         ),
         sa.Column("amount_minor", sa.Integer(), nullable=False),
@@ -142,6 +150,9 @@ def upgrade():
 
     with op.batch_alter_table("client", schema=None) as batch_op:
         batch_op.add_column(sa.Column("stripe_customer_id", sa.String(length=64), nullable=True))
+        batch_op.add_column(
+            sa.Column("stripe_payment_method_id", sa.String(length=64), nullable=True)
+        )
 
     with op.batch_alter_table("clinic", schema=None) as batch_op:
         batch_op.add_column(sa.Column("stripe_account_id", sa.String(length=64), nullable=True))
@@ -166,6 +177,7 @@ def downgrade():
         batch_op.drop_column("stripe_account_id")
 
     with op.batch_alter_table("client", schema=None) as batch_op:
+        batch_op.drop_column("stripe_payment_method_id")
         batch_op.drop_column("stripe_customer_id")
 
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
