@@ -353,7 +353,11 @@ def test_a_late_cancellation_fee_is_charged_off_session_with_a_deterministic_key
     assert fees[0].account == "acct_alpha"
     assert fees[0].idempotency_key.startswith(f"fee:{booking_id}:late_cancellation_fee:")
     assert (fees[0].params["off_session"], fees[0].params["confirm"]) == (["true"], ["true"])
-    assert _ledger(live) == [("deposit_received", 5000), ("fee_charged", 7500)]
+    assert _ledger(live) == [
+        ("deposit_forfeited", 5000),
+        ("deposit_received", 5000),
+        ("fee_charged", 7500),
+    ]
 
 
 def test_a_stripe_outage_during_a_fee_charge_retried_charges_once(client, live):
@@ -371,7 +375,11 @@ def test_a_stripe_outage_during_a_fee_charge_retried_charges_once(client, live):
     api = stripe.StripeClient("sk_test_bank", base_addresses={"api": live["stripe"].upstream})
     charged = [pi for pi in api.v1.payment_intents.list({"limit": 100}).data if pi.amount == 7500]
     assert len(charged) == 1
-    assert _ledger(live) == [("deposit_received", 5000), ("fee_charged", 7500)]
+    assert _ledger(live) == [
+        ("deposit_forfeited", 5000),
+        ("deposit_received", 5000),
+        ("fee_charged", 7500),
+    ]
 
 
 def test_a_crash_after_stripe_charged_is_healed_by_the_webhook(client, live, monkeypatch):
@@ -409,7 +417,8 @@ def test_a_declined_card_leaves_the_fee_owed_and_tells_the_clinic(client, live):
         assert charge_fees() == 0
         assert charge_fees() == 0  # not retried against a card that refused
     assert _fee_payment(live).status.value == "failed"
-    assert _ledger(live) == [("deposit_received", 5000)]
+    # The deposit is kept as the policy decided; the fee is not in the books: it is still owed.
+    assert _ledger(live) == [("deposit_forfeited", 5000), ("deposit_received", 5000)]
     alerts = scoped(
         live["app"],
         lambda: [
@@ -448,3 +457,48 @@ def test_a_card_needing_authentication_gets_the_client_a_link_to_pay(client, liv
     assert approval.status_code == 200, approval.get_data(as_text=True)
     assert approval.get_json()["stripe_account"] == "acct_alpha"
     assert approval.get_json()["amount"]["amount"] == 7500
+
+
+# --- deposits after a cancellation ------------------------------------------------------------------
+
+
+def test_a_deposit_is_refunded_once_when_the_policy_says_so(client, live):
+    # Default policy: cancelling with notice refunds the deposit. DESIGN.md: "refunds never
+    # exceed what was paid"; "deterministic keys from business ids"
+    from core.jobs.tasks import charge_fees
+
+    body = book(client, live)
+    pay_in_browser(live, body["payment"])
+    booking_id = body["booking"]["id"]
+    wait_for(lambda: _ledger(live) == [("deposit_received", 5000)])
+    decision = client.post(
+        f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/cancellation"
+    ).get_json()["decision"]
+    assert (decision["deposit"], decision["fee"]["amount"]) == ("refunded", 0)
+    with live["app"].app_context():
+        charge_fees()
+        charge_fees()
+    refunds = live["stripe"].calls_to("/v1/refunds")
+    assert [(c.account, c.idempotency_key, c.params["amount"]) for c in refunds] == [
+        ("acct_alpha", "refund:1", ["5000"])
+    ]
+    assert _ledger(live) == [("deposit_received", 5000), ("refund", 5000)]
+    assert booking_id
+
+
+def test_a_late_cancellation_keeps_the_deposit_and_charges_the_fee(client, live):
+    # Default policy with a window: "later cancellations and missed appointments may be charged";
+    # the deposit is forfeited, recorded as the clinic's.
+    from core.jobs.tasks import charge_fees
+
+    body = _paid_booking(client, live)
+    decision = _cancel_late(client, body)
+    assert decision["decision"]["deposit"] == "forfeited"
+    with live["app"].app_context():
+        charge_fees()
+    assert live["stripe"].calls_to("/v1/refunds") == []
+    assert _ledger(live) == [
+        ("deposit_forfeited", 5000),
+        ("deposit_received", 5000),
+        ("fee_charged", 7500),
+    ]

@@ -59,13 +59,14 @@ def privacy_duties() -> tuple[int, int]:
 
 
 def charge_fees() -> int:
-    """Charge the fees clinics' policies made due to the cards on file."""
+    """Charge the fees clinics' policies made due, and refund or keep deposits as they decided."""
     charged = 0
     for clinic in each_active_clinic():
         if not clinic.stripe_account_id:
             continue
         try:
             charged += payments.charge_owed_fees(clinic)
+            payments.settle_deposits(clinic)
         except Exception:
             # Anything Stripe said yes to is healed by its webhook; the rest is retried.
             db.session.rollback()

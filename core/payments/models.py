@@ -89,6 +89,8 @@ class LedgerKind(enum.StrEnum):
     deposit_received = "deposit_received"
     prepayment_received = "prepayment_received"
     fee_charged = "fee_charged"
+    deposit_forfeited = "deposit_forfeited"  # kept by the clinic under its policy
+    refund = "refund"  # money returned to the client's card
 
 
 class LedgerEntry(ClinicScoped, db.Model):

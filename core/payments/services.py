@@ -427,3 +427,91 @@ def payment_to_approve(clinic: Clinic, booking: Booking, payment_id: int) -> dic
         "amount": payment.amount.to_dict(),
         "purpose": payment.purpose,
     }
+
+
+# --- deposits after a cancellation or no-show ----------------------------------------------------
+
+
+def settle_deposits(clinic: Clinic) -> int:
+    """Carry out what the policy decided for deposits of cancelled and missed bookings.
+
+    ``refunded``: returned to the card it came from, under a key made of the
+    charge, never more than was paid. ``forfeited``: kept, and recorded as the
+    clinic's. The charge's status records that it is settled, so each is
+    done once.
+    """
+    paid = list(
+        db.session.scalars(
+            select(BookingCharge)
+            .join(Booking, Booking.id == BookingCharge.booking_id)
+            .where(
+                BookingCharge.kind.in_([k.value for k in PAID_UP_FRONT]),
+                BookingCharge.status == "paid",
+                Booking.status.in_([BookingStatus.cancelled, BookingStatus.no_show]),
+            )
+        )
+    )
+    settled = 0
+    for charge in paid:
+        booking = db.session.get(Booking, charge.booking_id)
+        outcome = (booking.requirements or {}).get("deposit_outcome")
+        if outcome == "refunded":
+            _refund(clinic, booking, charge)
+        elif outcome == "forfeited":
+            charge.status = "forfeited"
+            _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
+        else:
+            continue  # kept, moved or credited: nothing leaves the booking here
+        db.session.commit()
+        settled += 1
+    return settled
+
+
+def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
+    payment = db.session.scalar(
+        select(Payment).where(
+            Payment.booking_charge_id == charge.id, Payment.status == PaymentStatus.succeeded
+        )
+    )
+    if payment is None:
+        log.warning("deposit %s was not paid through Stripe; the clinic refunds it", charge.id)
+        return
+    refunded = sum(
+        e.amount_minor
+        for e in db.session.scalars(
+            select(LedgerEntry).where(
+                LedgerEntry.kind == LedgerKind.refund, LedgerEntry.payment_id == payment.id
+            )
+        )
+    )
+    amount = min(charge.amount_minor, payment.amount_minor - refunded)
+    if amount > 0:
+        refund = stripe_api.client().v1.refunds.create(
+            {"payment_intent": payment.stripe_payment_intent_id, "amount": amount},
+            stripe_api.on(clinic, f"refund:{charge.id}"),
+        )
+        _ledger(LedgerKind.refund, booking, charge, payment, "refunded", amount, refund.id)
+    charge.status = "refunded"
+
+
+def _ledger(
+    kind: LedgerKind,
+    booking: Booking,
+    charge: BookingCharge,
+    payment: Payment | None,
+    outcome: str,
+    amount: int | None = None,
+    reference: str | None = None,
+) -> None:
+    db.session.add(
+        LedgerEntry(
+            kind=kind,
+            amount_minor=charge.amount_minor if amount is None else amount,
+            currency=charge.currency,
+            booking_id=booking.id,
+            client_id=booking.client_id,
+            payment_id=payment.id if payment else None,
+            reference=reference,
+            details={"purpose": charge.kind, "outcome": outcome},
+        )
+    )

@@ -118,6 +118,8 @@ def upgrade():
                 "deposit_received",
                 "prepayment_received",
                 "fee_charged",
+                "deposit_forfeited",
+                "refund",
                 name="ledgerkind",
                 native_enum=False,
                 length=32,
