@@ -122,6 +122,35 @@ def clinics_connect_stripe(slug: str, account: str) -> None:
     click.echo(f"{slug} takes payments on {account}")
 
 
+@click.group("payments")
+def payments_cli() -> None:
+    """Payments on the clinics' Stripe accounts."""
+
+
+@payments_cli.command("reconcile")
+@click.argument("slug", required=False)
+@with_appcontext
+def payments_reconcile(slug: str | None) -> None:
+    """Compare each clinic's ledger with its Stripe account; apply what was missed, list the rest."""
+    from core.payments.services import reconcile
+
+    found = 0
+    for clinic in tenancy.all_clinics():
+        if (slug and clinic.slug != slug) or not clinic.stripe_account_id:
+            continue
+        with clinic_scope(clinic):
+            report = reconcile(clinic)
+        for line in report.healed:
+            click.echo(f"{clinic.slug}: healed {line}")
+        for line in report.differences:
+            click.echo(f"{clinic.slug}: DIFFERENCE {line}")
+        found += len(report.differences)
+        if not report.healed and not report.differences:
+            click.echo(f"{clinic.slug}: the ledger agrees with Stripe")
+    if found:
+        raise SystemExit(1)
+
+
 @click.group("staff")
 def staff() -> None:
     """Clinic staff accounts."""
@@ -299,5 +328,5 @@ def jobs_worker(interval: float | None) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
-    for command in (setup_command, clinics, staff, operator, tokens, keys, jobs):
+    for command in (setup_command, clinics, staff, operator, tokens, keys, jobs, payments_cli):
         app.cli.add_command(command)

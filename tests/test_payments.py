@@ -502,3 +502,57 @@ def test_a_late_cancellation_keeps_the_deposit_and_charges_the_fee(client, live)
         ("deposit_received", 5000),
         ("fee_charged", 7500),
     ]
+
+
+def test_a_charge_whose_answer_and_webhook_were_both_lost_is_healed_by_reconciliation(
+    client, live, monkeypatch
+):
+    # Issue: "A command reconciles it with the clinic's Stripe account and lists differences";
+    # "a crash after Stripe succeeded and before the database commit is healed by the webhook
+    # or the reconciliation"
+    from core.jobs.tasks import charge_fees
+    from core.payments import services as payments
+
+    body = _paid_booking(client, live)
+    _cancel_late(client, body)
+    live["stripe"].webhook_target = None  # the webhook is lost too
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(payments, "recorded", crash)
+    with live["app"].app_context():
+        charge_fees()
+    monkeypatch.undo()
+    time.sleep(1.5)  # localstripe's webhook, had there been one, is gone
+    assert _fee_payment(live).status.value == "pending"
+    runner = live["app"].test_cli_runner()
+    first = runner.invoke(args=["payments", "reconcile", "alpha"])
+    assert first.exit_code == 0, first.output
+    assert "alpha: healed payment" in first.output and "late_cancellation_fee" in first.output
+    assert _fee_payment(live).status.value == "succeeded"
+    again = runner.invoke(args=["payments", "reconcile", "alpha"])
+    assert again.output.strip() == "alpha: the ledger agrees with Stripe"
+    with live["app"].app_context():
+        charge_fees()  # never charged twice
+    assert _ledger(live) == [
+        ("deposit_forfeited", 5000),
+        ("deposit_received", 5000),
+        ("fee_charged", 7500),
+    ]
+
+
+def test_reconciliation_lists_money_stripe_took_that_the_platform_never_recorded(client, live):
+    api = stripe.StripeClient("sk_test_bank", base_addresses={"api": live["stripe"].upstream})
+    card = api.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2035, "cvc": "123"},
+        }
+    )
+    api.v1.payment_intents.create(
+        {"amount": 1234, "currency": "usd", "payment_method": card.id, "confirm": True}
+    )
+    result = live["app"].test_cli_runner().invoke(args=["payments", "reconcile", "alpha"])
+    assert result.exit_code == 1
+    assert "DIFFERENCE Stripe took 1234 USD" in result.output
