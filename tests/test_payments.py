@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from core.accounts.models import Role
@@ -556,3 +556,100 @@ def test_reconciliation_lists_money_stripe_took_that_the_platform_never_recorded
     result = live["app"].test_cli_runner().invoke(args=["payments", "reconcile", "alpha"])
     assert result.exit_code == 1
     assert "DIFFERENCE Stripe took 1234 USD" in result.output
+
+
+def test_the_app_cannot_change_or_remove_a_ledger_entry(app, database):
+    # Issue: "an append-only record per clinic of every money movement"; on PostgreSQL the app's
+    # role also lacks the privilege (granting on new tables must not give it back).
+    with app.app_context():
+        make_clinic("alpha")
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        with clinic_scope(clinic):
+            db.session.add(LedgerEntry(kind="deposit_received", amount_minor=5000, currency="USD"))
+            db.session.commit()
+            entry = db.session.scalar(select(LedgerEntry))
+            entry.amount_minor = 1
+            with pytest.raises(Exception, match=r"append-only|permission denied"):
+                db.session.commit()
+            db.session.rollback()
+            db.session.delete(db.session.scalar(select(LedgerEntry)))
+            with pytest.raises(Exception, match=r"append-only|permission denied"):
+                db.session.commit()
+            db.session.rollback()
+    if database.is_postgres:
+        with database.owner.connect() as conn:
+            granted = (
+                conn.execute(
+                    text(
+                        "SELECT privilege_type FROM information_schema.role_table_grants "
+                        "WHERE table_name IN ('ledger_entry', 'audit_event') "
+                        "AND grantee = 'clinic_saas_app' ORDER BY 1"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert set(granted) == {"INSERT", "SELECT"}
+
+
+def test_a_card_saved_without_a_deposit_guarantees_the_booking_with_the_agreement_recorded(
+    client, live
+):
+    # Bijoux: "All services require a valid credit card or gift certificate to guarantee the
+    # reservation". DESIGN.md: "Card on file without deposit: SetupIntent `usage='off_session'`;
+    # record the policy text, version and time the client agreed to."
+    from core.payments.models import CardAgreement
+
+    with live["app"].app_context():
+        set_clinic_settings("alpha", policy={"guarantee": "card_or_gift_certificate"})
+    body = book(client, live)
+    assert (body["booking"]["status"], body["payment"]) == ("held", None)
+    url = f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/card-setup"
+    refused = client.post(url, json={"accept_policy": False})
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "accept_policy"
+    setup = client.post(url, json={"accept_policy": True}).get_json()
+    assert setup["stripe_account"] == "acct_alpha"
+    assert setup["policy_version_id"] == body["booking"]["policy_version_id"]
+    calls = live["stripe"].calls_to("/v1/setup_intents")
+    assert [(c.account, c.idempotency_key, c.params["usage"]) for c in calls] == [
+        ("acct_alpha", f"card:{body['booking']['id']}", ["off_session"])
+    ]
+    # The browser saves the card (Stripe.js); localstripe sends no setup_intent events, so the
+    # event is posted as Stripe signs it.
+    api = stripe.StripeClient("sk_test_browser", base_addresses={"api": live["stripe"].upstream})
+    card = api.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    setup_id = setup["client_secret"].split("_secret_")[0]
+    api.v1.setup_intents.confirm(setup_id, {"payment_method": card.id})
+    event = json.dumps(
+        {
+            "id": "evt_setup_ok",
+            "object": "event",
+            "type": "setup_intent.succeeded",
+            "account": "acct_alpha",
+            "created": int(time.time()),
+            "data": {"object": {"id": setup_id, "object": "setup_intent"}},
+        }
+    )
+    response = client.post(
+        "/webhooks/stripe",
+        data=event,
+        headers={"Stripe-Signature": sign(event), "Content-Type": "application/json"},
+    )
+    assert response.get_json()["outcome"] == "succeeded"
+    booking_id = body["booking"]["id"]
+    assert (
+        scoped(live["app"], lambda: db.session.get(Booking, booking_id).status.value) == "confirmed"
+    )
+    agreed = scoped(
+        live["app"],
+        lambda: [
+            (a.policy_version_id, a.status.value, a.agreed_at is not None)
+            for a in db.session.scalars(select(CardAgreement))
+        ],
+    )
+    assert agreed == [(body["booking"]["policy_version_id"], "succeeded", True)]

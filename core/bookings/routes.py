@@ -7,6 +7,7 @@ from typing import Any
 import stripe
 from flask import current_app
 from flask.views import MethodView
+from marshmallow import Schema, fields, validate
 
 from core.accounts.access import Permission, current_clinic, current_principal, public, requires
 from core.api import Blueprint, json_response, paginated
@@ -370,6 +371,26 @@ class OwnDepositPayment(MethodView):
     def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """Pay what my booking owes up front: what Stripe.js needs, the same on every call."""
         result = payments.deposit_payment(current_clinic(), _own_booking(token))
+        db.session.commit()
+        return result
+
+
+class CardSetupSchema(Schema):
+    accept_policy = fields.Boolean(
+        required=True,
+        validate=validate.Equal(True, error="The clinic's policy must be accepted."),
+        metadata={"description": "The client accepts the policy their booking shows."},
+    )
+
+
+@self_service.route("/card-setup")
+class OwnCardSetup(MethodView):
+    @public
+    @self_service.arguments(CardSetupSchema)
+    @self_service.response(200)
+    def post(self, data: dict[str, Any], clinic_slug: str, token: str) -> dict[str, Any]:
+        """Save my card to guarantee my booking, accepting the clinic's policy."""
+        result = payments.card_setup(current_clinic(), _own_booking(token))
         db.session.commit()
         return result
 

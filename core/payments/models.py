@@ -117,3 +117,27 @@ class LedgerEntry(ClinicScoped, db.Model):
     @property
     def amount(self) -> Money:
         return Money(self.amount_minor, self.currency)
+
+
+class CardAgreement(ClinicScoped, db.Model):
+    """A client's card saved for a booking's guarantee, with the policy they agreed to and when."""
+
+    __tablename__ = "card_agreement"
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "idempotency_key"),
+        UniqueConstraint("clinic_id", "stripe_setup_intent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
+    # The exact clauses agreed to are the booking's policy version.
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
+    agreed_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    stripe_account: Mapped[str] = mapped_column(String(64))
+    stripe_setup_intent_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    status: Mapped[PaymentStatus] = mapped_column(
+        StoredEnum(PaymentStatus, 20), default=PaymentStatus.pending
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -27,6 +27,7 @@ from core.messaging.models import OutboxMessage
 from core.payments import stripe_api
 from core.payments.models import (
     FORWARD,
+    CardAgreement,
     LedgerEntry,
     LedgerKind,
     Payment,
@@ -180,6 +181,8 @@ def apply_event(event: dict[str, Any]) -> str:
             return "already applied"
         if event.get("type", "").startswith("payment_intent."):
             record.outcome = _sync_intent(clinic, obj.get("id"))
+        elif event.get("type", "").startswith("setup_intent."):
+            record.outcome = _sync_setup(clinic, obj.get("id"))
         else:
             record.outcome = "ignored"
         db.session.commit()
@@ -593,3 +596,83 @@ def reconcile(clinic: Clinic) -> Reconciliation:
             )
     db.session.commit()
     return report
+
+
+# --- a card on file without a deposit --------------------------------------------------------------
+
+#: Guarantees a saved card satisfies.
+CARD_GUARANTEES = ("card_on_file", "card_or_gift_certificate")
+
+
+def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
+    """Return what Stripe.js needs to save the client's card for the booking's guarantee.
+
+    The client agrees to the clinic's policy by doing so: the agreement is
+    recorded with the policy version the booking carries and the time.
+    """
+    requirements = booking.requirements or {}
+    if booking.status != BookingStatus.held or requirements.get("guarantee") not in CARD_GUARANTEES:
+        raise Problem(409, "This booking does not need a card on file.", kind="nothing-to-pay")
+    account = stripe_api.account_of(clinic)
+    key = f"card:{booking.id}"
+    agreement = db.session.scalar(select(CardAgreement).where(CardAgreement.idempotency_key == key))
+    api = stripe_api.client()
+    if agreement is None:
+        client = db.session.get(Client, booking.client_id)
+        setup = api.v1.setup_intents.create(
+            {
+                "customer": _customer(clinic, client),
+                "usage": "off_session",
+                "metadata": {"booking_id": str(booking.id), "clinic": clinic.slug, "card_key": key},
+            },
+            stripe_api.on(clinic, key),
+        )
+        agreement = CardAgreement(
+            booking_id=booking.id,
+            client_id=client.id,
+            policy_version_id=booking.policy_version_id,
+            agreed_at=clock.now(),
+            stripe_account=account,
+            stripe_setup_intent_id=setup.id,
+            idempotency_key=key,
+        )
+        db.session.add(agreement)
+    else:
+        setup = api.v1.setup_intents.retrieve(
+            agreement.stripe_setup_intent_id, options={"stripe_account": account}
+        )
+    return {
+        "client_secret": setup.client_secret,
+        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
+        "stripe_account": account,
+        "policy_version_id": booking.policy_version_id,
+    }
+
+
+SETUP_STATUS = {
+    "succeeded": PaymentStatus.succeeded,
+    "requires_action": PaymentStatus.requires_action,
+    "canceled": PaymentStatus.canceled,
+}
+
+
+def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
+    agreement = db.session.scalar(
+        select(CardAgreement).where(CardAgreement.stripe_setup_intent_id == setup_id)
+    )
+    if agreement is None:
+        return "not a card of this clinic"
+    setup = stripe_api.client().v1.setup_intents.retrieve(
+        setup_id, options={"stripe_account": agreement.stripe_account}
+    )
+    status = SETUP_STATUS.get(setup.status, PaymentStatus.pending)
+    if FORWARD[status] < FORWARD[agreement.status] or status == agreement.status:
+        return f"unchanged ({agreement.status.value})"
+    agreement.status = status
+    if status == PaymentStatus.succeeded:
+        client = db.session.get(Client, agreement.client_id)
+        client.stripe_payment_method_id = setup.payment_method
+        booking = db.session.get(Booking, agreement.booking_id)
+        if booking.status == BookingStatus.held:
+            bookings.confirm(clinic, booking, "card_on_file", actor_user_id=None)
+    return status.value

