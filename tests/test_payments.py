@@ -612,7 +612,7 @@ def test_a_card_saved_without_a_deposit_guarantees_the_booking_with_the_agreemen
     assert setup["policy_version_id"] == body["booking"]["policy_version_id"]
     calls = live["stripe"].calls_to("/v1/setup_intents")
     assert [(c.account, c.idempotency_key, c.params["usage"]) for c in calls] == [
-        ("acct_alpha", f"card:{body['booking']['id']}", ["off_session"])
+        ("acct_alpha", f"card:{body['booking']['id']}:first", ["off_session"])
     ]
     # The browser saves the card (Stripe.js); localstripe sends no setup_intent events, so the
     # event is posted as Stripe signs it.
@@ -653,3 +653,49 @@ def test_a_card_saved_without_a_deposit_guarantees_the_booking_with_the_agreemen
         ],
     )
     assert agreed == [(body["booking"]["policy_version_id"], "succeeded", True)]
+
+
+def test_a_card_that_expires_before_the_appointment_is_flagged_ahead(client, live):
+    # Issue: "A card on file that will expire before the appointment is flagged ahead of time so
+    # the client can update it (a declined no-show fee is the most common complaint of clinics)"
+    from datetime import date
+
+    from core.clients.models import Client
+    from core.jobs.tasks import charge_fees
+    from core.messaging.models import OutboxMessage
+
+    _paid_booking(client, live)
+    # The card paid with (12/2034) is kept with the last day it is good for.
+    assert scoped(live["app"], lambda: db.session.get(Client, 1).card_expires_on) == date(
+        2034, 12, 31
+    )
+    with live["app"].app_context():
+        charge_fees()
+
+    def requests():
+        return scoped(
+            live["app"],
+            lambda: [
+                m.details["body"]
+                for m in db.session.scalars(
+                    select(OutboxMessage).where(OutboxMessage.kind == "payment_request")
+                )
+            ],
+        )
+
+    assert requests() == []
+
+    def expiring():
+        db.session.get(Client, 1).card_expires_on = date.today()
+        db.session.commit()
+
+    scoped(live["app"], expiring)  # as if the card on file ran out this month
+    with live["app"].app_context():
+        charge_fees()
+        charge_fees()
+    asked = requests()
+    assert len(asked) == 1 and "expires on" in asked[0]
+    link = asked[0].split("Save a new one here: ")[1]
+    setup = client.post(link, json={"accept_policy": True})
+    assert setup.status_code == 200, setup.get_data(as_text=True)
+    assert setup.get_json()["stripe_account"] == "acct_alpha"

@@ -76,6 +76,7 @@ class Client(ClinicScoped, db.Model):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
     # The card saved when they paid online, for fees the clinic's policy makes due.
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
+    card_expires_on: Mapped[date | None] = mapped_column(Date)
     search_first: Mapped[str] = mapped_column(String(100))
     search_last: Mapped[str] = mapped_column(String(100))
     search_preferred: Mapped[str | None] = mapped_column(String(100))

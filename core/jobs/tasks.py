@@ -67,6 +67,8 @@ def charge_fees() -> int:
         try:
             charged += payments.charge_owed_fees(clinic)
             payments.settle_deposits(clinic)
+            payments.flag_expiring_cards(clinic)
+            db.session.commit()
         except Exception:
             # Anything Stripe said yes to is healed by its webhook; the rest is retried.
             db.session.rollback()

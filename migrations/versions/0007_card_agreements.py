@@ -1,4 +1,4 @@
-"""Cards saved for a booking's guarantee, with the policy the client agreed to.
+"""Cards saved for a booking's guarantee, with the policy the client agreed to and when they expire.
 
 Revision ID: 0007
 Revises: 0006
@@ -79,12 +79,16 @@ def upgrade():
         batch_op.create_index(
             batch_op.f("ix_card_agreement_clinic_id"), ["clinic_id"], unique=False
         )
+    with op.batch_alter_table("client", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("card_expires_on", sa.Date(), nullable=True))
     isolate_by_clinic(op, "card_agreement")
     grant_app_role(op)
 
 
 def downgrade():
     drop_isolation(op, "card_agreement")
+    with op.batch_alter_table("client", schema=None) as batch_op:
+        batch_op.drop_column("card_expires_on")
     with op.batch_alter_table("card_agreement", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_card_agreement_clinic_id"))
         batch_op.drop_index(batch_op.f("ix_card_agreement_booking_id"))
