@@ -699,3 +699,41 @@ def test_a_card_that_expires_before_the_appointment_is_flagged_ahead(client, liv
     setup = client.post(link, json={"accept_policy": True})
     assert setup.status_code == 200, setup.get_data(as_text=True)
     assert setup.get_json()["stripe_account"] == "acct_alpha"
+
+
+def test_a_refund_made_on_stripe_is_recorded_once_and_never_beyond_what_was_paid(client, live):
+    # Issue: "charge.refunded" among the events applied; "the refund never exceeds what was paid,
+    # and a repeated request never refunds twice". localstripe sends no charge.refunded: the
+    # event is posted as Stripe signs it, and the platform re-reads the charge.
+    body = book(client, live)
+    intent_id = pay_in_browser(live, body["payment"])
+    wait_for(lambda: _ledger(live) == [("deposit_received", 5000)])
+    api = stripe.StripeClient("sk_test_dashboard", base_addresses={"api": live["stripe"].upstream})
+    latest = api.v1.payment_intents.retrieve(intent_id).latest_charge
+    charge_id = latest if isinstance(latest, str) else latest.id
+    api.v1.refunds.create({"charge": charge_id, "amount": 2000})
+
+    def deliver(event_id):
+        event = json.dumps(
+            {
+                "id": event_id,
+                "object": "event",
+                "type": "charge.refunded",
+                "account": "acct_alpha",
+                "created": int(time.time()),
+                "data": {"object": {"id": charge_id, "object": "charge"}},
+            }
+        )
+        return client.post(
+            "/webhooks/stripe",
+            data=event,
+            headers={"Stripe-Signature": sign(event), "Content-Type": "application/json"},
+        ).get_json()["outcome"]
+
+    assert deliver("evt_refund_1") == "refund of 2000 recorded"
+    assert deliver("evt_refund_1") == "already applied"
+    assert deliver("evt_refund_2") == "unchanged (refunds recorded)"
+    # localstripe allows refunding more than was paid; the books never show more.
+    api.v1.refunds.create({"charge": charge_id, "amount": 5000})
+    assert deliver("evt_refund_3") == "refund of 3000 recorded"
+    assert _ledger(live) == [("deposit_received", 5000), ("refund", 2000), ("refund", 3000)]

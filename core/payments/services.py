@@ -184,6 +184,8 @@ def apply_event(event: dict[str, Any]) -> str:
             record.outcome = _sync_intent(clinic, obj.get("id"))
         elif event.get("type", "").startswith("setup_intent."):
             record.outcome = _sync_setup(clinic, obj.get("id"))
+        elif event.get("type") == "charge.refunded":
+            record.outcome = _sync_refunds(clinic, obj.get("id"))
         else:
             record.outcome = "ignored"
         db.session.commit()
@@ -474,6 +476,50 @@ def settle_deposits(clinic: Clinic) -> int:
     return settled
 
 
+def _refunded_so_far(payment: Payment) -> int:
+    return sum(
+        e.amount_minor
+        for e in db.session.scalars(
+            select(LedgerEntry).where(
+                LedgerEntry.kind == LedgerKind.refund, LedgerEntry.payment_id == payment.id
+            )
+        )
+    )
+
+
+def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
+    """Record refunds made outside the platform (the Stripe dashboard), never beyond what was paid."""
+    if not charge_id:
+        return "no charge"
+    charge = stripe_api.client().v1.charges.retrieve(
+        charge_id, options={"stripe_account": stripe_api.account_of(clinic)}
+    )
+    intent = charge.payment_intent
+    intent_id = intent if isinstance(intent, str) or intent is None else intent.id
+    payment = db.session.scalar(
+        select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
+    )
+    if payment is None:
+        return "not a payment of this clinic"
+    missing = min(charge.amount_refunded, payment.amount_minor) - _refunded_so_far(payment)
+    if missing <= 0:
+        return "unchanged (refunds recorded)"
+    booking = db.session.get(Booking, payment.booking_id)
+    db.session.add(
+        LedgerEntry(
+            kind=LedgerKind.refund,
+            amount_minor=missing,
+            currency=payment.currency,
+            booking_id=booking.id if booking else None,
+            client_id=booking.client_id if booking else None,
+            payment_id=payment.id,
+            reference=charge_id,
+            details={"purpose": payment.purpose, "outcome": "refunded on Stripe"},
+        )
+    )
+    return f"refund of {missing} recorded"
+
+
 def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     payment = db.session.scalar(
         select(Payment).where(
@@ -483,15 +529,7 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     if payment is None:
         log.warning("deposit %s was not paid through Stripe; the clinic refunds it", charge.id)
         return
-    refunded = sum(
-        e.amount_minor
-        for e in db.session.scalars(
-            select(LedgerEntry).where(
-                LedgerEntry.kind == LedgerKind.refund, LedgerEntry.payment_id == payment.id
-            )
-        )
-    )
-    amount = min(charge.amount_minor, payment.amount_minor - refunded)
+    amount = min(charge.amount_minor, payment.amount_minor - _refunded_so_far(payment))
     if amount > 0:
         refund = stripe_api.client().v1.refunds.create(
             {"payment_intent": payment.stripe_payment_intent_id, "amount": amount},
