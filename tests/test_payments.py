@@ -737,3 +737,24 @@ def test_a_refund_made_on_stripe_is_recorded_once_and_never_beyond_what_was_paid
     api.v1.refunds.create({"charge": charge_id, "amount": 5000})
     assert deliver("evt_refund_3") == "refund of 3000 recorded"
     assert _ledger(live) == [("deposit_received", 5000), ("refund", 2000), ("refund", 3000)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "[]",
+        "null",
+        '{"id": "evt_1", "type": "payment_intent.succeeded", "account": "acct_alpha", "data": "x"}',
+        '{"id": 7, "type": "payment_intent.succeeded", "account": "acct_alpha", "data": {"object": {}}}',
+        '{"type": "payment_intent.succeeded", "account": "acct_alpha", "data": {"object": {"id": "pi_1"}}}',
+        '{"id": "evt_2", "type": "charge.refunded", "account": ["acct_alpha"], "data": {"object": {"id": "ch_1"}}}',
+    ],
+)
+def test_a_signed_but_malformed_event_is_refused_not_a_500(client, live, payload):
+    response = client.post(
+        "/webhooks/stripe",
+        data=payload,
+        headers={"Stripe-Signature": sign(payload), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
@@ -102,6 +102,20 @@ class LedgerEntry(ClinicScoped, db.Model):
     """
 
     __tablename__ = "ledger_entry"
+    # A payment is received once, whichever path (job, webhook, reconciliation) learns of it.
+    __table_args__ = (
+        Index(
+            "uq_ledger_entry_receipt",
+            "clinic_id",
+            "payment_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("kind IN ('deposit_received', 'prepayment_received', 'fee_charged')"),
+            postgresql_where=text(
+                "kind IN ('deposit_received', 'prepayment_received', 'fee_charged')"
+            ),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[LedgerKind] = mapped_column(StoredEnum(LedgerKind, 32))

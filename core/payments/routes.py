@@ -26,7 +26,8 @@ def stripe_webhook() -> Response:
     event = services.verified_event(
         request.get_data(cache=False), request.headers.get("Stripe-Signature", "")
     )
-    return jsonify({"received": event["id"], "outcome": services.apply_event(event)})
+    outcome = services.apply_event(event)  # checks the event's shape first
+    return jsonify({"received": event["id"], "outcome": outcome})
 
 
 class DepositPaymentSchema(Schema):

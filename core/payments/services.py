@@ -144,8 +144,11 @@ def verified_event(payload: bytes, signature: str) -> dict[str, Any]:
         raise Problem(503, "Stripe webhooks are not configured.", kind="payments-not-configured")
     try:
         event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
-    except (ValueError, stripe.SignatureVerificationError):
+    except stripe.SignatureVerificationError:
         raise Problem(400, "The event is not signed by Stripe.", kind="bad-signature") from None
+    except (ValueError, TypeError, AttributeError):
+        # Signed, but not a JSON object (the SDK fails on lists and scalars).
+        raise Problem(400, "The event is not a JSON object.", kind="bad-event") from None
     return event.to_dict()
 
 
@@ -157,34 +160,39 @@ def apply_event(event: dict[str, Any]) -> str:
     and moved only forward, so an event arriving late or out of order
     cannot undo a later one.
     """
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise Problem(400, "The event has no id or type.", kind="bad-event")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if (
+        not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(obj, dict)
+        or not isinstance(obj.get("id"), str | None)
+    ):
+        raise Problem(400, "The event has no id, type or object.", kind="bad-event")
     account = event.get("account")
     clinic = (
         db.session.scalar(select(Clinic).where(Clinic.stripe_account_id == account))
-        if account
+        if isinstance(account, str)
         else None
     )
     if clinic is None:
         raise Problem(
             400, "The event's account is not a clinic of this platform.", kind="unknown-account"
         )
-    obj = (event.get("data") or {}).get("object") or {}
+    kind = event["type"]
     with clinic_scope(clinic):
-        record = StripeEvent(
-            event_id=event["id"], type=event.get("type", ""), object_id=obj.get("id"), outcome=""
-        )
+        record = StripeEvent(event_id=event["id"], type=kind, object_id=obj.get("id"), outcome="")
         try:
             with db.session.begin_nested():
                 db.session.add(record)
         except IntegrityError:
             db.session.rollback()
             return "already applied"
-        if event.get("type", "").startswith("payment_intent."):
+        if kind.startswith("payment_intent."):
             record.outcome = _sync_intent(clinic, obj.get("id"))
-        elif event.get("type", "").startswith("setup_intent."):
+        elif kind.startswith("setup_intent."):
             record.outcome = _sync_setup(clinic, obj.get("id"))
-        elif event.get("type") == "charge.refunded":
+        elif kind == "charge.refunded":
             record.outcome = _sync_refunds(clinic, obj.get("id"))
         else:
             record.outcome = "ignored"
@@ -217,15 +225,31 @@ def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
 
 
 def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
-    """Move the payment to the intent's state if that is forward; act on success once."""
+    """Move the payment to the intent's state if that is forward; act on success once.
+
+    The fee job, a webhook and reconciliation may all learn of one success at
+    once: the row is locked and read again first, so only one records it.
+    """
+    db.session.flush()
+    db.session.execute(
+        select(Payment)
+        .where(Payment.id == payment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     status = INTENT_STATUS.get(intent.status, PaymentStatus.pending)
     if intent.status == "requires_payment_method" and getattr(intent, "last_payment_error", None):
         status = PaymentStatus.failed
     if FORWARD[status] < FORWARD[payment.status] or status == payment.status:
         return f"unchanged ({payment.status.value})"
     payment.status = status
+    if status == PaymentStatus.failed and payment.purpose in FEES:
+        charge = db.session.get(BookingCharge, payment.booking_charge_id)
+        charge.status = "declined"
+        error = getattr(intent, "last_payment_error", None)
+        _tell_clinic(clinic, charge, f"the card was declined ({getattr(error, 'message', '')})")
     if status == PaymentStatus.succeeded:
-        _received(clinic, payment, intent.latest_charge)
+        _received(clinic, payment, getattr(intent, "latest_charge", None))
         method = getattr(intent, "payment_method", None)
         if isinstance(method, str):
             client = db.session.get(Client, db.session.get(Booking, payment.booking_id).client_id)
@@ -261,16 +285,23 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     )
     if payment.purpose not in PAID_UP_FRONT:
         return
+    refused = None
     if booking.status == BookingStatus.held:
         method = "prepaid" if payment.purpose == ChargeKind.prepayment else "deposit_paid"
-        bookings.confirm(clinic, booking, method, actor_user_id=None)
+        try:
+            with db.session.begin_nested():
+                bookings.confirm(clinic, booking, method, actor_user_id=None)
+        except Problem as problem:
+            refused = problem.detail  # e.g. the hold lapsed as the money arrived
     else:
-        # Paid after the hold lapsed: the money is recorded for the clinic to apply or refund.
-        log.warning(
-            "payment %s arrived for booking %s in status %s",
-            payment.id,
-            booking.id,
-            booking.status,
+        refused = f"the booking is {booking.status.value}"
+    if refused:
+        # The money is recorded either way; a person decides to apply or refund it.
+        _alert_clinic(
+            clinic,
+            f"payment-unapplied:{payment.id}",
+            f"A payment of {payment.amount.format()} arrived for booking {booking.id}",
+            f"It could not confirm the booking ({refused}). Apply it or refund it.",
         )
 
 
@@ -296,8 +327,14 @@ def charge_owed_fees(clinic: Clinic) -> int:
     )
     charged = 0
     for charge_id in owed:
-        payment = charge_fee(clinic, db.session.get(BookingCharge, charge_id))
-        db.session.commit()
+        try:
+            payment = charge_fee(clinic, db.session.get(BookingCharge, charge_id))
+            db.session.commit()
+        except stripe.StripeError:
+            # One fee Stripe will not talk about must not hold up the others.
+            db.session.rollback()
+            log.exception("fee charge %s failed; retried next run", charge_id)
+            continue
         charged += payment is not None and payment.status == PaymentStatus.succeeded
     return charged
 
@@ -308,6 +345,20 @@ def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
     payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
     if payment is not None and payment.status != PaymentStatus.pending:
         return payment  # answered already: paid, waiting for the client, or declined
+    if payment is not None and payment.stripe_payment_intent_id:
+        # Stripe answered before (processing, or its webhook was lost): ask it, never charge again.
+        intent = stripe_api.client().v1.payment_intents.retrieve(
+            payment.stripe_payment_intent_id, options={"stripe_account": payment.stripe_account}
+        )
+        recorded(clinic, payment, intent)
+        return payment
+    if payment is not None and clock.as_utc(payment.created_at) < clock.now() - timedelta(hours=23):
+        # Stripe keeps idempotency keys for 24 hours: past that, a retry could charge twice.
+        payment.status = PaymentStatus.failed
+        payment.last_error = "no answer from Stripe within a day; check the account before retrying"
+        charge.status = "declined"
+        _tell_clinic(clinic, charge, payment.last_error)
+        return payment
     booking = db.session.get(Booking, charge.booking_id)
     client = db.session.get(Client, booking.client_id)
     if not (client.stripe_customer_id and client.stripe_payment_method_id):
@@ -359,10 +410,17 @@ def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
             charge.status = "declined"
             _tell_clinic(clinic, charge, f"the card was declined ({payment.last_error})")
         return payment
-    except (stripe.APIConnectionError, stripe.APIError) as error:
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
         # Stripe may or may not have charged: the same key next time gets its answer.
         log.warning("fee %s: Stripe did not answer (%s); retried next run", key, error)
         payment.last_error = str(error)[:500]
+        return payment
+    except stripe.StripeError as error:
+        # Refused for a reason a retry will not change (a detached card, a changed request).
+        payment.status = PaymentStatus.failed
+        payment.last_error = str(error)[:500]
+        charge.status = "declined"
+        _tell_clinic(clinic, charge, f"Stripe refused the charge ({payment.last_error})")
         return payment
     payment.stripe_payment_intent_id = intent.id
     recorded(clinic, payment, intent)
@@ -380,20 +438,26 @@ def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:
     _apply_intent(clinic, payment, intent)
 
 
-def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
+def _alert_clinic(clinic: Clinic, key: str, subject: str, body: str) -> None:
+    """Email the clinic about money that needs a person, once per ``key``."""
     db.session.add(
         OutboxMessage(
             kind="staff_alert",
             channel="email",
-            dedupe_key=f"fee-unpaid:{charge.id}",
+            dedupe_key=key,
             due_at=clock.now(),
-            details={
-                "to": clinic.contact_email,
-                "subject": f"A fee of {charge.amount.format()} is still owed (booking {charge.booking_id})",
-                "body": f"The {charge.kind.replace('_', ' ')} could not be charged: {why}. "
-                f"It is still owed ({charge.clause_text or charge.clause_id or ''}).",
-            },
+            details={"to": clinic.contact_email, "subject": subject, "body": body},
         )
+    )
+
+
+def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
+    _alert_clinic(
+        clinic,
+        f"fee-unpaid:{charge.id}",
+        f"A fee of {charge.amount.format()} is still owed (booking {charge.booking_id})",
+        f"The {charge.kind.replace('_', ' ')} could not be charged: {why}. "
+        f"It is still owed ({charge.clause_text or charge.clause_id or ''}).",
     )
 
 
@@ -465,7 +529,12 @@ def settle_deposits(clinic: Clinic) -> int:
         booking = db.session.get(Booking, charge.booking_id)
         outcome = (booking.requirements or {}).get("deposit_outcome")
         if outcome == "refunded":
-            _refund(clinic, booking, charge)
+            try:
+                _refund(clinic, booking, charge)
+            except stripe.StripeError:
+                db.session.rollback()
+                log.exception("refund of deposit %s failed; retried next run", charge.id)
+                continue
         elif outcome == "forfeited":
             charge.status = "forfeited"
             _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
@@ -494,8 +563,10 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     charge = stripe_api.client().v1.charges.retrieve(
         charge_id, options={"stripe_account": stripe_api.account_of(clinic)}
     )
-    intent = charge.payment_intent
+    intent = getattr(charge, "payment_intent", None)
     intent_id = intent if isinstance(intent, str) or intent is None else intent.id
+    if not intent_id:
+        return "not a payment of this clinic"
     payment = db.session.scalar(
         select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
     )
@@ -527,7 +598,13 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
         )
     )
     if payment is None:
-        log.warning("deposit %s was not paid through Stripe; the clinic refunds it", charge.id)
+        charge.status = "refund_due"
+        _alert_clinic(
+            clinic,
+            f"refund-due:{charge.id}",
+            f"Refund {charge.amount.format()} to the client of booking {booking.id}",
+            "The policy refunds this deposit, which was not paid online: refund it by hand.",
+        )
         return
     amount = min(charge.amount_minor, payment.amount_minor - _refunded_so_far(payment))
     if amount > 0:
@@ -591,8 +668,6 @@ def reconcile(clinic: Clinic) -> Reconciliation:
     )
     for intent in listing.auto_paging_iter():
         metadata = intent.metadata.to_dict() if intent.metadata else {}
-        if metadata.get("clinic") not in (None, clinic.slug):
-            continue  # made for another clinic (a shared test account)
         payment = by_intent.get(intent.id) or by_key.get(metadata.get("payment_key", ""))
         if payment is None:
             if intent.status == "succeeded":
@@ -679,7 +754,11 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
             stripe_setup_intent_id=setup.id,
             idempotency_key=key,
         )
-        db.session.add(agreement)
+        try:
+            with db.session.begin_nested():
+                db.session.add(agreement)
+        except IntegrityError:
+            pass  # a second click recorded it first; Stripe gave both the same setup
     else:
         setup = api.v1.setup_intents.retrieve(
             agreement.stripe_setup_intent_id, options={"stripe_account": account}

@@ -81,11 +81,21 @@ def upgrade():
         )
     with op.batch_alter_table("client", schema=None) as batch_op:
         batch_op.add_column(sa.Column("card_expires_on", sa.Date(), nullable=True))
+    receipts = sa.text("kind IN ('deposit_received', 'prepayment_received', 'fee_charged')")
+    op.create_index(
+        "uq_ledger_entry_receipt",
+        "ledger_entry",
+        ["clinic_id", "payment_id", "kind"],
+        unique=True,
+        sqlite_where=receipts,
+        postgresql_where=receipts,
+    )
     isolate_by_clinic(op, "card_agreement")
     grant_app_role(op)
 
 
 def downgrade():
+    op.drop_index("uq_ledger_entry_receipt", table_name="ledger_entry")
     drop_isolation(op, "card_agreement")
     with op.batch_alter_table("client", schema=None) as batch_op:
         batch_op.drop_column("card_expires_on")
