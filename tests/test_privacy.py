@@ -771,3 +771,41 @@ def test_smaller_breaches_in_florida_hipaa_and_new_zealand(client, florida, hipa
     assert ("individuals", "", "nz_privacy.breach.individuals") in notices(auckland)
     # Encrypted data lost is not "unsecured PHI": no HIPAA notice at all.
     assert notices(hipaa_only, encrypted=True) == set()
+
+
+def test_a_deletion_notes_the_clinics_stripe_customer_for_notice(app, client, ccpa_only):
+    # COMPLIANCE.md (CCPA): "deletion | tell service providers and third parties it was shared
+    # with"; the seed (JP MediSpa): "deleting your profile and any related details from any third
+    # party service providers that we use"
+    from core.privacy.models import ProcessorNotice
+
+    client_id = new_client(client, ccpa_only)
+
+    def customer():
+        db.session.get(Client, client_id).stripe_customer_id = "cus_maya"
+        db.session.commit()
+
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
+        with clinic_scope(clinic):
+            customer()
+    request = recorded(
+        client, ccpa_only, "delete", "2026-03-02T10:00:00-08:00", client_id=client_id
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
+        json={"client_id": client_id, "method": "ID"},
+        headers=ccpa_only["auth"],
+    )
+    client.post(
+        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
+        json={},
+        headers=ccpa_only["auth"],
+    )
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
+        with clinic_scope(clinic):
+            notices = [
+                (n.processor, n.reference) for n in db.session.scalars(select(ProcessorNotice))
+            ]
+    assert notices == [("stripe", "cus_maya")]

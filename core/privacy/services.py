@@ -734,12 +734,13 @@ def _request_record_until(clinic: Clinic, record: Client, request: PrivacyReques
 def _processors_holding(record: Client) -> list[tuple[str, str | None]]:
     """Return the service providers that hold the client's data, with their reference.
 
-    The SMS provider, by number. The clinic's Stripe customer joins this list
-    when payments store one on the client.
+    The SMS provider, by number; the clinic's Stripe account, by customer.
     """
     held = []
     if record.phone:
         held.append(("sms_provider", record.phone))
+    if record.stripe_customer_id:
+        held.append(("stripe", record.stripe_customer_id))
     return held
 
 
