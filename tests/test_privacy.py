@@ -86,6 +86,21 @@ def new_client(http, ctx, **fields):
     return response.get_json()["id"]
 
 
+def verify_and_complete(http, ctx, request_id, client_id, method="ID"):
+    """Verify the requester as the client, then carry out the request, as staff would."""
+    verified = http.post(
+        f"/api/v1/clinics/{ctx['slug']}/privacy-requests/{request_id}/verification",
+        json={"client_id": client_id, "method": method},
+        headers=ctx["auth"],
+    )
+    assert verified.status_code == 200, verified.get_data(as_text=True)
+    return http.post(
+        f"/api/v1/clinics/{ctx['slug']}/privacy-requests/{request_id}/completion",
+        json={},
+        headers=ctx["auth"],
+    )
+
+
 # --- deadlines ---------------------------------------------------------------------------------
 
 
@@ -318,15 +333,8 @@ def test_a_deletion_under_a_retention_hold_keeps_medical_records_and_deletes_the
         409,
         "identity-not-verified",
     )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
-        json={"client_id": client_id, "method": "matched email and date of birth"},
-        headers=ccpa_only["auth"],
-    )
-    done = client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
-        json={},
-        headers=ccpa_only["auth"],
+    done = verify_and_complete(
+        client, ccpa_only, request["id"], client_id, "matched email and date of birth"
     ).get_json()
     assert done["status"] == "completed"
     assert _client(app, "calonly", client_id) == {"name": "Maya", "email": None, "notes": 1}
@@ -539,16 +547,7 @@ def test_the_notice_that_a_deletion_is_done_reaches_the_requester(app, client, c
             "requester_email": "maya@example.com",
         },
     ).get_json()
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
-        json={"client_id": client_id, "method": "matched email"},
-        headers=ccpa_only["auth"],
-    )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
-        json={},
-        headers=ccpa_only["auth"],
-    )
+    verify_and_complete(client, ccpa_only, request["id"], client_id, "matched email")
     assert _client(app, "calonly", client_id)["email"] is None
     with app.app_context():
         assert deliver_due().sent == 2
@@ -638,16 +637,7 @@ def test_a_deletion_keeps_the_consent_a_held_photo_was_taken_under(app, client, 
     request = recorded(
         client, ccpa_only, "delete", "2026-03-02T10:00:00-08:00", client_id=client_id
     )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
-        json={"client_id": client_id, "method": "ID"},
-        headers=ccpa_only["auth"],
-    )
-    done = client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
-        json={},
-        headers=ccpa_only["auth"],
-    )
+    done = verify_and_complete(client, ccpa_only, request["id"], client_id, "ID")
     assert done.status_code == 200, done.get_data(as_text=True)
 
     def held():
@@ -681,16 +671,7 @@ def test_the_record_of_a_request_is_kept_24_months_then_redacted(app, client, cc
         client_id=client_id,
         requester_email="maya@example.com",
     )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
-        json={"client_id": client_id, "method": "ID"},
-        headers=ccpa_only["auth"],
-    )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
-        json={},
-        headers=ccpa_only["auth"],
-    )
+    verify_and_complete(client, ccpa_only, request["id"], client_id, "ID")
 
     def stored():
         with app.app_context():
@@ -792,16 +773,7 @@ def test_a_deletion_notes_the_clinics_stripe_customer_for_notice(app, client, cc
     request = recorded(
         client, ccpa_only, "delete", "2026-03-02T10:00:00-08:00", client_id=client_id
     )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/verification",
-        json={"client_id": client_id, "method": "ID"},
-        headers=ccpa_only["auth"],
-    )
-    client.post(
-        f"/api/v1/clinics/calonly/privacy-requests/{request['id']}/completion",
-        json={},
-        headers=ccpa_only["auth"],
-    )
+    verify_and_complete(client, ccpa_only, request["id"], client_id, "ID")
     with app.app_context():
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
         with clinic_scope(clinic):

@@ -70,6 +70,16 @@ def _customer(clinic: Clinic, client: Client) -> str:
     return customer.id
 
 
+def for_stripe_js(client_secret: str, account: str, **details: Any) -> dict[str, Any]:
+    """Return what the browser's Stripe.js needs to act on an intent on the clinic's account."""
+    return {
+        "client_secret": client_secret,
+        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
+        "stripe_account": account,
+        **details,
+    }
+
+
 def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     """Return what Stripe.js needs to pay what the held booking owes up front.
 
@@ -123,15 +133,11 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
             payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
     else:
         intent = api.v1.payment_intents.retrieve(
-            payment.stripe_payment_intent_id, options={"stripe_account": account}
+            payment.stripe_payment_intent_id, options=stripe_api.on_account(account)
         )
-    return {
-        "client_secret": intent.client_secret,
-        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
-        "stripe_account": account,
-        "amount": charge.amount.to_dict(),
-        "purpose": charge.kind,
-    }
+    return for_stripe_js(
+        intent.client_secret, account, amount=charge.amount.to_dict(), purpose=charge.kind
+    )
 
 
 # --- webhooks ----------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
         select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
     )
     intent = stripe_api.client().v1.payment_intents.retrieve(
-        intent_id, options={"stripe_account": stripe_api.account_of(clinic)}
+        intent_id, options=stripe_api.on(clinic)
     )
     if payment is None:
         # A charge whose answer we never recorded (the worker died after Stripe
@@ -348,7 +354,7 @@ def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
     if payment is not None and payment.stripe_payment_intent_id:
         # Stripe answered before (processing, or its webhook was lost): ask it, never charge again.
         intent = stripe_api.client().v1.payment_intents.retrieve(
-            payment.stripe_payment_intent_id, options={"stripe_account": payment.stripe_account}
+            payment.stripe_payment_intent_id, options=stripe_api.on_account(payment.stripe_account)
         )
         recorded(clinic, payment, intent)
         return payment
@@ -491,15 +497,14 @@ def payment_to_approve(clinic: Clinic, booking: Booking, payment_id: int) -> dic
     if payment.status != PaymentStatus.requires_action or not payment.stripe_payment_intent_id:
         raise Problem(409, "This payment needs nothing from you.", kind="nothing-to-approve")
     intent = stripe_api.client().v1.payment_intents.retrieve(
-        payment.stripe_payment_intent_id, options={"stripe_account": payment.stripe_account}
+        payment.stripe_payment_intent_id, options=stripe_api.on_account(payment.stripe_account)
     )
-    return {
-        "client_secret": intent.client_secret,
-        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
-        "stripe_account": payment.stripe_account,
-        "amount": payment.amount.to_dict(),
-        "purpose": payment.purpose,
-    }
+    return for_stripe_js(
+        intent.client_secret,
+        payment.stripe_account,
+        amount=payment.amount.to_dict(),
+        purpose=payment.purpose,
+    )
 
 
 # --- deposits after a cancellation or no-show ----------------------------------------------------
@@ -560,9 +565,7 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     """Record refunds made outside the platform (the Stripe dashboard), never beyond what was paid."""
     if not charge_id:
         return "no charge"
-    charge = stripe_api.client().v1.charges.retrieve(
-        charge_id, options={"stripe_account": stripe_api.account_of(clinic)}
-    )
+    charge = stripe_api.client().v1.charges.retrieve(charge_id, options=stripe_api.on(clinic))
     intent = getattr(charge, "payment_intent", None)
     intent_id = intent if isinstance(intent, str) or intent is None else intent.id
     if not intent_id:
@@ -664,7 +667,7 @@ def reconcile(clinic: Clinic) -> Reconciliation:
     by_key = {p.idempotency_key: p for p in payments}
     seen = set()
     listing = stripe_api.client().v1.payment_intents.list(
-        {"limit": 100}, {"stripe_account": account}
+        {"limit": 100}, stripe_api.on_account(account)
     )
     for intent in listing.auto_paging_iter():
         metadata = intent.metadata.to_dict() if intent.metadata else {}
@@ -761,14 +764,9 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
             pass  # a second click recorded it first; Stripe gave both the same setup
     else:
         setup = api.v1.setup_intents.retrieve(
-            agreement.stripe_setup_intent_id, options={"stripe_account": account}
+            agreement.stripe_setup_intent_id, options=stripe_api.on_account(account)
         )
-    return {
-        "client_secret": setup.client_secret,
-        "publishable_key": current_app.config.get("STRIPE_PUBLISHABLE_KEY"),
-        "stripe_account": account,
-        "policy_version_id": booking.policy_version_id,
-    }
+    return for_stripe_js(setup.client_secret, account, policy_version_id=booking.policy_version_id)
 
 
 SETUP_STATUS = {
@@ -785,7 +783,7 @@ def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
     if agreement is None:
         return "not a card of this clinic"
     setup = stripe_api.client().v1.setup_intents.retrieve(
-        setup_id, options={"stripe_account": agreement.stripe_account}
+        setup_id, options=stripe_api.on_account(agreement.stripe_account)
     )
     status = SETUP_STATUS.get(setup.status, PaymentStatus.pending)
     if FORWARD[status] < FORWARD[agreement.status] or status == agreement.status:
@@ -806,7 +804,7 @@ def keep_card(clinic: Clinic, client: Client, method_id: str) -> None:
     """Keep ``method_id`` as the client's card on file, with the month it expires."""
     client.stripe_payment_method_id = method_id
     method = stripe_api.client().v1.payment_methods.retrieve(
-        method_id, options={"stripe_account": stripe_api.account_of(clinic)}
+        method_id, options=stripe_api.on(clinic)
     )
     card = getattr(method, "card", None)
     if card is not None and card.exp_year and card.exp_month:

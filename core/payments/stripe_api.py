@@ -43,13 +43,18 @@ def account_of(clinic: Clinic) -> str:
     return clinic.stripe_account_id
 
 
+def on_account(account: str, idempotency_key: str | None = None) -> dict[str, Any]:
+    """Return the request options of a call on ``account`` (an object's own account, for reads)."""
+    options: dict[str, Any] = {"stripe_account": account}
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    return options
+
+
 def on(clinic: Clinic, idempotency_key: str | None = None) -> dict[str, Any]:
     """Return the request options of a call for ``clinic``: its account, and a key for POSTs.
 
     Keys are derived from business ids (``deposit:<booking>``) so a retry,
     even from another worker, is the same request to Stripe.
     """
-    options: dict[str, Any] = {"stripe_account": account_of(clinic)}
-    if idempotency_key:
-        options["idempotency_key"] = idempotency_key
-    return options
+    return on_account(account_of(clinic), idempotency_key)
