@@ -131,6 +131,7 @@ def _init_api(app: Flask) -> None:
     from core.platform.routes import health
     from core.privacy.routes import blp as privacy_blp
     from core.privacy.routes import remember_gpc
+    from core.sales.routes import blp as sales_blp
     from core.schedules.routes import blp as schedules_blp
     from core.tenancy.routes import blp as clinics_blp
 
@@ -149,6 +150,7 @@ def _init_api(app: Flask) -> None:
         privacy_blp,
         messaging_blp,
         payments_blp,
+        sales_blp,
         platform_blp,
     ):
         api.register_blueprint(blueprint)

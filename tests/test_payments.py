@@ -8,135 +8,24 @@ HTTP, signed, and confirm the booking.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from datetime import time as dtime
-from zoneinfo import ZoneInfo
 
 import pytest
 import stripe
 from sqlalchemy import select, text
-from werkzeug.serving import make_server
 
-from core.accounts.models import Role
 from core.bookings.models import Booking
 from core.extensions import db
 from core.payments.models import LedgerEntry, Payment, StripeEvent
-from core.tenancy.models import Clinic, Location
+from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 from tests.helpers import (
     assert_problem,
-    issue_token,
     make_clinic,
-    make_provider,
-    make_service,
-    make_staff,
     set_clinic_settings,
 )
-from tests.stripe_server import WEBHOOK_SECRET, free_port, sign
-
-GUEST = {
-    "legal_first_name": "Maya",
-    "legal_last_name": "Lopez",
-    "email": "maya@example.com",
-    "phone": "(408) 555-0101",
-    "date_of_birth": "1991-06-15",
-}
-# Bijoux: "All services require a valid credit card or gift certificate to guarantee the
-# reservation" - here, as at clinics that take deposits online, a $50.00 deposit.
-DEPOSIT = {"guarantee": "card_or_gift_certificate", "deposit": "50.00"}
-
-
-@pytest.fixture
-def live(app, local_stripe) -> Iterator[dict]:
-    """The app on a real HTTP port, so localstripe's webhooks can reach it."""
-    local_stripe.reset()
-    app.config.update(
-        STRIPE_SECRET_KEY="sk_test_local",
-        STRIPE_PUBLISHABLE_KEY="pk_test_local",
-        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        STRIPE_API_BASE=local_stripe.url,
-    )
-    app.extensions.pop("clinic_saas.stripe", None)
-    with app.app_context():
-        make_clinic("alpha", stripe_account_id="acct_alpha")
-        make_staff("alpha", "owner@alpha.example.com", Role.owner)
-        provider = make_provider("alpha", "kim@alpha.example.com")
-        service = make_service("alpha", "facial", provider_ids=[provider])
-        set_clinic_settings("alpha", policy=DEPOSIT)
-        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
-        with clinic_scope(clinic):
-            location_id = db.session.scalar(select(Location.id))
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    local_stripe.webhook_target = f"http://127.0.0.1:{port}/webhooks/stripe"
-    token = issue_token(app, "alpha", "owner@alpha.example.com")
-    yield {
-        "app": app,
-        "stripe": local_stripe,
-        "service": service,
-        "location": location_id,
-        "auth": {"Authorization": f"Bearer {token}"},
-    }
-    server.shutdown()
-    local_stripe.webhook_target = None
-
-
-def book(client, ctx):
-    # Three days ahead at 10:00 in Los Angeles: inside hours, notice and advance limits.
-    day = datetime.now(ZoneInfo("America/Los_Angeles")).date() + timedelta(days=3)
-    starts_at = datetime.combine(day, dtime(10), ZoneInfo("America/Los_Angeles")).isoformat()
-    response = client.post(
-        "/api/v1/clinics/alpha/bookings/online",
-        json={
-            "client": GUEST,
-            "service_id": ctx["service"],
-            "location_id": ctx["location"],
-            "starts_at": starts_at,
-        },
-    )
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def pay_in_browser(ctx, payment):
-    """What Stripe.js does with the client secret: attach the card and confirm.
-
-    localstripe lets only a secret key do this, so the stand-in uses one,
-    straight to localstripe (the app's calls are the ones the proxy records).
-    """
-    api = stripe.StripeClient("sk_test_browser", base_addresses={"api": ctx["stripe"].upstream})
-    card = api.v1.payment_methods.create(
-        {
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-        }
-    )
-    intent_id = payment["client_secret"].split("_secret_")[0]
-    api.v1.payment_intents.update(intent_id, {"payment_method": card.id})
-    api.v1.payment_intents.confirm(intent_id)
-    return intent_id
-
-
-def scoped(app, query):
-    with app.app_context():
-        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
-        with clinic_scope(clinic):
-            return query()
-
-
-def wait_for(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+from tests.payment_flows import DEPOSIT, book, pay_in_browser, scoped, wait_for
+from tests.stripe_server import sign
 
 
 def test_a_deposit_is_paid_online_and_the_signed_webhook_confirms_the_booking(client, live):

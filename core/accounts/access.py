@@ -55,6 +55,8 @@ class Permission(enum.StrEnum):
     manage_schedules = "manage_schedules"
     manage_privacy = "manage_privacy"
     send_marketing = "send_marketing"
+    take_payments = "take_payments"
+    approve_refunds = "approve_refunds"
 
 
 _ALL = frozenset(Role)
@@ -78,6 +80,10 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     # recipients are the clinic's legal duties: owners and managers.
     Permission.manage_privacy: _LEADS,
     Permission.send_marketing: _LEADS,
+    # The front desk checks clients out; a refund, store credit or exchange is
+    # management's to approve where the policy says so.
+    Permission.take_payments: _ALL,
+    Permission.approve_refunds: _LEADS,
     Permission.view_clinic: _ALL,
     Permission.edit_clinic: _LEADS,
     Permission.view_staff: _LEADS,

@@ -49,6 +49,8 @@ from core.hooks.decisions import (
 )
 from core.messaging import reminders
 from core.money import Money
+from core.payments import ledger
+from core.payments.models import LedgerKind
 from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import require_clinic_ref
@@ -704,11 +706,36 @@ def reschedule(
         reference=f"reschedule:{new_starts_at.isoformat()}",
     )
     booking.requirements = {**booking.requirements, "deposit_outcome": decision.deposit.value}
+    _carry_deposit(booking, decision, old)
     reminders.withdraw(booking)
     if booking.status == BookingStatus.confirmed:
         reminders.schedule(clinic, booking)
     db.session.flush()
     return decision
+
+
+def _carry_deposit(booking: Booking, decision: Any, old_starts_at: datetime) -> None:
+    """Move a paid deposit to the new time, or forfeit it, as the policy decided; never charge again."""
+    for charge in booking.charges:
+        if (
+            charge.kind not in (ChargeKind.deposit, ChargeKind.prepayment)
+            or charge.status != "paid"
+        ):
+            continue
+        moves = {
+            "from": clock.as_utc(old_starts_at).isoformat(),
+            "to": clock.as_utc(booking.starts_at).isoformat(),
+            "purpose": charge.kind,
+            "clause": decision.clause.id,
+        }
+        if decision.deposit == DepositOutcome.forfeited:
+            charge.status = "forfeited"
+            kind = LedgerKind.deposit_forfeited
+        else:
+            kind = LedgerKind.deposit_moved
+        ledger.record(
+            kind, charge.amount, booking_id=booking.id, client_id=booking.client_id, **moves
+        )
 
 
 def check_in(

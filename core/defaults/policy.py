@@ -70,6 +70,11 @@ class DefaultPolicySettings(Schema):
     store_credit_valid_months = fields.Integer(
         load_default=12, allow_none=True, validate=validate.Range(min=1, max=120)
     )
+    # A deposit moves to the new time when rescheduled at least this long
+    # ahead, and is forfeited when later; unset, it always moves.
+    deposit_moves_with_notice_hours = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, max=24 * 30)
+    )
     refunds_require_manager_approval = fields.Boolean(load_default=True)
     packages_paid_in_full_before_first_treatment = fields.Boolean(load_default=True)
     gratuity_allowed = fields.Boolean(load_default=True)
@@ -168,11 +173,18 @@ def clinic_reschedule_decision(
     settings = _settings(clinic)
     late = _within_window(booking, at, settings["cancellation_window_hours"])
     fee = money(settings["late_cancellation_fee"] if late else None, clinic.currency)
+    notice = settings["deposit_moves_with_notice_hours"]
+    if not _deposit_of(booking):
+        deposit = DepositOutcome.none
+    elif notice is not None and _within_window(booking, at, notice):
+        deposit = DepositOutcome.forfeited
+    else:
+        deposit = DepositOutcome.moved
     return RescheduleDecision(
         clause=_cancellation_clause(clinic, settings),
         allowed=True,
         fee=fee,
-        deposit=DepositOutcome.moved if _deposit_of(booking) else DepositOutcome.none,
+        deposit=deposit,
         counts_as_late_cancellation=late and bool(fee),
     )
 
@@ -211,6 +223,15 @@ def clinic_late_arrival_decision(
 @hookimpl(trylast=True)
 def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) -> RefundDecision:
     settings = _settings(clinic)
+    if item.kind == "gift_certificate":
+        terms = clinic_gift_card_terms(clinic)
+        if not terms.refundable:
+            return RefundDecision(
+                clause=terms.clause,
+                outcome=RefundOutcome.refused,
+                amount=money(None, clinic.currency),
+                refusal_reason=terms.clause.text,
+            )
     return RefundDecision(
         clause=Clause(f"{NAME}.refund", settings["refund_clause"], SOURCE),
         outcome=RefundOutcome.refund,

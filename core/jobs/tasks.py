@@ -12,6 +12,7 @@ from core.extensions import db
 from core.messaging.delivery import deliver_due
 from core.payments import services as payments
 from core.privacy import services as privacy
+from core.sales import services as sales
 from core.tenancy.services import each_active_clinic
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,26 @@ def charge_fees() -> int:
     return charged
 
 
+def expire_store_credit() -> int:
+    """Record the expiry of store credit past its date, at every clinic."""
+    expired = 0
+    for clinic in each_active_clinic():
+        try:
+            expired += sales.expire_store_credit(clinic)
+        except Exception:
+            db.session.rollback()
+            log.exception(
+                "store credit expiry failed for clinic %s; retried next tick", clinic.slug
+            )
+    return expired
+
+
 def tick() -> TickReport:
     """Run every periodic job once: expire holds, privacy duties, fees, then deliver due messages."""
     expired = expire_all_holds()
     purged, alerts = privacy_duties()
     fees = charge_fees()
+    expire_store_credit()
     delivered = deliver_due()
     if expired or delivered.sent or delivered.retried or purged or alerts or fees:
         log.info(

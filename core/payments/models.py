@@ -47,6 +47,7 @@ class Payment(ClinicScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
     booking_charge_id: Mapped[int | None] = mapped_column(ForeignKey("booking_charge.id"))
+    sale_id: Mapped[int | None] = mapped_column(ForeignKey("sale.id"))  # a bill paid by card
     purpose: Mapped[str] = mapped_column(String(32))  # a ChargeKind: deposit, no_show_fee, ...
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
@@ -90,7 +91,30 @@ class LedgerKind(enum.StrEnum):
     prepayment_received = "prepayment_received"
     fee_charged = "fee_charged"
     deposit_forfeited = "deposit_forfeited"  # kept by the clinic under its policy
+    deposit_moved = "deposit_moved"  # carried to the booking's new time
+    deposit_applied = "deposit_applied"  # counted toward the bill at checkout
     refund = "refund"  # money returned to the client's card
+    card_payment = "card_payment"  # a bill paid by card at checkout
+    external_tender = "external_tender"  # paid outside Stripe: financing partner, cash
+    product_sold = "product_sold"
+    product_returned = "product_returned"
+    product_exchanged = "product_exchanged"
+    gratuity = "gratuity"
+    store_credit_issued = "store_credit_issued"
+    store_credit_used = "store_credit_used"
+    store_credit_expired = "store_credit_expired"
+    gift_certificate_sold = "gift_certificate_sold"
+    gift_certificate_redeemed = "gift_certificate_redeemed"
+    package_sold = "package_sold"
+    package_session_used = "package_session_used"
+    package_closed = "package_closed"  # unused sessions turned into store credit
+    dispute_opened = "dispute_opened"  # funds withdrawn by the card network
+    dispute_won = "dispute_won"  # funds returned
+    dispute_lost = "dispute_lost"
+
+
+#: The entries that record money received on a payment: at most one of each per payment.
+RECEIPTS = "kind IN ('deposit_received', 'prepayment_received', 'fee_charged', 'card_payment')"
 
 
 class LedgerEntry(ClinicScoped, db.Model):
@@ -104,16 +128,15 @@ class LedgerEntry(ClinicScoped, db.Model):
     __tablename__ = "ledger_entry"
     # A payment is received once, whichever path (job, webhook, reconciliation) learns of it.
     __table_args__ = (
+        Index("ix_ledger_entry_account", "clinic_id", "account"),
         Index(
             "uq_ledger_entry_receipt",
             "clinic_id",
             "payment_id",
             "kind",
             unique=True,
-            sqlite_where=text("kind IN ('deposit_received', 'prepayment_received', 'fee_charged')"),
-            postgresql_where=text(
-                "kind IN ('deposit_received', 'prepayment_received', 'fee_charged')"
-            ),
+            sqlite_where=text(RECEIPTS),
+            postgresql_where=text(RECEIPTS),
         ),
     )
 
@@ -124,6 +147,9 @@ class LedgerEntry(ClinicScoped, db.Model):
     booking_id: Mapped[int | None] = mapped_column(index=True)
     client_id: Mapped[int | None] = mapped_column(index=True)
     payment_id: Mapped[int | None]
+    # The balance an entry moves, for what the clinic holds for a client:
+    # "gift_certificate:<id>", "store_credit:<id>", "package:<id>", "sale:<id>".
+    account: Mapped[str | None] = mapped_column(String(64))
     reference: Mapped[str | None] = mapped_column(String(120))  # the Stripe object
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -54,7 +54,7 @@ INTENT_STATUS = {
 PAID_UP_FRONT = (ChargeKind.deposit, ChargeKind.prepayment)
 
 
-def _customer(clinic: Clinic, client: Client) -> str:
+def customer_for(clinic: Clinic, client: Client) -> str:
     """Return the client's Stripe customer on the clinic's account, creating it once."""
     if client.stripe_customer_id:
         return client.stripe_customer_id
@@ -104,7 +104,7 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
             {
                 "amount": charge.amount_minor,
                 "currency": charge.currency.lower(),
-                "customer": _customer(clinic, client),
+                "customer": customer_for(clinic, client),
                 "setup_future_usage": "off_session",
                 "metadata": {
                     "payment_key": key,
@@ -249,6 +249,9 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
     if FORWARD[status] < FORWARD[payment.status] or status == payment.status:
         return f"unchanged ({payment.status.value})"
     payment.status = status
+    if payment.purpose == SALE:
+        _sale_payment_moved(clinic, payment, status, intent)
+        return status.value
     if status == PaymentStatus.failed and payment.purpose in FEES:
         charge = db.session.get(BookingCharge, payment.booking_charge_id)
         charge.status = "declined"
@@ -262,6 +265,23 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
             # The card just used is the one kept for fees the policy may make due.
             keep_card(clinic, client, method)
     return status.value
+
+
+#: A card payment toward a bill at checkout (core.sales).
+SALE = "sale"
+
+
+def _sale_payment_moved(
+    clinic: Clinic, payment: Payment, status: PaymentStatus, intent: Any
+) -> None:
+    # Imported here: sales builds on payments, and a bill's card payment is
+    # the one place payments hands a result back to it.
+    from core.sales import services as sales
+
+    if status == PaymentStatus.succeeded:
+        sales.card_received(clinic, payment, getattr(intent, "latest_charge", None))
+    elif status in (PaymentStatus.failed, PaymentStatus.canceled):
+        sales.card_failed(payment)
 
 
 LEDGER_KIND = {
@@ -303,7 +323,7 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
         refused = f"the booking is {booking.status.value}"
     if refused:
         # The money is recorded either way; a person decides to apply or refund it.
-        _alert_clinic(
+        alert_clinic(
             clinic,
             f"payment-unapplied:{payment.id}",
             f"A payment of {payment.amount.format()} arrived for booking {booking.id}",
@@ -444,7 +464,7 @@ def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:
     _apply_intent(clinic, payment, intent)
 
 
-def _alert_clinic(clinic: Clinic, key: str, subject: str, body: str) -> None:
+def alert_clinic(clinic: Clinic, key: str, subject: str, body: str) -> None:
     """Email the clinic about money that needs a person, once per ``key``."""
     db.session.add(
         OutboxMessage(
@@ -458,7 +478,7 @@ def _alert_clinic(clinic: Clinic, key: str, subject: str, body: str) -> None:
 
 
 def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
-    _alert_clinic(
+    alert_clinic(
         clinic,
         f"fee-unpaid:{charge.id}",
         f"A fee of {charge.amount.format()} is still owed (booking {charge.booking_id})",
@@ -550,7 +570,7 @@ def settle_deposits(clinic: Clinic) -> int:
     return settled
 
 
-def _refunded_so_far(payment: Payment) -> int:
+def refunded_so_far(payment: Payment) -> int:
     return sum(
         e.amount_minor
         for e in db.session.scalars(
@@ -575,7 +595,7 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     )
     if payment is None:
         return "not a payment of this clinic"
-    missing = min(charge.amount_refunded, payment.amount_minor) - _refunded_so_far(payment)
+    missing = min(charge.amount_refunded, payment.amount_minor) - refunded_so_far(payment)
     if missing <= 0:
         return "unchanged (refunds recorded)"
     booking = db.session.get(Booking, payment.booking_id)
@@ -602,14 +622,14 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     )
     if payment is None:
         charge.status = "refund_due"
-        _alert_clinic(
+        alert_clinic(
             clinic,
             f"refund-due:{charge.id}",
             f"Refund {charge.amount.format()} to the client of booking {booking.id}",
             "The policy refunds this deposit, which was not paid online: refund it by hand.",
         )
         return
-    amount = min(charge.amount_minor, payment.amount_minor - _refunded_so_far(payment))
+    amount = min(charge.amount_minor, payment.amount_minor - refunded_so_far(payment))
     if amount > 0:
         refund = stripe_api.client().v1.refunds.create(
             {"payment_intent": payment.stripe_payment_intent_id, "amount": amount},
@@ -699,6 +719,7 @@ def reconcile(clinic: Clinic) -> Reconciliation:
                         LedgerKind.deposit_received,
                         LedgerKind.prepayment_received,
                         LedgerKind.fee_charged,
+                        LedgerKind.card_payment,
                     ]
                 )
             )
@@ -742,7 +763,7 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     if agreement is None:
         setup = api.v1.setup_intents.create(
             {
-                "customer": _customer(clinic, client),
+                "customer": customer_for(clinic, client),
                 "usage": "off_session",
                 "metadata": {"booking_id": str(booking.id), "clinic": clinic.slug, "card_key": key},
             },

@@ -1,0 +1,75 @@
+"""Writing the clinic's ledger, and the balances it derives for what the clinic holds for clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.extensions import db
+from core.money import Money
+from core.payments.models import LedgerEntry, LedgerKind
+
+#: How each kind of entry moves the balance of the account it names.
+SIGN = {
+    LedgerKind.store_credit_issued: 1,
+    LedgerKind.store_credit_used: -1,
+    LedgerKind.store_credit_expired: -1,
+    LedgerKind.gift_certificate_sold: 1,
+    LedgerKind.gift_certificate_redeemed: -1,
+    LedgerKind.package_sold: 1,
+    LedgerKind.package_session_used: -1,
+    LedgerKind.package_closed: -1,
+    LedgerKind.card_payment: 1,  # a sale's account: what has been paid toward it
+    LedgerKind.external_tender: 1,
+    LedgerKind.deposit_applied: 1,
+}
+
+
+def record(
+    kind: LedgerKind,
+    amount: Money,
+    *,
+    booking_id: int | None = None,
+    client_id: int | None = None,
+    payment_id: int | None = None,
+    account: str | None = None,
+    reference: str | None = None,
+    **details: Any,
+) -> LedgerEntry:
+    """Add one money movement to the clinic's ledger (in the caller's transaction)."""
+    entry = LedgerEntry(
+        kind=kind,
+        amount_minor=amount.minor,
+        currency=amount.currency,
+        booking_id=booking_id,
+        client_id=client_id,
+        payment_id=payment_id,
+        account=account,
+        reference=reference,
+        details=details,
+    )
+    db.session.add(entry)
+    return entry
+
+
+def balance(account: str, currency: str) -> Money:
+    """Return what ``account`` holds, summed from its entries (flushes the session first)."""
+    db.session.flush()
+    rows = db.session.execute(
+        select(LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
+        .where(LedgerEntry.account == account)
+        .group_by(LedgerEntry.kind)
+    )
+    total = sum(SIGN.get(LedgerKind(kind), 0) * amount for kind, amount in rows)
+    return Money(total, currency)
+
+
+def count(account: str, kind: LedgerKind) -> int:
+    """Return how many entries of ``kind`` the account has (package sessions used)."""
+    db.session.flush()
+    return db.session.scalar(
+        select(func.count())
+        .select_from(LedgerEntry)
+        .where(LedgerEntry.account == account, LedgerEntry.kind == kind)
+    )
