@@ -23,3 +23,8 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def from_timestamp(seconds: int) -> datetime:
+    """Return a Unix timestamp (as Stripe sends them) as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)

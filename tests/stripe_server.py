@@ -128,6 +128,14 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
                 state.calls.append(Call(method, path, account, key, params))
                 replay = state.replies.get((path, key)) if key else None
             if replay is not None:
+                with state.lock:
+                    fault = next((f for f in state.faults if path.startswith(f[0])), None)
+                    if fault is not None and method == "POST":
+                        state.faults.remove(fault)
+                        error = {
+                            "error": {"type": "api_error", "message": "Stripe is having trouble."}
+                        }
+                        return self._reply(fault[1], json.dumps(error).encode())
                 return self._reply(*replay)
             kept = {k: v for k, v in params.items() if k.split("[")[0] not in DROPPED}
             request = urllib.request.Request(
@@ -162,7 +170,16 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
             event = json.loads(body)
             obj = event.get("data", {}).get("object", {})
             with state.lock:
-                event["account"] = state.accounts.get(obj.get("id"))
+                # Objects localstripe makes itself (a subscription's invoices) belong to the
+                # account of the customer or subscription they were made for.
+                event["account"] = next(
+                    (
+                        state.accounts[ref]
+                        for ref in (obj.get("id"), obj.get("subscription"), obj.get("customer"))
+                        if isinstance(ref, str) and ref in state.accounts
+                    ),
+                    None,
+                )
             payload = json.dumps(event)
             header = sign(payload)
             target = state.webhook_target

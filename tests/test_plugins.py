@@ -197,7 +197,7 @@ def test_default_policy_refunds_need_a_manager(host):
     plain = clinic()
     decision = host.for_clinic(plain).clinic_refund_decision(
         clinic=plain,
-        item=SimpleNamespace(amount_paid=Money(12000, "USD")),
+        item=SimpleNamespace(kind="service", amount_paid=Money(12000, "USD")),
         reason="unhappy",
         at=STARTS,
     )

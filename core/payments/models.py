@@ -111,8 +111,12 @@ class LedgerKind(enum.StrEnum):
     dispute_opened = "dispute_opened"  # funds withdrawn by the card network
     dispute_won = "dispute_won"  # funds returned
     dispute_lost = "dispute_lost"
+    membership_payment = "membership_payment"  # a membership's invoice, paid
 
 
+#: Once per Stripe object: a dispute is opened, won or lost once, whichever of Stripe's events
+#: tells us first; a membership's invoice is paid once.
+ONCE_PER_OBJECT = "kind IN ('dispute_opened', 'dispute_won', 'dispute_lost', 'membership_payment')"
 #: The entries that record money received on a payment: at most one of each per payment.
 RECEIPTS = "kind IN ('deposit_received', 'prepayment_received', 'fee_charged', 'card_payment')"
 
@@ -129,6 +133,15 @@ class LedgerEntry(ClinicScoped, db.Model):
     # A payment is received once, whichever path (job, webhook, reconciliation) learns of it.
     __table_args__ = (
         Index("ix_ledger_entry_account", "clinic_id", "account"),
+        Index(
+            "uq_ledger_entry_once",
+            "clinic_id",
+            "reference",
+            "kind",
+            unique=True,
+            sqlite_where=text(ONCE_PER_OBJECT),
+            postgresql_where=text(ONCE_PER_OBJECT),
+        ),
         Index(
             "uq_ledger_entry_receipt",
             "clinic_id",

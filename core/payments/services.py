@@ -25,7 +25,8 @@ from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
 from core.messaging.models import OutboxMessage
-from core.payments import stripe_api
+from core.money import Money
+from core.payments import ledger, stripe_api
 from core.payments.models import (
     FORWARD,
     CardAgreement,
@@ -200,6 +201,12 @@ def apply_event(event: dict[str, Any]) -> str:
             record.outcome = _sync_setup(clinic, obj.get("id"))
         elif kind == "charge.refunded":
             record.outcome = _sync_refunds(clinic, obj.get("id"))
+        elif kind.startswith("charge.dispute."):
+            record.outcome = _sync_dispute(clinic, obj)
+        elif kind == "account.updated":
+            record.outcome = _account_updated(clinic, obj, event.get("created"))
+        elif kind.startswith(("customer.subscription.", "invoice.")):
+            record.outcome = _sync_membership(clinic, kind, obj)
         else:
             record.outcome = "ignored"
         db.session.commit()
@@ -525,6 +532,96 @@ def payment_to_approve(clinic: Clinic, booking: Booking, payment_id: int) -> dic
         amount=payment.amount.to_dict(),
         purpose=payment.purpose,
     )
+
+
+# --- disputes and the account ------------------------------------------------------------------
+
+#: How a dispute's final status is recorded.
+DISPUTE_CLOSED = {"won": LedgerKind.dispute_won, "lost": LedgerKind.dispute_lost}
+
+
+def _sync_dispute(clinic: Clinic, dispute: dict[str, Any]) -> str:
+    """Record a card dispute: the money withdrawn when opened, and how it ended, each once.
+
+    Stripe may tell of the end before the start: whichever arrives first
+    records the opening too, and the database refuses a second of either.
+    """
+    amount, currency = dispute.get("amount"), dispute.get("currency")
+    if not isinstance(amount, int) or not isinstance(currency, str) or not dispute.get("id"):
+        raise Problem(400, "The dispute has no id, amount or currency.", kind="bad-event")
+    intent = dispute.get("payment_intent")
+    payment = (
+        db.session.scalar(select(Payment).where(Payment.stripe_payment_intent_id == intent))
+        if isinstance(intent, str)
+        else None
+    )
+    money = Money(amount, currency.upper())
+    found = {
+        "booking_id": payment.booking_id if payment else None,
+        "payment_id": payment.id if payment else None,
+        "reference": dispute["id"],
+        "charge": dispute.get("charge"),
+        "reason": dispute.get("reason"),
+    }
+    done = []
+    if _once(LedgerKind.dispute_opened, money, found):
+        done.append("opened")
+        alert_clinic(
+            clinic,
+            f"dispute:{dispute['id']}",
+            f"A card payment of {money.format()} is disputed",
+            f"The client's bank withdrew {money.format()} (reason: {dispute.get('reason')}). "
+            "Send your evidence from the Stripe dashboard before its deadline.",
+        )
+    closed = DISPUTE_CLOSED.get(dispute.get("status", ""))
+    if closed is not None and _once(closed, money, found):
+        done.append(dispute["status"])
+    return "dispute " + ", ".join(done) if done else "unchanged (dispute recorded)"
+
+
+def _once(kind: LedgerKind, amount: Money, found: dict[str, Any]) -> bool:
+    try:
+        with db.session.begin_nested():
+            ledger.record(
+                kind,
+                amount,
+                booking_id=found["booking_id"],
+                payment_id=found["payment_id"],
+                reference=found["reference"],
+                charge=found["charge"],
+                reason=found["reason"],
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> str:
+    """Remember whether Stripe lets the clinic take charges; an older event never wins."""
+    at = clock.from_timestamp(created) if isinstance(created, int) else clock.now()
+    if clinic.stripe_account_updated_at and clock.as_utc(clinic.stripe_account_updated_at) > at:
+        return "unchanged (older than what is recorded)"
+    enabled = account.get("charges_enabled")
+    if not isinstance(enabled, bool):
+        raise Problem(400, "The account has no charges_enabled.", kind="bad-event")
+    clinic.stripe_charges_enabled = enabled
+    clinic.stripe_account_updated_at = at
+    if not enabled:
+        alert_clinic(
+            clinic,
+            f"charges-disabled:{int(at.timestamp())}",
+            "Stripe has paused payments on your account",
+            "Online deposits, fees and card payments are refused until Stripe re-enables "
+            "charges. Check the requirements in your Stripe dashboard.",
+        )
+    return "charges enabled" if enabled else "charges disabled"
+
+
+def _sync_membership(clinic: Clinic, kind: str, obj: dict[str, Any]) -> str:
+    # Imported here: memberships build on payments, as the sales do.
+    from core.sales import memberships
+
+    return memberships.apply_event(clinic, kind, obj)
 
 
 # --- deposits after a cancellation or no-show ----------------------------------------------------

@@ -40,6 +40,13 @@ def account_of(clinic: Clinic) -> str:
             f"{clinic.name} cannot take payments online yet: its Stripe account is not connected.",
             kind="payments-not-connected",
         )
+    if clinic.stripe_charges_enabled is False:
+        raise Problem(
+            409,
+            f"{clinic.name} cannot take payments right now: Stripe has paused charges on its "
+            "account.",
+            kind="payments-paused",
+        )
     return clinic.stripe_account_id
 
 

@@ -252,6 +252,7 @@ class RefundStatus(enum.StrEnum):
     """Where a refund, return or exchange request stands."""
 
     awaiting_approval = "awaiting_approval"
+    approved = "approved"  # to be carried out; a failed attempt is retried under the same key
     done = "done"
     refused = "refused"
 
@@ -287,3 +288,43 @@ class RefundRequest(ClinicScoped, db.Model):
     @property
     def amount(self) -> Money:
         return Money(self.amount_minor, self.currency)
+
+
+class MembershipPlan(ClinicScoped, db.Model):
+    """A membership the clinic offers: a recurring price on a Stripe plan of its account."""
+
+    __tablename__ = "membership_plan"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(8))  # month, year
+    benefits: Mapped[str | None] = mapped_column(Text)
+    stripe_plan_id: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+
+    @property
+    def price(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+
+class ClientMembership(ClinicScoped, db.Model):
+    """A client's membership, billed by a Stripe subscription; Stripe's word sets its status."""
+
+    __tablename__ = "client_membership"
+    __table_args__ = (UniqueConstraint("clinic_id", "stripe_subscription_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"), index=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("membership_plan.id"))
+    # incomplete, active, past_due, unpaid, canceled, incomplete_expired (Stripe's words)
+    status: Mapped[str] = mapped_column(String(20), default="incomplete")
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    current_period_end: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    canceled_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
+    )

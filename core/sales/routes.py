@@ -11,12 +11,19 @@ from sqlalchemy import select
 
 from core.accounts.access import Permission, current_clinic, current_principal, requires
 from core.api import Blueprint, json_response, paginated
+from core.clients import services as clients
 from core.errors import Problem
 from core.extensions import db
 from core.idempotency import Idempotent
-from core.sales import schemas
+from core.sales import memberships, schemas
 from core.sales import services as sales
-from core.sales.models import ClientPackage, Product, RefundRequest
+from core.sales.models import (
+    ClientMembership,
+    ClientPackage,
+    MembershipPlan,
+    Product,
+    RefundRequest,
+)
 
 blp = Blueprint(
     "sales",
@@ -240,3 +247,60 @@ class RefundApproval(MethodView):
         decided = sales.decide_refund(current_clinic(), found, data["approve"], _user_id())
         db.session.commit()
         return decided
+
+
+@blp.route("/membership-plans")
+class MembershipPlans(MethodView):
+    @requires(Permission.take_payments)
+    @blp.response(200, schemas.MembershipPlanListSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """List the memberships the clinic offers."""
+        found = db.session.scalars(
+            select(MembershipPlan).where(MembershipPlan.active).order_by(MembershipPlan.id)
+        )
+        return paginated(list(found))
+
+    @requires(Permission.edit_catalog)
+    @blp.arguments(schemas.MembershipPlanInputSchema)
+    @blp.response(201, schemas.MembershipPlanSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> MembershipPlan:
+        """Offer a membership, billed monthly or yearly through the clinic's Stripe account."""
+        found = memberships.add_plan(current_clinic(), data)
+        db.session.commit()
+        return found
+
+
+@blp.route("/clients/<id:client_id>/memberships")
+class ClientMemberships(MethodView):
+    @requires(Permission.take_payments)
+    @blp.response(200, schemas.ClientMembershipListSchema)
+    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+        """List a client's memberships and where each stands."""
+        found = db.session.scalars(
+            select(ClientMembership)
+            .where(ClientMembership.client_id == client_id)
+            .order_by(ClientMembership.id)
+        )
+        return paginated(list(found))
+
+    @requires(Permission.take_payments)
+    @blp.arguments(schemas.EnrolmentSchema)
+    @blp.response(201, schemas.ClientMembershipSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> ClientMembership:
+        """Enrol a client in a membership, billed to their card on file."""
+        found = memberships.enrol(
+            current_clinic(), clients.client(client_id), memberships.plan(data["plan_id"])
+        )
+        db.session.commit()
+        return found
+
+
+@blp.route("/memberships/<id:membership_id>/cancellation")
+class MembershipCancellation(MethodView):
+    @requires(Permission.take_payments)
+    @blp.response(200, schemas.ClientMembershipSchema)
+    def post(self, clinic_slug: str, membership_id: int) -> ClientMembership:
+        """End a membership now; Stripe stops billing it."""
+        found = memberships.cancel(current_clinic(), memberships.membership(membership_id))
+        db.session.commit()
+        return found

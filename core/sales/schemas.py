@@ -185,3 +185,43 @@ class RefundRequestSchema(Schema):
 
 class ApprovalSchema(Schema):
     approve = fields.Boolean(required=True)
+
+
+class MembershipPlanInputSchema(Schema):
+    name = fields.String(required=True, validate=text(200))
+    price = Amount(required=True)
+    interval = fields.String(required=True, validate=validate.OneOf(["month", "year"]))
+    benefits = fields.String(validate=text(2000))
+
+
+class MembershipPlanSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    price = fields.Function(lambda p: p.price.to_dict())
+    interval = fields.String()
+    benefits = fields.String(allow_none=True)
+    stripe_plan_id = fields.String(allow_none=True)
+
+
+class MembershipPlanListSchema(Schema):
+    items = fields.List(fields.Nested(MembershipPlanSchema))
+    count = fields.Integer()
+
+
+class EnrolmentSchema(Schema):
+    plan_id = Id(required=True)
+
+
+class ClientMembershipSchema(Schema):
+    id = fields.Integer()
+    client_id = fields.Integer()
+    plan_id = fields.Integer()
+    status = fields.String()
+    stripe_subscription_id = fields.String(allow_none=True)
+    current_period_end = UtcDateTime(allow_none=True)
+    canceled_at = UtcDateTime(allow_none=True)
+
+
+class ClientMembershipListSchema(Schema):
+    items = fields.List(fields.Nested(ClientMembershipSchema))
+    count = fields.Integer()

@@ -893,7 +893,8 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
         request.status = RefundStatus.refused
         request.decided_at = clock.now()
     elif not decision.requires_manager_approval:
-        _carry_out(clinic, request, line, bill)
+        request.status = RefundStatus.approved
+        _carry_out_approved(clinic, request.id)
     return request
 
 
@@ -902,28 +903,55 @@ def decide_refund(
 ) -> RefundRequest:
     """A manager approves or refuses a request waiting for them; approving twice refunds once."""
     request = _fresh_request(request.id)
-    if request.status != RefundStatus.awaiting_approval:
-        return request  # decided already: the first decision stands
-    request.decided_by_user_id = actor_user_id
-    if not approve:
-        request.status = RefundStatus.refused
-        request.decided_at = clock.now()
-        request.refusal_reason = "Not approved by management."
-        return request
+    if request.status == RefundStatus.awaiting_approval:
+        request.decided_by_user_id = actor_user_id
+        if not approve:
+            request.status = RefundStatus.refused
+            request.decided_at = clock.now()
+            request.refusal_reason = "Not approved by management."
+            return request
+        request.status = RefundStatus.approved
+    # An approved request whose refund failed before is carried out again, under the same key.
+    return _carry_out_approved(clinic, request.id)
+
+
+def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
+    """Carry out an approved request once: committed as approved first, then done under its lock.
+
+    The refund's Stripe key is the request's, so a retry after a failure (or
+    a lost answer) gets Stripe's first refund rather than a second one.
+    """
+    db.session.commit()
+    request = _fresh_request(request_id)
+    if request.status != RefundStatus.approved:
+        return request  # another approval carried it out meanwhile
     line = db.session.get(SaleLine, request.sale_line_id)
     bill = db.session.get(Sale, line.sale_id)
-    _carry_out(clinic, request, line, bill)
+    try:
+        _carry_out(clinic, request, line, bill)
+    except stripe.StripeError as error:
+        log.warning("refund request %s: Stripe refused or did not answer (%s)", request_id, error)
+        raise Problem(
+            502,
+            "Stripe did not make the refund; the request stays approved. Approve it again to retry.",
+            kind="stripe-error",
+        ) from None
     return request
 
 
 def _fresh_request(request_id: int) -> RefundRequest:
-    # RefundRequest has no updated_at to touch: lock it with SELECT ... FOR UPDATE
-    # (SQLite serialises writers already).
+    # A write takes the lock before the read, on SQLite too (where FOR UPDATE
+    # is ignored): two managers approving at once decide one after the other.
     db.session.flush()
+    db.session.execute(
+        update(RefundRequest)
+        .where(RefundRequest.id == request_id)
+        .values(status=RefundRequest.status)
+        .execution_options(synchronize_session=False)
+    )
     return db.session.scalar(
         select(RefundRequest)
         .where(RefundRequest.id == request_id)
-        .with_for_update()
         .execution_options(populate_existing=True)
     )
 

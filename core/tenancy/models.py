@@ -53,6 +53,9 @@ class Clinic(db.Model):
     source_file: Mapped[str | None] = mapped_column(String(500))
     # The clinic's own Stripe account (Connect, direct charges); None: no online payments.
     stripe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # What Stripe last said of the account (account.updated), and when it said it.
+    stripe_charges_enabled: Mapped[bool | None]
+    stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
         UtcTimestamp(), default=clock.now, onupdate=clock.now

@@ -23,8 +23,11 @@ NEW_TABLES = (
     "sale_line",
     "tender",
     "refund_request",
+    "membership_plan",
+    "client_membership",
 )
 OLD_RECEIPTS = "kind IN ('deposit_received', 'prepayment_received', 'fee_charged')"
+ONCE_PER_OBJECT = "kind IN ('dispute_opened', 'dispute_won', 'dispute_lost', 'membership_payment')"
 RECEIPTS = "kind IN ('deposit_received', 'prepayment_received', 'fee_charged', 'card_payment')"
 
 
@@ -346,6 +349,7 @@ def upgrade():
             "status",
             sa.Enum(
                 "awaiting_approval",
+                "approved",
                 "done",
                 "refused",
                 name="refundstatus",
@@ -409,6 +413,71 @@ def upgrade():
             batch_op.f("fk_payment_sale_id_sale"), "sale", ["sale_id"], ["id"]
         )
 
+    op.create_table(
+        "membership_plan",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("amount_minor", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("interval", sa.String(length=8), nullable=False),
+        sa.Column("benefits", sa.Text(), nullable=True),
+        sa.Column("stripe_plan_id", sa.String(length=64), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"],
+            ["clinic.id"],
+            name=op.f("fk_membership_plan_clinic_id_clinic"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_membership_plan")),
+    )
+    with op.batch_alter_table("membership_plan", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_membership_plan_clinic_id"), ["clinic_id"], unique=False
+        )
+
+    op.create_table(
+        "client_membership",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("client_id", sa.Integer(), nullable=False),
+        sa.Column("plan_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("stripe_subscription_id", sa.String(length=64), nullable=True),
+        sa.Column("current_period_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("canceled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["client_id"], ["client.id"], name=op.f("fk_client_membership_client_id_client")
+        ),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"],
+            ["clinic.id"],
+            name=op.f("fk_client_membership_clinic_id_clinic"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["plan_id"],
+            ["membership_plan.id"],
+            name=op.f("fk_client_membership_plan_id_membership_plan"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_client_membership")),
+        sa.UniqueConstraint(
+            "clinic_id",
+            "stripe_subscription_id",
+            name=op.f("uq_client_membership_clinic_id_stripe_subscription_id"),
+        ),
+    )
+    with op.batch_alter_table("client_membership", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_client_membership_client_id"), ["client_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_client_membership_clinic_id"), ["clinic_id"], unique=False
+        )
     # One open or paid bill per appointment.
     live = sa.text("booking_id IS NOT NULL AND status != 'voided'")
     op.create_index(
@@ -420,6 +489,20 @@ def upgrade():
         postgresql_where=live,
     )
     _receipts(RECEIPTS)
+    once = sa.text(ONCE_PER_OBJECT)
+    op.create_index(
+        "uq_ledger_entry_once",
+        "ledger_entry",
+        ["clinic_id", "reference", "kind"],
+        unique=True,
+        sqlite_where=once,
+        postgresql_where=once,
+    )
+    with op.batch_alter_table("clinic", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("stripe_charges_enabled", sa.Boolean(), nullable=True))
+        batch_op.add_column(
+            sa.Column("stripe_account_updated_at", sa.DateTime(timezone=True), nullable=True)
+        )
     for table in NEW_TABLES:
         isolate_by_clinic(op, table)
     grant_app_role(op)
@@ -438,10 +521,23 @@ def _receipts(where: str) -> None:
 
 
 def downgrade():
+    with op.batch_alter_table("clinic", schema=None) as batch_op:
+        batch_op.drop_column("stripe_account_updated_at")
+        batch_op.drop_column("stripe_charges_enabled")
+    op.drop_index("uq_ledger_entry_once", table_name="ledger_entry")
     _receipts(OLD_RECEIPTS)
     op.drop_index("uq_sale_booking", table_name="sale")
     for table in NEW_TABLES:
         drop_isolation(op, table)
+    with op.batch_alter_table("client_membership", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_client_membership_clinic_id"))
+        batch_op.drop_index(batch_op.f("ix_client_membership_client_id"))
+
+    op.drop_table("client_membership")
+    with op.batch_alter_table("membership_plan", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_membership_plan_clinic_id"))
+
+    op.drop_table("membership_plan")
     with op.batch_alter_table("payment", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_payment_sale_id_sale"), type_="foreignkey")
         batch_op.drop_column("sale_id")
