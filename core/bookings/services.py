@@ -35,7 +35,7 @@ from core.bookings.models import (
 )
 from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
-from core.catalog.models import Resource, Service, ServiceProvider
+from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.clients import services as clients
 from core.clients.models import Client
 from core.errors import Problem
@@ -345,10 +345,35 @@ def _needs_guarantee(requirements: BookingRequirements) -> bool:
     )
 
 
+def _client_and_offering(
+    client: Client | int, service_id: int, location_id: int
+) -> tuple[Client, Service, Location]:
+    """Return the client, the service and the location offering it, or raise why not.
+
+    A client named by id comes back with the other two in one query, since
+    every booking by staff asks for all three; only when one is missing is
+    each looked up alone, to say which.
+    """
+    if isinstance(client, Client):
+        return (client, *catalog.offering(service_id, location_id))
+    row = db.session.execute(
+        select(Client, Service, Location)
+        .select_from(Service)
+        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
+        .join(Location, Location.id == ServiceLocation.location_id)
+        .join(Client, Client.id == client)
+        .where(Service.id == service_id, Location.id == location_id)
+    ).first()
+    if row is None:
+        clients.client(client)  # no such client: 404
+        catalog.not_offered(service_id)
+    return row[0], row[1], row[2]
+
+
 def book(
     clinic: Clinic,
     *,
-    client: Client,
+    client: Client | int,
     service_id: int,
     location_id: int,
     provider_id: int | None,
@@ -356,7 +381,7 @@ def book(
     online: bool,
     actor_user_id: int | None = None,
 ) -> Booking:
-    """Book ``service`` for ``client``, or raise the problem that says why not.
+    """Book ``service`` for ``client`` (a client, or a client's id), or raise the problem that says why not.
 
     The clinic's policy decides what the booking needs; if it needs a
     guarantee (a card, a deposit, a prepayment) it is held for the clinic's
@@ -364,7 +389,7 @@ def book(
     """
     now = clock.now()
     starts_at = clock.as_utc(starts_at)
-    service, location = catalog.offering(service_id, location_id)
+    client, service, location = _client_and_offering(client, service_id, location_id)
     if not service.active or (online and not service.online_bookable):
         raise Problem(409, "This service cannot be booked online.", kind="service-not-bookable")
     if provider_id is not None:
@@ -452,14 +477,8 @@ def book(
     booking.location = location
     booking.events = []
     booking.charges = []
-    db.session.add(booking)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # PostgreSQL's exclusion constraint: someone else took the time. The
-        # transaction is spent; the whole request is refused and rolled back.
-        db.session.rollback()
-        raise refusal("slot_taken") from None
+    # The event and any charges go in the booking's own flush (their
+    # booking_id comes from the relationship): one unit of work, not two.
     _event(
         booking,
         "booked",
@@ -482,6 +501,14 @@ def book(
             requirements.prepayment,
             requirements.clauses[0] if requirements.clauses else None,
         )
+    db.session.add(booking)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # PostgreSQL's exclusion constraint: someone else took the time. The
+        # transaction is spent; the whole request is refused and rolled back.
+        db.session.rollback()
+        raise refusal("slot_taken") from None
     if not held:
         _confirmed(clinic, booking)
     return booking

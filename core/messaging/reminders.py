@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from core import clock
 from core.bookings.settings import booking_settings
@@ -36,33 +36,40 @@ def due_times(clinic: Clinic, starts_at: datetime, timezone: str) -> list[tuple[
     return out
 
 
-def schedule(clinic: Clinic, booking: Any) -> list[OutboxMessage]:
-    """Write the booking's reminders to the outbox, in the booking's transaction.
+def schedule(clinic: Clinic, booking: Any) -> int:
+    """Write the booking's reminders to the outbox, in the booking's transaction; return how many.
 
     Only reminders still ahead (and before the appointment) are written; a
     reminder's key names the booking, rule, channel and start time, so
-    writing it twice is refused by the database.
+    writing it twice is refused by the database. The rows go in one INSERT
+    of their own rather than through the unit of work: nothing reads them
+    back in the request that writes them.
     """
     now = clock.now()
     location = db.session.get(Location, booking.location_id)
     channels = booking_settings(clinic)["reminder_channels"]
-    created = []
-    for rule, due in due_times(clinic, booking.starts_at, location.timezone):
-        if not (now < due < clock.as_utc(booking.starts_at)):
-            continue
-        for channel in channels:
-            message = OutboxMessage(
-                kind="reminder",
-                channel=channel,
-                booking_id=booking.id,
-                client_id=booking.client_id,
-                dedupe_key=f"reminder:{booking.id}:{rule}:{channel}:{clock.as_utc(booking.starts_at).isoformat()}",
-                due_at=due,
-                details={"rule": rule},
-            )
-            db.session.add(message)
-            created.append(message)
-    return created
+    starts_at = clock.as_utc(booking.starts_at)
+    rows = [
+        {
+            "clinic_id": booking.clinic_id,
+            "kind": "reminder",
+            "channel": channel,
+            "booking_id": booking.id,
+            "client_id": booking.client_id,
+            "dedupe_key": f"reminder:{booking.id}:{rule}:{channel}:{starts_at.isoformat()}",
+            "due_at": due,
+            "status": OutboxStatus.pending,
+            "attempts": 0,
+            "details": {"rule": rule},
+            "created_at": now,
+        }
+        for rule, due in due_times(clinic, booking.starts_at, location.timezone)
+        if now < due < starts_at
+        for channel in channels
+    ]
+    if rows:
+        db.session.execute(insert(OutboxMessage), rows)
+    return len(rows)
 
 
 def withdraw(booking: Any) -> int:
