@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import (
     String,
+    bindparam,
     cast,
     exists,
     func,
@@ -191,6 +192,39 @@ class ProviderLock:
     hours: list[tuple[time, time]]
 
 
+@functools.cache
+def _lock_statement() -> Any:
+    # Built once with bound parameters: building it anew took as long as running it.
+    provider_id = bindparam("provider_id")
+    hours = (
+        select(
+            func.aggregate_strings(
+                cast(WorkingHours.starts, String) + "/" + cast(WorkingHours.ends, String), ","
+            )
+        )
+        .where(
+            WorkingHours.provider_id == provider_id,
+            WorkingHours.location_id == bindparam("location_id"),
+            WorkingHours.weekday == bindparam("weekday"),
+        )
+        .scalar_subquery()
+    )
+    return (
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(lock_version=Provider.lock_version + 1)
+        .returning(
+            Provider.active,
+            exists().where(
+                ServiceProvider.service_id == bindparam("service_id"),
+                ServiceProvider.provider_id == provider_id,
+            ),
+            hours,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _lock_provider(
     provider_id: int, service_id: int, location: Location, starts_at: datetime
 ) -> ProviderLock:
@@ -203,33 +237,14 @@ def _lock_provider(
     round trip, since every query made under the lock delays the next
     request for this provider.
     """
-    weekday = starts_at.astimezone(ZoneInfo(location.timezone)).weekday()
-    hours = (
-        select(
-            func.aggregate_strings(
-                cast(WorkingHours.starts, String) + "/" + cast(WorkingHours.ends, String), ","
-            )
-        )
-        .where(
-            WorkingHours.provider_id == provider_id,
-            WorkingHours.location_id == location.id,
-            WorkingHours.weekday == weekday,
-        )
-        .scalar_subquery()
-    )
     row = db.session.execute(
-        update(Provider)
-        .where(Provider.id == provider_id)
-        .values(lock_version=Provider.lock_version + 1)
-        .returning(
-            Provider.active,
-            exists().where(
-                ServiceProvider.service_id == service_id,
-                ServiceProvider.provider_id == provider_id,
-            ),
-            hours,
-        )
-        .execution_options(synchronize_session=False)
+        _lock_statement(),
+        {
+            "provider_id": provider_id,
+            "service_id": service_id,
+            "location_id": location.id,
+            "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
+        },
     ).first()
     if row is None:
         return ProviderLock(False, False, [])
