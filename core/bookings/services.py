@@ -28,7 +28,6 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
-    literal,
     select,
     union_all,
     update,
@@ -572,45 +571,71 @@ def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, 
     session as what the database now holds.
     """
     event.clinic_id = booking.clinic_id
-    booking_table, event_table = Booking.__table__, BookingEvent.__table__
-    new = (
-        insert(booking_table).values(_row(booking)).returning(booking_table.c.id).cte("new_booking")
-    )
-    event_row = _row(event)
+    booking_row, event_row = _row(booking), _row(event)
     del event_row["booking_id"]
-    statement = (
-        insert(event_table)
-        .from_select(
-            ["booking_id", *event_row],
-            select(new.c.id, *(literal(v, event_table.c[k].type) for k, v in event_row.items())),
-        )
-        .returning(event_table.c.id, event_table.c.booking_id)
+    params = {f"b_{k}": v for k, v in booking_row.items()}
+    params.update({f"e_{k}": v for k, v in event_row.items()})
+    for n, row in enumerate(due):
+        before, _, after = reminders.dedupe_key(None, row, booking.starts_at)
+        params.update({f"r{n}_before": before, f"r{n}_after": after})
+        params.update({f"r{n}_{k}": v for k, v in row.items()})
+    statement = _insert_together_statement(
+        tuple(booking_row), tuple(event_row), tuple(due[0]) if due else (), len(due)
     )
-    if due:
-        outbox = OutboxMessage.__table__
-        keys = list(due[0])
-        rows = []
-        for row in due:
-            before, _, after = reminders.dedupe_key(None, row, booking.starts_at)
-            rows.append(
-                select(
-                    new.c.id,
-                    literal(before) + cast(new.c.id, String) + literal(after),
-                    *(literal(row[k], outbox.c[k].type) for k in keys),
-                )
-            )
-        written = insert(outbox).from_select(
-            ["booking_id", "dedupe_key", *keys], union_all(*rows) if len(rows) > 1 else rows[0]
-        )
-        statement = statement.add_cte(written.cte("reminders"))
     # On the session's connection, so in its transaction; a Core statement
     # through the session itself is refused by the clinic rules (it reads as
     # an unscoped query), while an INSERT's only rule is the clinic_id set above.
-    event.id, booking.id = db.session.connection().execute(statement).one()
+    event.id, booking.id = db.session.connection().execute(statement, params).one()
     event.booking_id = booking.id
     for obj in (event, booking):
         make_transient_to_detached(obj)
     db.session.add(booking)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_together_statement(
+    booking_keys: tuple[str, ...],
+    event_keys: tuple[str, ...],
+    reminder_keys: tuple[str, ...],
+    reminder_count: int,
+) -> Any:
+    # Built once for each shape, with bound parameters: building it anew
+    # for every booking took as long as running it.
+    booking_table, event_table = Booking.__table__, BookingEvent.__table__
+    new = (
+        insert(booking_table)
+        .values({k: bindparam(f"b_{k}", type_=booking_table.c[k].type) for k in booking_keys})
+        .returning(booking_table.c.id)
+        .cte("new_booking")
+    )
+    statement = (
+        insert(event_table)
+        .from_select(
+            ["booking_id", *event_keys],
+            select(
+                new.c.id, *(bindparam(f"e_{k}", type_=event_table.c[k].type) for k in event_keys)
+            ),
+        )
+        .returning(event_table.c.id, event_table.c.booking_id)
+    )
+    if reminder_count:
+        outbox = OutboxMessage.__table__
+        rows = [
+            select(
+                new.c.id,
+                bindparam(f"r{n}_before", type_=String)
+                + cast(new.c.id, String)
+                + bindparam(f"r{n}_after", type_=String),
+                *(bindparam(f"r{n}_{k}", type_=outbox.c[k].type) for k in reminder_keys),
+            )
+            for n in range(reminder_count)
+        ]
+        written = insert(outbox).from_select(
+            ["booking_id", "dedupe_key", *reminder_keys],
+            union_all(*rows) if len(rows) > 1 else rows[0],
+        )
+        statement = statement.add_cte(written.cte("reminders"))
+    return statement
 
 
 def _confirmed(clinic: Clinic, booking: Booking) -> None:
