@@ -270,6 +270,8 @@ def expire_holds(
     booking_ids: tuple[int, ...] | None = None,
 ) -> int:
     """Expire held bookings whose hold has lapsed: the clinic's, one provider's, or those given."""
+    if booking_ids is not None and not booking_ids:
+        return 0  # asked on every booking, almost always with none
     now = now or clock.now()
     statement = select(Booking).where(
         Booking.status == BookingStatus.held, Booking.hold_expires_at <= now
@@ -277,8 +279,6 @@ def expire_holds(
     if provider_id is not None:
         statement = statement.where(Booking.provider_id == provider_id)
     if booking_ids is not None:
-        if not booking_ids:
-            return 0
         statement = statement.where(Booking.id.in_(booking_ids))
     lapsed = list(db.session.scalars(statement))
     for booking in lapsed:
@@ -372,6 +372,19 @@ def _needs_guarantee(requirements: BookingRequirements) -> bool:
     )
 
 
+@functools.cache
+def _client_and_offering_statement() -> Any:
+    # Built once with bound parameters, as every booking by staff runs it.
+    return (
+        select(Client, Service, Location)
+        .select_from(Service)
+        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
+        .join(Location, Location.id == ServiceLocation.location_id)
+        .join(Client, Client.id == bindparam("client_id"))
+        .where(Service.id == bindparam("service_id"), Location.id == bindparam("location_id"))
+    )
+
+
 def _client_and_offering(
     client: Client | int, service_id: int, location_id: int
 ) -> tuple[Client, Service, Location]:
@@ -384,12 +397,8 @@ def _client_and_offering(
     if isinstance(client, Client):
         return (client, *catalog.offering(service_id, location_id))
     row = db.session.execute(
-        select(Client, Service, Location)
-        .select_from(Service)
-        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
-        .join(Location, Location.id == ServiceLocation.location_id)
-        .join(Client, Client.id == client)
-        .where(Service.id == service_id, Location.id == location_id)
+        _client_and_offering_statement(),
+        {"client_id": client, "service_id": service_id, "location_id": location_id},
     ).first()
     if row is None:
         clients.client(client)  # no such client: 404
