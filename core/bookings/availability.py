@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import null, or_, select, union_all
+from sqlalchemy import bindparam, null, or_, select, union_all
 
 from core import clock
 from core.bookings.models import Booking, BookingStatus
@@ -46,6 +46,44 @@ class SlotDay:
 LONGEST_BOOKING = timedelta(hours=24)
 
 
+def _occupying() -> Any:
+    return or_(
+        Booking.status == BookingStatus.confirmed,
+        Booking.status == BookingStatus.checked_in,
+        Booking.status == BookingStatus.held,
+    )
+
+
+@functools.cache
+def _taken_statement(one_provider: bool) -> Any:
+    """Return the query for bookings and time off in a window, built once with bound parameters."""
+    # Plain comparisons rather than IN lists for one provider: SQLAlchemy
+    # renders an expanding IN for every execution, a noticeable cost on the
+    # booking path; so is building the statement, hence once.
+    providers = bindparam("providers", expanding=not one_provider)
+    start, end = bindparam("start"), bindparam("end")
+    taken = select(
+        Booking.id,
+        Booking.provider_id,
+        Booking.starts_at,
+        Booking.blocks_until,
+        Booking.hold_expires_at,
+    ).where(
+        Booking.provider_id == providers if one_provider else Booking.provider_id.in_(providers),
+        Booking.starts_at < end,
+        Booking.starts_at > bindparam("earliest"),
+        Booking.blocks_until > start,
+        _occupying(),
+        Booking.id != bindparam("exclude_booking_id"),
+    )
+    away = select(null(), TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, null()).where(
+        TimeOff.provider_id == providers if one_provider else TimeOff.provider_id.in_(providers),
+        TimeOff.starts_at < end,
+        TimeOff.ends_at > start,
+    )
+    return union_all(taken, away)
+
+
 class Calendar:
     """What is taken, for a set of providers over a window, loaded in three queries."""
 
@@ -67,48 +105,22 @@ class Calendar:
         self.lapsed_holds: list[int] = []
         if not provider_ids:
             return
-        # Plain comparisons rather than IN lists: SQLAlchemy renders an expanding
-        # IN for every execution, a noticeable cost on the booking path.
-        occupying = or_(
-            Booking.status == BookingStatus.confirmed,
-            Booking.status == BookingStatus.checked_in,
-            Booking.status == BookingStatus.held,
-        )
-        of_providers = (
-            Booking.provider_id == provider_ids[0]
-            if len(provider_ids) == 1
-            else Booking.provider_id.in_(provider_ids)
-        )
-        of_time_off = (
-            TimeOff.provider_id == provider_ids[0]
-            if len(provider_ids) == 1
-            else TimeOff.provider_id.in_(provider_ids)
-        )
-        taken = select(
-            Booking.id,
-            Booking.provider_id,
-            Booking.starts_at,
-            Booking.blocks_until,
-            Booking.hold_expires_at,
-        ).where(
-            of_providers,
-            Booking.starts_at < end,
-            # No booking lasts a day (services take at most 12 hours and a
-            # 4-hour buffer), so this bound keeps the index scan to the
-            # window instead of every booking in the provider's history.
-            Booking.starts_at > start - LONGEST_BOOKING,
-            Booking.blocks_until > start,
-            occupying,
-            Booking.id != (exclude_booking_id or 0),
-        )
-        away = select(
-            null(), TimeOff.provider_id, TimeOff.starts_at, TimeOff.ends_at, null()
-        ).where(of_time_off, TimeOff.starts_at < end, TimeOff.ends_at > start)
+        one = len(provider_ids) == 1
         # Bookings and time off in one round trip: booking a slot reads this
         # while it holds the provider's lock, so every query here is paid by
         # the next request for the same provider too.
         for booking_id, provider_id, starts, until, hold_expires_at in db.session.execute(
-            union_all(taken, away)
+            _taken_statement(one),
+            {
+                "providers": provider_ids[0] if one else list(provider_ids),
+                "start": start,
+                "end": end,
+                # No booking lasts a day (services take at most 12 hours and a
+                # 4-hour buffer), so this bound keeps the index scan to the
+                # window instead of every booking in the provider's history.
+                "earliest": start - LONGEST_BOOKING,
+                "exclude_booking_id": exclude_booking_id or 0,
+            },
         ):
             if hold_expires_at is not None and hold_expires_at <= now:
                 self.lapsed_holds.append(booking_id)
@@ -122,7 +134,7 @@ class Calendar:
                     Booking.starts_at < end,
                     Booking.starts_at > start - LONGEST_BOOKING,
                     Booking.blocks_until > start,
-                    occupying,
+                    _occupying(),
                     or_(Booking.hold_expires_at.is_(None), Booking.hold_expires_at > now),
                     Booking.id != (exclude_booking_id or 0),
                 )

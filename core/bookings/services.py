@@ -20,8 +20,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import String, cast, exists, func, select, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    inspect,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from core import clock
 from core.bookings.availability import check_slot
@@ -35,7 +47,7 @@ from core.bookings.models import (
 )
 from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
-from core.catalog.models import Resource, Service, ServiceProvider
+from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.clients import services as clients
 from core.clients.models import Client
 from core.errors import Problem
@@ -48,6 +60,7 @@ from core.hooks.decisions import (
     LateArrivalOption,
 )
 from core.messaging import reminders
+from core.messaging.models import OutboxMessage
 from core.money import Money
 from core.payments import ledger
 from core.payments.models import LedgerKind
@@ -180,6 +193,39 @@ class ProviderLock:
     hours: list[tuple[time, time]]
 
 
+@functools.cache
+def _lock_statement() -> Any:
+    # Built once with bound parameters: building it anew took as long as running it.
+    provider_id = bindparam("provider_id")
+    hours = (
+        select(
+            func.aggregate_strings(
+                cast(WorkingHours.starts, String) + "/" + cast(WorkingHours.ends, String), ","
+            )
+        )
+        .where(
+            WorkingHours.provider_id == provider_id,
+            WorkingHours.location_id == bindparam("location_id"),
+            WorkingHours.weekday == bindparam("weekday"),
+        )
+        .scalar_subquery()
+    )
+    return (
+        update(Provider)
+        .where(Provider.id == provider_id)
+        .values(lock_version=Provider.lock_version + 1)
+        .returning(
+            Provider.active,
+            exists().where(
+                ServiceProvider.service_id == bindparam("service_id"),
+                ServiceProvider.provider_id == provider_id,
+            ),
+            hours,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _lock_provider(
     provider_id: int, service_id: int, location: Location, starts_at: datetime
 ) -> ProviderLock:
@@ -192,33 +238,14 @@ def _lock_provider(
     round trip, since every query made under the lock delays the next
     request for this provider.
     """
-    weekday = starts_at.astimezone(ZoneInfo(location.timezone)).weekday()
-    hours = (
-        select(
-            func.aggregate_strings(
-                cast(WorkingHours.starts, String) + "/" + cast(WorkingHours.ends, String), ","
-            )
-        )
-        .where(
-            WorkingHours.provider_id == provider_id,
-            WorkingHours.location_id == location.id,
-            WorkingHours.weekday == weekday,
-        )
-        .scalar_subquery()
-    )
     row = db.session.execute(
-        update(Provider)
-        .where(Provider.id == provider_id)
-        .values(lock_version=Provider.lock_version + 1)
-        .returning(
-            Provider.active,
-            exists().where(
-                ServiceProvider.service_id == service_id,
-                ServiceProvider.provider_id == provider_id,
-            ),
-            hours,
-        )
-        .execution_options(synchronize_session=False)
+        _lock_statement(),
+        {
+            "provider_id": provider_id,
+            "service_id": service_id,
+            "location_id": location.id,
+            "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
+        },
     ).first()
     if row is None:
         return ProviderLock(False, False, [])
@@ -245,6 +272,8 @@ def expire_holds(
     booking_ids: tuple[int, ...] | None = None,
 ) -> int:
     """Expire held bookings whose hold has lapsed: the clinic's, one provider's, or those given."""
+    if booking_ids is not None and not booking_ids:
+        return 0  # asked on every booking, almost always with none
     now = now or clock.now()
     statement = select(Booking).where(
         Booking.status == BookingStatus.held, Booking.hold_expires_at <= now
@@ -252,8 +281,6 @@ def expire_holds(
     if provider_id is not None:
         statement = statement.where(Booking.provider_id == provider_id)
     if booking_ids is not None:
-        if not booking_ids:
-            return 0
         statement = statement.where(Booking.id.in_(booking_ids))
     lapsed = list(db.session.scalars(statement))
     for booking in lapsed:
@@ -347,10 +374,44 @@ def _needs_guarantee(requirements: BookingRequirements) -> bool:
     )
 
 
+@functools.cache
+def _client_and_offering_statement() -> Any:
+    # Built once with bound parameters, as every booking by staff runs it.
+    return (
+        select(Client, Service, Location)
+        .select_from(Service)
+        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
+        .join(Location, Location.id == ServiceLocation.location_id)
+        .join(Client, Client.id == bindparam("client_id"))
+        .where(Service.id == bindparam("service_id"), Location.id == bindparam("location_id"))
+    )
+
+
+def _client_and_offering(
+    client: Client | int, service_id: int, location_id: int
+) -> tuple[Client, Service, Location]:
+    """Return the client, the service and the location offering it, or raise why not.
+
+    A client named by id comes back with the other two in one query, since
+    every booking by staff asks for all three; only when one is missing is
+    each looked up alone, to say which.
+    """
+    if isinstance(client, Client):
+        return (client, *catalog.offering(service_id, location_id))
+    row = db.session.execute(
+        _client_and_offering_statement(),
+        {"client_id": client, "service_id": service_id, "location_id": location_id},
+    ).first()
+    if row is None:
+        clients.client(client)  # no such client: 404
+        catalog.not_offered(service_id)
+    return row[0], row[1], row[2]
+
+
 def book(
     clinic: Clinic,
     *,
-    client: Client,
+    client: Client | int,
     service_id: int,
     location_id: int,
     provider_id: int | None,
@@ -358,7 +419,7 @@ def book(
     online: bool,
     actor_user_id: int | None = None,
 ) -> Booking:
-    """Book ``service`` for ``client``, or raise the problem that says why not.
+    """Book ``service`` for ``client`` (a client, or a client's id), or raise the problem that says why not.
 
     The clinic's policy decides what the booking needs; if it needs a
     guarantee (a card, a deposit, a prepayment) it is held for the clinic's
@@ -366,7 +427,7 @@ def book(
     """
     now = clock.now()
     starts_at = clock.as_utc(starts_at)
-    service, location = catalog.offering(service_id, location_id)
+    client, service, location = _client_and_offering(client, service_id, location_id)
     if not service.active or (online and not service.online_bookable):
         raise Problem(409, "This service cannot be booked online.", kind="service-not-bookable")
     if provider_id is not None:
@@ -431,6 +492,7 @@ def book(
     held = _needs_guarantee(requirements)
     version_id = policy_version(requirements.clauses)
     booking = Booking(
+        clinic_id=require_clinic_ref().id,
         client_id=client.id,
         service_id=service.id,
         provider_id=chosen,
@@ -454,15 +516,7 @@ def book(
     booking.location = location
     booking.events = []
     booking.charges = []
-    db.session.add(booking)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # PostgreSQL's exclusion constraint: someone else took the time. The
-        # transaction is spent; the whole request is refused and rolled back.
-        db.session.rollback()
-        raise refusal("slot_taken") from None
-    _event(
+    event = _event(
         booking,
         "booked",
         BookingStatus.held if held else BookingStatus.confirmed,
@@ -470,6 +524,20 @@ def book(
         actor_user_id=actor_user_id,
         decision=requirements,
     )
+    # A confirmed booking's reminders are written with it, in its transaction.
+    due = [] if held else reminders.due(clinic, booking, location.timezone)
+    try:
+        if db.session.get_bind().dialect.name == "postgresql":
+            _insert_together(booking, event, due)
+        else:
+            db.session.add(booking)
+            db.session.flush()  # the event too: its booking_id comes from the relationship
+            reminders.write(booking, due)
+    except IntegrityError:
+        # PostgreSQL's exclusion constraint: someone else took the time. The
+        # transaction is spent; the whole request is refused and rolled back.
+        db.session.rollback()
+        raise refusal("slot_taken") from None
     if requirements.deposit:
         _owe(
             booking,
@@ -485,11 +553,104 @@ def book(
             requirements.clauses[0] if requirements.clauses else None,
         )
     if not held:
-        _confirmed(clinic, booking)
+        hooks_for(clinic).clinic_booking_confirmed(clinic=clinic, booking=booking)
     return booking
 
 
+def _row(obj: Any) -> dict[str, Any]:
+    """Return a new ORM object's column values for an INSERT, defaults filled in as a flush would."""
+    row = {}
+    for attr in inspect(obj).mapper.column_attrs:
+        column = attr.columns[0]
+        if column.primary_key:
+            continue
+        value = getattr(obj, attr.key)
+        if value is None and column.default is not None:
+            value = column.default.arg(None) if column.default.is_callable else column.default.arg
+            setattr(obj, attr.key, value)
+        row[column.key] = value
+    return row
+
+
+def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, Any]]) -> None:
+    """Insert a new booking, its first event and its reminders in one statement (PostgreSQL).
+
+    Every statement made under the provider's lock delays the next request
+    for that provider, and the unit of work would take three. The rows are
+    written as the flush would write them, the clinic set as for any insert
+    (row-level security refuses any other), and the objects then join the
+    session as what the database now holds.
+    """
+    event.clinic_id = booking.clinic_id
+    booking_row, event_row = _row(booking), _row(event)
+    del event_row["booking_id"]
+    params = {f"b_{k}": v for k, v in booking_row.items()}
+    params.update({f"e_{k}": v for k, v in event_row.items()})
+    for n, row in enumerate(due):
+        before, _, after = reminders.dedupe_key(None, row, booking.starts_at)
+        params.update({f"r{n}_before": before, f"r{n}_after": after})
+        params.update({f"r{n}_{k}": v for k, v in row.items()})
+    statement = _insert_together_statement(
+        tuple(booking_row), tuple(event_row), tuple(due[0]) if due else (), len(due)
+    )
+    # On the session's connection, so in its transaction; a Core statement
+    # through the session itself is refused by the clinic rules (it reads as
+    # an unscoped query), while an INSERT's only rule is the clinic_id set above.
+    event.id, booking.id = db.session.connection().execute(statement, params).one()
+    event.booking_id = booking.id
+    for obj in (event, booking):
+        make_transient_to_detached(obj)
+    db.session.add(booking)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_together_statement(
+    booking_keys: tuple[str, ...],
+    event_keys: tuple[str, ...],
+    reminder_keys: tuple[str, ...],
+    reminder_count: int,
+) -> Any:
+    # Built once for each shape, with bound parameters: building it anew
+    # for every booking took as long as running it.
+    booking_table, event_table = Booking.__table__, BookingEvent.__table__
+    new = (
+        insert(booking_table)
+        .values({k: bindparam(f"b_{k}", type_=booking_table.c[k].type) for k in booking_keys})
+        .returning(booking_table.c.id)
+        .cte("new_booking")
+    )
+    statement = (
+        insert(event_table)
+        .from_select(
+            ["booking_id", *event_keys],
+            select(
+                new.c.id, *(bindparam(f"e_{k}", type_=event_table.c[k].type) for k in event_keys)
+            ),
+        )
+        .returning(event_table.c.id, event_table.c.booking_id)
+    )
+    if reminder_count:
+        outbox = OutboxMessage.__table__
+        rows = [
+            select(
+                new.c.id,
+                bindparam(f"r{n}_before", type_=String)
+                + cast(new.c.id, String)
+                + bindparam(f"r{n}_after", type_=String),
+                *(bindparam(f"r{n}_{k}", type_=outbox.c[k].type) for k in reminder_keys),
+            )
+            for n in range(reminder_count)
+        ]
+        written = insert(outbox).from_select(
+            ["booking_id", "dedupe_key", *reminder_keys],
+            union_all(*rows) if len(rows) > 1 else rows[0],
+        )
+        statement = statement.add_cte(written.cte("reminders"))
+    return statement
+
+
 def _confirmed(clinic: Clinic, booking: Booking) -> None:
+    # book() does the same, writing the reminders with the booking.
     reminders.schedule(clinic, booking)
     hooks_for(clinic).clinic_booking_confirmed(clinic=clinic, booking=booking)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -50,9 +50,14 @@ def offering(service_id: int, location_id: int) -> tuple[Service, Location]:
         .where(Service.id == service_id, Location.id == location_id)
     ).first()
     if row is None:
-        service(service_id, with_links=False)  # no such service: 404
-        raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
+        not_offered(service_id)
     return row[0], row[1]
+
+
+def not_offered(service_id: int) -> NoReturn:
+    """Raise why a service cannot be had at a location: no such service (404), or not there (409)."""
+    service(service_id, with_links=False)  # no such service: 404
+    raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
 
 
 def _check_links(data: dict[str, Any]) -> None:

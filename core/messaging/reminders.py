@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from core import clock
 from core.bookings.settings import booking_settings
@@ -36,33 +36,69 @@ def due_times(clinic: Clinic, starts_at: datetime, timezone: str) -> list[tuple[
     return out
 
 
-def schedule(clinic: Clinic, booking: Any) -> list[OutboxMessage]:
-    """Write the booking's reminders to the outbox, in the booking's transaction.
+def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
+    """Return the outbox rows of the booking's reminders still ahead, less their booking id and key.
 
-    Only reminders still ahead (and before the appointment) are written; a
-    reminder's key names the booking, rule, channel and start time, so
-    writing it twice is refused by the database.
+    Only reminders before the appointment and after now are written; see
+    :func:`dedupe_key` for the rest of each row.
     """
     now = clock.now()
-    location = db.session.get(Location, booking.location_id)
     channels = booking_settings(clinic)["reminder_channels"]
-    created = []
-    for rule, due in due_times(clinic, booking.starts_at, location.timezone):
-        if not (now < due < clock.as_utc(booking.starts_at)):
-            continue
-        for channel in channels:
-            message = OutboxMessage(
-                kind="reminder",
-                channel=channel,
-                booking_id=booking.id,
-                client_id=booking.client_id,
-                dedupe_key=f"reminder:{booking.id}:{rule}:{channel}:{clock.as_utc(booking.starts_at).isoformat()}",
-                due_at=due,
-                details={"rule": rule},
-            )
-            db.session.add(message)
-            created.append(message)
-    return created
+    starts_at = clock.as_utc(booking.starts_at)
+    return [
+        {
+            "clinic_id": booking.clinic_id,
+            "kind": "reminder",
+            "channel": channel,
+            "client_id": booking.client_id,
+            "due_at": when,
+            "status": OutboxStatus.pending,
+            "attempts": 0,
+            "details": {"rule": rule},
+            "created_at": now,
+        }
+        for rule, when in due_times(clinic, starts_at, timezone)
+        if now < when < starts_at
+        for channel in channels
+    ]
+
+
+def dedupe_key(booking_id: Any, row: dict[str, Any], starts_at: datetime) -> tuple[str, Any, str]:
+    """Return the parts of a reminder's key: it names the booking, rule, channel and start time.
+
+    The booking id stands between the two strings; a caller that does not
+    know it yet (an INSERT of the booking in the same statement) joins them in SQL.
+    """
+    rule = row["details"]["rule"]
+    return (
+        "reminder:",
+        booking_id,
+        f":{rule}:{row['channel']}:{clock.as_utc(starts_at).isoformat()}",
+    )
+
+
+def write(booking: Any, rows: list[dict[str, Any]]) -> int:
+    """Insert reminder rows from :func:`due` for a booking already flushed; return how many."""
+    if not rows:
+        return 0
+    full = []
+    for row in rows:
+        before, booking_id, after = dedupe_key(booking.id, row, booking.starts_at)
+        full.append({**row, "booking_id": booking_id, "dedupe_key": f"{before}{booking_id}{after}"})
+    # One INSERT of their own rather than the unit of work: nothing reads
+    # them back in the request that writes them.
+    db.session.execute(insert(OutboxMessage), full)
+    return len(full)
+
+
+def schedule(clinic: Clinic, booking: Any) -> int:
+    """Write the booking's reminders to the outbox, in the booking's transaction; return how many.
+
+    A reminder's key names the booking, rule, channel and start time, so
+    writing it twice is refused by the database.
+    """
+    location = db.session.get(Location, booking.location_id)
+    return write(booking, due(clinic, booking, location.timezone))
 
 
 def withdraw(booking: Any) -> int:
