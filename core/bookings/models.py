@@ -99,9 +99,14 @@ class Booking(ClinicScoped, db.Model):
 
     @property
     def deposit_paid(self) -> Money | None:
-        """Return the deposit paid on this booking, if any (for policy hooks)."""
+        """Return what was paid up front on this booking (deposit or prepayment), if any.
+
+        Policy hooks read it to decide the fate of that money.
+        """
         paid = sum(
-            c.amount_minor for c in self.charges if c.kind == "deposit" and c.status == "paid"
+            c.amount_minor
+            for c in self.charges
+            if c.kind in ("deposit", "prepayment") and c.status == "paid"
         )
         return Money(paid, self.currency) if paid else None
 

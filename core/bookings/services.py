@@ -779,7 +779,42 @@ def _close(booking: Booking, decision: Any, fee_kind: ChargeKind, incident: bool
     _owe(booking, fee_kind, decision.fee, decision.clause)
     _settle_deposit(booking, decision.deposit)
     reminders.withdraw(booking)
+    what = "was cancelled" if booking.status == BookingStatus.cancelled else "was missed"
+    tell_client(booking, f"Your appointment {what}", decision)
     db.session.flush()
+
+
+#: What the client is told of their money, by what the policy decided for it.
+DEPOSIT_TOLD = {
+    DepositOutcome.kept: "The amount you paid ahead stays with this appointment.",
+    DepositOutcome.moved: "The amount you paid ahead moves to your new time.",
+    DepositOutcome.refunded: "The amount you paid ahead will be refunded to your card.",
+    DepositOutcome.forfeited: "The amount you paid ahead is kept under the clinic's policy.",
+    DepositOutcome.credited: "The amount you paid ahead becomes credit for future services.",
+}
+
+
+def tell_client(booking: Booking, subject: str, decision: Any) -> None:
+    """Email the client what a policy decision means for them, in the clinic's own words."""
+    lines = [f"{subject}: {booking.service.name} on {clock.as_utc(booking.starts_at):%Y-%m-%d}."]
+    fee = getattr(decision, "fee", None)
+    if fee:
+        lines.append(f"A fee of {fee.format()} applies and is charged to the card on file.")
+    told = DEPOSIT_TOLD.get(getattr(decision, "deposit", None))
+    if told:
+        lines.append(told)
+    lines.append(f'Why: "{decision.clause.text}"')
+    db.session.add(
+        OutboxMessage(
+            kind="booking_notice",
+            channel="email",
+            client_id=booking.client_id,
+            booking_id=booking.id,
+            dedupe_key=f"notice:{booking.id}:{len(booking.events)}",
+            due_at=clock.now(),
+            details={"subject": subject, "body": " ".join(lines), "clause": decision.clause.id},
+        )
+    )
 
 
 def _settle_deposit(booking: Booking, outcome: DepositOutcome) -> None:
@@ -868,6 +903,8 @@ def reschedule(
     )
     booking.requirements = {**booking.requirements, "deposit_outcome": decision.deposit.value}
     _carry_deposit(booking, decision, old)
+    if decision.fee or decision.deposit not in (DepositOutcome.none, DepositOutcome.kept):
+        tell_client(booking, "Your appointment was moved", decision)
     reminders.withdraw(booking)
     if booking.status == BookingStatus.confirmed:
         reminders.schedule(clinic, booking)

@@ -1,14 +1,23 @@
-"""Marshmallow fields for plugin settings: the shapes tenants/ files write numbers in."""
+"""Marshmallow fields for plugin settings: the shapes tenants/ files write numbers in.
+
+Clinic policies share a few shapes, written here once and parameterised by
+each clinic's numbers: an amount (:class:`Amount`), a notice window
+(:func:`within_notice`), a fee table by service category (:class:`FeeRow`,
+:func:`fee_for`) and a validity period (:func:`valid_until`).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields
+from dateutil.relativedelta import relativedelta
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from core.clock import as_utc
 from core.money import Money
 
 
@@ -65,3 +74,46 @@ def settings_of(clinic: Any, plugin_name: str, schema: type[Schema]) -> dict[str
     The way a plugin reads its numbers: ``settings_of(clinic, NAME, MySettings)["window_hours"]``.
     """
     return _load_settings(schema, json.dumps(clinic.settings_for(plugin_name), sort_keys=True))
+
+
+def within_notice(starts_at: datetime, at: datetime, hours: int) -> bool:
+    """Return whether ``at`` falls inside the ``hours`` before ``starts_at`` (absolute, DST-safe)."""
+    return as_utc(at) > as_utc(starts_at) - timedelta(hours=hours)
+
+
+def valid_until(issued_on: date, months: int) -> date:
+    """Return the last day of a validity period of ``months`` from ``issued_on`` (calendar months)."""
+    return issued_on + relativedelta(months=months)
+
+
+class FeeRow(Schema):
+    """One row of a fee table: a service category, an optional duration range, and the fee.
+
+    ``min_minutes`` and ``max_minutes`` are inclusive; a row without them
+    covers every duration of the category. The first matching row wins.
+    """
+
+    category = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    min_minutes = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    max_minutes = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    fee = Amount(required=True)
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        low, high = data.get("min_minutes"), data.get("max_minutes")
+        if low is not None and high is not None and high < low:
+            raise ValidationError("must not be below min_minutes", "max_minutes")
+
+
+def fee_for(rows: list[dict[str, Any]], service: Any, currency: str) -> Money | None:
+    """Return the fee a table charges for ``service`` (its category and duration), or None."""
+    minutes = service.duration_minutes
+    for row in rows:
+        if row["category"] != service.category:
+            continue
+        if row.get("min_minutes") is not None and minutes < row["min_minutes"]:
+            continue
+        if row.get("max_minutes") is not None and minutes > row["max_minutes"]:
+            continue
+        return money(row["fee"], currency)
+    return None

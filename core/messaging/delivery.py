@@ -103,7 +103,7 @@ def _render(
 #: Kinds sent to the client on file, so their consents and quiet hours apply. Staff
 #: alerts and privacy notices go to the address they carry (a requester may be
 #: a representative, or a client whose details are already deleted).
-TO_CLIENT = frozenset({"reminder", "marketing", "payment_request"})
+TO_CLIENT = frozenset({"reminder", "marketing", "payment_request", "booking_notice", "sale_notice"})
 
 #: The consent each kind of message to a client needs on each channel.
 CONSENT_NEEDED = {

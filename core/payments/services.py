@@ -24,6 +24,7 @@ from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKi
 from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
+from core.hooks.decisions import Clause
 from core.messaging.models import OutboxMessage
 from core.money import Money
 from core.payments import ledger, stripe_api
@@ -660,11 +661,33 @@ def settle_deposits(clinic: Clinic) -> int:
         elif outcome == "forfeited":
             charge.status = "forfeited"
             _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
+        elif outcome == "credited":
+            _credit(clinic, booking, charge)
         else:
             continue  # kept, moved or credited: nothing leaves the booking here
         db.session.commit()
         settled += 1
     return settled
+
+
+def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
+    """Turn money paid up front into store credit for future services, as the policy decided."""
+    # Imported here: store credit is the sales capability's, which builds on payments.
+    from core.sales import services as sales
+
+    charge.status = "credited"
+    event = booking.events[-1] if booking.events else None
+    clause = Clause(
+        (event.clause_id if event else None) or "policy", (event.clause_text if event else "") or ""
+    )
+    sales.issue_store_credit(
+        clinic,
+        booking.client_id,
+        charge.amount,
+        reason=f"{charge.kind}_credited",
+        clause=clause,
+        source=f"booking_charge:{charge.id}",
+    )
 
 
 def refunded_so_far(payment: Payment) -> int:

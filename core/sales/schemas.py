@@ -166,6 +166,9 @@ class RefundInputSchema(Schema):
     )
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
     has_receipt = fields.Boolean(load_default=True)
+    assessed_by_provider_id = Id(
+        metadata={"description": "The provider who assessed a corrective case, where asked."}
+    )
     note = fields.String(validate=text(2000))
 
 

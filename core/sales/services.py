@@ -29,6 +29,7 @@ from core.clients.models import Client
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
+from core.messaging.models import OutboxMessage
 from core.money import Money
 from core.payments import ledger, stripe_api
 from core.payments import services as payments
@@ -251,7 +252,8 @@ def _line(
         currency=unit.currency,
         **refs,
     )
-    db.session.add(line)
+    # Appended, not added first: adding would let the collection's first load flush and
+    # find the line, and the append then count it twice.
     bill.lines.append(line)
     bill.total_minor += line.amount_minor
     return line
@@ -307,6 +309,7 @@ def open_sale(
         _add_gratuity(clinic, bill, booking, Money.parse(gratuity, clinic.currency))
     if not bill.lines:
         raise _invalid("items", "A bill needs something to pay for.")
+    _one_promotion(clinic, bill)
     if booking is not None:
         _apply_deposit(bill, booking)
     db.session.flush()
@@ -375,6 +378,23 @@ def _add_item(clinic: Clinic, bill: Sale, item: dict[str, Any], field: str) -> l
     return [code]
 
 
+def _one_promotion(clinic: Clinic, bill: Sale) -> None:
+    """Refuse a bill that combines promotions where the clinic's terms say they do not combine."""
+    promotional = [
+        line
+        for line in bill.lines
+        if line.client_package_id
+        and db.session.get(ClientPackage, line.client_package_id).promotional
+    ]
+    if len(promotional) < 2:
+        return
+    terms = hooks_for(clinic).clinic_gift_card_terms(clinic=clinic)
+    if not terms.combinable_with_promotions:
+        raise _invalid(
+            "items", terms.clause.text, kind="promotions-do-not-combine", clause=terms.clause.id
+        )
+
+
 def _add_gratuity(clinic: Clinic, bill: Sale, booking: Booking | None, amount: Money) -> None:
     if booking is None:
         raise _invalid("gratuity", "A gratuity is given for a treatment.")
@@ -410,7 +430,6 @@ def _apply_deposit(bill: Sale, booking: Booking) -> None:
             reference=f"booking_charge:{charge.id}",
             idempotency_key=f"deposit:{charge.id}",
         )
-        db.session.add(tender)
         bill.tenders.append(tender)
         ledger.record(
             LedgerKind.deposit_applied,
@@ -463,7 +482,6 @@ def add_tender(
         tender.status = "pending"
     else:
         raise _invalid("kind", "Deposits are applied when the bill is opened.")
-    db.session.add(tender)
     bill.tenders.append(tender)
     db.session.flush()
     for_browser = None
@@ -805,7 +823,8 @@ class RefundItem:
     prescription: bool = False
     promotional: bool = False
     service_category: str | None = None
-    service_performed_by: str | None = None
+    #: Whether one of the clinic's providers has assessed the case (a corrective refund).
+    assessed_by_provider: bool = False
 
 
 def _returned_so_far(line: SaleLine) -> int:
@@ -830,6 +849,9 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
         db.session.get(ClientPackage, line.client_package_id) if line.client_package_id else None
     )
     service = db.session.get(Service, line.service_id) if line.service_id else None
+    assessor = data.get("assessed_by_provider_id")
+    if assessor is not None and db.session.get(Provider, assessor) is None:
+        raise _invalid("assessed_by_provider_id", "No such provider at this clinic.", 404)
     return RefundItem(
         kind=line.kind.value,
         description=line.description,
@@ -841,6 +863,7 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
         prescription=bool(product and product.prescription),
         promotional=bool(package and package.promotional),
         service_category=service.category if service else None,
+        assessed_by_provider=assessor is not None,
     )
 
 
@@ -892,10 +915,46 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
     if decision.outcome == RefundOutcome.refused:
         request.status = RefundStatus.refused
         request.decided_at = clock.now()
-    elif not decision.requires_manager_approval:
+        _tell_client(bill, request)
+    elif decision.requires_manager_approval:
+        _tell_client(bill, request, waiting=True)
+    else:
         request.status = RefundStatus.approved
         _carry_out_approved(clinic, request.id)
     return request
+
+
+#: How a refund request's outcome is put to the client.
+OUTCOME_TOLD = {
+    "refund": "{amount} will be refunded to the card you paid with.",
+    "store_credit": "{amount} is given as store credit.",
+    "exchange": "The product will be exchanged for the same product.",
+    "refused": "We cannot refund or exchange this.",
+}
+
+
+def _tell_client(bill: Sale, request: RefundRequest, *, waiting: bool = False) -> None:
+    """Email the client the decision on their request, with the clause it comes from."""
+    if bill.client_id is None:
+        return
+    outcome = "refused" if request.status == RefundStatus.refused else request.outcome
+    told = OUTCOME_TOLD[outcome].format(amount=request.amount.format())
+    body = (
+        f"Your request about {db.session.get(SaleLine, request.sale_line_id).description}: "
+        + ("it is with the clinic's management for approval. " if waiting else "")
+        + (f"If approved, {told[0].lower()}{told[1:]}" if waiting else told)
+        + f' Why: "{request.clause_text}"'
+    )
+    db.session.add(
+        OutboxMessage(
+            kind="sale_notice",
+            channel="email",
+            client_id=bill.client_id,
+            dedupe_key=f"refund-request:{request.id}:{'asked' if waiting else outcome}",
+            due_at=clock.now(),
+            details={"subject": "Your refund request", "body": body, "clause": request.clause_id},
+        )
+    )
 
 
 def decide_refund(
@@ -909,6 +968,10 @@ def decide_refund(
             request.status = RefundStatus.refused
             request.decided_at = clock.now()
             request.refusal_reason = "Not approved by management."
+            _tell_client(
+                db.session.get(Sale, db.session.get(SaleLine, request.sale_line_id).sale_id),
+                request,
+            )
             return request
         request.status = RefundStatus.approved
     # An approved request whose refund failed before is carried out again, under the same key.
@@ -936,6 +999,7 @@ def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
             "Stripe did not make the refund; the request stays approved. Approve it again to retry.",
             kind="stripe-error",
         ) from None
+    _tell_client(bill, request)
     return request
 
 
