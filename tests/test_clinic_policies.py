@@ -6,7 +6,11 @@ enforces.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
+from dateutil.relativedelta import relativedelta
 
 from core.config import PROJECT_ROOT
 from tests.clinic_scenarios import Scenario, open_clinic
@@ -138,7 +142,8 @@ def test_jt_unopened_products_come_back_within_14_days_as_store_credit_only(jt):
     (item,) = credit["items"]
     assert item["balance"]["amount"] == 6000
     assert item["terms"]["text"] == "Store credit is valid for 12 months from the date of issue."
-    assert item["expires_on"] is not None
+    issued = datetime.now(ZoneInfo(jt.timezone)).date() + timedelta(days=10)
+    assert date.fromisoformat(item["expires_on"]) == issued + relativedelta(months=12)
     assert ("product_returned", 6000) in jt.ledger()
     assert not [k for k, _ in jt.ledger() if k == "refund"]
 
@@ -700,3 +705,54 @@ def test_an_auckland_clinic_from_a_file_alone_charges_nz40_inside_24_hours(clien
     assert {(c.account, c.params["currency"][0]) for c in charged} == {
         ("acct_auckland_skin", "nzd")
     }
+
+
+def test_bijoux_a_gift_certificate_guarantees_a_reservation_by_its_code(bijoux):
+    # Bijoux: "All services require a valid credit card or gift certificate to guarantee the
+    # reservation"
+    gift = bijoux.paid_sale(
+        {"items": [{"kind": "gift_certificate", "amount": "100.00"}]},
+        {"kind": "external", "partner": "cash"},
+    )
+    code = gift["gift_certificate_codes"][0]
+    body = bijoux.book("facial", bijoux.at(3))
+    url = f"{bijoux.api}/bookings/{body['booking']['id']}/confirmation"
+    wrong = bijoux.client.post(
+        url,
+        json={"method": "gift_certificate", "gift_certificate_code": "AAAA-AAAA-AAAA-AAAA"},
+        headers=bijoux.auth,
+    )
+    assert assert_problem(wrong, 404)["errors"][0]["field"] == "code"
+    done = bijoux.client.post(
+        url, json={"method": "gift_certificate", "gift_certificate_code": code}, headers=bijoux.auth
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert bijoux.status(body) == "confirmed"
+
+
+def test_bijoux_a_client_arriving_with_children_or_pets_is_rescheduled_with_the_fee(bijoux):
+    # Bijoux: "Patients arriving with children or pets will be rescheduled and charged the late
+    # rescheduling fee."
+    body = _guaranteed(bijoux, "iv")
+    moved = bijoux.staff(
+        body, "turned-away", {"reason": "children", "new_starts_at": bijoux.at(6).isoformat()}
+    )
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    decision = moved.get_json()["decision"]
+    assert decision["fee"]["amount"] == 3000
+    assert decision["clause"]["text"].startswith("Patients arriving with children or pets")
+    bijoux.run_jobs()
+    assert bijoux.ledger() == [("fee_charged", 3000)]
+    assert bijoux.status(body) == "confirmed"
+
+
+def test_bijoux_a_shortened_treatment_is_charged_at_full_value(bijoux):
+    # Bijoux: "Abbreviated treatments are charged at full value, so please plan accordingly."
+    body = _guaranteed(bijoux, "facial")
+    bijoux.staff(body, "check-in", minutes_after=25)
+    shortened = bijoux.staff(
+        body, "late-arrival", {"option": "shorten_full_price"}, minutes_after=26
+    )
+    assert shortened.status_code == 200, shortened.get_data(as_text=True)
+    bill = bijoux.sale({"booking_id": body["booking"]["id"]}).get_json()
+    assert bill["total"]["amount"] == 14000  # the full price of the booked treatment

@@ -29,13 +29,15 @@ from core.bookings.schemas import (
     RescheduleSchema,
     SlotListSchema,
     StaffBookingSchema,
+    TurnedAwaySchema,
 )
 from core.catalog import services as catalog
-from core.errors import Problem
+from core.errors import Problem, field_error
 from core.extensions import db
 from core.idempotency import Idempotent
 from core.payments import services as payments
 from core.privacy.routes import carry_gpc
+from core.sales import services as sales
 
 blp = Blueprint(
     "bookings",
@@ -214,10 +216,24 @@ class Confirmation(MethodView):
     @blp.arguments(ConfirmSchema)
     @blp.response(200, BookingSchema)
     def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> Booking:
-        """Confirm a held booking once its guarantee is in."""
-        booking = bookings.confirm(
-            current_clinic(), bookings.booking(booking_id), data["method"], _user_id()
-        )
+        """Confirm a held booking once its guarantee is in.
+
+        A gift certificate guarantees only with its code, and only while it has a balance.
+        """
+        booking = bookings.booking(booking_id)
+        if data["method"] == "gift_certificate":
+            certificate = sales.gift_certificate(data.get("gift_certificate_code") or "")
+            if sales.gift_certificate_balance(certificate).minor <= 0:
+                raise Problem(
+                    409,
+                    "This gift certificate has been used up.",
+                    errors=[field_error("gift_certificate_code", "used up")],
+                )
+            booking.requirements = {
+                **booking.requirements,
+                "gift_certificate_id": certificate.id,
+            }
+        booking = bookings.confirm(current_clinic(), booking, data["method"], _user_id())
         db.session.commit()
         return booking
 
@@ -293,6 +309,21 @@ class LateArrival(MethodView):
         booking = bookings.booking(booking_id)
         decision = bookings.resolve_late_arrival(
             current_clinic(), booking, data["option"], _user_id(), data.get("new_starts_at")
+        )
+        db.session.commit()
+        return _decision(decision, booking)
+
+
+@blp.route("/bookings/<id:booking_id>/turned-away")
+class TurnedAway(MethodView):
+    @requires(Permission.manage_bookings)
+    @blp.arguments(TurnedAwaySchema)
+    @blp.response(200, DecisionSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, booking_id: int) -> dict[str, Any]:
+        """Reschedule a client who came with children or pets, as the clinic's policy says."""
+        booking = bookings.booking(booking_id)
+        decision = bookings.turn_away(
+            current_clinic(), booking, data["reason"], data["new_starts_at"], _user_id()
         )
         db.session.commit()
         return _decision(decision, booking)

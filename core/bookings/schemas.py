@@ -178,6 +178,17 @@ class ConfirmSchema(Schema):
             ["card_on_file", "gift_certificate", "deposit_paid", "prepaid", "waived_by_staff"]
         ),
     )
+    gift_certificate_code = fields.String(
+        validate=text(40),
+        metadata={
+            "description": "The certificate that guarantees the booking (method gift_certificate)."
+        },
+    )
+
+
+class TurnedAwaySchema(Schema):
+    reason = fields.String(required=True, validate=validate.OneOf(["children", "pets"]))
+    new_starts_at = Moment(required=True)
 
 
 class CancelSchema(Schema):

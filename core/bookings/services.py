@@ -1044,6 +1044,35 @@ def resolve_late_arrival(
     )
 
 
+def turn_away(
+    clinic: Clinic,
+    booking: Booking,
+    reason: str,
+    new_starts_at: datetime,
+    actor_user_id: int | None,
+) -> Any:
+    """Reschedule a client the clinic cannot see as they came (children, pets), as its policy says."""
+    _require(booking, BookingStatus.confirmed)
+    decision = hooks_for(clinic).clinic_turned_away_decision(
+        clinic=clinic, booking=booking, reason=reason
+    )
+    if decision is None:
+        raise Problem(
+            409,
+            "This clinic's policy does not turn visits away; reschedule the booking instead.",
+            kind="option-not-offered",
+        )
+    return reschedule(
+        clinic,
+        booking,
+        new_starts_at,
+        by="staff",
+        actor_user_id=actor_user_id,
+        online=False,
+        decision=decision,
+    )
+
+
 def complete(booking: Booking, actor_user_id: int | None) -> Booking:
     """Mark a checked-in booking's treatment done."""
     _require(booking, BookingStatus.checked_in)

@@ -91,6 +91,17 @@ def clinic_late_arrival_decision(clinic: Any, booking: Any, arrived_at: datetime
 
 
 @hookspec(firstresult=True)
+def clinic_turned_away_decision(clinic: Any, booking: Any, reason: str) -> Any:
+    """Return the :class:`RescheduleDecision` for a client the clinic cannot see as they came.
+
+    ``reason``: ``"children"`` or ``"pets"``. ``None``: the clinic's policy does
+    not turn visits away, and the core refuses the request.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
 def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) -> Any:
     """Return the :class:`RefundDecision` for a refund, return or exchange request.
 

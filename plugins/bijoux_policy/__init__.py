@@ -123,6 +123,14 @@ GRATUITY = Clause(
 )
 
 
+CHILDREN_AND_PETS = Clause(
+    f"{NAME}.children_pets",
+    "Patients arriving with children or pets will be rescheduled and charged the late "
+    "rescheduling fee.",
+    SOURCE,
+)
+
+
 class BijouxPolicySettings(Schema):
     """The numbers of Bijoux's guide; the tenants/ file writes them, this checks them at load."""
 
@@ -256,6 +264,16 @@ def clinic_late_arrival_decision(
         minutes_late=minutes,
         options=options,
         reschedule_fee=_fee(clinic, booking.service),
+    )
+
+
+@hookimpl
+def clinic_turned_away_decision(clinic: Any, booking: Any, reason: str) -> RescheduleDecision:
+    return RescheduleDecision(
+        clause=CHILDREN_AND_PETS,
+        allowed=True,
+        fee=_fee(clinic, booking.service),
+        deposit=DepositOutcome.moved if _paid(booking) else DepositOutcome.none,
     )
 
 
