@@ -572,9 +572,11 @@ def test_reminders_are_written_with_the_booking_and_withdrawn_when_it_is_cancell
     with app.app_context():
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
         with clinic_scope(clinic):
-            assert {m.status.value for m in db.session.scalars(select(OutboxMessage))} == {
-                "withdrawn"
-            }
+            messages = list(db.session.scalars(select(OutboxMessage)))
+            assert {m.status.value for m in messages if m.kind == "reminder"} == {"withdrawn"}
+            # What is left to send is the notice of the cancellation, with the policy's clause.
+            (notice,) = [m for m in messages if m.kind != "reminder"]
+            assert notice.kind == "booking_notice" and notice.details["clause"]
 
 
 def test_staff_book_for_a_client_and_front_desk_can_too(app, client, alpha):
