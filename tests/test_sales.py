@@ -235,6 +235,12 @@ def test_a_card_presented_at_the_desk_is_applied_by_its_webhook(client, live):
     assert started.status_code == 201, started.get_data(as_text=True)
     payload = started.get_json()["payment"]
     assert payload["stripe_account"] == "acct_alpha"
+    tender_id = started.get_json()["tender"]["id"]
+    (created,) = live["stripe"].calls_to("/v1/payment_intents")
+    assert (created.account, created.idempotency_key) == (
+        "acct_alpha",
+        f"sale:{sale['id']}:tender:{tender_id}",
+    )
     assert started.get_json()["tender"]["status"] == "pending"
     assert started.get_json()["sale"]["status"] == "open"
     pay_in_browser(live, payload)
@@ -668,6 +674,12 @@ def test_a_membership_is_billed_by_a_stripe_subscription_and_each_invoice_is_rec
     subscriptions = live["stripe"].calls_to("/v1/subscriptions")
     assert [(c.account, c.idempotency_key) for c in subscriptions] == [
         ("acct_alpha", f"membership:{member['id']}")
+    ]
+    card = [
+        c for c in live["stripe"].calls_to("/v1/customers/") if "invoice_settings" in str(c.params)
+    ]
+    assert [(c.account, c.idempotency_key) for c in card] == [
+        ("acct_alpha", f"membership-card:{member['id']}")
     ]
     again = client.post(
         f"{API}/clients/{client_id}/memberships",
