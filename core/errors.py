@@ -207,6 +207,18 @@ def register_error_handlers(app: Flask) -> None:
                     kind="keys-unavailable",
                 )
             )
+        if type(error).__module__.startswith("stripe"):
+            # Stripe refused or did not answer: the request's transaction is rolled back, and
+            # every Stripe call carries a key from business ids, so retrying is safe.
+            log.warning("Stripe error on %s %s: %s", request.method, request.path, error)
+            return problem_response(
+                Problem(
+                    502,
+                    "The payment provider refused or did not answer; nothing was changed. "
+                    "Try again.",
+                    kind="stripe-error",
+                )
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
             Problem(500, "Something went wrong on our side; it has been logged.")

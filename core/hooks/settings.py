@@ -32,7 +32,10 @@ class Amount(fields.Field):
     default_error_messages = {
         "invalid": 'Write amounts as text with at most two decimals, for example "50.00".',
         "negative": "Amounts cannot be negative.",
+        "too_large": "Amounts above 9999999.99 are not accepted.",
     }
+    #: The most any one amount may be: far above any clinic's price, and it fits the columns.
+    LIMIT = Decimal("9999999.99")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if isinstance(value, (bool, float)):
@@ -45,6 +48,8 @@ class Amount(fields.Field):
             raise self.make_error("invalid")
         if amount < 0:
             raise self.make_error("negative")
+        if amount > self.LIMIT:
+            raise self.make_error("too_large")
         return f"{amount:.2f}"
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:

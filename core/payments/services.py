@@ -14,7 +14,7 @@ from typing import Any
 
 import stripe
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import clock
@@ -96,7 +96,7 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     )
     if charge is None:
         raise Problem(409, "This booking owes nothing up front.", kind="nothing-to-pay")
-    account = stripe_api.account_of(clinic)
+    account = stripe_api.charging_account(clinic)
     key = f"{charge.kind}:{booking.id}:{charge.id}"
     payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
     api = stripe_api.client()
@@ -406,7 +406,7 @@ def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
             purpose=charge.kind,
             amount_minor=charge.amount_minor,
             currency=charge.currency,
-            stripe_account=stripe_api.account_of(clinic),
+            stripe_account=stripe_api.charging_account(clinic),
             idempotency_key=key,
         )
         db.session.add(payment)
@@ -649,6 +649,18 @@ def settle_deposits(clinic: Clinic) -> int:
     )
     settled = 0
     for charge in paid:
+        # Claimed under its row's lock (the database's on SQLite): a second run at the same
+        # time finds it settled and leaves it.
+        claimed = db.session.execute(
+            update(BookingCharge)
+            .where(BookingCharge.id == charge.id, BookingCharge.status == "paid")
+            .values(status="paid")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.refresh(charge)
+        if not claimed or charge.status != "paid":
+            db.session.rollback()
+            continue
         booking = db.session.get(Booking, charge.booking_id)
         outcome = (booking.requirements or {}).get("deposit_outcome")
         if outcome == "refunded":
@@ -690,6 +702,25 @@ def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     )
 
 
+def locked(payment_id: int) -> Payment:
+    """Lock a payment's row (on SQLite, the database) and read it again.
+
+    Whatever refunds it (a refund we make, Stripe's charge.refunded webhook)
+    takes this first, so each sees the others' ledger entries and no refund
+    is recorded twice.
+    """
+    db.session.flush()
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return db.session.scalar(
+        select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+    )
+
+
 def refunded_so_far(payment: Payment) -> int:
     return sum(
         e.amount_minor
@@ -715,6 +746,7 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     )
     if payment is None:
         return "not a payment of this clinic"
+    payment = locked(payment.id)
     missing = min(charge.amount_refunded, payment.amount_minor) - refunded_so_far(payment)
     if missing <= 0:
         return "unchanged (refunds recorded)"
@@ -749,6 +781,7 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
             "The policy refunds this deposit, which was not paid online: refund it by hand.",
         )
         return
+    payment = locked(payment.id)
     amount = min(charge.amount_minor, payment.amount_minor - refunded_so_far(payment))
     if amount > 0:
         refund = stripe_api.client().v1.refunds.create(
@@ -875,7 +908,7 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
         booking.status != BookingStatus.held or requirements.get("guarantee") not in CARD_GUARANTEES
     ):
         raise Problem(409, "This booking does not need a card on file.", kind="nothing-to-pay")
-    account = stripe_api.account_of(clinic)
+    account = stripe_api.charging_account(clinic)
     # One setup per card being replaced: a new card after this one expires is a new setup.
     key = f"card:{booking.id}:{client.stripe_payment_method_id or 'first'}"
     agreement = db.session.scalar(select(CardAgreement).where(CardAgreement.idempotency_key == key))

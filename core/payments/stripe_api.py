@@ -40,6 +40,16 @@ def account_of(clinic: Clinic) -> str:
             f"{clinic.name} cannot take payments online yet: its Stripe account is not connected.",
             kind="payments-not-connected",
         )
+    return clinic.stripe_account_id
+
+
+def charging_account(clinic: Clinic) -> str:
+    """Return the account to take a new payment on, or say why the clinic cannot take one now.
+
+    Only new charges stop while Stripe has paused the account: webhooks,
+    refunds and reconciliation still reach it through :func:`account_of`.
+    """
+    account = account_of(clinic)
     if clinic.stripe_charges_enabled is False:
         raise Problem(
             409,
@@ -47,7 +57,7 @@ def account_of(clinic: Clinic) -> str:
             "account.",
             kind="payments-paused",
         )
-    return clinic.stripe_account_id
+    return account
 
 
 def on_account(account: str, idempotency_key: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import clock
@@ -79,37 +79,56 @@ def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembe
             "A membership is billed to the client's card on file; save a card first.",
             kind="no-card-on-file",
         )
-    current = db.session.scalar(
+    stripe_api.charging_account(clinic)
+    # The client's row is locked first, so two enrolments at once make one membership.
+    db.session.execute(
+        update(Client)
+        .where(Client.id == client.id)
+        .values(updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    member = db.session.scalar(
         select(ClientMembership).where(
             ClientMembership.client_id == client.id,
             ClientMembership.plan_id == chosen.id,
             ClientMembership.status.in_(CURRENT),
         )
     )
-    if current is not None:
+    if member is not None and member.stripe_subscription_id:
         raise Problem(
             409,
             "The client already has this membership.",
             kind="already-a-member",
-            membership=current.id,
+            membership=member.id,
         )
-    member = ClientMembership(client_id=client.id, plan_id=chosen.id)
-    db.session.add(member)
-    db.session.commit()  # the key exists before Stripe is asked
+    if member is None:
+        member = ClientMembership(client_id=client.id, plan_id=chosen.id)
+        db.session.add(member)
+    # Committed before Stripe is asked; an enrolment Stripe never answered is resumed
+    # under the same keys, so Stripe gives back the subscription it may have made.
+    db.session.commit()
     api = stripe_api.client()
-    api.v1.customers.update(
-        client.stripe_customer_id,
-        {"invoice_settings": {"default_payment_method": client.stripe_payment_method_id}},
-        stripe_api.on(clinic, f"membership-card:{member.id}"),
-    )
-    subscription = api.v1.subscriptions.create(
-        {
-            "customer": client.stripe_customer_id,
-            "items": [{"plan": chosen.stripe_plan_id}],
-            "metadata": {"membership_id": str(member.id)},
-        },
-        stripe_api.on(clinic, f"membership:{member.id}"),
-    )
+    try:
+        api.v1.customers.update(
+            client.stripe_customer_id,
+            {"invoice_settings": {"default_payment_method": client.stripe_payment_method_id}},
+            stripe_api.on(clinic, f"membership-card:{member.id}"),
+        )
+        subscription = api.v1.subscriptions.create(
+            {
+                "customer": client.stripe_customer_id,
+                "items": [{"plan": chosen.stripe_plan_id}],
+                "metadata": {"membership_id": str(member.id)},
+            },
+            stripe_api.on(clinic, f"membership:{member.id}"),
+        )
+    except stripe.StripeError as error:
+        raise Problem(
+            502,
+            f"Stripe did not start the membership ({error.user_message or 'no answer'}); "
+            "try again.",
+            kind="stripe-error",
+        ) from None
     member.stripe_subscription_id = subscription.id
     _follow(member, subscription)
     return member

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import stripe
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from core import clock
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
@@ -239,6 +240,12 @@ def balance_due(bill: Sale) -> Money:
     return bill.total - paid_toward(bill)
 
 
+def open_to_pay(bill: Sale) -> Money:
+    """Return what a new tender may take: the balance, less card payments still in progress."""
+    pending = sum(t.amount_minor for t in bill.tenders if t.status == "pending")
+    return balance_due(bill) - Money(pending, bill.currency)
+
+
 def _line(
     bill: Sale, kind: LineKind, description: str, unit: Money, quantity: int = 1, **refs: Any
 ):
@@ -296,8 +303,12 @@ def open_sale(
         currency=clinic.currency,
         created_by_user_id=actor_user_id,
     )
-    db.session.add(bill)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(bill)
+    except IntegrityError:
+        # Another desk opened this appointment's bill at the same moment.
+        raise _invalid("booking_id", "This booking has a bill already.", 409) from None
     if booking is not None:
         service = db.session.get(Service, booking.service_id)
         _line(bill, LineKind.service, service.name, booking.price, service_id=service.id)
@@ -458,10 +469,20 @@ def add_tender(
         select(Tender).where(Tender.sale_id == bill.id, Tender.idempotency_key == key)
     )
     if existing is not None:
+        if existing.status == "pending" and existing.kind == TenderKind.card_on_file:
+            # Stripe did not answer last time: ask again under the same key.
+            _charge_card_on_file(clinic, bill, existing)
+            _settle_if_paid(clinic, bill)
         return existing, None
     if bill.status != SaleStatus.open:
         raise Problem(409, f"This bill is {bill.status.value}.", kind="sale-closed")
-    due = balance_due(bill)
+    due = open_to_pay(bill)
+    if due.minor <= 0:
+        raise Problem(
+            409,
+            "Nothing is left to pay on this bill while a card payment is in progress.",
+            kind="payment-in-progress",
+        )
     asked = Money.parse(data["amount"], bill.currency) if data.get("amount") else None
     if asked is not None and (asked.minor <= 0 or asked > due):
         raise _invalid(
@@ -516,15 +537,24 @@ def _from_store_credit(
 ) -> None:
     if bill.client_id is None:
         raise _invalid("client_id", "Store credit belongs to a client; the bill has none.")
+    today = clock.now().astimezone(ZoneInfo(clinic.timezone)).date()
     if credit_id is None:
-        usable = [c for c, left in client_store_credit(bill.client_id) if left.minor > 0]
-        if not usable:
-            raise _invalid("store_credit_id", "The client has no store credit.", 409)
-        credit_id = usable[0].id
+        services = [line.unit_minor for line in bill.lines if line.kind == LineKind.service]
+
+        def usable(credit: StoreCredit, left: Money) -> bool:
+            fits = not credit.services_only or any(
+                price >= (credit.min_service_price_minor or 0) for price in services
+            )
+            fresh = credit.expires_on is None or credit.expires_on >= today
+            return left.minor > 0 and fresh and fits
+
+        found = [c for c, left in client_store_credit(bill.client_id) if usable(c, left)]
+        if not found:
+            raise _invalid("store_credit_id", "The client has no store credit for this bill.", 409)
+        credit_id = found[0].id
     credit = _fresh(StoreCredit, credit_id)
     if credit is None or credit.client_id != bill.client_id:
         raise _invalid("store_credit_id", "No such store credit for this client.", 404)
-    today = clock.now().astimezone(ZoneInfo(clinic.timezone)).date()
     if credit.expires_on is not None and credit.expires_on < today:
         raise _invalid(
             "store_credit_id",
@@ -631,7 +661,7 @@ def _payment_for(clinic: Clinic, bill: Sale, tender: Tender) -> Payment:
         purpose="sale",
         amount_minor=tender.amount_minor,
         currency=tender.currency,
-        stripe_account=stripe_api.account_of(clinic),
+        stripe_account=stripe_api.charging_account(clinic),
         idempotency_key=key,
     )
     db.session.add(payment)
@@ -668,7 +698,10 @@ def _charge_card_on_file(clinic: Clinic, bill: Sale, tender: Tender) -> None:
     client = db.session.get(Client, bill.client_id) if bill.client_id else None
     if client is None or not (client.stripe_customer_id and client.stripe_payment_method_id):
         raise _invalid("kind", "The client has no card on file.", 409, kind="no-card-on-file")
-    payment = _payment_for(clinic, bill, tender)
+    if tender.payment_id is not None:
+        payment = db.session.get(Payment, tender.payment_id)
+    else:
+        payment = _payment_for(clinic, bill, tender)
     db.session.commit()  # the key exists before Stripe is asked
     try:
         intent = stripe_api.client().v1.payment_intents.create(
@@ -695,10 +728,14 @@ def _charge_card_on_file(clinic: Clinic, bill: Sale, tender: Tender) -> None:
             tender=tender.id,
         ) from None
     except stripe.StripeError as error:
-        # The tender stays pending under its key: the same request again asks Stripe again.
+        # The tender and its payment stay pending under their key; the payment's webhook,
+        # or reconciliation, applies it if Stripe did charge. The bill shows it in progress.
         log.warning("sale %s: Stripe did not answer (%s)", bill.id, error)
         raise Problem(
-            502, "Stripe did not answer; retry with the same Idempotency-Key.", kind="stripe-error"
+            502,
+            "Stripe did not answer; the card payment stays in progress until Stripe's answer "
+            "arrives.",
+            kind="stripe-error",
         ) from None
     payment.stripe_payment_intent_id = intent.id
     tender.reference = intent.id
@@ -709,6 +746,15 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     """Apply a card payment toward its bill, once (payments calls this when Stripe says paid)."""
     tender = db.session.scalar(select(Tender).where(Tender.payment_id == payment.id))
     bill = _fresh(Sale, payment.sale_id)
+    if bill.status != SaleStatus.open or (tender is not None and tender.status != "pending"):
+        # Paid otherwise meanwhile (or the tender was given up): the money is recorded and a
+        # person returns it.
+        payments.alert_clinic(
+            clinic,
+            f"sale-overpaid:{payment.id}",
+            f"A card payment of {payment.amount.format()} arrived for bill {bill.id}, already settled",
+            "Refund it to the client's card from the bill, or keep it as their store credit.",
+        )
     ledger.record(
         LedgerKind.card_payment,
         payment.amount,
@@ -720,7 +766,7 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
         if isinstance(stripe_charge, str)
         else payment.stripe_payment_intent_id,
     )
-    if tender is not None:
+    if tender is not None and tender.status == "pending":
         tender.status = "applied"
     db.session.flush()
     db.session.refresh(bill)
@@ -827,12 +873,23 @@ class RefundItem:
     assessed_by_provider: bool = False
 
 
-def _returned_so_far(line: SaleLine) -> int:
+#: Requests that hold part of a line: returned, or on their way to being returned.
+HOLDING = (RefundStatus.awaiting_approval, RefundStatus.approved, RefundStatus.done)
+
+
+def _returned_so_far(line: SaleLine, but: int | None = None) -> int:
+    """Return what requests on ``line`` have returned or will return (except request ``but``).
+
+    Called under the bill's lock, so two requests on one line see each other.
+    """
     return sum(
         r.amount_minor
         for r in db.session.scalars(
             select(RefundRequest).where(
-                RefundRequest.sale_line_id == line.id, RefundRequest.status == RefundStatus.done
+                RefundRequest.sale_line_id == line.id,
+                RefundRequest.status.in_(HOLDING),
+                RefundRequest.outcome != RefundOutcome.exchange.value,
+                RefundRequest.id != (but or 0),
             )
         )
     )
@@ -848,6 +905,10 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
     package = (
         db.session.get(ClientPackage, line.client_package_id) if line.client_package_id else None
     )
+    if package is not None:
+        # Only the unused part of a package can come back, and only while it is open.
+        unused = ledger.balance(package.account, package.currency).minor
+        open_amount = min(open_amount, unused) if package.status == "active" else 0
     service = db.session.get(Service, line.service_id) if line.service_id else None
     assessor = data.get("assessed_by_provider_id")
     if assessor is not None and db.session.get(Provider, assessor) is None:
@@ -873,13 +934,13 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
     A decision that needs a manager waits for one; a repeated request (same
     key) returns the first; nothing is returned beyond what was paid.
     """
-    existing = db.session.scalar(select(RefundRequest).where(RefundRequest.idempotency_key == key))
-    if existing is not None:
-        return existing
     line = db.session.get(SaleLine, line_id)
     if line is None:
         raise Problem(404, "No such sale line.")
-    bill = _fresh(Sale, line.sale_id)
+    bill = _fresh(Sale, line.sale_id)  # one request on a bill at a time
+    existing = db.session.scalar(select(RefundRequest).where(RefundRequest.idempotency_key == key))
+    if existing is not None:
+        return existing
     if bill.status != SaleStatus.paid:
         raise Problem(409, "Only a paid bill can be refunded.", kind="sale-not-paid")
     item = _item(line, bill, data)
@@ -910,8 +971,21 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
         },
         idempotency_key=key,
     )
-    db.session.add(request)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(request)
+    except IntegrityError:
+        raise Problem(
+            422,
+            "This Idempotency-Key was used for a different request.",
+            kind="idempotency-key-reused",
+        ) from None
+    if decision.outcome == RefundOutcome.store_credit and bill.client_id is None:
+        raise Problem(
+            409,
+            "Store credit belongs to a client, and this bill names none: add the client first.",
+            kind="no-client",
+        )
     if decision.outcome == RefundOutcome.refused:
         request.status = RefundStatus.refused
         request.decided_at = clock.now()
@@ -962,6 +1036,12 @@ def decide_refund(
 ) -> RefundRequest:
     """A manager approves or refuses a request waiting for them; approving twice refunds once."""
     request = _fresh_request(request.id)
+    if not approve and request.status != RefundStatus.awaiting_approval:
+        raise Problem(
+            409,
+            f"This request is {request.status.value} and can no longer be refused.",
+            kind="already-decided",
+        )
     if request.status == RefundStatus.awaiting_approval:
         request.decided_by_user_id = actor_user_id
         if not approve:
@@ -985,11 +1065,11 @@ def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
     a lost answer) gets Stripe's first refund rather than a second one.
     """
     db.session.commit()
+    line = db.session.get(SaleLine, db.session.get(RefundRequest, request_id).sale_line_id)
+    bill = _fresh(Sale, line.sale_id)  # the bill first, as a new request takes it
     request = _fresh_request(request_id)
     if request.status != RefundStatus.approved:
         return request  # another approval carried it out meanwhile
-    line = db.session.get(SaleLine, request.sale_line_id)
-    bill = db.session.get(Sale, line.sale_id)
     try:
         _carry_out(clinic, request, line, bill)
     except stripe.StripeError as error:
@@ -1021,11 +1101,37 @@ def _fresh_request(request_id: int) -> RefundRequest:
 
 
 def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sale) -> None:
-    amount = Money(
-        min(request.amount_minor, line.amount_minor - _returned_so_far(line)), line.currency
-    )
-    request.amount_minor = max(amount.minor, 0)
+    left = line.amount_minor - _returned_so_far(line, but=request.id)
+    if left <= 0 and request.outcome != RefundOutcome.exchange.value:
+        request.status = RefundStatus.refused
+        request.decided_at = clock.now()
+        request.refusal_reason = "This line has been refunded or returned already."
+        request.amount_minor = 0
+        return
+    amount = Money(min(request.amount_minor, left), line.currency)
+    request.amount_minor = amount.minor
     common = {"client_id": bill.client_id, "booking_id": bill.booking_id, "sale": bill.id}
+    package = None
+    if line.kind == LineKind.package and request.outcome != RefundOutcome.exchange.value:
+        package = _fresh(ClientPackage, line.client_package_id)
+        unused = ledger.balance(package.account, package.currency)
+        if package.status != "active" or unused.minor <= 0:
+            request.status = RefundStatus.refused
+            request.decided_at = clock.now()
+            request.refusal_reason = "Nothing of this package is left unused."
+            request.amount_minor = 0
+            return
+        amount = min(amount, unused)
+        request.amount_minor = amount.minor
+        package.status = "closed"
+        ledger.record(
+            LedgerKind.package_closed,
+            amount,
+            account=package.account,
+            clause=request.clause_id,
+            sessions_left=package_sessions_left(package),
+            **common,
+        )
     if request.outcome == RefundOutcome.refund.value and amount.minor > 0:
         request.stripe_refund_id = _refund_card(clinic, bill, request, amount)
     elif request.outcome == RefundOutcome.store_credit.value and amount.minor > 0:
@@ -1033,9 +1139,12 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
             clinic,
             bill.client_id,
             amount,
-            reason=f"{line.kind.value}_return",
+            reason="package_closed" if package is not None else f"{line.kind.value}_return",
             clause=Clause(request.clause_id, request.clause_text),
-            source=f"sale_line:{line.id}",
+            source=package.account if package is not None else f"sale_line:{line.id}",
+            min_service_price=(
+                db.session.get(Service, package.service_id).price if package is not None else None
+            ),
         )
         request.store_credit_id = credit.id
     elif request.outcome == RefundOutcome.exchange.value:
@@ -1070,7 +1179,7 @@ def _refund_card(clinic: Clinic, bill: Sale, request: RefundRequest, amount: Mon
             break
         if tender.payment_id is None or tender.status != "applied":
             continue
-        payment = db.session.get(Payment, tender.payment_id)
+        payment = payments.locked(tender.payment_id)
         room = payment.amount_minor - payments.refunded_so_far(payment)
         part = min(room, left)
         if part <= 0:

@@ -301,7 +301,10 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
         if reason == "defective" and in_time:
             return RefundDecision(DEFECTIVE, RefundOutcome.exchange, item.amount_paid)
         return refused(PRODUCTS)
-    # Services and packages: only a corrective case, assessed by a provider, approved by management.
+    if item.kind == "package":
+        # The guide is silent on unused sessions: they become store credit, as by default.
+        return RefundDecision(PACKAGES, RefundOutcome.store_credit, item.amount_paid)
+    # Services: only a corrective case, assessed by a provider, approved by management.
     if not getattr(item, "assessed_by_provider", False):
         return refused(PROCEDURES, "Each case must be assessed by one of our providers first.")
     return RefundDecision(

@@ -174,6 +174,9 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
         return RefundDecision(
             GIFT_CARDS, RefundOutcome.refused, none, refusal_reason=GIFT_CARDS.text
         )
+    if item.kind == "package":
+        # The unused part only (the core offers no more), as credit for services.
+        return RefundDecision(PACKAGES, RefundOutcome.store_credit, item.amount_paid)
     if item.kind == "product":
         if item.condition != "unopened":
             return RefundDecision(OPENED, RefundOutcome.refused, none, refusal_reason=OPENED.text)
@@ -186,9 +189,10 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
                 "days of purchase.",
             )
         return RefundDecision(PRODUCTS, RefundOutcome.store_credit, item.amount_paid)
-    # A service: never refunded. A concern raised in time goes to management, whose
-    # resolution the policy leaves open; the platform offers store credit for them to approve.
-    if reason in ("dissatisfied", "other") and age <= timedelta(days=settings["concern_days"]):
+    # A service: never refunded. A concern raised in time, whatever it is about, goes to
+    # management, whose resolution the policy leaves open; the platform offers store credit
+    # for them to approve.
+    if reason != "changed_mind" and age <= timedelta(days=settings["concern_days"]):
         return RefundDecision(
             CONCERNS, RefundOutcome.store_credit, item.amount_paid, requires_manager_approval=True
         )
