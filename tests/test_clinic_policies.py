@@ -146,6 +146,16 @@ def test_jt_unopened_products_come_back_within_14_days_as_store_credit_only(jt):
     assert date.fromisoformat(item["expires_on"]) == issued + relativedelta(months=12)
     assert ("product_returned", 6000) in jt.ledger()
     assert not [k for k, _ in jt.ledger() if k == "refund"]
+    # A walk-in's return has no one to credit: the desk is asked to name the client.
+    walk_in = jt.paid_sale(
+        {"items": [{"kind": "product", "product_id": serum}]},
+        {"kind": "external", "partner": "cash"},
+    )
+    url = f"{jt.api}/sales/{walk_in['id']}/lines/{walk_in['lines'][0]['id']}/refund-requests"
+    nobody = jt.client.post(
+        url, json={"reason": "changed_mind", "condition": "unopened"}, headers=jt.auth
+    )
+    assert_problem(nobody, 409, "no-client")
 
 
 def test_jt_an_unfinished_package_becomes_credit_for_services_of_equal_or_greater_value(jt):
@@ -457,7 +467,17 @@ def test_bijoux_product_returns_allergy_credit_defect_exchange_never_prescriptio
         sale, {"reason": "allergic_reaction", "quantity": 1, "has_receipt": False}
     )
     assert no_receipt["outcome"] == "refused"
-    allergy = bijoux.ask_refund(sale, {"reason": "allergic_reaction", "quantity": 1}, days_after=10)
+    undocumented = bijoux.ask_refund(sale, {"reason": "allergic_reaction", "quantity": 1})
+    assert undocumented["outcome"] == "refused"
+    allergy = bijoux.ask_refund(
+        sale,
+        {
+            "reason": "allergic_reaction",
+            "quantity": 1,
+            "note": "Hives after two uses; photo on file.",
+        },
+        days_after=10,
+    )
     assert (allergy["outcome"], allergy["status"], allergy["amount"]["amount"]) == (
         "store_credit",
         "done",
@@ -531,6 +551,16 @@ def test_bijoux_packages_gift_certificates_and_gratuity(bijoux, client, live):
     refused = bijoux.sale({"booking_id": injection["booking"]["id"], "gratuity": "10.00"})
     problem = assert_problem(refused, 422, "gratuity-not-offered")
     assert "physicians or nurses" in problem["detail"]
+    # The same nurse giving a facial, a spa service: a gratuity is optional.
+    with live["app"].app_context():
+        spa = make_service(
+            "bijoux", "nurse-facial", provider_ids=[nurse], category="esthetician", location="spa"
+        )
+    bijoux.services["nurse-facial"] = spa
+    facial = _guaranteed(bijoux, "nurse-facial", days=5)
+    bijoux.staff(facial, "check-in")
+    tipped = bijoux.sale({"booking_id": facial["booking"]["id"], "gratuity": "10.00"})
+    assert tipped.status_code == 201, tipped.get_data(as_text=True)
 
 
 # --- the clinics on the platform default: California Aesthetics, JP MediSpa, Him. Medspa ---------

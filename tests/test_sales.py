@@ -379,6 +379,8 @@ def test_a_package_is_paid_in_full_before_its_first_session_and_its_unused_part_
             ("external_tender", 25000),
             ("deposit_applied", 5000),
             ("package_session_used", 8334),
+            # The session pays for the whole visit: its deposit is the client's again, as credit.
+            ("store_credit_issued", 5000),
             ("package_closed", 16666),
             ("store_credit_issued", 16666),
         ]
@@ -838,3 +840,215 @@ def test_a_new_zealand_clinic_takes_its_deposit_and_bill_in_nzd(client, live):
     ]
     # The other clinic's books are its own.
     assert all(kind != "card_payment" or amount != 14000 for kind, amount in ledger_of(live))
+
+
+# --- money that must not move twice, whatever the order of things -------------------------------
+
+
+def test_a_card_payment_in_progress_holds_its_share_of_the_bill(client, live):
+    # Issue: "No money moves twice": cash offered while the card is being confirmed is refused,
+    # and the card's success pays the bill once.
+    from tests.payment_flows import pay_in_browser, wait_for
+
+    serum = _product(client, live)
+    sale = _open(client, live, {"items": [{"kind": "product", "product_id": serum}]}).get_json()
+    started = _pay(client, live, sale["id"], {"kind": "card"})
+    cash = _pay(client, live, sale["id"], {"kind": "external", "partner": "cash"})
+    assert_problem(cash, 409, "payment-in-progress")
+    pay_in_browser(live, started.get_json()["payment"])
+    wait_for(lambda: ("card_payment", 4000) in ledger_of(live))
+    assert ledger_of(live) == [("card_payment", 4000), ("product_sold", 4000)]
+    shown = client.get(f"{API}/sales/{sale['id']}", headers=live["auth"]).get_json()
+    assert (shown["status"], shown["paid"]["amount"]) == ("paid", 4000)
+
+
+def test_a_card_on_file_charge_stripe_did_not_answer_is_asked_again_under_its_key(client, live):
+    body = paid_booking(client, live)
+    serum = _product(client, live, price="25.00")
+    sale = _open(
+        client,
+        live,
+        {
+            "client_id": body["booking"]["client_id"],
+            "items": [{"kind": "product", "product_id": serum}],
+        },
+    ).get_json()
+    for _ in range(3):  # the SDK's retries lose their answers too
+        live["stripe"].fail_next("/v1/payment_intents", 500)
+    lost = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-7")
+    assert_problem(lost, 502, "stripe-error")
+    again = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-7")
+    assert again.get_json()["sale"]["status"] == "paid"
+    keys = {
+        c.idempotency_key
+        for c in live["stripe"].calls_to("/v1/payment_intents")
+        if "off_session" in c.params
+    }
+    assert len(keys) == 1
+    assert [k for k, _ in ledger_of(live)].count("card_payment") == 1
+
+
+def test_concurrent_refund_requests_on_one_line_return_it_once(client, live, database):
+    with live["app"].app_context():
+        set_clinic_settings("alpha", policy={**DEPOSIT, "refunds_require_manager_approval": False})
+    body = paid_booking(client, live)
+    serum = _product(client, live, price="60.00")
+    sale, _ = _cash_sale(
+        client, live, [{"kind": "product", "product_id": serum}], body["booking"]["client_id"]
+    )
+    url = f"{API}/sales/{sale['id']}/lines/{sale['lines'][0]['id']}/refund-requests"
+
+    def ask(n):
+        return (
+            live["app"]
+            .test_client()
+            .post(
+                url,
+                json={"reason": "changed_mind"},
+                headers={**live["auth"], "Idempotency-Key": f"k{n}"},
+            )
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=6 if database.is_postgres else 3) as pool:
+        statuses = list(pool.map(ask, range(6)))
+    assert set(statuses) <= {201, 409}
+    returned = [amount for kind, amount in ledger_of(live) if kind == "product_returned"]
+    assert returned == [6000]
+
+
+def test_a_package_refund_returns_only_its_unused_part_and_closes_it(client, live):
+    body = paid_booking(client, live)
+    booking_id, client_id = body["booking"]["id"], body["booking"]["client_id"]
+    sale, _ = _cash_sale(
+        client,
+        live,
+        [{"kind": "package", "service_id": live["service"], "sessions": 3, "price": "300.00"}],
+        client_id,
+    )
+    package_id = sale["lines"][0]["client_package_id"]
+    _check_in(client, live, booking_id)
+    visit = _open(client, live, {"booking_id": booking_id}).get_json()
+    _pay(client, live, visit["id"], {"kind": "package_session", "client_package_id": package_id})
+    asked = client.post(
+        f"{API}/sales/{sale['id']}/lines/{sale['lines'][0]['id']}/refund-requests",
+        json={"reason": "changed_mind"},
+        headers=live["auth"],
+    ).get_json()
+    assert asked["amount"]["amount"] == 20000  # two sessions of three left
+    done = client.post(
+        f"{API}/refund-requests/{asked['id']}/approval",
+        json={"approve": True},
+        headers=live["auth"],
+    ).get_json()
+    assert (done["status"], done["amount"]["amount"]) == ("done", 20000)
+    package = client.get(f"{API}/packages/{package_id}", headers=live["auth"]).get_json()
+    assert package["status"] == "closed"
+    assert (
+        client.post(f"{API}/packages/{package_id}/closure", headers=live["auth"]).status_code == 409
+    )
+    assert ("package_closed", 20000) in ledger_of(live)
+
+
+def test_a_request_approved_but_not_yet_refunded_cannot_be_refused(client, live):
+    body = paid_booking(client, live)
+    serum = _product(client, live, price="25.00")
+    sale = _open(
+        client,
+        live,
+        {
+            "client_id": body["booking"]["client_id"],
+            "items": [{"kind": "product", "product_id": serum}],
+        },
+    ).get_json()
+    _pay(client, live, sale["id"], {"kind": "card_on_file"})
+    asked = client.post(
+        f"{API}/sales/{sale['id']}/lines/{sale['lines'][0]['id']}/refund-requests",
+        json={"reason": "defective"},
+        headers=live["auth"],
+    ).get_json()
+    for _ in range(3):
+        live["stripe"].fail_next("/v1/refunds", 500)
+    approval = f"{API}/refund-requests/{asked['id']}/approval"
+    assert client.post(approval, json={"approve": True}, headers=live["auth"]).status_code == 502
+    assert_problem(
+        client.post(approval, json={"approve": False}, headers=live["auth"]), 409, "already-decided"
+    )
+    assert ("refund", 2500) not in ledger_of(live)
+
+
+def test_a_paused_account_still_records_money_stripe_took(client, live):
+    # A webhook for money already taken is applied even while Stripe pauses new charges.
+    import time
+
+    from tests.payment_flows import pay_in_browser
+
+    serum = _product(client, live)
+    sale = _open(client, live, {"items": [{"kind": "product", "product_id": serum}]}).get_json()
+    started = _pay(client, live, sale["id"], {"kind": "card"}).get_json()
+    live["stripe"].webhook_target = None  # its own webhook is delivered by hand below
+    pay_in_browser(live, started["payment"])
+    paused = {"id": "acct_alpha", "object": "account", "charges_enabled": False}
+    _deliver(client, "account.updated", paused, "evt_pause", int(time.time()))
+    intent = {"id": started["tender"]["reference"], "object": "payment_intent"}
+    applied = _deliver(client, "payment_intent.succeeded", intent, "evt_paid")
+    assert applied.status_code == 200, applied.get_data(as_text=True)
+    assert ("card_payment", 4000) in ledger_of(live)
+
+
+def test_a_membership_stripe_did_not_start_can_be_started_again(client, live):
+    body = paid_booking(client, live)
+    plan = client.post(
+        f"{API}/membership-plans",
+        json={"name": "Glow", "price": "49.00", "interval": "month"},
+        headers=live["auth"],
+    ).get_json()
+    url = f"{API}/clients/{body['booking']['client_id']}/memberships"
+    for _ in range(3):
+        live["stripe"].fail_next("/v1/subscriptions", 500)
+    assert_problem(client.post(url, json={"plan_id": plan["id"]}, headers=live["auth"]), 502)
+    again = client.post(url, json={"plan_id": plan["id"]}, headers=live["auth"])
+    assert again.status_code == 201, again.get_data(as_text=True)
+    assert again.get_json()["status"] == "active"
+    keys = {c.idempotency_key for c in live["stripe"].calls_to("/v1/subscriptions")}
+    assert keys == {f"membership:{again.get_json()['id']}"}
+
+
+def test_bad_amounts_are_refused_and_a_walk_in_refund_goes_to_a_person(client, live):
+    for amount in ("1e30", "99999999999.00", "-5.00", "12.345"):
+        refused = _open(client, live, {"items": [{"kind": "gift_certificate", "amount": amount}]})
+        assert assert_problem(refused, 422)["errors"][0]["field"].endswith("amount")
+    serum = _product(client, live, price="30.00")
+    walk_in, _ = _cash_sale(client, live, [{"kind": "product", "product_id": serum}])
+    with live["app"].app_context():
+        set_clinic_settings("alpha", policy={**DEPOSIT, "refunds_require_manager_approval": False})
+    # The default policy refunds to the card; nothing was paid by card, so a person returns it.
+    asked = client.post(
+        f"{API}/sales/{walk_in['id']}/lines/{walk_in['lines'][0]['id']}/refund-requests",
+        json={"reason": "changed_mind"},
+        headers=live["auth"],
+    )
+    assert asked.status_code == 201
+    assert ("refund", 3000) not in ledger_of(live)
+
+
+def test_a_bill_opened_by_mistake_is_voided_and_its_deposit_waits_for_the_next(client, live):
+    body = paid_booking(client, live)
+    _check_in(client, live, body["booking"]["id"])
+    wrong = _open(
+        client, live, {"booking_id": body["booking"]["id"], "gratuity": "90.00"}
+    ).get_json()
+    voided = client.post(f"{API}/sales/{wrong['id']}/void", headers=live["auth"])
+    assert voided.get_json()["status"] == "voided"
+    assert_problem(client.post(f"{API}/sales/{wrong['id']}/void", headers=live["auth"]), 409)
+    right = _open(client, live, {"booking_id": body["booking"]["id"]}).get_json()
+    assert right["balance_due"]["amount"] == 5000  # the deposit counts once, on the new bill
+    assert ledger_of(live) == [
+        ("deposit_applied", 5000),
+        ("deposit_applied", 5000),
+        ("deposit_received", 5000),
+        ("deposit_unapplied", 5000),
+    ]
+    paid = _pay(client, live, right["id"], {"kind": "external", "partner": "cash"}).get_json()
+    assert_problem(client.post(f"{API}/sales/{right['id']}/void", headers=live["auth"]), 409)
+    assert paid["sale"]["status"] == "paid"

@@ -929,8 +929,10 @@ def _carry_deposit(booking: Booking, decision: Any, old_starts_at: datetime) -> 
         if decision.deposit == DepositOutcome.forfeited:
             charge.status = "forfeited"
             kind = LedgerKind.deposit_forfeited
-        else:
+        elif decision.deposit == DepositOutcome.moved:
             kind = LedgerKind.deposit_moved
+        else:
+            continue  # kept with the booking as it is: nothing moves
         ledger.record(
             kind, charge.amount, booking_id=booking.id, client_id=booking.client_id, **moves
         )

@@ -23,6 +23,7 @@ SIGN = {
     LedgerKind.card_payment: 1,  # a sale's account: what has been paid toward it
     LedgerKind.external_tender: 1,
     LedgerKind.deposit_applied: 1,
+    LedgerKind.deposit_unapplied: -1,
 }
 
 

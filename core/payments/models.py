@@ -93,6 +93,7 @@ class LedgerKind(enum.StrEnum):
     deposit_forfeited = "deposit_forfeited"  # kept by the clinic under its policy
     deposit_moved = "deposit_moved"  # carried to the booking's new time
     deposit_applied = "deposit_applied"  # counted toward the bill at checkout
+    deposit_unapplied = "deposit_unapplied"  # its bill voided: the deposit waits for the next
     refund = "refund"  # money returned to the client's card
     card_payment = "card_payment"  # a bill paid by card at checkout
     external_tender = "external_tender"  # paid outside Stripe: financing partner, cash

@@ -104,6 +104,17 @@ class SaleItem(MethodView):
         return json_response(_sale_body(sales.sale(sale_id)), 200)
 
 
+@blp.route("/sales/<id:sale_id>/void")
+class SaleVoid(MethodView):
+    @requires(Permission.take_payments)
+    @blp.response(200, schemas.SaleSchema)
+    def post(self, clinic_slug: str, sale_id: int) -> Any:
+        """Void a bill opened by mistake, before anything is paid on it."""
+        bill = sales.void_sale(sales.sale(sale_id))
+        db.session.commit()
+        return json_response(_sale_body(sales.sale(bill.id)), 200)
+
+
 @blp.route("/sales/<id:sale_id>/tenders")
 class Tenders(MethodView):
     @requires(Permission.take_payments)

@@ -495,7 +495,7 @@ def add_tender(
     elif kind == TenderKind.store_credit:
         _from_store_credit(clinic, bill, tender, data.get("store_credit_id"), asked or due)
     elif kind == TenderKind.package_session:
-        _from_package(bill, tender, data.get("client_package_id"))
+        _from_package(clinic, bill, tender, data.get("client_package_id"))
     elif kind == TenderKind.external:
         _from_partner(bill, tender, data, asked or due)
     elif kind in (TenderKind.card, TenderKind.card_on_file):
@@ -596,7 +596,15 @@ def _from_store_credit(
     )
 
 
-def _from_package(bill: Sale, tender: Tender, package_id: int | None) -> None:
+#: Why a deposit on a visit paid by a package session is given back as credit.
+PACKAGE_SESSION = Clause(
+    "platform.package_session",
+    "A package session pays for the whole treatment; a deposit paid for the visit becomes "
+    "store credit.",
+)
+
+
+def _from_package(clinic: Clinic, bill: Sale, tender: Tender, package_id: int | None) -> None:
     service_line = next((line for line in bill.lines if line.kind == LineKind.service), None)
     if service_line is None or package_id is None:
         raise _invalid("client_package_id", "A package session pays for this visit's treatment.")
@@ -618,7 +626,20 @@ def _from_package(bill: Sale, tender: Tender, package_id: int | None) -> None:
         raise _invalid("client_package_id", "Every session of this package is used.", 409)
     if any(t.kind == TenderKind.package_session and t.status == "applied" for t in bill.tenders):
         raise _invalid("client_package_id", "A session is already counted for this visit.", 409)
-    tender.amount_minor = min(service_line.amount, balance_due(bill)).minor
+    # The session pays for the whole treatment: a deposit paid for the visit is the client's
+    # again, as store credit, rather than paying for the treatment twice.
+    for paid in bill.tenders:
+        if paid.kind == TenderKind.deposit and paid.status == "applied":
+            paid.status = "credited"
+            issue_store_credit(
+                clinic,
+                bill.client_id,
+                paid.amount,
+                reason="deposit_credited",
+                clause=PACKAGE_SESSION,
+                source=f"tender:{paid.id}",
+            )
+    tender.amount_minor = min(service_line.amount, open_to_pay(bill)).minor
     tender.client_package_id = package.id
     ledger.record(
         LedgerKind.package_session_used,
@@ -809,6 +830,43 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
             ledger.record(LedgerKind.gratuity, line.amount, **common)
 
 
+def void_sale(bill: Sale) -> Sale:
+    """Void an open bill opened by mistake; its appointment can then be billed again.
+
+    Only a bill nothing has been paid on can go: a deposit applied to it
+    waits for the next bill, and packages and gift certificates on it never
+    take effect. A bill with other payments keeps them until they are refunded.
+    """
+    bill = _fresh(Sale, bill.id)
+    if bill.status != SaleStatus.open:
+        raise Problem(409, f"This bill is {bill.status.value}.", kind="sale-closed")
+    if any(
+        t.kind != TenderKind.deposit and t.status in ("applied", "pending") for t in bill.tenders
+    ):
+        raise Problem(
+            409,
+            "Payments have been made on this bill; refund them before voiding it.",
+            kind="sale-has-payments",
+        )
+    for tender in bill.tenders:
+        if tender.kind == TenderKind.deposit and tender.status == "applied":
+            tender.status = "reversed"
+            charge = db.session.get(BookingCharge, int(tender.reference.split(":")[1]))
+            charge.status = "paid"
+            ledger.record(
+                LedgerKind.deposit_unapplied,
+                tender.amount,
+                booking_id=bill.booking_id,
+                client_id=bill.client_id,
+                account=bill.account,
+            )
+    for line in bill.lines:
+        if line.client_package_id:
+            db.session.get(ClientPackage, line.client_package_id).status = "voided"
+    bill.status = SaleStatus.voided
+    return bill
+
+
 # --- packages --------------------------------------------------------------------------------------
 
 
@@ -871,6 +929,8 @@ class RefundItem:
     service_category: str | None = None
     #: Whether one of the clinic's providers has assessed the case (a corrective refund).
     assessed_by_provider: bool = False
+    #: What the client or staff wrote (a documented reaction, the defect).
+    note: str | None = None
 
 
 #: Requests that hold part of a line: returned, or on their way to being returned.
@@ -925,6 +985,7 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
         promotional=bool(package and package.promotional),
         service_category=service.category if service else None,
         assessed_by_provider=assessor is not None,
+        note=data.get("note"),
     )
 
 

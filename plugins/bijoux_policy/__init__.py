@@ -146,8 +146,13 @@ class BijouxPolicySettings(Schema):
         load_default=24, validate=validate.Range(min=0, max=24 * 14)
     )
     product_return_days = fields.Integer(load_default=14, validate=validate.Range(min=0))
+    # "Gratuities for spa services are optional": the service categories that are spa services.
+    spa_categories = fields.List(fields.String(), load_default=lambda: ["esthetician"])
+    # "not customary for medical services performed by physicians or nurses"; matched
+    # without regard to case.
     no_gratuity_credentials = fields.List(
-        fields.String(), load_default=lambda: ["physician", "nurse"]
+        fields.String(),
+        load_default=lambda: ["physician", "nurse", "md", "do", "rn", "np", "lpn", "lvn"],
     )
 
 
@@ -297,6 +302,8 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
         if not item.has_receipt:
             return refused(PRODUCTS, "A return needs the receipt.")
         if reason == "allergic_reaction" and in_time:
+            if not getattr(item, "note", None):
+                return refused(PRODUCTS, "The allergic reaction must be documented in the note.")
             return RefundDecision(PRODUCTS, RefundOutcome.store_credit, item.amount_paid)
         if reason == "defective" and in_time:
             return RefundDecision(DEFECTIVE, RefundOutcome.exchange, item.amount_paid)
@@ -312,10 +319,15 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
     )
 
 
+#: The clause each kind of store credit comes from.
+CREDIT_CLAUSE = {"product_return": PRODUCTS, "prepayment_credited": PREPAYMENT}
+
+
 @hookimpl
 def clinic_store_credit_terms(clinic: Any, reason: str) -> StoreCreditTerms:
     # The guide gives store credit no expiry; it does not expire.
-    return StoreCreditTerms(clause=PRODUCTS, valid_for=None, valid_for_months=None)
+    clause = CREDIT_CLAUSE.get(reason, PACKAGES if reason == "package_closed" else PRODUCTS)
+    return StoreCreditTerms(clause=clause, valid_for=None, valid_for_months=None)
 
 
 @hookimpl
@@ -334,7 +346,9 @@ def clinic_gift_card_terms(clinic: Any) -> GiftCardTerms:
 
 @hookimpl
 def clinic_gratuity_allowed(clinic: Any, service: Any, provider: Any) -> GratuityDecision:
-    medical = (getattr(provider, "credential", None) or "").lower() in {
-        c.lower() for c in _settings(clinic)["no_gratuity_credentials"]
-    }
+    settings = _settings(clinic)
+    if service.category in settings["spa_categories"]:
+        return GratuityDecision(clause=GRATUITY, allowed=True)
+    credential = (getattr(provider, "credential", None) or "").strip().lower()
+    medical = credential in {c.lower() for c in settings["no_gratuity_credentials"]}
     return GratuityDecision(clause=GRATUITY, allowed=not medical)
