@@ -55,6 +55,22 @@ def _cash_sale(client, live, items, client_id=None):
     return sale, paid.get_json()["sale"]
 
 
+def _card_sale(client, live, price):
+    """A client with a card on file (their deposit saved it) buys one product with that card."""
+    body = paid_booking(client, live)
+    serum = _product(client, live, price=price)
+    opened = {
+        "client_id": body["booking"]["client_id"],
+        "items": [{"kind": "product", "product_id": serum}],
+    }
+    sale = _open(client, live, opened).get_json()
+    assert (
+        _pay(client, live, sale["id"], {"kind": "card_on_file"}).get_json()["sale"]["status"]
+        == "paid"
+    )
+    return sale
+
+
 def _entries(live, kind):
     return scoped(
         live["app"],
@@ -701,17 +717,7 @@ def test_a_membership_is_billed_by_a_stripe_subscription_and_each_invoice_is_rec
 def test_a_refund_whose_answer_stripe_lost_is_retried_and_refunds_once(client, live):
     # Issue: "a repeated request never refunds twice"; DESIGN.md: "deterministic keys from
     # business ids ... on every POST to Stripe".
-    body = paid_booking(client, live)
-    serum = _product(client, live, price="25.00")
-    sale = _open(
-        client,
-        live,
-        {
-            "client_id": body["booking"]["client_id"],
-            "items": [{"kind": "product", "product_id": serum}],
-        },
-    ).get_json()
-    _pay(client, live, sale["id"], {"kind": "card_on_file"})
+    sale = _card_sale(client, live, "25.00")
     request = client.post(
         f"{API}/sales/{sale['id']}/lines/{sale['lines'][0]['id']}/refund-requests",
         json={"reason": "defective", "condition": "defective"},
@@ -951,17 +957,7 @@ def test_a_package_refund_returns_only_its_unused_part_and_closes_it(client, liv
 
 
 def test_a_request_approved_but_not_yet_refunded_cannot_be_refused(client, live):
-    body = paid_booking(client, live)
-    serum = _product(client, live, price="25.00")
-    sale = _open(
-        client,
-        live,
-        {
-            "client_id": body["booking"]["client_id"],
-            "items": [{"kind": "product", "product_id": serum}],
-        },
-    ).get_json()
-    _pay(client, live, sale["id"], {"kind": "card_on_file"})
+    sale = _card_sale(client, live, "25.00")
     asked = client.post(
         f"{API}/sales/{sale['id']}/lines/{sale['lines'][0]['id']}/refund-requests",
         json={"reason": "defective"},

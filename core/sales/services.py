@@ -68,6 +68,13 @@ def _invalid(field: str, reason: str, status: int = 422, **extra: Any) -> Proble
     return Problem(status, reason, errors=[field_error(field, reason)], **extra)
 
 
+def _on_bill(bill: Sale, kind: LedgerKind, amount: Money, **details: Any) -> Any:
+    """Record a money movement of ``bill`` in the ledger, under its client and appointment."""
+    return ledger.record(
+        kind, amount, client_id=bill.client_id, booking_id=bill.booking_id, **details
+    )
+
+
 def _lock(model: type, row_id: int) -> None:
     """Take the row's lock (the database's write lock on SQLite) until the transaction ends."""
     db.session.execute(
@@ -522,11 +529,10 @@ def _from_gift_certificate(bill: Sale, tender: Tender, code: str, wanted: Money)
     amount = min(wanted, left)
     tender.amount_minor = amount.minor
     tender.gift_certificate_id = certificate.id
-    ledger.record(
+    _on_bill(
+        bill,
         LedgerKind.gift_certificate_redeemed,
         amount,
-        client_id=bill.client_id,
-        booking_id=bill.booking_id,
         account=certificate.account,
         sale=bill.id,
     )
@@ -586,11 +592,10 @@ def _from_store_credit(
         raise _invalid("store_credit_id", "This store credit has nothing left.", 409)
     tender.amount_minor = amount.minor
     tender.store_credit_id = credit.id
-    ledger.record(
+    _on_bill(
+        bill,
         LedgerKind.store_credit_used,
         amount,
-        client_id=bill.client_id,
-        booking_id=bill.booking_id,
         account=credit.account,
         sale=bill.id,
     )
@@ -641,11 +646,10 @@ def _from_package(clinic: Clinic, bill: Sale, tender: Tender, package_id: int | 
             )
     tender.amount_minor = min(service_line.amount, open_to_pay(bill)).minor
     tender.client_package_id = package.id
-    ledger.record(
+    _on_bill(
+        bill,
         LedgerKind.package_session_used,
         package.session_value(used),
-        client_id=bill.client_id,
-        booking_id=bill.booking_id,
         account=package.account,
         sale=bill.id,
         session=used + 1,
@@ -663,11 +667,10 @@ def _from_partner(bill: Sale, tender: Tender, data: dict[str, Any], amount: Mone
     tender.amount_minor = amount.minor
     tender.partner = partner
     tender.reference = reference or None
-    ledger.record(
+    _on_bill(
+        bill,
         LedgerKind.external_tender,
         amount,
-        client_id=bill.client_id,
-        booking_id=bill.booking_id,
         account=bill.account,
         reference=reference or None,
         partner=partner,
@@ -776,11 +779,10 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
             f"A card payment of {payment.amount.format()} arrived for bill {bill.id}, already settled",
             "Refund it to the client's card from the bill, or keep it as their store credit.",
         )
-    ledger.record(
+    _on_bill(
+        bill,
         LedgerKind.card_payment,
         payment.amount,
-        client_id=bill.client_id,
-        booking_id=bill.booking_id,
         payment_id=payment.id,
         account=bill.account,
         reference=stripe_charge
@@ -807,27 +809,42 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
     bill.status = SaleStatus.paid
     bill.paid_at = clock.now()
     for line in bill.lines:
-        common = {"client_id": bill.client_id, "booking_id": bill.booking_id, "sale": bill.id}
         if line.kind == LineKind.gift_certificate:
             certificate = db.session.get(GiftCertificate, line.gift_certificate_id)
             certificate.active = True
-            ledger.record(
-                LedgerKind.gift_certificate_sold, line.amount, account=certificate.account, **common
+            _on_bill(
+                bill,
+                LedgerKind.gift_certificate_sold,
+                line.amount,
+                account=certificate.account,
+                sale=bill.id,
             )
         elif line.kind == LineKind.package:
             package = db.session.get(ClientPackage, line.client_package_id)
             package.status = "active"
-            ledger.record(LedgerKind.package_sold, line.amount, account=package.account, **common)
+            _on_bill(
+                bill,
+                LedgerKind.package_sold,
+                line.amount,
+                account=package.account,
+                sale=bill.id,
+            )
         elif line.kind == LineKind.product:
-            ledger.record(
+            _on_bill(
+                bill,
                 LedgerKind.product_sold,
                 line.amount,
                 product=line.product_id,
                 quantity=line.quantity,
-                **common,
+                sale=bill.id,
             )
         elif line.kind == LineKind.gratuity:
-            ledger.record(LedgerKind.gratuity, line.amount, **common)
+            _on_bill(
+                bill,
+                LedgerKind.gratuity,
+                line.amount,
+                sale=bill.id,
+            )
 
 
 def void_sale(bill: Sale) -> Sale:
@@ -853,11 +870,10 @@ def void_sale(bill: Sale) -> Sale:
             tender.status = "reversed"
             charge = db.session.get(BookingCharge, int(tender.reference.split(":")[1]))
             charge.status = "paid"
-            ledger.record(
+            _on_bill(
+                bill,
                 LedgerKind.deposit_unapplied,
                 tender.amount,
-                booking_id=bill.booking_id,
-                client_id=bill.client_id,
                 account=bill.account,
             )
     for line in bill.lines:
@@ -1171,7 +1187,6 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
         return
     amount = Money(min(request.amount_minor, left), line.currency)
     request.amount_minor = amount.minor
-    common = {"client_id": bill.client_id, "booking_id": bill.booking_id, "sale": bill.id}
     package = None
     if line.kind == LineKind.package and request.outcome != RefundOutcome.exchange.value:
         package = _fresh(ClientPackage, line.client_package_id)
@@ -1185,13 +1200,14 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
         amount = min(amount, unused)
         request.amount_minor = amount.minor
         package.status = "closed"
-        ledger.record(
+        _on_bill(
+            bill,
             LedgerKind.package_closed,
             amount,
             account=package.account,
             clause=request.clause_id,
             sessions_left=package_sessions_left(package),
-            **common,
+            sale=bill.id,
         )
     if request.outcome == RefundOutcome.refund.value and amount.minor > 0:
         request.stripe_refund_id = _refund_card(clinic, bill, request, amount)
@@ -1209,23 +1225,25 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
         )
         request.store_credit_id = credit.id
     elif request.outcome == RefundOutcome.exchange.value:
-        ledger.record(
+        _on_bill(
+            bill,
             LedgerKind.product_exchanged,
             Money.zero(line.currency),
             product=line.product_id,
             quantity=request.quantity,
             clause=request.clause_id,
-            **common,
+            sale=bill.id,
         )
     if line.kind == LineKind.product and request.outcome != RefundOutcome.exchange.value:
-        ledger.record(
+        _on_bill(
+            bill,
             LedgerKind.product_returned,
             amount,
             product=line.product_id,
             quantity=request.quantity,
             outcome=request.outcome,
             clause=request.clause_id,
-            **common,
+            sale=bill.id,
         )
     request.status = RefundStatus.done
     request.decided_at = clock.now()
@@ -1249,11 +1267,10 @@ def _refund_card(clinic: Clinic, bill: Sale, request: RefundRequest, amount: Mon
             {"payment_intent": payment.stripe_payment_intent_id, "amount": part},
             stripe_api.on(clinic, f"refund-request:{request.id}:{payment.id}"),
         )
-        ledger.record(
+        _on_bill(
+            bill,
             LedgerKind.refund,
             Money(part, payment.currency),
-            client_id=bill.client_id,
-            booking_id=bill.booking_id,
             payment_id=payment.id,
             reference=refund.id,
             purpose="sale",
