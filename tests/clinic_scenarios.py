@@ -9,10 +9,8 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import stripe
 import time_machine
@@ -27,6 +25,7 @@ from core.tenancy.scope import clinic_scope
 from core.tenancy.services import plugin_host
 from core.tenancy.tenants_file import load_tenant_files
 from tests.helpers import issue_token, make_provider, make_service, make_staff
+from tests.local_days import clinic_day, local_time
 from tests.payment_flows import pay_in_browser, wait_for
 from tests.stripe_server import sign
 
@@ -86,9 +85,7 @@ class Scenario:
     # --- booking ------------------------------------------------------------------------------
 
     def at(self, days: int, hour: int = 10, minute: int = 0) -> datetime:
-        zone = ZoneInfo(self.timezone)
-        day = datetime.now(zone).date() + timedelta(days=days)
-        return datetime.combine(day, dtime(hour, minute), zone)
+        return local_time(self.timezone, clinic_day(self.timezone, days), hour, minute)
 
     def guest(self, n: int | None = None) -> dict[str, str]:
         if n is None:

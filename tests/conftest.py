@@ -25,7 +25,7 @@ from core.extensions import db
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
 #: Shared fixtures: `inbox` (a real SMTP server on loopback) and `local_stripe`.
-pytest_plugins = ["tests.mail", "tests.stripe_server", "tests.payment_flows"]
+pytest_plugins = ["tests.frozen_clock", "tests.mail", "tests.stripe_server", "tests.payment_flows"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

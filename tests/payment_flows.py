@@ -7,9 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from datetime import time as dtime
-from zoneinfo import ZoneInfo
 
 import pytest
 import stripe
@@ -28,6 +25,7 @@ from tests.helpers import (
     make_staff,
     set_clinic_settings,
 )
+from tests.local_days import clinic_day, local_time
 from tests.stripe_server import WEBHOOK_SECRET, free_port
 
 GUEST = {
@@ -81,8 +79,8 @@ def live(app, local_stripe) -> Iterator[dict]:
 
 def book(client, ctx):
     # Three days ahead at 10:00 in Los Angeles: inside hours, notice and advance limits.
-    day = datetime.now(ZoneInfo("America/Los_Angeles")).date() + timedelta(days=3)
-    starts_at = datetime.combine(day, dtime(10), ZoneInfo("America/Los_Angeles")).isoformat()
+    zone = "America/Los_Angeles"
+    starts_at = local_time(zone, clinic_day(zone, 3), 10).isoformat()
     response = client.post(
         "/api/v1/clinics/alpha/bookings/online",
         json={

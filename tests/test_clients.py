@@ -19,6 +19,7 @@ from core.extensions import db
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 from tests.helpers import assert_problem, login, make_clinic, make_staff
+from tests.local_days import born_aged, born_turning
 
 INTAKE = {
     "medical_history": "Rosacea since 2019",
@@ -470,6 +471,7 @@ def test_revoking_marketing_photo_consent_ends_marketing_use_and_nothing_else(pr
 # --- minors ---------------------------------------------------------------------------------
 
 
+@pytest.mark.clock_sensitive
 def test_bijoux_requires_written_parental_permission_under_18(app):
     # Bijoux: "all those under 18 years of age are not permitted in the treatment rooms unless
     # undergoing a treatment with written parental permission"
@@ -479,11 +481,11 @@ def test_bijoux_requires_written_parental_permission_under_18(app):
         make_staff("bijoux", "owner@bijoux.example.com", Role.owner)
     http = app.test_client()
     login(http, "bijoux", "owner@bijoux.example.com")
-    with time_machine.travel(clock.now(), tick=False):
-        born = clock.now().date().replace(year=clock.now().year - 16)
-        created = http.post(
-            "/api/v1/clinics/bijoux/clients", json={**CLIENT, "date_of_birth": born.isoformat()}
-        ).get_json()
+    # Sixteen on Bijoux's date (New York): old enough to be on the premises, not to be treated.
+    born = born_aged(16, "America/New_York")
+    created = http.post(
+        "/api/v1/clinics/bijoux/clients", json={**CLIENT, "date_of_birth": born.isoformat()}
+    ).get_json()
     gates = {(g["applies_to"], g["under"]): g for g in created["age_rules"]}
     treatment = gates[("treatment", 18)]
     assert (
@@ -521,6 +523,7 @@ def test_bijoux_requires_written_parental_permission_under_18(app):
     assert http.get(base).get_json()["age_rules"][0]["satisfied"] is True
 
 
+@pytest.mark.clock_sensitive
 def test_him_medspa_asks_parental_consent_only_under_13(app):
     # Him.: "We do not knowingly collect personal data from children under the age of 13 without parental consent."
     app.test_cli_runner().invoke(args=["clinics", "load"])
@@ -534,15 +537,18 @@ def test_him_medspa_asks_parental_consent_only_under_13(app):
         ).status_code
         == 201
     )
-    today = clock.now().date()
-    twelve = http.post(
-        "/api/v1/clinics/him-medspa/clients",
-        json={**CLIENT, "date_of_birth": today.replace(year=today.year - 12).isoformat()},
-    ).get_json()
-    sixteen = http.post(
-        "/api/v1/clinics/him-medspa/clients",
-        json={**CLIENT, "date_of_birth": today.replace(year=today.year - 16).isoformat()},
-    ).get_json()
+    # Ages on the clinic's own date (Los Angeles), whatever the date is in UTC.
+    him = "America/Los_Angeles"
+
+    def client_born(on):
+        return http.post(
+            "/api/v1/clinics/him-medspa/clients",
+            json={**CLIENT, "date_of_birth": on.isoformat()},
+        ).get_json()
+
+    twelve = client_born(born_aged(12, him))
+    fifteen = client_born(born_turning(16, him))  # sixteen tomorrow: still under 16 today
+    sixteen = client_born(born_aged(16, him))  # sixteen today
 
     def gates(body):
         return sorted((g["applies_to"], g["under"], g["requires"]) for g in body["age_rules"])
@@ -558,7 +564,8 @@ def test_him_medspa_asks_parental_consent_only_under_13(app):
         "ccpa.coppa",
         "default_policy.age.data_collection.13",
     }
-    assert gates(sixteen) == [("sale_sharing", 16, "parental_consent")]
+    assert gates(fifteen) == [("sale_sharing", 16, "parental_consent")]
+    assert gates(sixteen) == []
 
 
 # --- break-glass ----------------------------------------------------------------------------
@@ -1012,6 +1019,7 @@ def test_a_failure_to_encrypt_is_a_503_and_logs_no_health_data(clinic, provider,
     assert "SECRET-CONDITION-4417" not in caplog.text
 
 
+@pytest.mark.clock_sensitive
 def test_a_later_verbal_consent_does_not_hide_standing_written_permission(app):
     # Bijoux: "... unless undergoing a treatment with written parental permission"
     app.test_cli_runner().invoke(args=["clinics", "load"])
@@ -1019,10 +1027,9 @@ def test_a_later_verbal_consent_does_not_hide_standing_written_permission(app):
         make_staff("bijoux", "owner@bijoux.example.com", Role.owner)
     http = app.test_client()
     login(http, "bijoux", "owner@bijoux.example.com")
-    today = clock.now().date()
     teen = http.post(
         "/api/v1/clinics/bijoux/clients",
-        json={**CLIENT, "date_of_birth": today.replace(year=today.year - 16).isoformat()},
+        json={**CLIENT, "date_of_birth": born_aged(16, "America/New_York").isoformat()},
     ).get_json()
     base = f"/api/v1/clinics/bijoux/clients/{teen['id']}"
     guardian = http.post(

@@ -6,8 +6,7 @@ enforces.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -15,6 +14,7 @@ from dateutil.relativedelta import relativedelta
 from core.config import PROJECT_ROOT
 from tests.clinic_scenarios import Scenario, open_clinic
 from tests.helpers import assert_problem
+from tests.local_days import clinic_day
 
 TENANTS = PROJECT_ROOT / "tenants"
 
@@ -112,6 +112,7 @@ def test_jt_services_are_not_refunded_and_a_concern_within_7_days_goes_to_manage
     assert any("within 7 days" in n for n in jt.notices("sale_notice"))
 
 
+@pytest.mark.clock_sensitive
 def test_jt_unopened_products_come_back_within_14_days_as_store_credit_only(jt):
     # JT: "Unopened retail products in their original packaging may be returned within 14 days
     # of purchase for store credit only." and "Opened or used products cannot be returned due to
@@ -142,7 +143,7 @@ def test_jt_unopened_products_come_back_within_14_days_as_store_credit_only(jt):
     (item,) = credit["items"]
     assert item["balance"]["amount"] == 6000
     assert item["terms"]["text"] == "Store credit is valid for 12 months from the date of issue."
-    issued = datetime.now(ZoneInfo(jt.timezone)).date() + timedelta(days=10)
+    issued = clinic_day(jt.timezone, 10)
     assert date.fromisoformat(item["expires_on"]) == issued + relativedelta(months=12)
     assert ("product_returned", 6000) in jt.ledger()
     assert not [k for k, _ in jt.ledger() if k == "refund"]

@@ -24,6 +24,7 @@ from tests.helpers import (
     make_clinic,
     set_clinic_settings,
 )
+from tests.local_days import clinic_today
 from tests.payment_flows import DEPOSIT, book, pay_in_browser, scoped, wait_for
 from tests.stripe_server import sign
 
@@ -544,6 +545,7 @@ def test_a_card_saved_without_a_deposit_guarantees_the_booking_with_the_agreemen
     assert agreed == [(body["booking"]["policy_version_id"], "succeeded", True)]
 
 
+@pytest.mark.clock_sensitive
 def test_a_card_that_expires_before_the_appointment_is_flagged_ahead(client, live):
     # Issue: "A card on file that will expire before the appointment is flagged ahead of time so
     # the client can update it (a declined no-show fee is the most common complaint of clinics)"
@@ -575,7 +577,7 @@ def test_a_card_that_expires_before_the_appointment_is_flagged_ahead(client, liv
     assert requests() == []
 
     def expiring():
-        db.session.get(Client, 1).card_expires_on = date.today()
+        db.session.get(Client, 1).card_expires_on = clinic_today("America/Los_Angeles")
         db.session.commit()
 
     scoped(live["app"], expiring)  # as if the card on file ran out this month

@@ -5,8 +5,9 @@ through the API against the local Stripe server, with the ledger checked after e
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
 import time_machine
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from core.extensions import db
 from core.payments.models import LedgerEntry
 from core.sales.models import GiftCertificate
 from tests.helpers import assert_problem, issue_token, make_staff, set_clinic_settings
+from tests.local_days import clinic_day, clinic_today, local_time, years_after
 from tests.payment_flows import DEPOSIT, ledger_of, paid_booking, scoped
 
 API = "/api/v1/clinics/alpha"
@@ -86,37 +88,29 @@ def _entries(live, kind):
 # --- reschedule: the deposit moves or is forfeited, never charged twice ----------------------------
 
 
+@pytest.mark.clock_sensitive
 def test_a_rescheduled_deposit_moves_in_the_ledger_with_no_new_charge(client, live):
     # Issue: "Reschedule: the deposit moves to the new booking when the policy allows, or is
     # forfeited; no new charge, never a second deposit for the same appointment."
     body = paid_booking(client, live)
     token = body["self_service_token"]
     intents_before = len(live["stripe"].calls_to("/v1/payment_intents"))
-    new_start = (clock.now() + timedelta(days=4)).astimezone()
+    new_start = local_time("America/Los_Angeles", clinic_day("America/Los_Angeles", 4), 10)
     moved = client.post(
         f"{API}/self-service/{token}/reschedule",
-        json={"starts_at": _ten_am(new_start)},
+        json={"starts_at": new_start.isoformat()},
     )
     assert moved.status_code == 200, moved.get_data(as_text=True)
     assert moved.get_json()["decision"]["deposit"] == "moved"
     assert len(live["stripe"].calls_to("/v1/payment_intents")) == intents_before
     assert ledger_of(live) == [("deposit_moved", 5000), ("deposit_received", 5000)]
     (entry,) = _entries(live, "deposit_moved")
-    assert entry[2]["to"].startswith(new_start.date().isoformat()) or entry[2]["to"]
+    assert clock.as_utc(datetime.fromisoformat(entry[2]["to"])) == new_start
     # At checkout the moved deposit counts once toward the bill.
     _check_in(client, live, body["booking"]["id"])
     sale = _open(client, live, {"booking_id": body["booking"]["id"]}).get_json()
     assert sale["balance_due"]["amount"] == 10000 - 5000
     assert [t["kind"] for t in sale["tenders"]] == ["deposit"]
-
-
-def _ten_am(moment):
-    from datetime import datetime
-    from datetime import time as dtime
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo("America/Los_Angeles")
-    return datetime.combine(moment.astimezone(zone).date(), dtime(10), zone).isoformat()
 
 
 def test_a_deposit_rescheduled_too_late_is_forfeited_and_not_charged_again(client, live):
@@ -127,7 +121,11 @@ def test_a_deposit_rescheduled_too_late_is_forfeited_and_not_charged_again(clien
     body = paid_booking(client, live)  # three days ahead: inside 96 hours
     moved = client.post(
         f"{API}/self-service/{body['self_service_token']}/reschedule",
-        json={"starts_at": _ten_am(clock.now() + timedelta(days=5))},
+        json={
+            "starts_at": local_time(
+                "America/Los_Angeles", clinic_day("America/Los_Angeles", 5), 10
+            ).isoformat()
+        },
     )
     assert moved.status_code == 200, moved.get_data(as_text=True)
     assert moved.get_json()["decision"]["deposit"] == "forfeited"
@@ -345,6 +343,7 @@ def test_concurrent_redemptions_never_spend_a_certificate_twice(client, live, da
 # --- packages and store credit ---------------------------------------------------------------------
 
 
+@pytest.mark.clock_sensitive
 def test_a_package_is_paid_in_full_before_its_first_session_and_its_unused_part_becomes_credit(
     client, live
 ):
@@ -383,11 +382,9 @@ def test_a_package_is_paid_in_full_before_its_first_session_and_its_unused_part_
     credit = closed.get_json()["store_credit"]
     # 250.00 over three sessions: the first carries the odd cent (83.34), 166.66 is left.
     assert credit["balance"]["amount"] == 16666
-    today = clock.now().date()
-    assert credit["expires_on"] in {
-        (today.replace(year=today.year + 1)).isoformat(),
-        (today.replace(year=today.year + 1) - timedelta(days=1)).isoformat(),
-    }
+    # Twelve months from the clinic's date of issue (Los Angeles), a leap day's to 28 February.
+    issued = clinic_today("America/Los_Angeles")
+    assert credit["expires_on"] == years_after(issued, 1).isoformat()
     assert ledger_of(live) == sorted(
         [
             ("deposit_received", 5000),
@@ -739,12 +736,9 @@ def test_a_refund_whose_answer_stripe_lost_is_retried_and_refunds_once(client, l
 # --- New Zealand dollars, end to end ---------------------------------------------------------------
 
 
+@pytest.mark.clock_sensitive
 def test_a_new_zealand_clinic_takes_its_deposit_and_bill_in_nzd(client, live):
     # Issue: "Money is integer minor units everywhere, USD and NZD."
-    from datetime import datetime
-    from datetime import time as dtime
-    from zoneinfo import ZoneInfo
-
     from core.bookings.models import Booking
     from core.tenancy.models import Clinic, Location
     from core.tenancy.scope import clinic_scope
@@ -769,8 +763,7 @@ def test_a_new_zealand_clinic_takes_its_deposit_and_bill_in_nzd(client, live):
         with clinic_scope(kiwi):
             location = db.session.scalar(select(Location.id).where(Location.slug == "main"))
     auth = {"Authorization": f"Bearer {issue_token(live['app'], 'kiwi', 'owner@kiwi.example.com')}"}
-    zone = ZoneInfo("Pacific/Auckland")
-    day = datetime.now(zone).date() + timedelta(days=3)
+    day = clinic_day("Pacific/Auckland", 3)
     booked = client.post(
         "/api/v1/clinics/kiwi/bookings/online",
         json={
@@ -783,7 +776,7 @@ def test_a_new_zealand_clinic_takes_its_deposit_and_bill_in_nzd(client, live):
             },
             "service_id": service,
             "location_id": location,
-            "starts_at": datetime.combine(day, dtime(10), zone).isoformat(),
+            "starts_at": local_time("Pacific/Auckland", day, 10).isoformat(),
         },
     )
     assert booked.status_code == 201, booked.get_data(as_text=True)
