@@ -14,6 +14,8 @@ from core import clock
 from core.accounts.access import access_rule
 from core.accounts.models import ApiToken, Role, User
 from core.extensions import db
+from core.tenancy.models import Clinic
+from core.tenancy.scope import clinic_scope
 from tests.helpers import PASSWORD, assert_problem, issue_token, login, make_clinic, make_staff
 
 
@@ -161,18 +163,28 @@ def test_api_token_authenticates_and_is_stored_hashed(clinics, client):
         "/api/v1/clinics/alpha/staff", headers={"Authorization": f"Bearer {secret}"}
     )
     assert response.status_code == 200
-    with clinics.app_context():
+    with (
+        clinics.app_context(),
+        clinic_scope(db.session.scalar(select(Clinic).filter_by(slug="alpha"))),
+    ):
         stored = db.session.scalars(select(ApiToken)).all()
         assert [t.token_hash for t in stored] == [hashlib.sha256(secret.encode()).hexdigest()]
         assert all(secret not in (t.token_hash, t.prefix) for t in stored)
         assert stored[0].last_used_at is not None
 
 
-def test_api_token_of_one_clinic_is_foreign_at_another(clinics, client):
+def test_api_token_of_one_clinic_is_unknown_at_another(clinics, client):
+    # A token is looked up in the scope of the clinic in the URL only: at beta, alpha's token
+    # is no credential at all, and says nothing of alpha.
     secret = issue_token(clinics, "alpha", "owner@alpha.example.com")
-    assert_problem(
-        client.get("/api/v1/clinics/beta", headers={"Authorization": f"Bearer {secret}"}), 404
+    refused = assert_problem(
+        client.get("/api/v1/clinics/beta", headers={"Authorization": f"Bearer {secret}"}),
+        401,
+        "invalid-token",
     )
+    assert "alpha" not in str(refused)
+    ok = client.get("/api/v1/clinics/alpha", headers={"Authorization": f"Bearer {secret}"})
+    assert ok.status_code == 200
 
 
 def test_unknown_or_malformed_tokens_get_401(clinics, client):

@@ -81,8 +81,9 @@ def test_staff_create_and_token_issue_give_working_credentials(runner, client):
     )
     assert response.status_code == 200
     assert [loc["slug"] for loc in response.get_json()["items"]] == ["spa"]
+    # At another clinic the token is no credential at all.
     assert_problem(
-        other.get("/api/v1/clinics/jp-medispa", headers={"Authorization": f"Bearer {secret}"}), 404
+        other.get("/api/v1/clinics/jp-medispa", headers={"Authorization": f"Bearer {secret}"}), 401
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import joinedload
 
 from core.extensions import db
@@ -16,7 +17,7 @@ from core.tenancy.scope import (
     UnscopedStatement,
     clinic_scope,
 )
-from tests.helpers import make_clinic
+from tests.helpers import issue_token, make_clinic, make_provider, make_service, make_staff
 
 
 @pytest.fixture
@@ -326,3 +327,104 @@ def test_every_clinic_owned_table_has_forced_row_level_security(postgres, app):
         ).all()
     assert {r[0] for r in rows} == scoped
     assert all(r[1] and r[2] for r in rows), rows
+
+
+@pytest.fixture
+def beta_with_rows(postgres, app, two_clinics):
+    """Beta has rows in the tables a busy clinic fills first: staff, tokens, providers, services."""
+    make_staff("beta", "owner@beta.example.com")
+    provider = make_provider("beta", "kim@beta.example.com", location="b1")
+    make_service("beta", "facial", provider_ids=[provider], location="b1")
+    issue_token(app, "beta", "owner@beta.example.com")
+    return two_clinics
+
+
+def _tables_with_clinic_id() -> list[str]:
+    """Every table with a ``clinic_id`` column, from the database's own catalog."""
+    return list(
+        db.session.scalars(
+            text(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND column_name = 'clinic_id' ORDER BY table_name"
+            )
+        )
+    )
+
+
+def test_every_table_with_a_clinic_id_keeps_other_clinics_rows_from_the_app_role(
+    postgres, beta_with_rows
+):
+    # README: "on PostgreSQL row-level security enforces the same rule again for any SQL the
+    # ORM never sees." The tables come from the catalog, not from the models, so a table the
+    # models forget to mark is caught too.
+    alpha, beta = beta_with_rows
+    tables = _tables_with_clinic_id()
+    assert {"api_token", "location", "membership", "booking", "ledger_entry"} <= set(tables)
+    flags = dict(
+        (name, (enabled, forced))
+        for name, enabled, forced in db.session.execute(
+            text(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+                "WHERE relkind = 'r' AND relname = ANY(:t)"
+            ),
+            {"t": tables},
+        )
+    )
+    unprotected = [t for t in tables if flags.get(t) != (True, True)]
+    assert unprotected == [], f"row-level security not enabled and forced on {unprotected}"
+    db.session.commit()
+
+    # Rows of beta as a superuser sees them, per table.
+    with postgres.owner.connect() as owner:
+        beta_rows = {
+            t: owner.execute(
+                text(f'SELECT count(*) FROM "{t}" WHERE clinic_id = :b'), {"b": beta.id}
+            ).scalar_one()
+            for t in tables
+        }
+    assert all(beta_rows[t] > 0 for t in ("api_token", "location", "membership", "service"))
+
+    with clinic_scope(alpha):
+        session = db.session()
+        for table in tables:
+            # Read: none of beta's rows, whatever the WHERE clause asks for.
+            seen = session.execute(
+                text(f'SELECT count(*) FROM "{table}" WHERE clinic_id = :b'), {"b": beta.id}
+            ).scalar_one()
+            assert seen == 0, f"{table}: alpha's scope reads {seen} of beta's rows"
+            # Update and delete: beta's rows are out of reach (append-only tables refuse
+            # both outright, which is out of reach too).
+            for statement in (
+                f'UPDATE "{table}" SET clinic_id = clinic_id WHERE clinic_id = :b',
+                f'DELETE FROM "{table}" WHERE clinic_id = :b',
+            ):
+                try:
+                    with session.begin_nested():
+                        changed = session.execute(text(statement), {"b": beta.id}).rowcount
+                except ProgrammingError as refused:
+                    assert "permission denied" in str(refused), refused
+                    changed = 0
+                assert changed == 0, f"{table}: {statement} reached {changed} of beta's rows"
+            # Insert: a row naming beta is refused by the policy before any other constraint.
+            with (
+                pytest.raises(ProgrammingError, match="row-level security"),
+                session.begin_nested(),
+            ):
+                session.execute(
+                    text(f'INSERT INTO "{table}" (clinic_id) VALUES (:b)'), {"b": beta.id}
+                )
+        session.rollback()
+
+    # With no clinic set, no table shows any clinic's rows.
+    for table in tables:
+        assert db.session.scalar(text(f'SELECT count(*) FROM "{table}"')) == 0, table
+    db.session.rollback()
+
+    with postgres.owner.connect() as owner:
+        after = {
+            t: owner.execute(
+                text(f'SELECT count(*) FROM "{t}" WHERE clinic_id = :b'), {"b": beta.id}
+            ).scalar_one()
+            for t in tables
+        }
+    assert after == beta_rows

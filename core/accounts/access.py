@@ -206,7 +206,10 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
     """Return who is calling, from a bearer token or the session, or None."""
     secret = _bearer_token()
     if secret is not None:
-        token = token_for_secret(secret)
+        if clinic is None:
+            # A token acts at its own clinic only; the platform API takes the operator's session.
+            raise Problem(403, "Only the platform operator may do this.")
+        token = token_for_secret(secret)  # looked up in this clinic's scope only
         if token is None:
             raise Problem(
                 401,
@@ -214,8 +217,6 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
                 kind="invalid-token",
                 headers={"WWW-Authenticate": 'Bearer realm="clinic-saas", error="invalid_token"'},
             )
-        if clinic is not None and token.clinic_id != clinic.id:
-            raise Problem(404)
         if not token.user.active:
             raise Problem(401, "The account behind this token is disabled.", kind="invalid-token")
         return Principal(user=token.user, via="token", token=token)

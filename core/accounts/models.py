@@ -77,23 +77,24 @@ class Membership(ClinicScoped, db.Model):
         return f"<Membership user={self.user_id} clinic={self.clinic_id} {self.role}>"
 
 
-class ApiToken(db.Model):
+class ApiToken(ClinicScoped, db.Model):
     """A revocable bearer token acting for one staff member at one clinic.
 
-    Only a SHA-256 digest of the token is stored. The table is global, like
-    ``user_account``, because a token must be recognised before the clinic
-    is known to be its own: a token of clinic A presented at clinic B's URL
-    is a foreign credential (404), not an unknown one (401).
+    Only a SHA-256 digest of the token is stored. Tokens are clinic-owned rows:
+    one is looked up only inside the scope of the clinic in the URL, so a token
+    of clinic A presented at clinic B's URL is unknown there (401), and row-level
+    security hides every other clinic's tokens from the app's database role.
     """
 
     __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("clinic_id", "token_hash"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     last_used_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())

@@ -71,6 +71,17 @@ def membership(membership_id: int) -> ClientMembership:
     return found
 
 
+def client_memberships(client: Client) -> list[ClientMembership]:
+    """Return the client's memberships, oldest first."""
+    return list(
+        db.session.scalars(
+            select(ClientMembership)
+            .where(ClientMembership.client_id == client.id)
+            .order_by(ClientMembership.id)
+        )
+    )
+
+
 def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembership:
     """Start a client's membership, billed to their card on file from today."""
     if not (client.stripe_customer_id and client.stripe_payment_method_id):

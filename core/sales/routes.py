@@ -168,7 +168,8 @@ class ClientStoreCredit(MethodView):
     @blp.response(200)
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List a client's store credit with what each has left and when it expires."""
-        items = [_credit_body(c, left) for c, left in sales.client_store_credit(client_id)]
+        found = sales.client_store_credit(clients.client(client_id))
+        items = [_credit_body(c, left) for c, left in found]
         return paginated(items)
 
 
@@ -288,12 +289,7 @@ class ClientMemberships(MethodView):
     @blp.response(200, schemas.ClientMembershipListSchema)
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List a client's memberships and where each stands."""
-        found = db.session.scalars(
-            select(ClientMembership)
-            .where(ClientMembership.client_id == client_id)
-            .order_by(ClientMembership.id)
-        )
-        return paginated(list(found))
+        return paginated(memberships.client_memberships(clients.client(client_id)))
 
     @requires(Permission.take_payments)
     @blp.arguments(schemas.EnrolmentSchema)
