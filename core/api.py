@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from core.errors import Problem, problem_from_http_exception, problem_response
+from core.errors import Problem, field_error, problem_from_http_exception, problem_response
 
 
 class FieldErrorSchema(Schema):
@@ -98,10 +99,11 @@ class Blueprint(SmorestBlueprint):
     }
 
 
-def refuse_nul_characters() -> None:
-    """Refuse NUL characters anywhere in a request's text: PostgreSQL cannot store them.
+def refuse_unstorable_text() -> None:
+    """Refuse text no database can store: NUL characters, and lone UTF-16 surrogates.
 
-    Runs before every request, so no handler (and no 500) ever sees one.
+    JSON may spell a lone surrogate (``"\\ud800"``) that decodes to a Python string no
+    encoder accepts. Runs before every request, so no handler (and no 500) ever sees one.
     """
     if "\x00" in request.path or b"%00" in request.query_string.lower():
         raise Problem(400, "NUL characters are not allowed in URLs.")
@@ -109,10 +111,47 @@ def refuse_nul_characters() -> None:
         body = request.get_data(cache=True)
         if b"\x00" in body or b"\\u0000" in body:
             raise Problem(400, "NUL characters are not allowed in the request body.")
+        if b"\\ud" in body.lower():
+            _refuse_lone_surrogates(body)
     elif request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded") and any(
         "\x00" in value for value in request.form.values()
     ):
         raise Problem(400, "NUL characters are not allowed in form fields.")
+
+
+def _refuse_lone_surrogates(body: bytes) -> None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return  # not JSON at all: the parser answers that with its own 400
+
+    def walk(value: Any, pointer: str) -> str | None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return pointer
+            return None
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found = walk(key, f"{pointer}/{key!s}") or walk(item, f"{pointer}/{key!s}")
+                if found is not None:
+                    return found
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                found = walk(item, f"{pointer}/{index}")
+                if found is not None:
+                    return found
+        return None
+
+    pointer = walk(document, "#")
+    if pointer is not None:
+        field = pointer.removeprefix("#/").replace("/", ".")
+        raise Problem(
+            400,
+            "The request body holds text that is not valid Unicode (a lone surrogate).",
+            errors=[field_error(field, "Not valid Unicode text (a lone surrogate).")],
+        )
 
 
 def json_response(body: Any, status: int) -> Response:

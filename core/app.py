@@ -57,7 +57,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = None  # sessions are bound to a clinic and idle out instead
     limiter.init_app(app)
-    errors.register_error_handlers(app)
+    errors.register_error_handlers(app, db.metadata)
 
     # Import every model so metadata (and Alembic's autogenerate) sees it.
     import core.accounts.models
@@ -117,7 +117,7 @@ def _init_api(app: Flask) -> None:
     from core import cli
     from core.accounts import access
     from core.accounts.routes import blp as accounts_blp
-    from core.api import ClinicApi, refuse_nul_characters
+    from core.api import ClinicApi, refuse_unstorable_text
     from core.audit.routes import blp as audit_blp
     from core.bookings.routes import blp as bookings_blp
     from core.bookings.routes import self_service
@@ -136,7 +136,7 @@ def _init_api(app: Flask) -> None:
     from core.tenancy.routes import blp as clinics_blp
 
     api = ClinicApi(app)
-    app.before_request(refuse_nul_characters)
+    app.before_request(refuse_unstorable_text)
     app.before_request(remember_gpc)
     for blueprint in (
         clinics_blp,

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, json, request
+from sqlalchemy import MetaData
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -178,8 +180,43 @@ def problem_from_http_exception(error: HTTPException) -> Problem:
     return Problem(status, detail, errors=errors, headers=headers)
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Make every error of ``app`` a problem document, with no stack trace leaking out."""
+_SQLITE_UNIQUE = "UNIQUE constraint failed: "
+
+
+def unique_violation_fields(error: Exception, metadata: MetaData) -> list[str] | None:
+    """Return the fields a unique constraint refused ``error`` on, or None if it is not one.
+
+    PostgreSQL names the constraint (looked up in ``metadata``); SQLite names the columns.
+    ``clinic_id``, part of every clinic's unique keys, is nobody's input and is left out.
+    """
+    if not isinstance(error, IntegrityError):
+        return None
+    original = error.orig
+    columns: list[str] = []
+    if getattr(original, "sqlstate", None) == "23505":
+        diag = original.diag
+        table = metadata.tables.get(diag.table_name or "")
+        if table is not None:
+            for candidate in [*table.constraints, *table.indexes]:
+                if candidate.name == diag.constraint_name:
+                    columns = [c.name for c in candidate.columns]
+        columns = columns or ["id"]
+    elif str(original).startswith(_SQLITE_UNIQUE):
+        columns = [
+            name.strip().rsplit(".", 1)[-1]
+            for name in str(original)[len(_SQLITE_UNIQUE) :].split(",")
+        ]
+    else:
+        return None
+    return [c for c in columns if c != "clinic_id"] or columns
+
+
+def register_error_handlers(app: Flask, metadata: MetaData) -> None:
+    """Make every error of ``app`` a problem document, with no stack trace leaking out.
+
+    A unique constraint that refuses a write is the caller's conflict with what exists (409,
+    naming the fields), whichever route wrote: services need not catch it one by one.
+    """
 
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
@@ -205,6 +242,18 @@ def register_error_handlers(app: Flask) -> None:
                     503,
                     "Protected records cannot be opened right now; it has been logged.",
                     kind="keys-unavailable",
+                )
+            )
+        taken = unique_violation_fields(error, metadata)
+        if taken is not None:
+            log.info("unique constraint on %s refused %s %s", taken, request.method, request.path)
+            names = " and ".join(taken)
+            return problem_response(
+                Problem(
+                    409,
+                    f"Another record already has this {names}.",
+                    kind="already-exists",
+                    errors=[field_error(name, "already taken") for name in taken],
                 )
             )
         if type(error).__module__.startswith("stripe"):

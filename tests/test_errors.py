@@ -136,3 +136,44 @@ def test_a_body_over_the_size_limit_is_a_413_problem(signed_in, app):
         signed_in.patch("/api/v1/clinics/alpha", data="x" * 2000, content_type="application/json"),
         413,
     )
+
+
+def test_a_name_a_location_already_has_is_a_409_naming_the_field(signed_in):
+    location = signed_in.get("/api/v1/clinics/alpha/locations").get_json()["items"][0]["id"]
+    room = {"location_id": location, "name": "Laser room", "capacity": 1}
+    assert signed_in.post("/api/v1/clinics/alpha/resources", json=room).status_code == 201
+    body = assert_problem(
+        signed_in.post("/api/v1/clinics/alpha/resources", json=room), 409, "already-exists"
+    )
+    assert {e["field"] for e in body["errors"]} == {"location_id", "name"}
+    rooms = signed_in.get("/api/v1/clinics/alpha/resources").get_json()["items"]
+    assert [r["name"] for r in rooms] == ["Laser room"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"legal_first_name": "\\ud800", "legal_last_name": "Lopez"}',
+        '{"legal_first_name": "Maya", "legal_last_name": "Lopez", "notes": ["ok", "\\udfff"]}',
+        '{"\\udc00": "x", "legal_last_name": "Lopez"}',
+    ],
+)
+def test_text_with_a_lone_surrogate_is_refused_naming_the_field(signed_in, raw):
+    response = signed_in.post(
+        "/api/v1/clinics/alpha/clients", data=raw, content_type="application/json"
+    )
+    body = assert_problem(response, 400)
+    assert "lone surrogate" in body["errors"][0]["detail"]
+    assert body["errors"][0]["pointer"].startswith("#/")
+    assert signed_in.get("/api/v1/clinics/alpha/clients").get_json()["items"] == []
+
+
+def test_a_surrogate_pair_is_ordinary_text(signed_in):
+    response = signed_in.post(
+        "/api/v1/clinics/alpha/clients",
+        data='{"legal_first_name": "Maya \\ud83c\\udf38", "legal_last_name": "Lopez", '
+        '"email": "maya@example.com"}',
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["legal_first_name"] == "Maya \N{CHERRY BLOSSOM}"
