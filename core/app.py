@@ -50,7 +50,7 @@ def create_app(
 
 
 def _init_extensions(app: Flask) -> None:
-    from core import errors
+    from core import errors, security_headers
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
@@ -58,6 +58,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.session_protection = None  # sessions are bound to a clinic and idle out instead
     limiter.init_app(app)
     errors.register_error_handlers(app, db.metadata)
+    security_headers.init_app(app)
 
     # Import every model so metadata (and Alembic's autogenerate) sees it.
     import core.accounts.models

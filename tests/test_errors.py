@@ -177,3 +177,39 @@ def test_a_surrogate_pair_is_ordinary_text(signed_in):
     )
     assert response.status_code == 201, response.get_data(as_text=True)
     assert response.get_json()["legal_first_name"] == "Maya \N{CHERRY BLOSSOM}"
+
+
+# --- security headers --------------------------------------------------------------------
+
+
+def test_health_data_is_never_cached_and_no_response_is_sniffed(signed_in):
+    created = signed_in.post(
+        "/api/v1/clinics/alpha/clients",
+        json={"legal_first_name": "Maya", "legal_last_name": "Lopez", "email": "m@example.com"},
+    ).get_json()
+    intake = signed_in.post(
+        f"/api/v1/clinics/alpha/clients/{created['id']}/intake",
+        json={"answers": {"allergies": ["latex"]}},
+    )
+    assert intake.status_code == 201
+    responses = {
+        "intake": signed_in.get(f"/api/v1/clinics/alpha/clients/{created['id']}/intake"),
+        "client": signed_in.get(f"/api/v1/clinics/alpha/clients/{created['id']}"),
+        "problem": signed_in.get("/api/v1/clinics/alpha/clients/999999"),
+        "unknown route": signed_in.get("/nowhere"),
+    }
+    for name, response in responses.items():
+        assert response.headers["Cache-Control"] == "no-store", name
+        assert response.headers["X-Content-Type-Options"] == "nosniff", name
+        assert response.headers["Referrer-Policy"] == "no-referrer", name
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], name
+    # Documents about no one may be cached; they are still never sniffed.
+    spec = signed_in.get("/api/openapi.json")
+    assert "no-store" not in spec.headers.get("Cache-Control", "")
+    assert spec.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_https_deployments_ask_browsers_to_stay_on_https(app, signed_in):
+    assert "Strict-Transport-Security" not in signed_in.get("/healthz").headers
+    app.config["SESSION_COOKIE_SECURE"] = True
+    assert signed_in.get("/healthz").headers["Strict-Transport-Security"].startswith("max-age=")

@@ -346,10 +346,7 @@ class PhotoImage(MethodView):
             current_principal(), services.client(client_id), photo_id
         )
         db.session.commit()
-        response = Response(data, mimetype=photo.content_type)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+        return Response(data, mimetype=photo.content_type)  # no-store: core.security_headers
 
 
 @blp.route("/clients/<id:client_id>/export")
