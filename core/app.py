@@ -51,12 +51,14 @@ def create_app(
 
 def _init_extensions(app: Flask) -> None:
     from core import errors, security_headers
+    from core.accounts import throttle
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     login_manager.init_app(app)
     login_manager.session_protection = None  # sessions are bound to a clinic and idle out instead
     limiter.init_app(app)
+    throttle.check_counters_are_shared(app)
     errors.register_error_handlers(app, db.metadata)
     security_headers.init_app(app)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ def _master_keys(instance_path: Path, production: bool) -> str:
     return keys
 
 
+def _throttle_store(env: Mapping[str, str]) -> str:
+    """Return where throttling counters live: as set, else the configured Redis, else memory."""
+    if env.get("RATELIMIT_STORAGE_URI"):
+        return env["RATELIMIT_STORAGE_URI"]
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        if env.get(name, "").startswith(("redis://", "rediss://", "unix://")):
+            return env[name]
+    return "memory://"
+
+
 def from_environment(instance_path: Path) -> dict[str, Any]:
     """Build the configuration mapping from environment variables.
 
@@ -106,8 +117,11 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "DEFAULT_IDLE_TIMEOUT_MINUTES": int(env.get("DEFAULT_IDLE_TIMEOUT_MINUTES", "15")),
         # However active, a session ends this long after sign-in.
         "SESSION_MAX_HOURS": int(env.get("SESSION_MAX_HOURS", "12")),
-        # Login throttling: per client address and per account at a clinic.
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Throttling counters: shared in Redis wherever Redis is configured, so every web
+        # worker counts the same attempts; per-process memory only for one process.
+        "REDIS_URL": env.get("REDIS_URL"),
+        "RATELIMIT_STORAGE_URI": _throttle_store(env),
+        "RATELIMIT_ALLOW_PER_PROCESS": _bool(env.get("RATELIMIT_ALLOW_PER_PROCESS"), False),
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
         "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour"),

@@ -9,8 +9,9 @@ a successful sign-in clears its account's count.
 from __future__ import annotations
 
 import math
+import os
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 from limits import RateLimitItem, parse_many
 
 from core import clock
@@ -49,3 +50,36 @@ def sign_in_succeeded(email: str) -> None:
     account = email.strip().lower()
     for item in _limits("LOGIN_ACCOUNT_RATE_LIMIT"):
         limiter.limiter.clear(item, "sign-in-account", account)
+
+
+def serving_workers() -> int | None:
+    """Return how many worker processes the gunicorn serving this process runs, or None.
+
+    gunicorn's arbiter marks its processes with ``SERVER_SOFTWARE``; its own parser reads
+    the same command line, environment and config file it did, so the count is the real one.
+    """
+    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+        return None
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    return int(WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").cfg.workers)
+
+
+def check_counters_are_shared(app: Flask) -> None:
+    """Refuse to serve from several workers that would each keep their own counts.
+
+    With per-process counters every worker allows the full number of wrong passwords, so
+    the limit multiplies by the worker count. Set RATELIMIT_STORAGE_URI (or REDIS_URL), or
+    RATELIMIT_ALLOW_PER_PROCESS=1 to accept that knowingly.
+    """
+    if not app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        return
+    if app.config["RATELIMIT_ALLOW_PER_PROCESS"]:
+        return
+    workers = serving_workers()
+    if workers is not None and workers > 1:
+        raise RuntimeError(
+            f"{workers} workers would each keep their own sign-in counts (RATELIMIT_STORAGE_URI "
+            "is memory://): set RATELIMIT_STORAGE_URI or REDIS_URL to a shared Redis, run one "
+            "worker, or set RATELIMIT_ALLOW_PER_PROCESS=1 to accept per-worker limits"
+        )
