@@ -345,8 +345,9 @@ def test_a_deletion_under_a_retention_hold_keeps_medical_records_and_deletes_the
             from core.privacy.models import ProcessorNotice
 
             notices = list(db.session.scalars(select(ProcessorNotice)))
-            assert [(n.processor, n.reference) for n in notices] == [
-                ("sms_provider", "+14085550101")
+            assert [(n.processor, n.reference, n.status.value) for n in notices] == [
+                ("email_provider", "maya@example.com", "recorded"),
+                ("sms_provider", "+14085550101", "recorded"),
             ]
             # "request records | keep 24 months": the request itself is held.
             assert db.session.get(PrivacyRequest, request["id"]).status.value == "completed"
@@ -678,16 +679,23 @@ def test_the_record_of_a_request_is_kept_24_months_then_redacted(app, client, cc
             clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
             with clinic_scope(clinic):
                 row = db.session.get(PrivacyRequest, request["id"])
-                return row.requester_name, row.requester_email, row.kind, row.status.value
+                told = [(n.processor, n.reference) for n in row.processor_notices]
+                return row.requester_name, row.requester_email, row.status.value, told
 
     frozen.move_to(datetime(2028, 3, 1, 20, tzinfo=UTC))
     with app.app_context():
         tick()
-    assert stored() == ("Maya Lopez", "maya@example.com", "delete", "completed")
+    assert stored() == (
+        "Maya Lopez",
+        "maya@example.com",
+        "completed",
+        [("email_provider", "maya@example.com")],
+    )
     frozen.move_to(datetime(2028, 3, 2, 20, tzinfo=UTC))
     with app.app_context():
         tick()
-    assert stored() == ("Deleted", None, "delete", "completed")
+    # The notice stays, without the address it was about.
+    assert stored() == ("Deleted", None, "completed", [("email_provider", None)])
 
 
 def test_a_ccpa_opt_out_needs_no_identity_check_and_is_due_in_15_business_days(client, ccpa_only):
@@ -778,6 +786,252 @@ def test_a_deletion_notes_the_clinics_stripe_customer_for_notice(app, client, cc
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "calonly"))
         with clinic_scope(clinic):
             notices = [
-                (n.processor, n.reference) for n in db.session.scalars(select(ProcessorNotice))
+                (n.processor, n.reference, n.action, n.status.value)
+                for n in db.session.scalars(select(ProcessorNotice))
             ]
-    assert notices == [("stripe", "cus_maya")]
+    # No connected account: the platform cannot reach the customer, so the clinic is asked to.
+    assert notices == [
+        ("stripe", "cus_maya", "notify", "pending"),
+        ("email_provider", "maya@example.com", "record", "recorded"),
+    ]
+
+
+# --- deletion at the processors: Stripe on the clinic's account, email, SMS, recipients ----------
+
+
+def _deletion_at_alpha(client, live) -> dict:
+    """A client who paid a deposit by card at a CCPA clinic, and the customer Stripe holds."""
+    from core.bookings.models import Booking
+    from core.clients.models import Client
+    from tests.payment_flows import paid_booking, scoped
+
+    body = paid_booking(client, live)
+    with live["app"].app_context():
+        db.session.scalar(select(Clinic).where(Clinic.slug == "alpha")).enabled_plugins = ["ccpa"]
+        db.session.commit()
+    booking_id = body["booking"]["id"]
+    client_id = scoped(live["app"], lambda: db.session.get(Booking, booking_id).client_id)
+    customer = scoped(live["app"], lambda: db.session.get(Client, client_id).stripe_customer_id)
+    assert customer and customer.startswith("cus_")
+    return {
+        "slug": "alpha",
+        "auth": live["auth"],
+        "client_id": client_id,
+        "booking_id": booking_id,
+        "customer": customer,
+    }
+
+
+def _request_deletion(client, ctx) -> int:
+    now = datetime.now(UTC).isoformat()
+    return recorded(client, ctx, "delete", now, client_id=ctx["client_id"])["id"]
+
+
+def _deleted_at_stripe(live, customer) -> list[str | None]:
+    """The connected accounts the app asked Stripe to delete ``customer`` on, one per call."""
+    return [c.account for c in live["stripe"].calls_to(f"/v1/customers/{customer}", "DELETE")]
+
+
+def test_a_card_clients_deletion_tells_stripe_email_sms_and_recipients_and_deletes_the_customer(
+    client, live, monkeypatch
+):
+    # COMPLIANCE.md (CCPA): "deletion | tell service providers and third parties it was shared
+    # with | deletion plan with notices | 11 CCR 7022"; DESIGN.md: "customers and cards live on
+    # the clinic's account"; "Network calls (Stripe, ...) happen outside an open write
+    # transaction: ... commit the intent with its idempotency key, call out, record the outcome"
+    from core.clients.models import Client
+    from core.payments import stripe_api
+    from tests.payment_flows import scoped
+
+    ctx = _deletion_at_alpha(client, live)
+    customer = ctx["customer"]
+    url = "/api/v1/clinics/alpha/data-recipients"
+
+    def registered(name):
+        data = {"name": name, "country": "US", "role": "recipient", "purpose": "results review"}
+        response = client.post(url, json=data, headers=ctx["auth"])
+        assert response.status_code == 201, response.get_data(as_text=True)
+        return response.get_json()["id"]
+
+    lab, elsewhere = registered("Skin Lab Inc"), registered("Never Sent Ltd")
+    sent = client.post(
+        f"{url}/{lab}/transfers",
+        json={"client_id": ctx["client_id"], "purpose": "second opinion", "description": "notes"},
+        headers=ctx["auth"],
+    )
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+
+    plan = client.get(
+        f"/api/v1/clinics/alpha/clients/{ctx['client_id']}/deletion-plan", headers=ctx["auth"]
+    ).get_json()
+    listed = {(p["processor"], p["reference"], p["action"]) for p in plan["processors"]}
+    assert listed >= {
+        ("stripe", customer, "delete"),
+        ("email_provider", "maya@example.com", "record"),
+        ("sms_provider", "+14085550101", "record"),
+    }
+    assert next(p for p in plan["processors"] if p["processor"] == "stripe")["account"] == (
+        "acct_alpha"
+    )
+    recipients = [p for p in plan["processors"] if p["processor"] == "data_recipient"]
+    assert [(p["data_recipient_id"], p["name"], p["action"]) for p in recipients] == [
+        (lab, "Skin Lab Inc (US)", "notify")
+    ]
+    assert elsewhere not in [p["data_recipient_id"] for p in recipients]
+    assert _deleted_at_stripe(live, customer) == []  # a plan changes nothing
+
+    # Stripe is called with no database transaction open: the deletion is committed first.
+    delete_customer = stripe_api.delete_customer
+    open_during_call = []
+
+    def watched(account, customer_id):
+        open_during_call.append(db.session().in_transaction())
+        return delete_customer(account, customer_id)
+
+    monkeypatch.setattr(stripe_api, "delete_customer", watched)
+    request_id = _request_deletion(client, ctx)
+    done = verify_and_complete(client, ctx, request_id, ctx["client_id"])
+    assert done.status_code == 200, done.get_data(as_text=True)
+    body = done.get_json()
+    assert open_during_call == [False]
+    assert _deleted_at_stripe(live, customer) == ["acct_alpha"]
+    notices = {n["processor"]: n for n in body["processor_notices"]}
+    assert set(notices) == {"stripe", "email_provider", "sms_provider", "data_recipient"}
+    assert (notices["stripe"]["status"], notices["stripe"]["reference"]) == ("deleted", customer)
+    assert notices["stripe"]["sent_at"] and notices["stripe"]["attempted_at"]
+    assert f"deleted the customer {customer}" in notices["stripe"]["outcome"]
+    assert notices["email_provider"]["status"] == notices["sms_provider"]["status"] == "recorded"
+    assert notices["data_recipient"]["status"] == "pending"
+    assert all(n["recorded_at"] for n in notices.values())
+    assert {p["processor"] for p in body["result"]["processors"]} == set(notices)
+    # The card went with the customer: nothing is left to charge.
+    assert (
+        scoped(live["app"], lambda: db.session.get(Client, ctx["client_id"]).stripe_customer_id)
+        is None
+    )
+
+    # The clinic tells the recipient itself, and records when.
+    told = client.post(
+        f"/api/v1/clinics/alpha/privacy-requests/{request_id}/processor-notices/"
+        f"{notices['data_recipient']['id']}/sent",
+        json={"outcome": "Emailed Skin Lab's privacy officer."},
+        headers=ctx["auth"],
+    ).get_json()
+    assert (told["status"], told["outcome"]) == ("sent", "Emailed Skin Lab's privacy officer.")
+    assert told["sent_at"]
+    # Stripe's notice is the platform's to carry out, not one to tick off by hand.
+    assert_problem(
+        client.post(
+            f"/api/v1/clinics/alpha/privacy-requests/{request_id}/processor-notices/"
+            f"{notices['stripe']['id']}/sent",
+            json={},
+            headers=ctx["auth"],
+        ),
+        409,
+        "notice-carried-out-by-platform",
+    )
+    shown = client.get(
+        f"/api/v1/clinics/alpha/privacy-requests/{request_id}", headers=ctx["auth"]
+    ).get_json()
+    assert [n["status"] for n in shown["processor_notices"]] == [
+        "deleted",
+        "recorded",
+        "recorded",
+        "sent",
+    ]
+
+
+def test_a_customer_deletion_whose_answer_was_lost_is_retried_without_failing(
+    client, live, monkeypatch
+):
+    # DESIGN.md: "call out, record the outcome in a second short transaction"; a retry of a
+    # deletion Stripe already made must not fail on the customer being gone.
+    import stripe
+
+    from core.payments import stripe_api
+
+    ctx = _deletion_at_alpha(client, live)
+    customer = ctx["customer"]
+    delete_customer = stripe_api.delete_customer
+
+    def answer_lost(account, customer_id):
+        delete_customer(account, customer_id)  # Stripe deletes it ...
+        raise stripe.APIConnectionError("Connection reset by peer")  # ... and the answer is lost
+
+    monkeypatch.setattr(stripe_api, "delete_customer", answer_lost)
+    request_id = _request_deletion(client, ctx)
+    done = verify_and_complete(client, ctx, request_id, ctx["client_id"]).get_json()
+    stripe_notice = next(n for n in done["processor_notices"] if n["processor"] == "stripe")
+    assert (stripe_notice["status"], stripe_notice["sent_at"]) == ("failed", None)
+    assert stripe_notice["attempted_at"] and stripe_notice["outcome"].startswith("Not deleted yet")
+
+    monkeypatch.setattr(stripe_api, "delete_customer", delete_customer)
+    retried = client.post(
+        f"/api/v1/clinics/alpha/privacy-requests/{request_id}/processor-notices/retry",
+        headers=ctx["auth"],
+    )
+    assert retried.status_code == 200, retried.get_data(as_text=True)
+    stripe_notice = next(
+        n for n in retried.get_json()["processor_notices"] if n["processor"] == "stripe"
+    )
+    assert stripe_notice["status"] == "deleted" and stripe_notice["sent_at"]
+    assert "deleted before" in stripe_notice["outcome"]
+    assert _deleted_at_stripe(live, customer) == ["acct_alpha", "acct_alpha"]
+    # Done is done: another retry asks Stripe nothing.
+    client.post(
+        f"/api/v1/clinics/alpha/privacy-requests/{request_id}/processor-notices/retry",
+        headers=ctx["auth"],
+    )
+    assert len(_deleted_at_stripe(live, customer)) == 2
+
+
+def test_a_customer_who_still_owes_a_fee_is_kept_until_it_is_settled(client, live):
+    # CCPA (Civ 1798.105(d)(1)): a business need not delete what it needs to complete the
+    # transaction or perform its contract with the consumer; the fee the client agreed to is
+    # collected from the card on file, so the Stripe customer is kept, and says why.
+    from core.bookings.models import BookingCharge
+    from tests.payment_flows import scoped
+
+    ctx = _deletion_at_alpha(client, live)
+    customer = ctx["customer"]
+
+    def owe(status):
+        def change():
+            charge = db.session.scalar(
+                select(BookingCharge).where(BookingCharge.kind == "no_show_fee")
+            )
+            if charge is None:
+                charge = BookingCharge(
+                    booking_id=ctx["booking_id"],
+                    kind="no_show_fee",
+                    amount_minor=7500,
+                    currency="USD",
+                )
+                db.session.add(charge)
+            charge.status = status
+            db.session.commit()
+
+        scoped(live["app"], change)
+
+    owe("owed")
+    plan = client.get(
+        f"/api/v1/clinics/alpha/clients/{ctx['client_id']}/deletion-plan", headers=ctx["auth"]
+    ).get_json()
+    stripe_item = next(p for p in plan["processors"] if p["processor"] == "stripe")
+    assert stripe_item["action"] == "keep"
+    assert "no show fee of $75.00 is still owed" in stripe_item["detail"]
+    request_id = _request_deletion(client, ctx)
+    done = verify_and_complete(client, ctx, request_id, ctx["client_id"]).get_json()
+    kept = next(n for n in done["processor_notices"] if n["processor"] == "stripe")
+    assert (kept["status"], kept["sent_at"]) == ("kept", None)
+    assert "still owed" in kept["outcome"]
+    assert _deleted_at_stripe(live, customer) == []
+
+    retry = f"/api/v1/clinics/alpha/privacy-requests/{request_id}/processor-notices/retry"
+    client.post(retry, headers=ctx["auth"])
+    assert _deleted_at_stripe(live, customer) == []  # still owed: still kept
+    owe("waived")
+    after = client.post(retry, headers=ctx["auth"]).get_json()
+    deleted = next(n for n in after["processor_notices"] if n["processor"] == "stripe")
+    assert (deleted["status"], deleted["action"]) == ("deleted", "delete")
+    assert _deleted_at_stripe(live, customer) == ["acct_alpha"]

@@ -75,3 +75,20 @@ def on(clinic: Clinic, idempotency_key: str | None = None) -> dict[str, Any]:
     even from another worker, is the same request to Stripe.
     """
     return on_account(account_of(clinic), idempotency_key)
+
+
+def delete_customer(account: str, customer_id: str) -> bool:
+    """Delete a customer and its saved cards on ``account``; return False if it was already gone.
+
+    Stripe takes no idempotency key on DELETE: a repeat answers 404
+    (``resource_missing``), which means the work is done, so a retry after a
+    lost answer succeeds. Charges made to the customer stay at Stripe, so
+    refunds and disputes on them still work.
+    """
+    try:
+        client().v1.customers.delete(customer_id, options=on_account(account))
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404 or error.code == "resource_missing":
+            return False
+        raise
+    return True

@@ -77,6 +77,10 @@ class PrivacyRequest(ClinicScoped, db.Model):
     alerted_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
+    processor_notices: Mapped[list[ProcessorNotice]] = relationship(
+        order_by="ProcessorNotice.id", viewonly=True
+    )
+
 
 class HoldStatus(enum.StrEnum):
     """Whether a held group of records is still kept."""
@@ -106,27 +110,42 @@ class RetentionHold(ClinicScoped, db.Model):
 
 
 class ProcessorNoticeStatus(enum.StrEnum):
-    """Whether a data recipient has been told of a deletion."""
+    """Where a deletion stands at a processor or recipient holding the client's data."""
 
-    pending = "pending"
-    sent = "sent"
+    pending = "pending"  # to be carried out: by the platform (Stripe) or by staff (a recipient)
+    deleted = "deleted"  # the processor confirmed the deletion (or had nothing left to delete)
+    kept = "kept"  # kept for the reason in ``outcome``; deleted once that reason ends
+    failed = "failed"  # the processor could not be reached; retried
+    recorded = "recorded"  # no deletion call exists: recorded for the operator to pass on
+    sent = "sent"  # staff sent the notice, at ``sent_at``
     not_held = "not_held"  # the recipient holds nothing of this client
 
 
 class ProcessorNotice(ClinicScoped, db.Model):
-    """A deletion passed on to a service provider holding the client's data (Stripe, the SMS provider)."""
+    """A deletion passed on to a service provider or recipient holding the client's data.
+
+    Written with the deletion itself (the intent); the platform's own call
+    (deleting the Stripe customer) is made after that commit and its answer
+    recorded here, so a retry knows what is done.
+    """
 
     __tablename__ = "processor_notice"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("privacy_request.id"), index=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
-    processor: Mapped[str] = mapped_column(String(100))
+    processor: Mapped[str] = mapped_column(String(100))  # stripe, email_provider, sms_provider, ...
+    name: Mapped[str | None] = mapped_column(String(200))  # as staff read it
     reference: Mapped[str | None] = mapped_column(String(200))  # their id for the client
+    account: Mapped[str | None] = mapped_column(String(64))  # where it lives (a Stripe account)
+    data_recipient_id: Mapped[int | None] = mapped_column(ForeignKey("data_recipient.id"))
+    action: Mapped[str | None] = mapped_column(String(20))  # delete, keep, notify, record
     status: Mapped[ProcessorNoticeStatus] = mapped_column(
         StoredEnum(ProcessorNoticeStatus, 16), default=ProcessorNoticeStatus.pending
     )
-    sent_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    outcome: Mapped[str | None] = mapped_column(Text)
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())  # last call out
+    sent_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())  # done: deleted or sent
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 

@@ -33,11 +33,13 @@ from core.privacy.schemas import (
     DeletionPlanSchema,
     DenialSchema,
     ExtensionSchema,
+    NoticeSentSchema,
     OptOutReviewListSchema,
     OptOutReviewSchema,
     PrivacyRequestInputSchema,
     PrivacyRequestListSchema,
     PrivacyRequestSchema,
+    ProcessorNoticeSchema,
     QueueArgs,
     ReviewDecisionSchema,
     RightListSchema,
@@ -97,8 +99,10 @@ class PrivacyRequests(MethodView):
     @blp.response(201, PrivacyRequestSchema)
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
         """Make a privacy request (access, deletion, correction, opt-out...); it is acknowledged at once."""
-        request = services.submit(current_clinic(), data)
+        clinic = current_clinic()
+        request = services.submit(clinic, data)
         db.session.commit()
+        services.carry_out_notices(clinic, request)
         return request
 
     @requires(Permission.manage_privacy)
@@ -116,8 +120,10 @@ class RecordedPrivacyRequests(MethodView):
     @blp.response(201, PrivacyRequestSchema)
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
         """Record a request received by phone, mail or at the desk, with when it arrived."""
-        request = services.submit(current_clinic(), data, current_principal())
+        clinic = current_clinic()
+        request = services.submit(clinic, data, current_principal())
         db.session.commit()
+        services.carry_out_notices(clinic, request)
         return request
 
 
@@ -162,15 +168,47 @@ class Completion(MethodView):
     @blp.arguments(CompletionSchema)
     @blp.response(200, PrivacyRequestSchema)
     def post(self, data: dict[str, Any], clinic_slug: str, request_id: int) -> Any:
-        """Carry out the request (a deletion runs its plan) and close it."""
+        """Carry out the request (a deletion runs its plan and tells the processors) and close it.
+
+        A deletion is committed before Stripe is called to delete the client's
+        customer; the response shows each processor's notice and its outcome.
+        """
+        clinic = current_clinic()
         request = services.complete(
-            current_clinic(),
+            clinic,
             services.request_of(request_id),
             current_principal(),
             data.get("outcome"),
         )
         db.session.commit()
+        services.carry_out_notices(clinic, request)
         return request
+
+
+@blp.route("/privacy-requests/<id:request_id>/processor-notices/retry")
+class ProcessorNoticesRetry(MethodView):
+    @requires(Permission.manage_privacy)
+    @blp.response(200, PrivacyRequestSchema)
+    def post(self, clinic_slug: str, request_id: int) -> Any:
+        """Carry out again a deletion's notices that failed, or whose customer was kept for a reason since ended."""
+        clinic = current_clinic()
+        request = services.request_of(request_id)
+        services.carry_out_notices(clinic, request, again=True)
+        return request
+
+
+@blp.route("/privacy-requests/<id:request_id>/processor-notices/<id:notice_id>/sent")
+class ProcessorNoticeSent(MethodView):
+    @requires(Permission.manage_privacy)
+    @blp.arguments(NoticeSentSchema)
+    @blp.response(200, ProcessorNoticeSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, request_id: int, notice_id: int) -> Any:
+        """Record that the clinic sent a notice the platform cannot send itself (to a data recipient)."""
+        notice = services.mark_processor_notice_sent(
+            services.request_of(request_id), notice_id, data.get("outcome")
+        )
+        db.session.commit()
+        return notice
 
 
 @blp.route("/privacy-requests/<id:request_id>/denial")
@@ -218,8 +256,8 @@ class DeletionPlan(MethodView):
     @requires(Permission.manage_privacy)
     @blp.response(200, DeletionPlanSchema)
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
-        """What deleting the client would remove now and what must be kept, until when and why."""
-        return {"items": services.deletion_plan(current_clinic(), clients.client(client_id))}
+        """What deleting the client removes now, keeps (until when, why) and asks of each processor."""
+        return services.deletion_plan(current_clinic(), clients.client(client_id))
 
 
 @blp.route("/breaches")

@@ -43,6 +43,25 @@ class StaffPrivacyRequestInputSchema(PrivacyRequestInputSchema):
     received_at = Moment(allow_none=True, metadata={"description": "When it reached the clinic."})
 
 
+class ProcessorNoticeSchema(Schema):
+    """A deletion passed on to a processor or recipient: what was asked, what happened, and when."""
+
+    id = fields.Integer()
+    processor = fields.String()
+    name = fields.String(allow_none=True)
+    reference = fields.String(allow_none=True)
+    account = fields.String(allow_none=True)
+    data_recipient_id = Id(allow_none=True)
+    action = fields.String(allow_none=True)
+    status = fields.String(attribute="status.value")
+    outcome = fields.String(allow_none=True)
+    recorded_at = UtcDateTime(attribute="created_at")
+    attempted_at = UtcDateTime(allow_none=True)
+    sent_at = UtcDateTime(
+        allow_none=True, metadata={"description": "When it was done: deleted, or the notice sent."}
+    )
+
+
 class PrivacyRequestSchema(Schema):
     """A privacy request with its deadline and the rule that set it."""
 
@@ -80,6 +99,12 @@ class PrivacyRequestSchema(Schema):
     outcome = fields.String(allow_none=True)
     denial_reason = fields.String(allow_none=True)
     result = fields.Dict()
+    processor_notices = fields.List(
+        fields.Nested(ProcessorNoticeSchema),
+        metadata={
+            "description": "A deletion's notices to the processors holding the client's data."
+        },
+    )
 
 
 class PrivacyRequestListSchema(Schema):
@@ -125,8 +150,29 @@ class PlanItemSchema(Schema):
     reason = fields.String(allow_none=True)
 
 
+class ProcessorItemSchema(Schema):
+    processor = fields.String()
+    name = fields.String()
+    reference = fields.String(allow_none=True)
+    account = fields.String(allow_none=True)
+    data_recipient_id = Id(allow_none=True)
+    action = fields.String(
+        metadata={"description": "delete, keep (with why), notify (staff send it) or record."}
+    )
+    detail = fields.String()
+
+
 class DeletionPlanSchema(Schema):
     items = fields.List(fields.Nested(PlanItemSchema))
+    processors = fields.List(fields.Nested(ProcessorItemSchema))
+
+
+class NoticeSentSchema(Schema):
+    outcome = fields.String(
+        allow_none=True,
+        validate=text(2000),
+        metadata={"description": "How and to whom it was sent."},
+    )
 
 
 class BreachInputSchema(Schema):
