@@ -221,7 +221,7 @@ def test_jt_gift_cards_and_promotions_are_not_refunded_nor_combined(jt):
     }
     both = jt.sale({"client_id": client_id, "items": [promo, promo]})
     problem = assert_problem(both, 422, "promotions-do-not-combine")
-    assert problem["clause"] == "jt_policy.promotions"
+    assert problem["clause"] == "default_policy.promotions"
     one = jt.paid_sale({"client_id": client_id, "items": [promo]})
     assert jt.ask_refund(one, {"reason": "changed_mind"})["outcome"] == "refused"
     closed = jt.client.post(
@@ -265,7 +265,7 @@ def test_bijoux_a_card_guarantees_each_reservation(bijoux):
     body = bijoux.book("facial", bijoux.at(3))
     assert body["booking"]["status"] == "held"
     clauses = [c["id"] for c in body["booking"]["requirements"]["clauses"]]
-    assert "bijoux_policy.reservation" in clauses
+    assert "default_policy.reservation" in clauses
     bijoux.save_card(body)
     assert bijoux.ledger() == []  # a guarantee takes no money
 
@@ -275,7 +275,7 @@ def test_bijoux_a_card_guarantees_each_reservation(bijoux):
     [
         ("filler", 5000),  # "30 minutes or less: $50"
         ("laser", 10000),  # "60 minutes or more: $100"
-        ("laser45", 5000),  # left open by the guide: the lesser fee (docs/plugins/bijoux_policy.md)
+        ("laser45", 5000),  # left open by the guide: the lesser fee (tenants/bijoux.toml)
         ("facial", 5000),  # "Esthetician Services: $50"
         ("iv", 3000),  # "Any Wellness Service (IV's/vitamin/weight loss injection): $30"
         ("pellets", 5000),  # "Any Consultation or pellet insertion: $50"
@@ -736,6 +736,87 @@ def test_an_auckland_clinic_from_a_file_alone_charges_nz40_inside_24_hours(clien
     assert {(c.account, c.params["currency"][0]) for c in charged} == {
         ("acct_auckland_skin", "nzd")
     }
+
+
+# A clinic with a fee table by service category and duration, like Bijoux's, but its own window
+# and its own words, written in a tenants document and nothing else.
+LUMEN = """
+slug = "lumen-skin"
+name = "Lumen Skin Bar"
+country = "US"
+timezone = "America/Chicago"
+currency = "USD"
+
+[[locations]]
+slug = "loop"
+name = "Lumen Skin Bar Loop"
+country = "US"
+timezone = "America/Chicago"
+
+[plugins.settings.default_policy]
+source = "Lumen Skin Bar, Booking Terms"
+guarantee = "card_on_file"
+booking_clauses = ["reservation", "cancellation"]
+reservation_clause = "Save a card to hold your spot; nothing is charged until your visit."
+cancellation_window_hours = 36
+cancellation_clause = "Plans change: tell us {hours} hours ahead and it costs nothing. Inside {hours} hours, laser sessions of 45 minutes or less cost $40 and longer ones $90, charged to your saved card."
+late_arrival_grace_minutes = 10
+
+[[plugins.settings.default_policy.fees]]
+category = "injection_laser"
+max_minutes = 45
+fee = "40.00"
+
+[[plugins.settings.default_policy.fees]]
+category = "injection_laser"
+min_minutes = 46
+fee = "90.00"
+"""
+
+#: Words only another clinic's published policy says.
+OTHER_CLINICS = ("Bijoux", "JT", "48 hours notice", "Deposits made to secure appointments")
+
+
+def test_a_clinic_from_a_file_alone_with_a_fee_table_quotes_only_its_own_words(
+    client, live, tmp_path
+):
+    # DESIGN.md, Plugins:
+    # "A new clinic whose rules fit existing plugins needs only a tenants/ file."
+    # Its fee table by category and duration is charged in its own window, and every clause
+    # it is told is its own: never another clinic's.
+    path = tmp_path / "lumen-skin.toml"
+    path.write_text(LUMEN)
+    lumen = open_clinic(
+        client,
+        live,
+        path,
+        services={
+            "short": ("injection_laser", 30, "220.00"),
+            "long": ("injection_laser", 60, "380.00"),
+        },
+    )
+    early = lumen.book("short", lumen.at(3))
+    lumen.save_card(early)
+    shown = early["booking"]["requirements"]["clauses"]
+    assert [c["id"] for c in shown] == [
+        "default_policy.reservation",
+        "default_policy.cancellation",
+    ]
+    assert lumen.cancel(early, hours_before=37)["decision"]["fee"]["amount"] == 0
+    late = lumen.book("long", lumen.at(4))
+    lumen.save_card(late)
+    decision = lumen.cancel(late, hours_before=30)["decision"]
+    assert decision["fee"]["amount"] == 9000
+    clause = decision["clause"]
+    assert clause["id"] == "default_policy.cancellation"
+    assert clause["text"].startswith("Plans change: tell us 36 hours ahead and it costs nothing.")
+    assert clause["source"] == "Lumen Skin Bar, Booking Terms"
+    lumen.run_jobs()
+    assert lumen.ledger() == [("fee_charged", 9000)]
+    told = lumen.notices()[-1]
+    assert "$90.00" in told and "36 hours ahead" in told
+    for text in [clause["text"], told, *(c["text"] for c in shown)]:
+        assert not [words for words in OTHER_CLINICS if words in text], text
 
 
 def test_bijoux_a_gift_certificate_guarantees_a_reservation_by_its_code(bijoux):

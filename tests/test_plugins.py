@@ -215,6 +215,100 @@ def test_default_policy_guarantee_and_deposit_come_from_settings(host):
     assert requirements.deposit == Money(2500, "USD")
 
 
+def _booking(minutes=60, category="laser", paid=None):
+    service = SimpleNamespace(category=category, duration_minutes=minutes)
+    return SimpleNamespace(starts_at=STARTS, deposit_paid=paid, service=service, charges=())
+
+
+def test_default_policy_takes_a_fee_table_by_duration_and_the_clinics_own_words(host):
+    glow = clinic(
+        settings={
+            "default_policy": {
+                "source": "Glow Spa terms",
+                "cancellation_window_hours": 36,
+                "fees": [
+                    {"category": "laser", "max_minutes": 45, "fee": "40.00"},
+                    {"category": "laser", "min_minutes": 46, "fee": "90.00"},
+                ],
+                "late_cancellation_fee": "25.00",
+                "cancellation_clause": "Tell us {hours} hours ahead, or the table fee applies.",
+            }
+        }
+    )
+    hooks = host.for_clinic(glow)
+    late = STARTS - timedelta(hours=30)
+    fees = [
+        hooks.clinic_cancellation_decision(
+            clinic=glow, booking=_booking(minutes, category), at=late, by="client"
+        ).fee
+        for minutes, category in ((30, "laser"), (60, "laser"), (60, "facial"))
+    ]
+    assert fees == [Money(4000, "USD"), Money(9000, "USD"), Money(2500, "USD")]
+    own = Clause(
+        "default_policy.cancellation",
+        "Tell us 36 hours ahead, or the table fee applies.",
+        "Glow Spa terms",
+    )
+    decision = hooks.clinic_cancellation_decision(
+        clinic=glow, booking=_booking(), at=late, by="client"
+    )
+    assert decision.clause == own
+    # A missed appointment owes the table's fee; a clause the clinic did not word (late
+    # arrival) quotes its own cancellation clause, never words it did not write.
+    assert hooks.clinic_no_show_decision(clinic=glow, booking=_booking(30)).fee == Money(
+        4000, "USD"
+    )
+    arrived = hooks.clinic_late_arrival_decision(
+        clinic=glow, booking=_booking(), arrived_at=STARTS + timedelta(minutes=20)
+    )
+    assert arrived.clause == own and arrived.reschedule_fee == Money(9000, "USD")
+
+
+@pytest.mark.parametrize(
+    ("settings", "early", "late_outcome", "late_fee"),
+    [
+        (
+            {"late_cancellation_fee": "30.00"},
+            DepositOutcome.refunded,
+            DepositOutcome.forfeited,
+            3000,
+        ),
+        (
+            {"deposit_on_cancellation": "forfeited"},
+            DepositOutcome.forfeited,
+            DepositOutcome.forfeited,
+            0,
+        ),
+        (
+            {
+                "late_cancellation_fee": "30.00",
+                "deposit_on_cancellation": "credited",
+                "paid_ahead_replaces_fee": True,
+            },
+            DepositOutcome.credited,
+            DepositOutcome.forfeited,
+            0,
+        ),
+    ],
+)
+def test_default_policy_money_paid_ahead_goes_as_the_clinic_says(
+    host, settings, early, late_outcome, late_fee
+):
+    tuned = clinic(settings={"default_policy": {"cancellation_window_hours": 48, **settings}})
+    hooks = host.for_clinic(tuned)
+    paid = _booking(paid=Money(5000, "USD"))
+
+    def cancel(hours_before, by="client"):
+        return hooks.clinic_cancellation_decision(
+            clinic=tuned, booking=paid, at=STARTS - timedelta(hours=hours_before), by=by
+        )
+
+    assert cancel(72).deposit == early and cancel(72).fee == Money(0, "USD")
+    assert cancel(24).deposit == late_outcome and cancel(24).fee == Money(late_fee, "USD")
+    # A cancellation by the clinic never costs the client.
+    assert cancel(24, by="clinic").deposit == DepositOutcome.refunded
+
+
 def test_the_culprit_is_the_clinics_plugin_even_when_another_shares_its_code(host):
     class BasePolicy:
         fail = False

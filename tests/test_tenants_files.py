@@ -137,6 +137,32 @@ def test_an_edited_file_updates_the_clinic_and_retires_dropped_locations(app, tm
             "Unknown field",
         ),
         (
+            lambda t: t + '\n[[plugins.settings.default_policy.fees]]\ncategory = "laser"\n',
+            "plugins.settings.default_policy.fees.0.fee",
+            "Missing data",
+        ),
+        (
+            lambda t: (
+                t
+                + '\n[plugins.settings.default_policy]\ncancellation_clause = "Cancel {days} days ahead."\n'
+            ),
+            "plugins.settings.default_policy.cancellation_clause",
+            "placeholder",
+        ),
+        (
+            lambda t: t + '\n[plugins.settings.default_policy]\nbooking_clauses = ["terms"]\n',
+            "plugins.settings.default_policy.booking_clauses",
+            "neither a clause of this policy nor a notice",
+        ),
+        (
+            lambda t: (
+                t
+                + '\n[[plugins.settings.default_policy.product_returns]]\nwhen = "opened_box"\noutcome = "refused"\n'
+            ),
+            "plugins.settings.default_policy.product_returns.0.when",
+            "Must be one of",
+        ),
+        (
             lambda t: t.replace('slug = "california-aesthetics"', 'slug = "California Aesthetics"'),
             "slug",
             "lower-case",
