@@ -168,7 +168,7 @@ class ClientStoreCredit(MethodView):
     @blp.response(200)
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List a client's store credit with what each has left and when it expires."""
-        found = sales.client_store_credit(clients.client(client_id))
+        found = sales.client_store_credit(clients.client(client_id).id)
         items = [_credit_body(c, left) for c, left in found]
         return paginated(items)
 

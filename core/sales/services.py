@@ -196,10 +196,10 @@ def store_credit_balance(credit: StoreCredit) -> Money:
     return ledger.balance(credit.account, credit.currency)
 
 
-def client_store_credit(client: Client) -> list[tuple[StoreCredit, Money]]:
+def client_store_credit(client_id: int) -> list[tuple[StoreCredit, Money]]:
     """Return the client's store credits with what each has left, soonest to expire first."""
     credits = db.session.scalars(
-        select(StoreCredit).where(StoreCredit.client_id == client.id).order_by(StoreCredit.id)
+        select(StoreCredit).where(StoreCredit.client_id == client_id).order_by(StoreCredit.id)
     )
     found = [(c, store_credit_balance(c)) for c in credits]
     return sorted(found, key=lambda pair: (pair[0].expires_on or date.max, pair[0].id))
