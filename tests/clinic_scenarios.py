@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import stripe
 import time_machine
@@ -222,7 +223,10 @@ class Scenario:
 
     def ask_refund(self, sale: dict, payload: dict, days_after: float = 0, line: int = 0) -> dict:
         url = f"{self.api}/sales/{sale['id']}/lines/{sale['lines'][line]['id']}/refund-requests"
-        with time_machine.travel(clock.now() + timedelta(days=days_after), tick=True):
+        # Days on the clinic's calendar: the same wall-clock time ``days_after`` days later,
+        # which across a daylight-saving change is an hour more or less than 24 h a day.
+        later = clock.now().astimezone(ZoneInfo(self.timezone)) + timedelta(days=days_after)
+        with time_machine.travel(later, tick=True):
             response = self.client.post(url, json=payload, headers=self.auth)
         assert response.status_code == 201, response.get_data(as_text=True)
         return response.get_json()
