@@ -213,3 +213,10 @@ def test_https_deployments_ask_browsers_to_stay_on_https(app, signed_in):
     assert "Strict-Transport-Security" not in signed_in.get("/healthz").headers
     app.config["SESSION_COOKIE_SECURE"] = True
     assert signed_in.get("/healthz").headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_availability_for_a_date_far_out_of_reach_is_refused_naming_the_field(signed_in, day):
+    response = signed_in.get(f"/api/v1/clinics/alpha/availability?service_id=1&from={day}&to={day}")
+    body = assert_problem(response, 422)
+    assert [e["field"] for e in body["errors"]] == ["from"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,10 @@ from core import clock
 from core.bookings.models import BookingStatus
 from core.hooks.decisions import LateArrivalOption
 from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
+
+
+#: How far from today availability may be asked for, either way.
+HORIZON_DAYS = 3 * 366
 
 
 class AvailabilityArgs(Schema):
@@ -30,6 +35,12 @@ class AvailabilityArgs(Schema):
             raise ValidationError("must not be before 'from'", "to")
         if (data["end"] - data["start"]).days > 31:
             raise ValidationError("ask for at most 31 days at a time", "to")
+        # Nothing is bookable years ahead; a far date is a mistake, not a question.
+        today = clock.now().date()
+        if data["start"] > today + timedelta(days=HORIZON_DAYS):
+            raise ValidationError(f"must be within {HORIZON_DAYS} days from today", "from")
+        if data["start"] < today - timedelta(days=HORIZON_DAYS):
+            raise ValidationError(f"must be within {HORIZON_DAYS} days before today", "from")
 
 
 class SlotDaySchema(Schema):
