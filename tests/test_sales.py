@@ -343,7 +343,6 @@ def test_concurrent_redemptions_never_spend_a_certificate_twice(client, live, da
 # --- packages and store credit ---------------------------------------------------------------------
 
 
-@pytest.mark.clock_sensitive
 def test_a_package_is_paid_in_full_before_its_first_session_and_its_unused_part_becomes_credit(
     client, live
 ):
