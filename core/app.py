@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core import config
 from core.extensions import db, limiter, login_manager, migrate
 
 MIGRATIONS_DIR = config.PROJECT_ROOT / "migrations"
+log = logging.getLogger(__name__)
+
+
+class ClinicFlask(Flask):
+    """Flask, running a request once more when a dependency failed before anything committed.
+
+    A database connection dropped mid-request (a failover, a restarted pooler) rolls the
+    request's transaction back; if the request had not yet committed anything, running it
+    again is the same as the client retrying, so it is done here, once, before anyone is
+    told of an error. A second failure is answered 503 (see ``core.errors``).
+    """
+
+    def full_dispatch_request(self) -> Response:
+        from core.errors import TransientFailure
+
+        try:
+            return super().full_dispatch_request()
+        except TransientFailure as failure:
+            log.warning(
+                "retrying %s %s once after %r", request.method, request.path, failure.__cause__
+            )
+            self._forget_request_state()
+            g.retried_after_transient_failure = True
+            return super().full_dispatch_request()
+
+    @staticmethod
+    def _forget_request_state() -> None:
+        from core.accounts.access import close_request_scope
+
+        close_request_scope()
+        db.session.remove()  # the connection is gone: the next statement takes a fresh one
+        for name in ("principal", "clinic", "_login_user"):
+            g.pop(name, None)
 
 
 def create_app(
@@ -25,7 +59,7 @@ def create_app(
     ``instance_path`` overrides INSTANCE_PATH. Nothing here touches the
     database, so importing ``wsgi`` is always safe.
     """
-    app = Flask(
+    app = ClinicFlask(
         "core",
         instance_path=instance_path or os.environ.get("INSTANCE_PATH") or None,
         static_folder=None,

@@ -148,6 +148,17 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "STRIPE_PUBLISHABLE_KEY": env.get("STRIPE_PUBLISHABLE_KEY"),
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE"),
+        # Outbound time budgets (seconds). One Stripe call on a page waits at most
+        # (retries + 1) x (connect + read) + back-off, and all of a request's Stripe calls
+        # together at most STRIPE_WEB_BUDGET; jobs may wait longer.
+        "STRIPE_CONNECT_TIMEOUT": float(env.get("STRIPE_CONNECT_TIMEOUT", "2")),
+        "STRIPE_WEB_TIMEOUT": float(env.get("STRIPE_WEB_TIMEOUT", "4")),
+        "STRIPE_WEB_RETRIES": int(env.get("STRIPE_WEB_RETRIES", "1")),
+        "STRIPE_WEB_BUDGET": float(env.get("STRIPE_WEB_BUDGET", "10")),
+        "STRIPE_JOB_TIMEOUT": float(env.get("STRIPE_JOB_TIMEOUT", "20")),
+        "STRIPE_JOB_RETRIES": int(env.get("STRIPE_JOB_RETRIES", "2")),
+        "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT", "10")),
+        "SMS_TIMEOUT": float(env.get("SMS_TIMEOUT", "10")),
         # Self-service links for clients stay valid this long after the appointment.
         "SELF_SERVICE_LINK_DAYS": int(env.get("SELF_SERVICE_LINK_DAYS", "30")),
         # OpenAPI, served by flask-smorest at /api/openapi.json.

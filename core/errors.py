@@ -183,6 +183,13 @@ def problem_from_http_exception(error: HTTPException) -> Problem:
 _SQLITE_UNIQUE = "UNIQUE constraint failed: "
 
 
+def _may_retry() -> bool:
+    """Whether the failed request may run once more: not yet retried, nothing committed."""
+    from flask import g
+
+    return not g.get("retried_after_transient_failure") and not g.get("committed")
+
+
 def unique_violation_fields(error: Exception, metadata: MetaData) -> list[str] | None:
     """Return the fields a unique constraint refused ``error`` on, or None if it is not one.
 
@@ -209,6 +216,49 @@ def unique_violation_fields(error: Exception, metadata: MetaData) -> list[str] |
     else:
         return None
     return [c for c in columns if c != "clinic_id"] or columns
+
+
+class TransientFailure(Exception):
+    """A dependency failed in a way that may pass: the request can be tried again as it was."""
+
+
+def transient_problem(error: BaseException) -> Problem | None:
+    """Return the 503 problem for an infrastructure failure that may pass, or None.
+
+    A dropped or refused database connection, Redis out of reach, Stripe not answering:
+    nothing the caller sent was wrong, and the same request may succeed in a moment. The
+    request's transaction was rolled back, so nothing was half-applied.
+    """
+    import stripe
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeout
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(error, OperationalError | PoolTimeout) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        return Problem(
+            503,
+            "The database did not answer; nothing was changed. Try again in a moment.",
+            kind="database-unavailable",
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(error, RedisConnectionError | RedisTimeout):
+        return Problem(
+            503,
+            "A platform service did not answer; nothing was changed. Try again in a moment.",
+            kind="service-unavailable",
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(error, stripe.APIConnectionError):
+        return Problem(
+            503,
+            "The payment provider did not answer; nothing was changed. Try again in a moment.",
+            kind="payments-unavailable",
+            headers={"Retry-After": "5"},
+        )
+    return None
 
 
 def register_error_handlers(app: Flask, metadata: MetaData) -> None:
@@ -244,6 +294,14 @@ def register_error_handlers(app: Flask, metadata: MetaData) -> None:
                     kind="keys-unavailable",
                 )
             )
+        transient = transient_problem(error)
+        if transient is not None:
+            if _may_retry():
+                raise TransientFailure() from error  # dispatched once more: see ClinicFlask
+            log.warning(
+                "%s on %s %s: %s", transient.kind, request.method, request.path, error.__class__
+            )
+            return problem_response(transient)
         taken = unique_violation_fields(error, metadata)
         if taken is not None:
             log.info("unique constraint on %s refused %s %s", taken, request.method, request.path)

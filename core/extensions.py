@@ -4,13 +4,13 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import request
+from flask import g, has_request_context, request
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
-from sqlalchemy import DateTime, Enum, MetaData
+from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -101,3 +101,11 @@ db = SQLAlchemy(
 migrate = Migrate()
 login_manager = LoginManager()
 limiter = Limiter(key_func=_client_address, default_limits=[])
+
+
+@event.listens_for(ClinicSession, "before_commit")
+def _note_commit(session: Session) -> None:
+    # Set before the COMMIT is sent: if the connection drops during it, the work may have
+    # committed, so the request must not be run again (see core.app.ClinicFlask).
+    if has_request_context():
+        g.committed = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,14 @@ class IdempotencyRecord(ClinicScoped, db.Model):
     status_code: Mapped[int | None]
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer stored under an Idempotency-Key: its status and body."""
+
+    status: int
+    body: Any
 
 
 def _digest(body: Any) -> str:
@@ -68,7 +77,7 @@ class Idempotent:
             )
         )
 
-    def _replay(self, record: IdempotencyRecord) -> Response:
+    def _answer(self, record: IdempotencyRecord) -> StoredAnswer:
         if record.request_digest != self.digest:
             raise Problem(
                 422,
@@ -82,13 +91,38 @@ class Idempotent:
                 kind="idempotency-in-progress",
                 headers={"Retry-After": "1"},
             )
-        response = Response(
-            flask_json.dumps(record.response),
-            status=record.status_code,
-            mimetype="application/json",
-        )
+        self.record = record
+        return StoredAnswer(record.status_code, record.response)
+
+    @staticmethod
+    def replayed(status_code: int, body: Any) -> Response:
+        """Return a stored answer as the response to a repeated request."""
+        response = Response(flask_json.dumps(body), status=status_code, mimetype="application/json")
         response.headers["Idempotent-Replayed"] = "true"
         return response
+
+    def _replay(self, record: IdempotencyRecord) -> Response:
+        answer = self._answer(record)
+        return self.replayed(answer.status, answer.body)
+
+    def claim_answer(self) -> StoredAnswer | None:
+        """Like :meth:`claim`, but return the stored answer itself, for a route to complete."""
+        if self.key is None:
+            return None
+        stored = self._stored()
+        if stored is not None:
+            return self._answer(stored)
+        if self.claim() is not None:  # taken meanwhile by another request, now finished
+            stored = self._stored()
+            assert stored is not None
+            return self._answer(stored)
+        return None
+
+    def refresh(self, body: Any) -> None:
+        """Replace the stored answer of a finished request (a step completed on a retry)."""
+        if self.record is not None:
+            self.record.response = body
+            db.session.flush()
 
     def claim(self) -> Response | None:
         """Return the response to replay, or None once the key is ours for this transaction."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -80,27 +82,41 @@ def test_db(database: TestDatabase, tmp_path: Path) -> Iterator[TestSettings]:
     yield TestSettings(f"sqlite:///{copy}", None)
 
 
+def app_settings(test_db: TestSettings, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """The settings of a test app on ``test_db``, with ``overrides`` on top."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": test_db.app_url,
+        "DATABASE_OWNER_URL": test_db.owner_url,
+        "TENANTS_DIR": str(PROJECT_ROOT / "tenants"),
+        "MASTER_KEYS": TEST_MASTER_KEYS,
+        "PHOTO_STORAGE_DIR": str(tmp_path / "photos"),
+        # Still Argon2id, at a cost that keeps hundreds of sign-ins quick.
+        "ARGON2_COST": (1, 1024, 1),
+        **overrides,
+    }
+
+
+@contextmanager
+def built_app(test_db: TestSettings, tmp_path: Path, **overrides: Any) -> Iterator[Flask]:
+    """Build a test app with ``overrides``; dispose of its connections when the block ends."""
+    app = create_app(
+        app_settings(test_db, tmp_path, **overrides), instance_path=str(tmp_path / "instance")
+    )
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
 @pytest.fixture
 def app(test_db: TestSettings, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": test_db.app_url,
-            "DATABASE_OWNER_URL": test_db.owner_url,
-            "TENANTS_DIR": str(PROJECT_ROOT / "tenants"),
-            "MASTER_KEYS": TEST_MASTER_KEYS,
-            "PHOTO_STORAGE_DIR": str(tmp_path / "photos"),
-            # Still Argon2id, at a cost that keeps hundreds of sign-ins quick.
-            "ARGON2_COST": (1, 1024, 1),
-        },
-        instance_path=str(tmp_path / "instance"),
-    )
-    yield app
-    with app.app_context():
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
+    with built_app(test_db, tmp_path) as built:
+        yield built
 
 
 @pytest.fixture

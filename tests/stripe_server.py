@@ -88,7 +88,25 @@ class LocalStripe:
     #: Answers to give instead of Stripe's, once each: (path start, status). The call still
     #: reaches Stripe, so the charge happens and only the answer is lost, as in an outage.
     faults: list[tuple[str, int]] = field(default_factory=list)
+    #: Outages in force until cleared: path start -> ("hang", seconds) or ("drop", 0). A hung
+    #: Stripe accepts the connection and never answers; a dropped one closes it unanswered.
+    outages: dict[str, tuple[str, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hang(self, path_start: str, seconds: float = 120) -> None:
+        """Accept calls on this path and answer nothing for ``seconds``, then close."""
+        with self.lock:
+            self.outages[path_start] = ("hang", seconds)
+
+    def drop(self, path_start: str) -> None:
+        """Close each call on this path without an answer."""
+        with self.lock:
+            self.outages[path_start] = ("drop", 0)
+
+    def restore(self) -> None:
+        """End every outage: Stripe answers again."""
+        with self.lock:
+            self.outages.clear()
 
     def fail_next(self, path_start: str, status: int = 500) -> None:
         """Lose Stripe's next answer on this path: the client gets ``status`` instead."""
@@ -101,6 +119,7 @@ class LocalStripe:
     def reset(self) -> None:
         with self.lock:
             self.calls.clear()
+            self.outages.clear()
             self.replies.clear()
             self.accounts.clear()
             self.deliveries.clear()
@@ -126,7 +145,16 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?")[0]
             with state.lock:
                 state.calls.append(Call(method, path, account, key, params))
+                outage = next((o for p, o in state.outages.items() if path.startswith(p)), None)
                 replay = state.replies.get((path, key)) if key else None
+            if outage is not None:
+                kind, seconds = outage
+                deadline = time.monotonic() + seconds
+                while kind == "hang" and time.monotonic() < deadline and state.outages:
+                    time.sleep(0.05)  # until the outage is over or its time is up
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return None
             if replay is not None:
                 with state.lock:
                     fault = next((f for f in state.faults if path.startswith(f[0])), None)

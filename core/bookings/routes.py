@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import stripe
-from flask import current_app
+from flask import current_app, url_for
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.accounts.access import Permission, current_clinic, current_principal, public, requires
 from core.api import Blueprint, json_response, paginated
@@ -112,20 +113,43 @@ def _online_result(booking: Booking) -> dict[str, Any]:
     }
 
 
-def _payment_if_owed(clinic: Any, booking: Booking) -> dict[str, Any] | None:
-    """Start paying what the new booking owes up front, if it owes anything and the clinic can take it."""
+def _payment_step(clinic: Any, booking: Booking, token: str) -> dict[str, Any]:
+    """Start paying what a new online booking owes up front; say how to retry if that fails.
+
+    Returns ``{"payment": ...}`` (what Stripe.js needs), ``{"payment_retry": ...}`` when the
+    payment could not be started, or ``{}`` when nothing is owed. Called after the booking
+    is committed: the booking stands, held, whatever happens here.
+    """
     owes = any(c.kind in payments.PAID_UP_FRONT and c.status == "owed" for c in booking.charges)
     if booking.status != BookingStatus.held or not owes or not clinic.stripe_account_id:
-        return None
+        return {}
     try:
         result = payments.deposit_payment(clinic, booking)
         db.session.commit()
-        return result
-    except (Problem, stripe.StripeError):
-        # The booking stands, held; the client pays through their link's deposit-payment.
+        return {"payment": result}
+    except (Problem, stripe.StripeError, SQLAlchemyError) as error:
         db.session.rollback()
-        current_app.logger.exception("could not start the deposit of booking %s", booking.id)
-        return None
+        current_app.logger.warning(
+            "could not start the deposit of booking %s: %r", booking.id, error
+        )
+        detail = (
+            error.detail
+            if isinstance(error, Problem) and error.detail
+            else "The deposit could not be started just now; your booking is held."
+        )
+        return {
+            "payment_retry": {
+                "detail": detail,
+                "method": "POST",
+                "href": url_for(
+                    "self_service.OwnDepositPayment",
+                    clinic_slug=clinic.slug,
+                    token=token,
+                    _external=False,
+                ),
+                "retry_after": 5,
+            }
+        }
 
 
 @blp.route("/bookings/online")
@@ -134,12 +158,16 @@ class OnlineBookings(MethodView):
     @blp.arguments(OnlineBookingSchema)
     @blp.response(201, OnlineBookingResultSchema)
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
-        """Book online as a guest. Accepts an Idempotency-Key header: a retry returns the first result."""
+        """Book online as a guest. Accepts an Idempotency-Key header: a retry returns the first result.
+
+        The answer carries the deposit's payment step (``payment``), or, when it could not be
+        started, how to retry it (``payment_retry``); a retry with the same key tries again.
+        """
         idempotent = Idempotent("bookings.online", data)
-        replay = idempotent.claim()
-        if replay is not None:
-            return replay
+        replay = idempotent.claim_answer()
         clinic = current_clinic()
+        if replay is not None:
+            return _online_replay(clinic, idempotent, replay)
         client = bookings.guest_client(data["client"])
         carry_gpc(client)
         booking = bookings.book(
@@ -155,12 +183,27 @@ class OnlineBookings(MethodView):
         idempotent.finish(201, body)
         db.session.commit()
         # After the commit: no call to Stripe is made while the calendar is locked.
-        payment = _payment_if_owed(clinic, booking)
-        if payment is not None:
-            body = {**body, "payment": payment}
-            idempotent.finish(201, body)  # a retry replays the payment details too
+        step = _payment_step(clinic, booking, body["self_service_token"])
+        if step:
+            body = {**body, "payment_retry": None, **step}
+            idempotent.finish(201, body)  # a retry replays the payment step too
             db.session.commit()
         return json_response(body, 201)
+
+
+def _online_replay(clinic: Any, idempotent: Idempotent, replay: Any) -> Any:
+    """Answer a repeated online booking: the first answer, with its payment step if it lacked one."""
+    body = replay.body
+    if replay.status == 201 and not body.get("payment"):
+        booking = bookings.booking(body["booking"]["id"])
+        step = _payment_step(clinic, booking, body["self_service_token"])
+        if "payment" in step:
+            body = {**body, "payment_retry": None, **step}
+            idempotent.refresh(body)
+            db.session.commit()
+        elif step:
+            body = {**body, **step}
+    return idempotent.replayed(replay.status, body)
 
 
 @blp.route("/bookings")

@@ -13,7 +13,6 @@ from core.bookings.models import BookingStatus
 from core.hooks.decisions import LateArrivalOption
 from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
 
-
 #: How far from today availability may be asked for, either way.
 HORIZON_DAYS = 3 * 366
 
@@ -150,6 +149,16 @@ class OnlineBookingResultSchema(Schema):
             "description": "What Stripe.js needs to pay the deposit, when one is owed and the "
             "clinic takes payments online; else null (the self-service link's deposit-payment "
             "gives it later)."
+        },
+    )
+    payment_retry = fields.Dict(
+        allow_none=True,
+        dump_default=None,
+        metadata={
+            "description": "When a deposit is owed but its payment could not be started (the "
+            "payment provider or the database did not answer): `detail`, and the `method` and "
+            "`href` that start it, after `retry_after` seconds. The booking is made and held; "
+            "repeating the booking with the same Idempotency-Key tries again too."
         },
     )
 

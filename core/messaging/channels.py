@@ -86,11 +86,18 @@ class TwilioSms:
     """SMS through Twilio's Messages API."""
 
     def __init__(
-        self, account_sid: str, auth_token: str, from_number: str, base_url: str | None = None
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        base_url: str | None = None,
+        timeout: float = 10,
     ) -> None:
+        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        self.client = Client(account_sid, auth_token)
+        # Twilio's client waits forever by default; the outbox worker must not.
+        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
         if base_url:
             self.client.api.base_url = base_url
         self.from_number = from_number
@@ -128,6 +135,7 @@ def install(app: Flask) -> None:
             config.get("SMTP_USERNAME"),
             config.get("SMTP_PASSWORD"),
             bool(config.get("SMTP_STARTTLS")),
+            timeout=float(config.get("SMTP_TIMEOUT", 10)),
         )
     else:
         email = LoggingEmail()
@@ -137,6 +145,7 @@ def install(app: Flask) -> None:
             config["TWILIO_AUTH_TOKEN"],
             config["TWILIO_FROM_NUMBER"],
             config.get("TWILIO_BASE_URL"),
+            timeout=float(config.get("SMS_TIMEOUT", 10)),
         )
     else:
         sms = LoggingSms()

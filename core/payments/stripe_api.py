@@ -2,18 +2,86 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import stripe
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 from core.errors import Problem
 from core.tenancy.models import Clinic
 
 
+class BudgetedRequests(stripe.RequestsClient):
+    """HTTP to Stripe within the current web request's total budget for Stripe.
+
+    Each call gets the connect and read timeouts it was built with, cut down to what is
+    left of ``STRIPE_WEB_BUDGET`` since the request's first Stripe call; once the budget is
+    spent no call or retry starts, so a page never waits on Stripe longer than that,
+    however many calls it makes. Outside a request (jobs) only the timeouts apply.
+    """
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        self._local = threading.local()
+        super().__init__(timeout=timeout)
+
+    # The SDK reads ``self._timeout`` for each call; the budget narrows it per thread.
+    @property  # type: ignore[override]
+    def _timeout(self) -> tuple[float, float]:
+        return getattr(self._local, "timeout", None) or self._default_timeout
+
+    @_timeout.setter
+    def _timeout(self, value: tuple[float, float]) -> None:
+        self._default_timeout = value
+
+    def _left(self) -> float | None:
+        if not has_request_context():
+            return None
+        budget = float(current_app.config["STRIPE_WEB_BUDGET"])
+        started = g.setdefault("stripe_budget_started", time.monotonic())
+        return budget - (time.monotonic() - started)
+
+    def _within_budget(self) -> None:
+        left = self._left()
+        self._local.timeout = None
+        if left is None:
+            return
+        if left <= 0.05:
+            raise stripe.APIConnectionError(
+                "Stripe did not answer within this request's time budget.", should_retry=False
+            )
+        connect, read = self._default_timeout
+        self._local.timeout = (min(connect, left), min(read, left))
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._within_budget()
+        return super().request(*args, **kwargs)
+
+    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+        self._within_budget()
+        return super().request_stream(*args, **kwargs)
+
+    def _should_retry(self, *args: Any, **kwargs: Any) -> bool:
+        left = self._left()
+        if left is not None and left < 1.0:
+            return False  # no time left for a back-off and another attempt
+        return bool(super()._should_retry(*args, **kwargs))
+
+
 def client() -> stripe.StripeClient:
-    """Return the app's Stripe client (one per app; the SDK pools its connections)."""
-    found = current_app.extensions.get("clinic_saas.stripe")
+    """Return the Stripe client for this context: a person waiting on a page, or a job.
+
+    Each has a budget (see README, Timeouts): a call on a page waits at most
+    ``STRIPE_WEB_TIMEOUT`` seconds for an answer and retries ``STRIPE_WEB_RETRIES`` times,
+    and all of a request's calls together stop after ``STRIPE_WEB_BUDGET`` seconds, so a
+    Stripe that accepts the connection and never answers is given up on in seconds, not
+    minutes; jobs, which nobody watches, wait longer and retry more. Every POST
+    carries an idempotency key, so a retry after a lost answer is the same request.
+    """
+    interactive = has_request_context()
+    name = "clinic_saas.stripe.web" if interactive else "clinic_saas.stripe.jobs"
+    found = current_app.extensions.get(name)
     if found is None:
         key = current_app.config.get("STRIPE_SECRET_KEY")
         if not key:
@@ -22,13 +90,18 @@ def client() -> stripe.StripeClient:
                 "Online payments are not configured on this platform.",
                 kind="payments-not-configured",
             )
-        base = current_app.config.get("STRIPE_API_BASE")
+        config = current_app.config
+        prefix = "STRIPE_WEB_" if interactive else "STRIPE_JOB_"
+        base = config.get("STRIPE_API_BASE")
         found = stripe.StripeClient(
             key,
             base_addresses={"api": base} if base else None,
-            max_network_retries=2,
+            max_network_retries=config[prefix + "RETRIES"],
+            http_client=BudgetedRequests(
+                (config["STRIPE_CONNECT_TIMEOUT"], config[prefix + "TIMEOUT"])
+            ),
         )
-        current_app.extensions["clinic_saas.stripe"] = found
+        current_app.extensions[name] = found
     return found
 
 
