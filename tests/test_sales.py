@@ -719,7 +719,8 @@ def test_a_refund_whose_answer_stripe_lost_is_retried_and_refunds_once(client, l
         json={"reason": "defective", "condition": "defective"},
         headers=live["auth"],
     ).get_json()
-    for _ in range(3):  # the SDK's own retries lose their answers too
+    # The first attempt and each of the SDK's retries within a web request lose their answers.
+    for _ in range(live["app"].config["STRIPE_WEB_RETRIES"] + 1):
         live["stripe"].fail_next("/v1/refunds", 500)
     approval = f"{API}/refund-requests/{request['id']}/approval"
     lost = client.post(approval, json={"approve": True}, headers=live["auth"])
@@ -871,7 +872,8 @@ def test_a_card_on_file_charge_stripe_did_not_answer_is_asked_again_under_its_ke
             "items": [{"kind": "product", "product_id": serum}],
         },
     ).get_json()
-    for _ in range(3):  # the SDK's retries lose their answers too
+    # The first attempt and each of the SDK's retries within a web request lose their answers.
+    for _ in range(live["app"].config["STRIPE_WEB_RETRIES"] + 1):
         live["stripe"].fail_next("/v1/payment_intents", 500)
     lost = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-7")
     assert_problem(lost, 502, "stripe-error")
@@ -955,7 +957,7 @@ def test_a_request_approved_but_not_yet_refunded_cannot_be_refused(client, live)
         json={"reason": "defective"},
         headers=live["auth"],
     ).get_json()
-    for _ in range(3):
+    for _ in range(live["app"].config["STRIPE_WEB_RETRIES"] + 1):
         live["stripe"].fail_next("/v1/refunds", 500)
     approval = f"{API}/refund-requests/{asked['id']}/approval"
     assert client.post(approval, json={"approve": True}, headers=live["auth"]).status_code == 502
@@ -992,7 +994,7 @@ def test_a_membership_stripe_did_not_start_can_be_started_again(client, live):
         headers=live["auth"],
     ).get_json()
     url = f"{API}/clients/{body['booking']['client_id']}/memberships"
-    for _ in range(3):
+    for _ in range(live["app"].config["STRIPE_WEB_RETRIES"] + 1):
         live["stripe"].fail_next("/v1/subscriptions", 500)
     assert_problem(client.post(url, json={"plan_id": plan["id"]}, headers=live["auth"]), 502)
     again = client.post(url, json={"plan_id": plan["id"]}, headers=live["auth"])
