@@ -103,6 +103,9 @@ def _init_extensions(app: Flask) -> None:
     import core.catalog.models
     import core.clients.models
     import core.encryption.models
+
+    # Event hooks are told after commit, when a clinic scope ends.
+    import core.events
     import core.idempotency
     import core.messaging.models
     import core.schedules.models

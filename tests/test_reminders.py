@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -300,6 +301,8 @@ def test_celery_delivers_due_reminders_through_redis(clinic, inbox):
         CELERY_RESULT_BACKEND="redis://127.0.0.1:6379/15",
     )
     celery = make_celery(app)
+    # A queue of this run's own: another run on the same Redis must not take its task.
+    celery.conf.task_default_queue = f"clinic-saas-test-{uuid.uuid4().hex[:8]}"
     with time_machine.travel(NOW, tick=False):
         book(app, clinic, "2026-03-06T14:00:00-08:00")
     with (

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
-from core import clock
+from core import clock, events
 from core.bookings.availability import check_slot
 from core.bookings.models import (
     Booking,
@@ -553,7 +553,7 @@ def book(
             requirements.clauses[0] if requirements.clauses else None,
         )
     if not held:
-        hooks_for(clinic).clinic_booking_confirmed(clinic=clinic, booking=booking)
+        events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
     return booking
 
 
@@ -652,7 +652,7 @@ def _insert_together_statement(
 def _confirmed(clinic: Clinic, booking: Booking) -> None:
     # book() does the same, writing the reminders with the booking.
     reminders.schedule(clinic, booking)
-    hooks_for(clinic).clinic_booking_confirmed(clinic=clinic, booking=booking)
+    events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
 
 
 def booking(booking_id: int) -> Booking:
@@ -769,7 +769,7 @@ def cancel(clinic: Clinic, booking: Booking, *, by: str, actor_user_id: int | No
     _close(
         booking, decision, ChargeKind.late_cancellation_fee, decision.counts_as_late_cancellation
     )
-    hooks_for(clinic).clinic_booking_cancelled(clinic=clinic, booking=booking, decision=decision)
+    events.announce("clinic_booking_cancelled", clinic=clinic, booking=booking, decision=decision)
     return decision
 
 

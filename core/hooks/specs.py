@@ -239,23 +239,30 @@ def clinic_disclosure_allowed(clinic: Any, disclosure: Any) -> Any:
 
 @hookspec
 def clinic_booking_confirmed(clinic: Any, booking: Any) -> None:
-    """Tell plugins a booking was confirmed. Return value ignored.
+    """Tell plugins a booking was confirmed, once that is committed. Return value ignored.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 called after the commit, never for a booking rolled back.
     """
 
 
 @hookspec
 def clinic_booking_cancelled(clinic: Any, booking: Any, decision: Any) -> None:
-    """Tell plugins a booking was cancelled, with the decision applied. Return value ignored.
+    """Tell plugins a booking was cancelled, with the decision applied, once committed.
+
+    Return value ignored.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 called after the commit.
     """
 
 
 @hookspec
 def clinic_payment_received(clinic: Any, payment: Any) -> None:
-    """Tell plugins a payment was received. Return value ignored.
+    """Tell plugins a payment was received, once per payment, after it is committed.
+
+    Return value ignored.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 called at last (it was specified but never called), after commit.
     """

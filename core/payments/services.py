@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import clock
+from core import clock, events
 from core.bookings import links
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
@@ -189,29 +189,79 @@ def apply_event(event: dict[str, Any]) -> str:
         )
     kind = event["type"]
     with clinic_scope(clinic):
-        record = StripeEvent(event_id=event["id"], type=kind, object_id=obj.get("id"), outcome="")
-        try:
-            with db.session.begin_nested():
-                db.session.add(record)
-        except IntegrityError:
-            db.session.rollback()
+        applied = select(StripeEvent.id).where(StripeEvent.event_id == event["id"])
+        if db.session.scalar(applied) is not None:
             return "already applied"
-        if kind.startswith("payment_intent."):
-            record.outcome = _sync_intent(clinic, obj.get("id"))
-        elif kind.startswith("setup_intent."):
-            record.outcome = _sync_setup(clinic, obj.get("id"))
-        elif kind == "charge.refunded":
-            record.outcome = _sync_refunds(clinic, obj.get("id"))
-        elif kind.startswith("charge.dispute."):
-            record.outcome = _sync_dispute(clinic, obj)
-        elif kind == "account.updated":
-            record.outcome = _account_updated(clinic, obj, event.get("created"))
-        elif kind.startswith(("customer.subscription.", "invoice.")):
-            record.outcome = _sync_membership(clinic, kind, obj)
-        else:
-            record.outcome = "ignored"
-        db.session.commit()
-        return record.outcome
+        # Read from Stripe first, with no transaction open; then record in a short one.
+        with stripe_api.fetched(_read_for_event(clinic, kind, obj)):
+            return _record_event(clinic, event, kind, obj)
+
+
+def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """Read from Stripe what applying this event will need, outside any transaction."""
+    object_id = obj.get("id")
+    account = clinic.stripe_account_id or ""
+    if kind.startswith("setup_intent.") and object_id:
+        # The card's account is the one it was saved on, which the clinic may have changed.
+        account = (
+            db.session.scalar(
+                select(CardAgreement.stripe_account).where(
+                    CardAgreement.stripe_setup_intent_id == object_id
+                )
+            )
+            or account
+        )
+    db.session.commit()  # ends the reads above: nothing is held while Stripe is asked
+    found: dict[tuple[str, str], Any] = {}
+
+    def read(resource: str, read_id: Any) -> Any:
+        if not isinstance(read_id, str):
+            return None
+        try:
+            found[(resource, read_id)] = stripe_api.retrieve(resource, read_id, account)
+        except stripe.InvalidRequestError:
+            return None  # applying the event says what a missing object means
+        return found[(resource, read_id)]
+
+    if kind.startswith(("payment_intent.", "setup_intent.")):
+        resource = "payment_intents" if kind.startswith("payment_intent.") else "setup_intents"
+        intent = read(resource, object_id)
+        read("payment_methods", getattr(intent, "payment_method", None))
+    elif kind == "charge.refunded":
+        read("charges", object_id)
+    elif kind.startswith(("customer.subscription.", "invoice.")):
+        subscription = object_id if kind.startswith("customer.subscription.") else None
+        read("subscriptions", subscription or obj.get("subscription"))
+        if kind == "invoice.payment_succeeded":
+            read("invoices", object_id)
+    return found
+
+
+def _record_event(clinic: Clinic, event: dict[str, Any], kind: str, obj: dict[str, Any]) -> str:
+    """Record the event and apply its effect in one transaction; a repeat does nothing."""
+    record = StripeEvent(event_id=event["id"], type=kind, object_id=obj.get("id"), outcome="")
+    try:
+        with db.session.begin_nested():
+            db.session.add(record)
+    except IntegrityError:
+        db.session.rollback()
+        return "already applied"
+    if kind.startswith("payment_intent."):
+        record.outcome = _sync_intent(clinic, obj.get("id"))
+    elif kind.startswith("setup_intent."):
+        record.outcome = _sync_setup(clinic, obj.get("id"))
+    elif kind == "charge.refunded":
+        record.outcome = _sync_refunds(clinic, obj.get("id"))
+    elif kind.startswith("charge.dispute."):
+        record.outcome = _sync_dispute(clinic, obj)
+    elif kind == "account.updated":
+        record.outcome = _account_updated(clinic, obj, event.get("created"))
+    elif kind.startswith(("customer.subscription.", "invoice.")):
+        record.outcome = _sync_membership(clinic, kind, obj)
+    else:
+        record.outcome = "ignored"
+    db.session.commit()
+    return record.outcome
 
 
 def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
@@ -220,9 +270,7 @@ def _sync_intent(clinic: Clinic, intent_id: str | None) -> str:
     payment = db.session.scalar(
         select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
     )
-    intent = stripe_api.client().v1.payment_intents.retrieve(
-        intent_id, options=stripe_api.on(clinic)
-    )
+    intent = stripe_api.retrieve("payment_intents", intent_id, stripe_api.account_of(clinic))
     if payment is None:
         # A charge whose answer we never recorded (the worker died after Stripe
         # said yes): its row was written first, under the key in the metadata.
@@ -257,6 +305,9 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
     if FORWARD[status] < FORWARD[payment.status] or status == payment.status:
         return f"unchanged ({payment.status.value})"
     payment.status = status
+    if status == PaymentStatus.succeeded:
+        # Once per payment: the row is locked and the state only moves forward.
+        events.announce("clinic_payment_received", clinic=clinic, payment=payment)
     if payment.purpose == SALE:
         _sale_payment_moved(clinic, payment, status, intent)
         return status.value
@@ -736,7 +787,7 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     """Record refunds made outside the platform (the Stripe dashboard), never beyond what was paid."""
     if not charge_id:
         return "no charge"
-    charge = stripe_api.client().v1.charges.retrieve(charge_id, options=stripe_api.on(clinic))
+    charge = stripe_api.retrieve("charges", charge_id, stripe_api.account_of(clinic))
     intent = getattr(charge, "payment_intent", None)
     intent_id = intent if isinstance(intent, str) or intent is None else intent.id
     if not intent_id:
@@ -956,9 +1007,7 @@ def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
     )
     if agreement is None:
         return "not a card of this clinic"
-    setup = stripe_api.client().v1.setup_intents.retrieve(
-        setup_id, options=stripe_api.on_account(agreement.stripe_account)
-    )
+    setup = stripe_api.retrieve("setup_intents", setup_id, agreement.stripe_account)
     status = SETUP_STATUS.get(setup.status, PaymentStatus.pending)
     if FORWARD[status] < FORWARD[agreement.status] or status == agreement.status:
         return f"unchanged ({agreement.status.value})"
@@ -977,9 +1026,7 @@ def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
 def keep_card(clinic: Clinic, client: Client, method_id: str) -> None:
     """Keep ``method_id`` as the client's card on file, with the month it expires."""
     client.stripe_payment_method_id = method_id
-    method = stripe_api.client().v1.payment_methods.retrieve(
-        method_id, options=stripe_api.on(clinic)
-    )
+    method = stripe_api.retrieve("payment_methods", method_id, stripe_api.account_of(clinic))
     card = getattr(method, "card", None)
     if card is not None and card.exp_year and card.exp_month:
         # A card is good through the last day of its expiry month.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import stripe
@@ -148,6 +151,35 @@ def on(clinic: Clinic, idempotency_key: str | None = None) -> dict[str, Any]:
     even from another worker, is the same request to Stripe.
     """
     return on_account(account_of(clinic), idempotency_key)
+
+
+#: What was read from Stripe before a transaction opened, by (resource, id): see ``fetched``.
+_FETCHED: ContextVar[dict[tuple[str, str], Any] | None] = ContextVar("stripe_fetched", default=None)
+
+
+@contextmanager
+def fetched(objects: dict[tuple[str, str], Any]) -> Iterator[None]:
+    """Let :func:`retrieve` answer from ``objects``, read before the write transaction began.
+
+    A webhook reads what it needs from Stripe first, then records its effect in a short
+    transaction: no lock is held while the network is waited on.
+    """
+    token = _FETCHED.set(objects)
+    try:
+        yield
+    finally:
+        _FETCHED.reset(token)
+
+
+def retrieve(resource: str, object_id: str, account: str) -> Any:
+    """Read one Stripe object (``payment_intents``, ``charges`` ...) on ``account``.
+
+    Answers from what :func:`fetched` holds when it has the object, else asks Stripe.
+    """
+    held = _FETCHED.get()
+    if held is not None and (resource, object_id) in held:
+        return held[(resource, object_id)]
+    return getattr(client().v1, resource).retrieve(object_id, options=on_account(account))
 
 
 def delete_customer(account: str, customer_id: str) -> bool:

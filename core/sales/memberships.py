@@ -181,19 +181,15 @@ def apply_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> str:
     )
     if member is None:
         return "not a membership of this clinic"
-    api = stripe_api.client()
+    account = stripe_api.account_of(clinic)
     try:
-        subscription = api.v1.subscriptions.retrieve(
-            subscription_id, options=stripe_api.on_account(clinic.stripe_account_id)
-        )
+        subscription = stripe_api.retrieve("subscriptions", subscription_id, account)
     except stripe.InvalidRequestError:
         return "subscription not found on the account"
     _follow(member, subscription)
     outcome = f"membership {member.status}"
     if kind == "invoice.payment_succeeded" and isinstance(obj.get("id"), str):
-        invoice = api.v1.invoices.retrieve(
-            obj["id"], options=stripe_api.on_account(clinic.stripe_account_id)
-        )
+        invoice = stripe_api.retrieve("invoices", obj["id"], account)
         if invoice.status == "paid" and _paid_once(member, invoice):
             outcome += ", invoice recorded"
     elif kind == "invoice.payment_failed":

@@ -10,7 +10,7 @@ security enforces the same rule for SQL the ORM never sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -104,14 +104,26 @@ def enter_clinic(ref: ClinicRef) -> Token[ClinicRef | None] | None:
     return token
 
 
+_before_leaving: list[Callable[[], Any]] = []
+
+
+def before_leaving(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` as each clinic scope ends, still inside it (core.events uses it)."""
+    _before_leaving.append(callback)
+
+
 def leave_clinic(token: Token[ClinicRef | None] | None) -> None:
     """End the scope opened by :func:`enter_clinic`, discarding uncommitted work."""
     if token is None:
         return  # an inner scope of the same clinic: the outer one ends it
     try:
-        db.session.remove()
+        for callback in _before_leaving:
+            callback()
     finally:
-        _current.reset(token)
+        try:
+            db.session.remove()
+        finally:
+            _current.reset(token)
 
 
 @contextmanager
