@@ -59,7 +59,7 @@ from core.hooks.decisions import (
     Guarantee,
     LateArrivalOption,
 )
-from core.messaging import reminders
+from core.messaging import outbox, reminders
 from core.messaging.models import OutboxMessage
 from core.money import Money
 from core.payments import ledger
@@ -804,16 +804,14 @@ def tell_client(booking: Booking, subject: str, decision: Any) -> None:
     if told:
         lines.append(told)
     lines.append(f'Why: "{decision.clause.text}"')
-    db.session.add(
-        OutboxMessage(
-            kind="booking_notice",
-            channel="email",
-            client_id=booking.client_id,
-            booking_id=booking.id,
-            dedupe_key=f"notice:{booking.id}:{len(booking.events)}",
-            due_at=clock.now(),
-            details={"subject": subject, "body": " ".join(lines), "clause": decision.clause.id},
-        )
+    outbox.queue(
+        "booking_notice",
+        client_id=booking.client_id,
+        booking_id=booking.id,
+        dedupe_key=f"notice:{booking.id}:{len(booking.events)}",
+        subject=subject,
+        body=" ".join(lines),
+        clause=decision.clause.id,
     )
 
 

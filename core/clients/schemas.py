@@ -324,27 +324,3 @@ class DisclosureInputSchema(Schema):
 class ExportArgs(Schema):
     recipient = fields.String(validate=validate.Length(min=1, max=200))
     purpose = fields.String(validate=validate.Length(min=1, max=500))
-
-
-def export_document(record: Any) -> dict[str, Any]:
-    """Return everything the clinic holds about ``record`` as one JSON-ready document."""
-    from sqlalchemy import select
-
-    from core.clients.models import AdverseReaction, ClinicalNote, HealthIntake, Photo, ProductUse
-    from core.clients.services import consents
-    from core.extensions import db
-
-    def rows(model: Any) -> list[Any]:
-        return list(
-            db.session.scalars(select(model).where(model.client_id == record.id).order_by(model.id))
-        )
-
-    return {
-        "client": ClientSchema().dump(record),
-        "health_intake": IntakeSchema(many=True).dump(rows(HealthIntake)),
-        "notes": NoteSchema(many=True).dump(rows(ClinicalNote)),
-        "products": ProductSchema(many=True).dump(rows(ProductUse)),
-        "adverse_reactions": ReactionSchema(many=True).dump(rows(AdverseReaction)),
-        "consents": ConsentSchema(many=True).dump(consents(record)),
-        "photos": PhotoSchema(many=True, exclude=("in_marketing_use",)).dump(rows(Photo)),
-    }

@@ -18,6 +18,7 @@ from core import clock
 from core.accounts.access import Permission, Principal, role_may
 from core.audit import services as audit
 from core.audit.models import AuditAction
+from core.clients import schemas
 from core.clients.models import (
     AdverseReaction,
     Client,
@@ -679,13 +680,30 @@ def review_emergency_access(actor: Principal, grant_id: int, note: str) -> Emerg
 # --- export and disclosure -----------------------------------------------------------------
 
 
+def export_document(record: Client) -> dict[str, Any]:
+    """Return everything the clinic holds about ``record`` as one JSON-ready document."""
+
+    def rows(model: Any) -> list[Any]:
+        return list(
+            db.session.scalars(select(model).where(model.client_id == record.id).order_by(model.id))
+        )
+
+    return {
+        "client": schemas.ClientSchema().dump(record),
+        "health_intake": schemas.IntakeSchema(many=True).dump(rows(HealthIntake)),
+        "notes": schemas.NoteSchema(many=True).dump(rows(ClinicalNote)),
+        "products": schemas.ProductSchema(many=True).dump(rows(ProductUse)),
+        "adverse_reactions": schemas.ReactionSchema(many=True).dump(rows(AdverseReaction)),
+        "consents": schemas.ConsentSchema(many=True).dump(consents(record)),
+        "photos": schemas.PhotoSchema(many=True, exclude=("in_marketing_use",)).dump(rows(Photo)),
+    }
+
+
 def export(
     actor: Principal, record: Client, recipient: str | None = None, purpose: str | None = None
 ) -> dict[str, Any]:
     """Return everything held about the client, and log it as an export (a disclosure if to someone else)."""
     require_health_access(actor, record.id)
-    from core.clients.schemas import export_document
-
     document = export_document(record)
     action = AuditAction.disclose if recipient else AuditAction.export
     _audit(

@@ -18,7 +18,7 @@ from core.api import Blueprint
 from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
-from core.messaging import inbound
+from core.messaging import inbound, outbox
 from core.messaging.delivery import CONSENT_NEEDED, consenting
 from core.messaging.models import OutboxMessage
 from core.schemas import Id, Moment, text
@@ -108,15 +108,14 @@ class MarketingMessages(MethodView):
         due = clock.as_utc(data.get("send_at") or clock.now())
         queued = sorted(allowed - queued_before)
         for client_id in queued:
-            db.session.add(
-                OutboxMessage(
-                    kind="marketing",
-                    channel=data["channel"],
-                    client_id=client_id,
-                    dedupe_key=keys[client_id],
-                    due_at=due,
-                    details={"subject": data["subject"], "body": data["body"]},
-                )
+            outbox.queue(
+                "marketing",
+                channel=data["channel"],
+                client_id=client_id,
+                dedupe_key=keys[client_id],
+                due_at=due,
+                subject=data["subject"],
+                body=data["body"],
             )
         refused = (wanted - known) | (known - allowed)
         db.session.commit()

@@ -25,9 +25,9 @@ from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
 from core.hooks.decisions import Clause
-from core.messaging.models import OutboxMessage
+from core.messaging import outbox
 from core.money import Money
-from core.payments import ledger, stripe_api
+from core.payments import handlers, ledger, stripe_api
 from core.payments.models import (
     FORWARD,
     CardAgreement,
@@ -333,14 +333,11 @@ SALE = "sale"
 def _sale_payment_moved(
     clinic: Clinic, payment: Payment, status: PaymentStatus, intent: Any
 ) -> None:
-    # Imported here: sales builds on payments, and a bill's card payment is
-    # the one place payments hands a result back to it.
-    from core.sales import services as sales
-
+    # A bill is the sales capability's: it says what its card payment means (handlers).
     if status == PaymentStatus.succeeded:
-        sales.card_received(clinic, payment, getattr(intent, "latest_charge", None))
+        handlers.handler("sale_paid")(clinic, payment, getattr(intent, "latest_charge", None))
     elif status in (PaymentStatus.failed, PaymentStatus.canceled):
-        sales.card_failed(payment)
+        handlers.handler("sale_failed")(payment)
 
 
 LEDGER_KIND = {
@@ -354,19 +351,17 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     booking = db.session.get(Booking, payment.booking_id)
     charge = db.session.get(BookingCharge, payment.booking_charge_id)
     charge.status = "paid"
-    db.session.add(
-        LedgerEntry(
-            kind=LEDGER_KIND.get(payment.purpose, LedgerKind.fee_charged),
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            booking_id=booking.id,
-            client_id=booking.client_id,
-            payment_id=payment.id,
-            reference=stripe_charge
-            if isinstance(stripe_charge, str)
-            else payment.stripe_payment_intent_id,
-            details={"purpose": payment.purpose, "clause": charge.clause_id},
-        )
+    ledger.record(
+        LEDGER_KIND.get(payment.purpose, LedgerKind.fee_charged),
+        payment.amount,
+        booking_id=booking.id,
+        client_id=booking.client_id,
+        payment_id=payment.id,
+        reference=stripe_charge
+        if isinstance(stripe_charge, str)
+        else payment.stripe_payment_intent_id,
+        purpose=payment.purpose,
+        clause=charge.clause_id,
     )
     if payment.purpose not in PAID_UP_FRONT:
         return
@@ -525,15 +520,7 @@ def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:
 
 def alert_clinic(clinic: Clinic, key: str, subject: str, body: str) -> None:
     """Email the clinic about money that needs a person, once per ``key``."""
-    db.session.add(
-        OutboxMessage(
-            kind="staff_alert",
-            channel="email",
-            dedupe_key=key,
-            due_at=clock.now(),
-            details={"to": clinic.contact_email, "subject": subject, "body": body},
-        )
-    )
+    outbox.queue("staff_alert", dedupe_key=key, to=clinic.contact_email, subject=subject, body=body)
 
 
 def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
@@ -550,21 +537,15 @@ def _ask_client(clinic: Clinic, booking: Booking, client: Client, payment: Payme
     """Send the client a link to pay a fee their bank wants them to approve themselves."""
     token = links.token_for(booking)
     charge = db.session.get(BookingCharge, payment.booking_charge_id)
-    db.session.add(
-        OutboxMessage(
-            kind="payment_request",
-            channel="email",
-            client_id=client.id,
-            booking_id=booking.id,
-            dedupe_key=f"fee-approval:{payment.id}",
-            due_at=clock.now(),
-            details={
-                "subject": f"Please approve a payment to {clinic.name}",
-                "body": f"Your bank asks you to approve the {charge.kind.replace('_', ' ')} of "
-                f"{charge.amount.format()} ({charge.clause_text or ''}). Approve it here: "
-                f"/api/v1/clinics/{clinic.slug}/self-service/{token}/payments/{payment.id}",
-            },
-        )
+    outbox.queue(
+        "payment_request",
+        client_id=client.id,
+        booking_id=booking.id,
+        dedupe_key=f"fee-approval:{payment.id}",
+        subject=f"Please approve a payment to {clinic.name}",
+        body=f"Your bank asks you to approve the {charge.kind.replace('_', ' ')} of "
+        f"{charge.amount.format()} ({charge.clause_text or ''}). Approve it here: "
+        f"/api/v1/clinics/{clinic.slug}/self-service/{token}/payments/{payment.id}",
     )
 
 
@@ -670,10 +651,7 @@ def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> s
 
 
 def _sync_membership(clinic: Clinic, kind: str, obj: dict[str, Any]) -> str:
-    # Imported here: memberships build on payments, as the sales do.
-    from core.sales import memberships
-
-    return memberships.apply_event(clinic, kind, obj)
+    return str(handlers.handler("membership_event")(clinic, kind, obj))
 
 
 # --- deposits after a cancellation or no-show ----------------------------------------------------
@@ -735,15 +713,12 @@ def settle_deposits(clinic: Clinic) -> int:
 
 def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     """Turn money paid up front into store credit for future services, as the policy decided."""
-    # Imported here: store credit is the sales capability's, which builds on payments.
-    from core.sales import services as sales
-
     charge.status = "credited"
     event = booking.events[-1] if booking.events else None
     clause = Clause(
         (event.clause_id if event else None) or "policy", (event.clause_text if event else "") or ""
     )
-    sales.issue_store_credit(
+    handlers.handler("issue_store_credit")(
         clinic,
         booking.client_id,
         charge.amount,
@@ -802,17 +777,15 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     if missing <= 0:
         return "unchanged (refunds recorded)"
     booking = db.session.get(Booking, payment.booking_id)
-    db.session.add(
-        LedgerEntry(
-            kind=LedgerKind.refund,
-            amount_minor=missing,
-            currency=payment.currency,
-            booking_id=booking.id if booking else None,
-            client_id=booking.client_id if booking else None,
-            payment_id=payment.id,
-            reference=charge_id,
-            details={"purpose": payment.purpose, "outcome": "refunded on Stripe"},
-        )
+    ledger.record(
+        LedgerKind.refund,
+        Money(missing, payment.currency),
+        booking_id=booking.id if booking else None,
+        client_id=booking.client_id if booking else None,
+        payment_id=payment.id,
+        reference=charge_id,
+        purpose=payment.purpose,
+        outcome="refunded on Stripe",
     )
     return f"refund of {missing} recorded"
 
@@ -852,17 +825,15 @@ def _ledger(
     amount: int | None = None,
     reference: str | None = None,
 ) -> None:
-    db.session.add(
-        LedgerEntry(
-            kind=kind,
-            amount_minor=charge.amount_minor if amount is None else amount,
-            currency=charge.currency,
-            booking_id=booking.id,
-            client_id=booking.client_id,
-            payment_id=payment.id if payment else None,
-            reference=reference,
-            details={"purpose": charge.kind, "outcome": outcome},
-        )
+    ledger.record(
+        kind,
+        Money(charge.amount_minor if amount is None else amount, charge.currency),
+        booking_id=booking.id,
+        client_id=booking.client_id,
+        payment_id=payment.id if payment else None,
+        reference=reference,
+        purpose=charge.kind,
+        outcome=outcome,
     )
 
 
@@ -1061,24 +1032,18 @@ def flag_expiring_cards(clinic: Clinic) -> int:
         if not card_expires_before(client, booking):
             continue
         key = f"card-expiring:{booking.id}:{client.stripe_payment_method_id}"
-        if db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
+        if outbox.is_queued(key):
             continue
         token = links.token_for(booking)
-        db.session.add(
-            OutboxMessage(
-                kind="payment_request",
-                channel="email",
-                client_id=client.id,
-                booking_id=booking.id,
-                dedupe_key=key,
-                due_at=clock.now(),
-                details={
-                    "subject": f"Please update your card for your appointment at {clinic.name}",
-                    "body": f"The card {clinic.name} holds for your appointment expires on "
-                    f"{client.card_expires_on.isoformat()}, before the appointment. Save a new "
-                    f"one here: /api/v1/clinics/{clinic.slug}/self-service/{token}/card-setup",
-                },
-            )
+        outbox.queue(
+            "payment_request",
+            client_id=client.id,
+            booking_id=booking.id,
+            dedupe_key=key,
+            subject=f"Please update your card for your appointment at {clinic.name}",
+            body=f"The card {clinic.name} holds for your appointment expires on "
+            f"{client.card_expires_on.isoformat()}, before the appointment. Save a new "
+            f"one here: /api/v1/clinics/{clinic.slug}/self-service/{token}/card-setup",
         )
         asked += 1
     return asked

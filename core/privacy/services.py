@@ -44,6 +44,7 @@ from core.hooks.decisions import (
     RecordKind,
     RequestDeadline,
 )
+from core.messaging import outbox
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.money import Money
 from core.payments import stripe_api
@@ -215,17 +216,14 @@ def _acknowledgement(clinic: Clinic, request: PrivacyRequest) -> str:
 def _notify_requester(clinic: Clinic, request: PrivacyRequest, subject: str, body: str) -> None:
     if not request.requester_email:
         return
-    db.session.add(
-        OutboxMessage(
-            kind="privacy_notice",
-            channel="email",
-            # Addressed to the requester, not the client record: a deletion
-            # must not withdraw the notice that it is done.
-            client_id=None,
-            dedupe_key=f"privacy:{request.id}:{subject}",
-            due_at=clock.now(),
-            details={"to": request.requester_email, "subject": subject, "body": body},
-        )
+    # Addressed to the requester, not the client record: a deletion must not withdraw
+    # the notice that it is done.
+    outbox.queue(
+        "privacy_notice",
+        dedupe_key=f"privacy:{request.id}:{subject}",
+        to=request.requester_email,
+        subject=subject,
+        body=body,
     )
 
 
@@ -459,9 +457,7 @@ def access_export(clinic: Clinic, request: PrivacyRequest, actor: Principal) -> 
         if request.lookback_days
         else None
     )
-    from core.clients.schemas import export_document
-
-    document = export_document(record)
+    document = clients.export_document(record)
     if since is not None:
         document = _within(document, since)
     document["bookings"] = [
@@ -1259,23 +1255,17 @@ def alert_nearing_deadlines(clinic: Clinic, within: timedelta, now: datetime | N
     )
     for request in nearing:
         due = local_day(clock.as_utc(request.due_at), clinic.timezone).isoformat()
-        db.session.add(
-            OutboxMessage(
-                kind="staff_alert",
-                channel="email",
-                client_id=None,
-                dedupe_key=f"privacy-deadline:{request.id}:{clock.as_utc(request.due_at).isoformat()}",
-                due_at=now,
-                details={
-                    "to": clinic.contact_email,
-                    "subject": f"Privacy request {request.id} is due on {due}",
-                    "body": (
-                        f"The {request.kind.replace('_', ' ')} request from "
-                        f"{request.requester_name} must be answered by {due} "
-                        f"({request.deadline_clause_text})"
-                    ),
-                },
-            )
+        outbox.queue(
+            "staff_alert",
+            dedupe_key=f"privacy-deadline:{request.id}:{clock.as_utc(request.due_at).isoformat()}",
+            due_at=now,
+            to=clinic.contact_email,
+            subject=f"Privacy request {request.id} is due on {due}",
+            body=(
+                f"The {request.kind.replace('_', ' ')} request from "
+                f"{request.requester_name} must be answered by {due} "
+                f"({request.deadline_clause_text})"
+            ),
         )
         request.alerted_at = now
     return len(nearing)

@@ -19,6 +19,7 @@ from core.clients.models import Client
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.money import Money
+from core.payments import handlers as payment_handlers
 from core.payments import ledger, stripe_api
 from core.payments import services as payments
 from core.payments.models import LedgerKind
@@ -217,3 +218,7 @@ def _paid_once(member: ClientMembership, invoice: Any) -> bool:
     except IntegrityError:
         return False  # recorded already: the database allows one per invoice
     return True
+
+
+# Payments routes Stripe's subscription and invoice events here.
+payment_handlers.register(membership_event=apply_event)

@@ -30,8 +30,9 @@ from core.clients.models import Client
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
-from core.messaging.models import OutboxMessage
+from core.messaging import outbox
 from core.money import Money
+from core.payments import handlers as payment_handlers
 from core.payments import ledger, stripe_api
 from core.payments import services as payments
 from core.payments.models import LedgerKind, Payment, PaymentStatus
@@ -1096,15 +1097,13 @@ def _tell_client(bill: Sale, request: RefundRequest, *, waiting: bool = False) -
         + (f"If approved, {told[0].lower()}{told[1:]}" if waiting else told)
         + f' Why: "{request.clause_text}"'
     )
-    db.session.add(
-        OutboxMessage(
-            kind="sale_notice",
-            channel="email",
-            client_id=bill.client_id,
-            dedupe_key=f"refund-request:{request.id}:{'asked' if waiting else outcome}",
-            due_at=clock.now(),
-            details={"subject": "Your refund request", "body": body, "clause": request.clause_id},
-        )
+    outbox.queue(
+        "sale_notice",
+        client_id=bill.client_id,
+        dedupe_key=f"refund-request:{request.id}:{'asked' if waiting else outcome}",
+        subject="Your refund request",
+        body=body,
+        clause=request.clause_id,
     )
 
 
@@ -1288,3 +1287,9 @@ def _refund_card(clinic: Clinic, bill: Sale, request: RefundRequest, amount: Mon
             "return the rest the way it was paid.",
         )
     return ",".join(refunded_ids)[:64] or None
+
+
+# Payments takes the money; what it means for a bill or as store credit is answered here.
+payment_handlers.register(
+    sale_paid=card_received, sale_failed=card_failed, issue_store_credit=issue_store_credit
+)
