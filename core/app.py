@@ -107,6 +107,7 @@ def _init_extensions(app: Flask) -> None:
     # Event hooks are told after commit, when a clinic scope ends.
     import core.events
     import core.idempotency
+    import core.ledger.models
     import core.messaging.models
     import core.schedules.models
     import core.tenancy.models  # noqa: F401

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from core import clock
 from core.accounts.models import Role
 from core.extensions import db
-from core.payments.models import LedgerEntry
+from core.ledger import LedgerEntry
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import clinic_scope
 from core.tenancy.services import plugin_host

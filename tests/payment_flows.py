@@ -149,7 +149,7 @@ def paid_booking(client, ctx) -> dict:
 
 def ledger_of(ctx) -> list[tuple[str, int]]:
     """Return the clinic's ledger as sorted (kind, amount) pairs."""
-    from core.payments.models import LedgerEntry
+    from core.ledger import LedgerEntry
 
     return scoped(
         ctx["app"],

@@ -16,7 +16,8 @@ from sqlalchemy import select, text
 
 from core.bookings.models import Booking
 from core.extensions import db
-from core.payments.models import LedgerEntry, Payment, StripeEvent
+from core.ledger import LedgerEntry
+from core.payments.models import Payment, StripeEvent
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 from tests.helpers import (

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core import clock
 from core.accounts.models import Role
 from core.extensions import db
-from core.payments.models import LedgerEntry
+from core.ledger import LedgerEntry
 from core.sales.models import GiftCertificate
 from tests.helpers import assert_problem, issue_token, make_staff, set_clinic_settings
 from tests.local_days import clinic_day, clinic_today, local_time, years_after
@@ -820,7 +820,7 @@ def test_a_new_zealand_clinic_takes_its_deposit_and_bill_in_nzd(client, live):
     ]
 
     def books():
-        from core.payments.models import LedgerEntry as Entry
+        from core.ledger import LedgerEntry as Entry
         from core.tenancy.models import Clinic
         from core.tenancy.scope import clinic_scope
 

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
-from core import clock, events
+from core import clock, events, ledger
 from core.bookings.availability import check_slot
 from core.bookings.models import (
     Booking,
@@ -59,11 +59,10 @@ from core.hooks.decisions import (
     Guarantee,
     LateArrivalOption,
 )
+from core.ledger import LedgerKind
 from core.messaging import outbox, reminders
 from core.messaging.models import OutboxMessage
 from core.money import Money
-from core.payments import ledger
-from core.payments.models import LedgerKind
 from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import require_clinic_ref

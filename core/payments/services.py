@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import clock, events
+from core import clock, events, ledger
 from core.bookings import links
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
@@ -25,14 +25,13 @@ from core.clients.models import Client
 from core.errors import Problem
 from core.extensions import db
 from core.hooks.decisions import Clause
+from core.ledger import LedgerEntry, LedgerKind
 from core.messaging import outbox
 from core.money import Money
-from core.payments import handlers, ledger, stripe_api
+from core.payments import handlers, stripe_api
 from core.payments.models import (
     FORWARD,
     CardAgreement,
-    LedgerEntry,
-    LedgerKind,
     Payment,
     PaymentStatus,
     StripeEvent,

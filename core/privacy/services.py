@@ -44,11 +44,12 @@ from core.hooks.decisions import (
     RecordKind,
     RequestDeadline,
 )
+from core.ledger import LedgerEntry, LedgerKind
 from core.messaging import outbox
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.money import Money
 from core.payments import stripe_api
-from core.payments.models import LedgerEntry, LedgerKind, Payment
+from core.payments.models import Payment
 from core.privacy.calendars import local_day
 from core.privacy.models import (
     OPEN_STATUSES,

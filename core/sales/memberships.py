@@ -14,15 +14,15 @@ import stripe
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import clock
+from core import clock, ledger
 from core.clients.models import Client
 from core.errors import Problem, field_error
 from core.extensions import db
+from core.ledger import LedgerKind
 from core.money import Money
 from core.payments import handlers as payment_handlers
-from core.payments import ledger, stripe_api
 from core.payments import services as payments
-from core.payments.models import LedgerKind
+from core.payments import stripe_api
 from core.sales.models import ClientMembership, MembershipPlan
 from core.tenancy.models import Clinic
 

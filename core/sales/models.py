@@ -2,7 +2,7 @@
 gift certificates, store credit, and refund requests.
 
 Balances (what a certificate, a credit or a package has left) are never
-stored here: they are derived from the ledger (``core.payments.ledger``).
+stored here: they are derived from the ledger (``core.ledger``).
 """
 
 from __future__ import annotations

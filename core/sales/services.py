@@ -23,19 +23,20 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import clock
+from core import clock, ledger
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
 from core.catalog.models import Service
 from core.clients.models import Client
 from core.errors import Problem, field_error
 from core.extensions import db
 from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
+from core.ledger import LedgerKind
 from core.messaging import outbox
 from core.money import Money
 from core.payments import handlers as payment_handlers
-from core.payments import ledger, stripe_api
 from core.payments import services as payments
-from core.payments.models import LedgerKind, Payment, PaymentStatus
+from core.payments import stripe_api
+from core.payments.models import Payment, PaymentStatus
 from core.sales.models import (
     ClientPackage,
     GiftCertificate,

@@ -1,4 +1,6 @@
-"""Writing the clinic's ledger, and the balances it derives for what the clinic holds for clients."""
+"""Writing the clinic's ledger, and the balances it derives for what the clinic holds for clients.
+
+The only module that builds a :class:`LedgerEntry`."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.extensions import db
+from core.ledger.models import LedgerEntry, LedgerKind
 from core.money import Money
-from core.payments.models import LedgerEntry, LedgerKind
 
 #: How each kind of entry moves the balance of the account it names.
 SIGN = {
