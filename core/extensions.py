@@ -2,7 +2,7 @@
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context, request
 from flask_limiter import Limiter
@@ -109,3 +109,10 @@ def _note_commit(session: Session) -> None:
     # committed, so the request must not be run again (see core.app.ClinicFlask).
     if has_request_context():
         g.committed = True
+
+
+if TYPE_CHECKING:
+    # Flask-SQLAlchemy builds db.Model at run time; to a type checker it is the declarative base.
+    Model = Base
+else:
+    Model = db.Model

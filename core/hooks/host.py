@@ -153,7 +153,7 @@ class PluginHost:
                     not hasattr(impl.function, "__self__")
                     or frame.f_locals.get("self") is impl.function.__self__
                 ):
-                    return impl.plugin_name
+                    return str(impl.plugin_name)
             tb = tb.tb_next
         return "unknown"
 

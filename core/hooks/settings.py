@@ -21,7 +21,7 @@ from core.clock import as_utc
 from core.money import Money
 
 
-class Amount(fields.Field):
+class Amount(fields.Field[str]):
     """A non-negative amount of money written as decimal text (``"50.00"``).
 
     The currency is the clinic's; :func:`money` turns the stored text into
@@ -44,7 +44,8 @@ class Amount(fields.Field):
             amount = Decimal(str(value).strip())
         except InvalidOperation:
             raise self.make_error("invalid") from None
-        if not amount.is_finite() or amount.as_tuple().exponent < -2:
+        exponent = amount.as_tuple().exponent
+        if not amount.is_finite() or not isinstance(exponent, int) or exponent < -2:
             raise self.make_error("invalid")
         if amount < 0:
             raise self.make_error("negative")
@@ -70,7 +71,8 @@ def money(text: str | None, currency: str) -> Money:
 def _load_settings(schema: type[Schema], stored: str) -> dict[str, Any]:
     # Settings were validated when the tenants/ file was loaded; this only
     # fills defaults, once per distinct settings text.
-    return schema().load(json.loads(stored))
+    loaded: dict[str, Any] = schema().load(json.loads(stored))
+    return loaded
 
 
 def settings_of(clinic: Any, plugin_name: str, schema: type[Schema]) -> dict[str, Any]:
@@ -88,7 +90,8 @@ def within_notice(starts_at: datetime, at: datetime, hours: int) -> bool:
 
 def valid_until(issued_on: date, months: int) -> date:
     """Return the last day of a validity period of ``months`` from ``issued_on`` (calendar months)."""
-    return issued_on + relativedelta(months=months)
+    until: date = issued_on + relativedelta(months=months)
+    return until
 
 
 class FeeRow(Schema):

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.money import Money
 from core.tenancy.scope import ClinicScoped
 
@@ -53,7 +53,7 @@ ONCE_PER_OBJECT = "kind IN ('dispute_opened', 'dispute_won', 'dispute_lost', 'me
 RECEIPTS = "kind IN ('deposit_received', 'prepayment_received', 'fee_charged', 'card_payment')"
 
 
-class LedgerEntry(ClinicScoped, db.Model):
+class LedgerEntry(ClinicScoped, Model):
     """One money movement, never changed or removed: every balance is derived from these.
 
     It names bookings, clients and payments by id without foreign keys: the

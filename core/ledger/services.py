@@ -71,8 +71,9 @@ def balance(account: str, currency: str) -> Money:
 def count(account: str, kind: LedgerKind) -> int:
     """Return how many entries of ``kind`` the account has (package sessions used)."""
     db.session.flush()
-    return db.session.scalar(
+    found = db.session.scalar(
         select(func.count())
         .select_from(LedgerEntry)
         .where(LedgerEntry.account == account, LedgerEntry.kind == kind)
     )
+    return int(found or 0)

@@ -41,7 +41,7 @@ def register(**handlers: Callable[..., Any]) -> None:
 
 def handler(name: str) -> Callable[..., Any]:
     """Return the handler registered as ``name``, or fail loudly if none is."""
-    found = getattr(_handlers, name)
+    found: Callable[..., Any] | None = getattr(_handlers, name)
     if found is None:
         raise RuntimeError(f"no {name} handler is registered: is core.sales loaded?")
     return found
