@@ -4,6 +4,7 @@ clinic with a connected account, booking and paying a deposit as a browser would
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -156,4 +157,25 @@ def ledger_of(ctx) -> list[tuple[str, int]]:
         lambda: sorted(
             (e.kind.value, e.amount_minor) for e in db.session.scalars(select(LedgerEntry))
         ),
+    )
+
+
+def deliver_intent_event(client, intent_id: str, event_id: str, account: str = "acct_alpha"):
+    """Post a signed ``payment_intent.succeeded`` event to the app, as Stripe sends (or re-sends) it."""
+    from tests.stripe_server import sign
+
+    payload = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "account": account,
+            "created": int(time.time()),
+            "data": {"object": {"id": intent_id, "object": "payment_intent"}},
+        }
+    )
+    return client.post(
+        "/webhooks/stripe",
+        data=payload,
+        headers={"Stripe-Signature": sign(payload), "Content-Type": "application/json"},
     )

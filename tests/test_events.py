@@ -7,8 +7,6 @@ only what is committed.
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import date
 from typing import Any
 
@@ -24,8 +22,7 @@ from core.tenancy.scope import ClinicRef, clinic_scope
 from core.tenancy.services import PLUGIN_HOST_KEY
 from tests.helpers import issue_token, make_clinic, make_provider, make_service, make_staff
 from tests.local_days import clinic_day, local_time
-from tests.payment_flows import book, ledger_of, pay_in_browser, wait_for
-from tests.stripe_server import sign
+from tests.payment_flows import book, deliver_intent_event, ledger_of, pay_in_browser, wait_for
 
 
 def _committed_status(table: str, row_id: int, clinic_id: int) -> str | None:
@@ -161,21 +158,7 @@ def test_a_payment_is_announced_once_however_often_stripe_tells_it(client, live,
     body = book(client, live)
     intent_id = pay_in_browser(live, body["payment"])
     wait_for(lambda: [h for h in listener.heard if h[0] == "payment"])
-    event = json.dumps(
-        {
-            "id": "evt_again",
-            "object": "event",
-            "type": "payment_intent.succeeded",
-            "account": "acct_alpha",
-            "created": int(time.time()),
-            "data": {"object": {"id": intent_id, "object": "payment_intent"}},
-        }
-    )
-    again = client.post(
-        "/webhooks/stripe",
-        data=event,
-        headers={"Stripe-Signature": sign(event), "Content-Type": "application/json"},
-    )
+    again = deliver_intent_event(client, intent_id, "evt_again")
     assert again.status_code == 200
     payments = [h for h in listener.heard if h[0] == "payment"]
     with live["app"].app_context():

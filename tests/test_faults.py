@@ -35,8 +35,15 @@ from tests.helpers import (
     make_staff,
 )
 from tests.local_days import clinic_day, local_time
-from tests.payment_flows import GUEST, book, ledger_of, pay_in_browser, scoped
-from tests.stripe_server import free_port, sign
+from tests.payment_flows import (
+    GUEST,
+    book,
+    deliver_intent_event,
+    ledger_of,
+    pay_in_browser,
+    scoped,
+)
+from tests.stripe_server import free_port
 
 # --- Redis out of reach ------------------------------------------------------------------
 
@@ -293,16 +300,6 @@ def test_a_webhook_meeting_a_dropped_connection_gets_503_and_applies_once_when_r
     body = book(client, live)
     live["stripe"].webhook_target = None  # Stripe's own delivery is what we send by hand
     intent_id = pay_in_browser(live, body["payment"])
-    event = json.dumps(
-        {
-            "id": "evt_dropped",
-            "object": "event",
-            "type": "payment_intent.succeeded",
-            "account": "acct_alpha",
-            "created": int(time.time()),
-            "data": {"object": {"id": intent_id, "object": "payment_intent"}},
-        }
-    )
     engine = scoped(live["app"], lambda: db.engine)
     drops = {"left": 2}  # the request and its one transparent retry
 
@@ -315,11 +312,7 @@ def test_a_webhook_meeting_a_dropped_connection_gets_503_and_applies_once_when_r
                 owner.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
     def deliver():
-        return client.post(
-            "/webhooks/stripe",
-            data=event,
-            headers={"Stripe-Signature": sign(event), "Content-Type": "application/json"},
-        )
+        return deliver_intent_event(client, intent_id, "evt_dropped")
 
     try:
         refused = deliver()
