@@ -43,7 +43,8 @@ def scratch_url(database, tmp_path):
 
 def test_upgrade_downgrade_upgrade(scratch_url, tmp_path):
     app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"}, instance_path=str(tmp_path)
+        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x", "JOBS_BACKEND": "none"},
+        instance_path=str(tmp_path),
     )
     app.instance_path = str(tmp_path)
     with app.app_context():
@@ -62,7 +63,8 @@ def test_setup_command_migrates_and_loads_the_seed_clinics_on_a_fresh_database(
     scratch_url, tmp_path
 ):
     app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x"}, instance_path=str(tmp_path)
+        {"SQLALCHEMY_DATABASE_URI": scratch_url, "SECRET_KEY": "x", "JOBS_BACKEND": "none"},
+        instance_path=str(tmp_path),
     )
     app.instance_path = str(tmp_path)
     result = app.test_cli_runner().invoke(args=["setup"])
