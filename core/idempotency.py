@@ -101,36 +101,17 @@ class Idempotent:
         response.headers["Idempotent-Replayed"] = "true"
         return response
 
-    def _replay(self, record: IdempotencyRecord) -> Response:
-        answer = self._answer(record)
-        return self.replayed(answer.status, answer.body)
-
     def claim_answer(self) -> StoredAnswer | None:
-        """Like :meth:`claim`, but return the stored answer itself, for a route to complete."""
+        """Return the stored answer to complete and replay, or None once the key is ours.
+
+        The key is inserted in the current transaction, so it commits (or rolls back) with
+        the work it guards.
+        """
         if self.key is None:
             return None
         stored = self._stored()
         if stored is not None:
             return self._answer(stored)
-        if self.claim() is not None:  # taken meanwhile by another request, now finished
-            stored = self._stored()
-            assert stored is not None
-            return self._answer(stored)
-        return None
-
-    def refresh(self, body: Any) -> None:
-        """Replace the stored answer of a finished request (a step completed on a retry)."""
-        if self.record is not None:
-            self.record.response = body
-            db.session.flush()
-
-    def claim(self) -> Response | None:
-        """Return the response to replay, or None once the key is ours for this transaction."""
-        if self.key is None:
-            return None
-        stored = self._stored()
-        if stored is not None:
-            return self._replay(stored)
         record = IdempotencyRecord(scope=self.scope, key=self.key, request_digest=self.digest)
         try:
             with db.session.begin_nested():
@@ -141,9 +122,20 @@ class Idempotent:
             stored = self._stored()
             if stored is None:
                 raise Problem(409, "Retry the request.", kind="idempotency-in-progress") from None
-            return self._replay(stored)
+            return self._answer(stored)
         self.record = record
         return None
+
+    def claim(self) -> Response | None:
+        """Return the response to replay, or None once the key is ours for this transaction."""
+        answer = self.claim_answer()
+        return None if answer is None else self.replayed(answer.status, answer.body)
+
+    def refresh(self, body: Any) -> None:
+        """Replace the stored answer of a finished request (a step completed on a retry)."""
+        if self.record is not None:
+            self.record.response = body
+            db.session.flush()
 
     def finish(self, status_code: int, body: Any) -> None:
         """Store the response for replay, in the transaction that did the work."""

@@ -35,7 +35,7 @@ from core.bookings.schemas import (
 from core.catalog import services as catalog
 from core.errors import Problem, field_error
 from core.extensions import db
-from core.idempotency import Idempotent
+from core.idempotency import Idempotent, StoredAnswer
 from core.payments import services as payments
 from core.privacy.routes import carry_gpc
 from core.sales import services as sales
@@ -191,7 +191,7 @@ class OnlineBookings(MethodView):
         return json_response(body, 201)
 
 
-def _online_replay(clinic: Any, idempotent: Idempotent, replay: Any) -> Any:
+def _online_replay(clinic: Any, idempotent: Idempotent, replay: StoredAnswer) -> Any:
     """Answer a repeated online booking: the first answer, with its payment step if it lacked one."""
     body = replay.body
     if replay.status == 201 and not body.get("payment"):
