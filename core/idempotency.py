@@ -18,6 +18,7 @@ from core import clock
 from core.errors import Problem, field_error
 from core.extensions import UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
+from core.unit_of_work import transaction
 
 MAX_KEY_LENGTH = 200
 
@@ -131,12 +132,14 @@ class Idempotent:
         answer = self.claim_answer()
         return None if answer is None else self.replayed(answer.status, answer.body)
 
+    @transaction
     def refresh(self, body: Any) -> None:
         """Replace the stored answer of a finished request (a step completed on a retry)."""
         if self.record is not None:
             self.record.response = body
             db.session.flush()
 
+    @transaction
     def finish(self, status_code: int, body: Any) -> None:
         """Store the response for replay, in the transaction that did the work."""
         if self.record is not None:

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.clock",
             "core.errors",
             "core.extensions",
+            "core.unit_of_work",
             "core.schemas",
             "core.api",
             "core.security_headers",

@@ -33,12 +33,13 @@ from core.bookings.schemas import (
     TurnedAwaySchema,
 )
 from core.catalog import services as catalog
-from core.errors import Problem, field_error
+from core.errors import Problem
 from core.extensions import db
 from core.idempotency import Idempotent, StoredAnswer
 from core.payments import services as payments
 from core.privacy.routes import carry_gpc
 from core.sales import services as sales
+from core.unit_of_work import unit_of_work
 
 blp = Blueprint(
     "bookings",
@@ -124,11 +125,8 @@ def _payment_step(clinic: Any, booking: Booking, token: str) -> dict[str, Any]:
     if booking.status != BookingStatus.held or not owes or not clinic.stripe_account_id:
         return {}
     try:
-        result = payments.deposit_payment(clinic, booking)
-        db.session.commit()
-        return {"payment": result}
+        return {"payment": payments.deposit_payment(clinic, booking)}
     except (Problem, stripe.StripeError, SQLAlchemyError) as error:
-        db.session.rollback()
         current_app.logger.warning(
             "could not start the deposit of booking %s: %r", booking.id, error
         )
@@ -168,26 +166,25 @@ class OnlineBookings(MethodView):
         clinic = current_clinic()
         if replay is not None:
             return _online_replay(clinic, idempotent, replay)
-        client = bookings.guest_client(data["client"])
-        carry_gpc(client)
-        booking = bookings.book(
-            clinic,
-            client=client,
-            service_id=data["service_id"],
-            location_id=data["location_id"],
-            provider_id=data.get("provider_id"),
-            starts_at=data["starts_at"],
-            online=True,
-        )
-        body = _ONLINE_RESULT_SCHEMA.dump(_online_result(booking))
-        idempotent.finish(201, body)
-        db.session.commit()
+        with unit_of_work():  # the booking and the answer to a retry commit together
+            client = bookings.guest_client(data["client"])
+            carry_gpc(client)
+            booking = bookings.book(
+                clinic,
+                client=client,
+                service_id=data["service_id"],
+                location_id=data["location_id"],
+                provider_id=data.get("provider_id"),
+                starts_at=data["starts_at"],
+                online=True,
+            )
+            body = _ONLINE_RESULT_SCHEMA.dump(_online_result(booking))
+            idempotent.finish(201, body)
         # After the commit: no call to Stripe is made while the calendar is locked.
         step = _payment_step(clinic, booking, body["self_service_token"])
         if step:
             body = {**body, "payment_retry": None, **step}
             idempotent.finish(201, body)  # a retry replays the payment step too
-            db.session.commit()
         return json_response(body, 201)
 
 
@@ -200,7 +197,6 @@ def _online_replay(clinic: Any, idempotent: Idempotent, replay: StoredAnswer) ->
         if "payment" in step:
             body = {**body, "payment_retry": None, **step}
             idempotent.refresh(body)
-            db.session.commit()
         elif step:
             body = {**body, **step}
     return idempotent.replayed(replay.status, body)
@@ -224,19 +220,19 @@ class Bookings(MethodView):
         replay = idempotent.claim()
         if replay is not None:
             return replay
-        booking = bookings.book(
-            current_clinic(),
-            client=data["client_id"],
-            service_id=data["service_id"],
-            location_id=data["location_id"],
-            provider_id=data.get("provider_id"),
-            starts_at=data["starts_at"],
-            online=False,
-            actor_user_id=_user_id(),
-        )
-        body = _BOOKING_SCHEMA.dump(booking)
-        idempotent.finish(201, body)
-        db.session.commit()
+        with unit_of_work():  # the booking and the answer to a retry commit together
+            booking = bookings.book(
+                current_clinic(),
+                client=data["client_id"],
+                service_id=data["service_id"],
+                location_id=data["location_id"],
+                provider_id=data.get("provider_id"),
+                starts_at=data["starts_at"],
+                online=False,
+                actor_user_id=_user_id(),
+            )
+            body = _BOOKING_SCHEMA.dump(booking)
+            idempotent.finish(201, body)
         return json_response(body, 201)
 
 
@@ -265,20 +261,10 @@ class Confirmation(MethodView):
         """
         booking = bookings.booking(booking_id)
         if data["method"] == "gift_certificate":
-            certificate = sales.gift_certificate(data.get("gift_certificate_code") or "")
-            if sales.gift_certificate_balance(certificate).minor <= 0:
-                raise Problem(
-                    409,
-                    "This gift certificate has been used up.",
-                    errors=[field_error("gift_certificate_code", "used up")],
-                )
-            booking.requirements = {
-                **booking.requirements,
-                "gift_certificate_id": certificate.id,
-            }
-        booking = bookings.confirm(current_clinic(), booking, data["method"], _user_id())
-        db.session.commit()
-        return booking
+            return sales.confirm_with_gift_certificate(
+                current_clinic(), booking, data.get("gift_certificate_code") or "", _user_id()
+            )
+        return bookings.confirm(current_clinic(), booking, data["method"], _user_id())
 
 
 @blp.route("/bookings/<id:booking_id>/cancellation-preview")
@@ -305,7 +291,6 @@ class Cancellation(MethodView):
         decision = bookings.cancel(
             current_clinic(), booking, by=data["by"], actor_user_id=_user_id()
         )
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -326,7 +311,6 @@ class Reschedule(MethodView):
             provider_id=data.get("provider_id"),
             online=False,
         )
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -338,7 +322,6 @@ class CheckIn(MethodView):
         """Check the client in; a late client gets the policy's options instead."""
         booking = bookings.booking(booking_id)
         decision = bookings.check_in(current_clinic(), booking, _user_id())
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -353,7 +336,6 @@ class LateArrival(MethodView):
         decision = bookings.resolve_late_arrival(
             current_clinic(), booking, data["option"], _user_id(), data.get("new_starts_at")
         )
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -368,7 +350,6 @@ class TurnedAway(MethodView):
         decision = bookings.turn_away(
             current_clinic(), booking, data["reason"], data["new_starts_at"], _user_id()
         )
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -379,7 +360,6 @@ class Completion(MethodView):
     def post(self, clinic_slug: str, booking_id: int) -> Booking:
         """Mark the treatment done."""
         booking = bookings.complete(bookings.booking(booking_id), _user_id())
-        db.session.commit()
         return booking
 
 
@@ -391,7 +371,6 @@ class NoShow(MethodView):
         """Record that the client did not come; the policy decides the fee."""
         booking = bookings.booking(booking_id)
         decision = bookings.mark_no_show(current_clinic(), booking, _user_id())
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -414,7 +393,6 @@ class OwnBooking(MethodView):
         """Show my booking."""
         booking = _own_booking(token)
         carry_gpc(booking.client)
-        db.session.commit()
         return booking
 
 
@@ -438,7 +416,6 @@ class OwnCancellation(MethodView):
         """Cancel my booking; the response says what it cost and why."""
         booking = _own_booking(token)
         decision = bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
-        db.session.commit()
         return _decision(decision, booking)
 
 
@@ -449,7 +426,6 @@ class OwnDepositPayment(MethodView):
     def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """Pay what my booking owes up front: what Stripe.js needs, the same on every call."""
         result = payments.deposit_payment(current_clinic(), _own_booking(token))
-        db.session.commit()
         return result
 
 
@@ -469,7 +445,6 @@ class OwnCardSetup(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, token: str) -> dict[str, Any]:
         """Save my card to guarantee my booking, accepting the clinic's policy."""
         result = payments.card_setup(current_clinic(), _own_booking(token))
-        db.session.commit()
         return result
 
 
@@ -499,5 +474,4 @@ class OwnReschedule(MethodView):
             provider_id=data.get("provider_id"),
             online=True,
         )
-        db.session.commit()
         return _decision(decision, booking)

@@ -67,6 +67,7 @@ from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import require_clinic_ref
 from core.tenancy.services import hooks_for
+from core.unit_of_work import transaction
 
 REFUSALS = {
     "in_past": "That time has already passed.",
@@ -696,6 +697,7 @@ def _require(booking: Booking, *allowed: BookingStatus) -> None:
         )
 
 
+@transaction
 def confirm(clinic: Clinic, booking: Booking, method: str, actor_user_id: int | None) -> Booking:
     """Confirm a held booking once its guarantee is in (card on file, gift certificate, payment)."""
     now = clock.now()
@@ -753,6 +755,7 @@ def preview_cancellation(
     )
 
 
+@transaction
 def cancel(clinic: Clinic, booking: Booking, *, by: str, actor_user_id: int | None) -> Any:
     """Cancel a booking under the clinic's policy; record the fee owed and the deposit's fate."""
     _require(booking, BookingStatus.held, BookingStatus.confirmed)
@@ -823,6 +826,7 @@ def _settle_deposit(booking: Booking, outcome: DepositOutcome) -> None:
     booking.requirements = {**booking.requirements, "deposit_outcome": outcome.value}
 
 
+@transaction
 def reschedule(
     clinic: Clinic,
     booking: Booking,
@@ -935,6 +939,7 @@ def _carry_deposit(booking: Booking, decision: Any, old_starts_at: datetime) -> 
         )
 
 
+@transaction
 def check_in(
     clinic: Clinic, booking: Booking, actor_user_id: int | None, arrived_at: datetime | None = None
 ) -> Any:
@@ -961,6 +966,7 @@ def check_in(
     return decision
 
 
+@transaction
 def resolve_late_arrival(
     clinic: Clinic,
     booking: Booking,
@@ -1043,6 +1049,7 @@ def resolve_late_arrival(
     )
 
 
+@transaction
 def turn_away(
     clinic: Clinic,
     booking: Booking,
@@ -1072,6 +1079,7 @@ def turn_away(
     )
 
 
+@transaction
 def complete(booking: Booking, actor_user_id: int | None) -> Booking:
     """Mark a checked-in booking's treatment done."""
     _require(booking, BookingStatus.checked_in)
@@ -1082,6 +1090,7 @@ def complete(booking: Booking, actor_user_id: int | None) -> Booking:
     return booking
 
 
+@transaction
 def mark_no_show(clinic: Clinic, booking: Booking, actor_user_id: int | None) -> Any:
     """Record that the client did not come, with the policy's fee and deposit outcome."""
     _require(booking, BookingStatus.confirmed)

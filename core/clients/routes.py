@@ -12,7 +12,6 @@ from core.accounts.access import Permission, current_clinic, current_principal, 
 from core.api import Blueprint, paginated
 from core.clients import services
 from core.clients.models import Client
-from core.clients.photos import photo_store
 from core.clients.schemas import (
     ClientInputSchema,
     ClientListSchema,
@@ -48,7 +47,6 @@ from core.clients.schemas import (
     RevokeSchema,
 )
 from core.errors import Problem, field_error
-from core.extensions import db
 
 blp = Blueprint(
     "clients",
@@ -90,7 +88,6 @@ class Clients(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> Client:
         """Add a client."""
         record = services.create_client(data)
-        db.session.commit()
         return _with_gates(record)
 
 
@@ -108,7 +105,6 @@ class ClientRecord(MethodView):
     def patch(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> Client:
         """Change a client's details."""
         record = services.update_client(services.client(client_id), data)
-        db.session.commit()
         return _with_gates(record)
 
 
@@ -120,7 +116,6 @@ class Guardians(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> Any:
         """Record a parent or guardian of a client."""
         guardian = services.add_guardian(services.client(client_id), data)
-        db.session.commit()
         return guardian
 
 
@@ -131,7 +126,6 @@ class Intake(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> Any:
         """Show the latest health intake (providers and managers; audited)."""
         found = services.intake(current_principal(), services.client(client_id))
-        db.session.commit()
         return found
 
     @requires(Permission.view_clients)
@@ -145,7 +139,6 @@ class Intake(MethodView):
             data["answers"],
             data.get("change_reason"),
         )
-        db.session.commit()
         return found
 
 
@@ -156,7 +149,6 @@ class IntakeVersions(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List every version of the health intake, oldest first."""
         found = services.intake_versions(current_principal(), services.client(client_id))
-        db.session.commit()
         return paginated(found)
 
 
@@ -167,7 +159,6 @@ class IntakeVersion(MethodView):
     def get(self, clinic_slug: str, client_id: int, version: int) -> Any:
         """Show one version of the health intake."""
         found = services.intake(current_principal(), services.client(client_id), version)
-        db.session.commit()
         return found
 
 
@@ -178,7 +169,6 @@ class Notes(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List file notes (skin, treatment, medical conditions, leisure activities)."""
         found = services.notes(current_principal(), services.client(client_id))
-        db.session.commit()
         return paginated(found)
 
     @requires(Permission.view_clients)
@@ -189,7 +179,6 @@ class Notes(MethodView):
         note = services.add_note(
             current_principal(), services.client(client_id), data["kind"], data["body"]
         )
-        db.session.commit()
         return note
 
 
@@ -207,7 +196,6 @@ class NoteAmendments(MethodView):
             data["body"],
             amends_note_id=note_id,
         )
-        db.session.commit()
         return note
 
 
@@ -218,7 +206,6 @@ class Products(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List products used in the clinic and at home."""
         found = services.products(current_principal(), services.client(client_id))
-        db.session.commit()
         return paginated(found)
 
     @requires(Permission.view_clients)
@@ -227,7 +214,6 @@ class Products(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> Any:
         """Record a product used."""
         use = services.add_product(current_principal(), services.client(client_id), data)
-        db.session.commit()
         return use
 
 
@@ -238,7 +224,6 @@ class Reactions(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List adverse reactions."""
         found = services.reactions(current_principal(), services.client(client_id))
-        db.session.commit()
         return paginated(found)
 
     @requires(Permission.view_clients)
@@ -247,7 +232,6 @@ class Reactions(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> Any:
         """Record an adverse reaction and the product or service that caused it."""
         reaction = services.add_reaction(current_principal(), services.client(client_id), data)
-        db.session.commit()
         return reaction
 
 
@@ -265,7 +249,6 @@ class Consents(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, client_id: int) -> Any:
         """Record a consent with the exact text and version shown."""
         consent = services.give_consent(current_principal(), services.client(client_id), data)
-        db.session.commit()
         return consent
 
 
@@ -279,7 +262,6 @@ class ConsentRevocation(MethodView):
         consent = services.revoke_consent(
             current_principal(), services.client(client_id), consent_id, data["method"]
         )
-        db.session.commit()
         return consent
 
 
@@ -295,7 +277,6 @@ class Photos(MethodView):
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List the client's photos (details only)."""
         found = services.photos(current_principal(), services.client(client_id))
-        db.session.commit()
         return paginated([_photo_view(p) for p in found])
 
     @requires(Permission.view_clients)
@@ -327,12 +308,6 @@ class Photos(MethodView):
             clinic_slug=clinic_slug,
             max_bytes=max_bytes,
         )
-        try:
-            db.session.commit()
-        except Exception:
-            # The file was stored before the commit; do not leave it orphaned.
-            photo_store().delete(photo.storage_key)
-            raise
         return _photo_view(photo)
 
 
@@ -345,7 +320,6 @@ class PhotoImage(MethodView):
         photo, data = services.photo_image(
             current_principal(), services.client(client_id), photo_id
         )
-        db.session.commit()
         return Response(data, mimetype=photo.content_type)  # no-store: core.security_headers
 
 
@@ -362,7 +336,6 @@ class Export(MethodView):
             args.get("recipient"),
             args.get("purpose"),
         )
-        db.session.commit()
         return document
 
 
@@ -391,7 +364,6 @@ class Disclosures(MethodView):
             data["purpose"],
             data["description"],
         )
-        db.session.commit()
 
 
 @blp.route("/emergency-access")
@@ -411,7 +383,6 @@ class EmergencyAccessGrants(MethodView):
         grant = services.open_emergency_access(
             current_principal(), services.client(data["client_id"]), data["reason"], data["minutes"]
         )
-        db.session.commit()
         return grant
 
 
@@ -423,5 +394,4 @@ class EmergencyAccessReview(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, grant_id: int) -> Any:
         """Review a break-glass grant (and end it if it is still running)."""
         grant = services.review_emergency_access(current_principal(), grant_id, data["note"])
-        db.session.commit()
         return grant

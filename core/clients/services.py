@@ -38,6 +38,7 @@ from core.hooks.decisions import AgeRule
 from core.schemas import normalise_phone
 from core.tenancy.models import Clinic, Location
 from core.tenancy.services import hooks_for
+from core.unit_of_work import transaction, unit_of_work
 
 #: The longest a break-glass grant may run.
 MAX_EMERGENCY_MINUTES = 240
@@ -156,6 +157,7 @@ def _apply_contact(record: Client, data: dict[str, Any]) -> None:
     record.search_preferred = fold(record.preferred_name) or None
 
 
+@transaction
 def create_client(data: dict[str, Any]) -> Client:
     """Add a client to the current clinic from validated ``data``."""
     _check_location(data.get("preferred_location_id"))
@@ -166,6 +168,7 @@ def create_client(data: dict[str, Any]) -> Client:
     return record
 
 
+@transaction
 def update_client(record: Client, data: dict[str, Any]) -> Client:
     """Change a client's contact details."""
     _check_location(data.get("preferred_location_id"))
@@ -174,6 +177,7 @@ def update_client(record: Client, data: dict[str, Any]) -> Client:
     return record
 
 
+@transaction
 def add_guardian(record: Client, data: dict[str, Any]) -> Guardian:
     """Record a parent or guardian of ``record``."""
     guardian = Guardian(client_id=record.id, **data)
@@ -341,6 +345,7 @@ def _read_records(
 # --- health intake ---------------------------------------------------------------------
 
 
+@transaction
 def intake_versions(actor: Principal, record: Client) -> list[HealthIntake]:
     """Return every version of the client's intake, oldest first (audited read)."""
     require_health_access(actor, record.id)
@@ -361,6 +366,7 @@ def intake_versions(actor: Principal, record: Client) -> list[HealthIntake]:
     return versions
 
 
+@transaction
 def intake(actor: Principal, record: Client, version: int | None = None) -> HealthIntake:
     """Return the latest (or a given) version of the client's intake (audited read)."""
     require_health_access(actor, record.id)
@@ -378,6 +384,7 @@ def intake(actor: Principal, record: Client, version: int | None = None) -> Heal
     return found
 
 
+@transaction
 def record_intake(
     actor: Principal, record: Client, answers: dict[str, Any], change_reason: str | None
 ) -> HealthIntake:
@@ -423,11 +430,13 @@ def record_intake(
 # --- clinical record ---------------------------------------------------------------------
 
 
+@transaction
 def notes(actor: Principal, record: Client) -> list[ClinicalNote]:
     """Return the client's file notes, oldest first, amendments after what they amend."""
     return _read_records(actor, record, ClinicalNote, "clinical_note", ["body"])
 
 
+@transaction
 def add_note(
     actor: Principal, record: Client, kind: str, body: str, amends_note_id: int | None = None
 ) -> ClinicalNote:
@@ -456,11 +465,13 @@ def add_note(
     return note
 
 
+@transaction
 def products(actor: Principal, record: Client) -> list[ProductUse]:
     """Return the products used on or by the client (audited read)."""
     return _read_records(actor, record, ProductUse, "product_use", ["product", "details"])
 
 
+@transaction
 def add_product(actor: Principal, record: Client, data: dict[str, Any]) -> ProductUse:
     """Record a product used in the clinic or at home."""
     require_health_access(actor, record.id, write=True)
@@ -471,6 +482,7 @@ def add_product(actor: Principal, record: Client, data: dict[str, Any]) -> Produ
     return use
 
 
+@transaction
 def reactions(actor: Principal, record: Client) -> list[AdverseReaction]:
     """Return the client's adverse reactions (audited read)."""
     return _read_records(
@@ -478,6 +490,7 @@ def reactions(actor: Principal, record: Client) -> list[AdverseReaction]:
     )
 
 
+@transaction
 def add_reaction(actor: Principal, record: Client, data: dict[str, Any]) -> AdverseReaction:
     """Record an adverse reaction, linked to the product (or service) that caused it."""
     require_health_access(actor, record.id, write=True)
@@ -525,6 +538,7 @@ def active_consent(client_id: int, kind: ConsentKind) -> Consent | None:
     )
 
 
+@transaction
 def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Consent:
     """Record a consent with its exact text, version, time, method and evidence."""
     guardian_id = data.get("guardian_id")
@@ -567,6 +581,7 @@ def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Cons
     return consent
 
 
+@transaction
 def revoke_consent(actor: Principal, record: Client, consent_id: int, method: str) -> Consent:
     """Revoke one consent, and with it any earlier consent of the same kind.
 
@@ -622,6 +637,7 @@ def withdraw_consents(
 # --- break-glass --------------------------------------------------------------------------
 
 
+@transaction
 def open_emergency_access(
     actor: Principal, record: Client, reason: str, minutes: int
 ) -> EmergencyAccess:
@@ -656,6 +672,7 @@ def emergency_grants(unreviewed_only: bool = False) -> list[EmergencyAccess]:
     return list(db.session.scalars(statement))
 
 
+@transaction
 def review_emergency_access(actor: Principal, grant_id: int, note: str) -> EmergencyAccess:
     """Mark a break-glass grant reviewed, with the reviewer's note; ends it if still running."""
     grant = db.session.get(EmergencyAccess, grant_id)
@@ -699,6 +716,7 @@ def export_document(record: Client) -> dict[str, Any]:
     }
 
 
+@transaction
 def export(
     actor: Principal, record: Client, recipient: str | None = None, purpose: str | None = None
 ) -> dict[str, Any]:
@@ -718,6 +736,7 @@ def export(
     return document
 
 
+@transaction
 def record_disclosure(
     actor: Principal, record: Client, recipient: str, purpose: str, description: str
 ) -> None:
@@ -757,7 +776,7 @@ def add_photo(
 
     Marketing use needs its own consent, and counts only while it stands.
     """
-    from core.clients.photos import clean_image, store_photo
+    from core.clients.photos import clean_image, photo_store, store_photo
 
     require_health_access(actor, record.id, write=True)
     consent = active_consent(record.id, ConsentKind.clinical_photos)
@@ -776,31 +795,39 @@ def add_photo(
         )
     image = clean_image(raw, max_bytes)
     key = store_photo(image, clinic_slug)
-    photo = Photo(
-        client_id=record.id,
-        kind=kind,
-        consent_id=consent.id,
-        caption=caption,
-        storage_key=key,
-        content_type=image.content_type,
-        byte_size=len(image.data),
-        width=image.width,
-        height=image.height,
-        taken_on=taken_on,
-        marketing_use=marketing_use,
-        uploaded_by_user_id=actor.user.id,
-    )
-    db.session.add(photo)
-    db.session.flush()
-    _audit(AuditAction.create, "photo", record.id, photo.id, fields=["image"])
+    try:
+        with unit_of_work():
+            photo = Photo(
+                client_id=record.id,
+                kind=kind,
+                consent_id=consent.id,
+                caption=caption,
+                storage_key=key,
+                content_type=image.content_type,
+                byte_size=len(image.data),
+                width=image.width,
+                height=image.height,
+                taken_on=taken_on,
+                marketing_use=marketing_use,
+                uploaded_by_user_id=actor.user.id,
+            )
+            db.session.add(photo)
+            db.session.flush()
+            _audit(AuditAction.create, "photo", record.id, photo.id, fields=["image"])
+    except BaseException:
+        # The file is stored before the row commits; a row that never commits leaves no file.
+        photo_store().delete(key)
+        raise
     return photo
 
 
+@transaction
 def photos(actor: Principal, record: Client) -> list[Photo]:
     """Return the client's photos' details (audited read)."""
     return _read_records(actor, record, Photo, "photo", ["caption"])
 
 
+@transaction
 def photo_image(actor: Principal, record: Client, photo_id: int) -> tuple[Photo, bytes]:
     """Return one photo and its decrypted image (audited read)."""
     from core.clients.photos import load_photo

@@ -17,11 +17,13 @@ from sqlalchemy import select
 from core import clock
 from core.clients.models import Client, Consent, ConsentKind, ConsentMethod
 from core.clients.services import withdraw_consents
+from core.errors import Problem
 from core.extensions import db
 from core.privacy.calendars import add_us_business_days, end_of_day, local_day
 from core.privacy.models import OptOutReview
 from core.schemas import normalise_phone
 from core.tenancy.models import Clinic
+from core.unit_of_work import transaction
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
@@ -161,8 +163,14 @@ def _last_stopped(client_id: int) -> list[ConsentKind]:
     )
 
 
-def decide_review(review: OptOutReview, decision: str, user_id: int) -> OptOutReview:
+@transaction
+def decide_review(review_id: int, decision: str, user_id: int) -> OptOutReview:
     """Record staff's reading of a free-text reply; an opt-out withdraws every SMS consent."""
+    review = db.session.get(OptOutReview, review_id, with_for_update=True)
+    if review is None:
+        raise Problem(404, "No such review at this clinic.")
+    if review.decided_at is not None:
+        raise Problem(409, "This text has been decided already.", kind="already-decided")
     now = clock.now()
     review.decision = decision
     review.decided_at = now

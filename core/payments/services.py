@@ -38,6 +38,7 @@ from core.payments.models import (
 )
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
+from core.unit_of_work import transaction
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def for_stripe_js(client_secret: str, account: str, **details: Any) -> dict[str,
     }
 
 
+@transaction
 def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     """Return what Stripe.js needs to pay what the held booking owes up front.
 
@@ -916,6 +918,7 @@ def reconcile(clinic: Clinic) -> Reconciliation:
 CARD_GUARANTEES = ("card_on_file", "card_or_gift_certificate")
 
 
+@transaction
 def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     """Return what Stripe.js needs to save the client's card for the booking's guarantee.
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response, request, session
 from flask.views import MethodView
-from sqlalchemy import select
 
 from core.accounts.access import (
     Permission,
@@ -17,11 +16,8 @@ from core.accounts.access import (
 )
 from core.api import Blueprint, paginated
 from core.clients import services as clients
-from core.errors import Problem
-from core.extensions import db
 from core.messaging import inbound
 from core.privacy import services
-from core.privacy.models import DataRecipient, OptOutReview
 from core.privacy.schemas import (
     BreachInputSchema,
     BreachListSchema,
@@ -101,8 +97,6 @@ class PrivacyRequests(MethodView):
         """Make a privacy request (access, deletion, correction, opt-out...); it is acknowledged at once."""
         clinic = current_clinic()
         request = services.submit(clinic, data)
-        db.session.commit()
-        services.carry_out_notices(clinic, request)
         return request
 
     @requires(Permission.manage_privacy)
@@ -122,8 +116,6 @@ class RecordedPrivacyRequests(MethodView):
         """Record a request received by phone, mail or at the desk, with when it arrived."""
         clinic = current_clinic()
         request = services.submit(clinic, data, current_principal())
-        db.session.commit()
-        services.carry_out_notices(clinic, request)
         return request
 
 
@@ -146,7 +138,6 @@ class Verification(MethodView):
         request = services.verify(
             current_clinic(), services.request_of(request_id), current_principal(), **data
         )
-        db.session.commit()
         return request
 
 
@@ -158,7 +149,6 @@ class Extension(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, request_id: int) -> Any:
         """Extend the deadline once, with the notice sent to the requester and the reason."""
         request = services.extend(current_clinic(), services.request_of(request_id), **data)
-        db.session.commit()
         return request
 
 
@@ -180,8 +170,6 @@ class Completion(MethodView):
             current_principal(),
             data.get("outcome"),
         )
-        db.session.commit()
-        services.carry_out_notices(clinic, request)
         return request
 
 
@@ -207,7 +195,6 @@ class ProcessorNoticeSent(MethodView):
         notice = services.mark_processor_notice_sent(
             services.request_of(request_id), notice_id, data.get("outcome")
         )
-        db.session.commit()
         return notice
 
 
@@ -221,7 +208,6 @@ class Denial(MethodView):
         request = services.deny(
             current_clinic(), services.request_of(request_id), current_principal(), data["reason"]
         )
-        db.session.commit()
         return request
 
 
@@ -234,7 +220,6 @@ class Export(MethodView):
         document = services.access_export(
             current_clinic(), services.request_of(request_id), current_principal()
         )
-        db.session.commit()
         return document
 
 
@@ -247,7 +232,6 @@ class ReadableExport(MethodView):
         document = services.access_export(
             clinic, services.request_of(request_id), current_principal()
         )
-        db.session.commit()
         return Response(services.readable(document, clinic), mimetype="text/html")
 
 
@@ -268,7 +252,6 @@ class Breaches(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
         """Register an incident; the response lists each notice it requires, to whom and by when."""
         incident = services.record_breach(current_clinic(), data, current_principal())
-        db.session.commit()
         return incident
 
     @requires(Permission.manage_privacy)
@@ -285,7 +268,6 @@ class NoticeSent(MethodView):
     def post(self, clinic_slug: str, incident_id: int, notice_id: int) -> Any:
         """Record that a breach notice was sent."""
         notice = services.mark_notice_sent(incident_id, notice_id)
-        db.session.commit()
         return notice
 
 
@@ -296,16 +278,13 @@ class DataRecipients(MethodView):
     @blp.response(201, DataRecipientSchema)
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
         """Record a processor or recipient of client data, where it is and on what basis."""
-        recipient = DataRecipient(**data)
-        db.session.add(recipient)
-        db.session.commit()
-        return recipient
+        return services.add_data_recipient(data)
 
     @requires(Permission.manage_privacy)
     @blp.response(200, DataRecipientListSchema)
     def get(self, clinic_slug: str) -> dict[str, Any]:
         """The clinic's data recipients."""
-        return paginated(list(db.session.scalars(select(DataRecipient).order_by(DataRecipient.id))))
+        return paginated(services.data_recipients())
 
 
 @blp.route("/data-recipients/<id:recipient_id>/transfers")
@@ -316,7 +295,6 @@ class Transfers(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str, recipient_id: int) -> Any:
         """Send a client's data to a recipient: refused where the rules forbid it, logged as a disclosure."""
         result = services.transfer(current_clinic(), current_principal(), recipient_id, data)
-        db.session.commit()
         return result
 
 
@@ -336,11 +314,4 @@ class OptOutDecision(MethodView):
     @blp.response(200, OptOutReviewSchema)
     def post(self, data: dict[str, Any], clinic_slug: str, review_id: int) -> Any:
         """Decide a reviewed text: an opt-out withdraws every SMS consent of the client."""
-        review = db.session.get(OptOutReview, review_id)
-        if review is None:
-            raise Problem(404, "No such review at this clinic.")
-        if review.decided_at is not None:
-            raise Problem(409, "This text has been decided already.", kind="already-decided")
-        inbound.decide_review(review, data["decision"], current_principal().user.id)
-        db.session.commit()
-        return review
+        return inbound.decide_review(review_id, data["decision"], current_principal().user.id)

@@ -66,6 +66,7 @@ from core.privacy.models import (
 )
 from core.tenancy.models import Clinic
 from core.tenancy.services import hooks_for
+from core.unit_of_work import after_commit, no_open_unit, transaction, unit_of_work
 
 MARKETING_CONSENTS = (
     ConsentKind.marketing_email,
@@ -145,6 +146,7 @@ def representative_age(clinic: Clinic) -> int:
 # --- requests ------------------------------------------------------------------------------
 
 
+@transaction
 def submit(clinic: Clinic, data: dict[str, Any], actor: Principal | None = None) -> PrivacyRequest:
     """Record a privacy request, give it its deadline and acknowledge it.
 
@@ -249,6 +251,7 @@ def _require_open(request: PrivacyRequest) -> None:
         raise Problem(409, f"The request is already {request.status.value}.", kind="request-closed")
 
 
+@transaction
 def verify(
     clinic: Clinic,
     request: PrivacyRequest,
@@ -294,6 +297,7 @@ def _check_representative(clinic: Clinic, record: Client, guardian_id: int | Non
         )
 
 
+@transaction
 def extend(clinic: Clinic, request: PrivacyRequest, reason: str, notice: str) -> PrivacyRequest:
     """Extend the deadline once, as far as the rules allow, recording the notice sent and why."""
     _require_open(request)
@@ -319,6 +323,7 @@ def extend(clinic: Clinic, request: PrivacyRequest, reason: str, notice: str) ->
     return request
 
 
+@transaction
 def deny(
     clinic: Clinic, request: PrivacyRequest, actor: Principal | None, reason: str
 ) -> PrivacyRequest:
@@ -332,13 +337,14 @@ def deny(
     return request
 
 
+@transaction
 def complete(
     clinic: Clinic, request: PrivacyRequest, actor: Principal | None, outcome: str | None = None
 ) -> PrivacyRequest:
     """Carry out the request and close it.
 
     Deletion runs the deletion plan and records a notice to each processor
-    holding the client's data; once the caller commits, :func:`carry_out_notices`
+    holding the client's data; once the deletion commits, :func:`carry_out_notices`
     deletes the Stripe customer. An opt-out takes effect; access is answered
     by the export; other rights (correct, restrict, object) are done by staff
     through the client record and closed with the outcome.
@@ -357,6 +363,7 @@ def complete(
     result: dict[str, Any] = {}
     if kind == PrivacyRight.delete:
         plan = delete_client_data(clinic, record, request)
+        after_commit(lambda: carry_out_notices(clinic, request))
         result = {
             "plan": [dataclasses.asdict(item) for item in plan.items],
             "processors": [dataclasses.asdict(item) for item in plan.processors],
@@ -406,6 +413,7 @@ def opted_out_of_sale(client_id: int) -> bool:
     ) > 0
 
 
+@transaction
 def carry_gpc(clinic: Clinic, client: Client) -> PrivacyRequest | None:
     """Apply a browser's Global Privacy Control signal to the client it now belongs to.
 
@@ -434,6 +442,7 @@ def carry_gpc(clinic: Clinic, client: Client) -> PrivacyRequest | None:
 # --- access ----------------------------------------------------------------------------------
 
 
+@transaction
 def access_export(clinic: Clinic, request: PrivacyRequest, actor: Principal) -> dict[str, Any]:
     """Return everything held about the request's client within its lookback, as data.
 
@@ -966,8 +975,8 @@ def _notice(request: PrivacyRequest, record: Client, item: ProcessorItem) -> Pro
 def carry_out_notices(clinic: Clinic, request: PrivacyRequest, *, again: bool = False) -> None:
     """Delete the Stripe customer a committed deletion decided to delete, and record the outcome.
 
-    Call with the deletion committed: each call to Stripe sits between two
-    short transactions (the intent read before it, the answer written after),
+    Runs once the deletion has committed: each call to Stripe sits between two
+    short units of work (the intent read before it, the answer written after),
     so no row is locked while Stripe answers. ``again`` also retries a failed
     call and looks again at a customer kept for a reason that may have ended
     (a fee since paid, a dispute closed).
@@ -975,38 +984,37 @@ def carry_out_notices(clinic: Clinic, request: PrivacyRequest, *, again: bool = 
     statuses = [ProcessorNoticeStatus.pending]
     if again:
         statuses += [ProcessorNoticeStatus.failed, ProcessorNoticeStatus.kept]
-    due = list(
-        db.session.scalars(
-            select(ProcessorNotice.id)
-            .where(
-                ProcessorNotice.request_id == request.id,
-                ProcessorNotice.processor == "stripe",
-                ProcessorNotice.action.in_(["delete", "keep"]),
-                ProcessorNotice.status.in_(statuses),
+    with unit_of_work():  # a read only: nothing stays open while Stripe answers
+        due = list(
+            db.session.scalars(
+                select(ProcessorNotice.id)
+                .where(
+                    ProcessorNotice.request_id == request.id,
+                    ProcessorNotice.processor == "stripe",
+                    ProcessorNotice.action.in_(["delete", "keep"]),
+                    ProcessorNotice.status.in_(statuses),
+                )
+                .order_by(ProcessorNotice.id)
             )
-            .order_by(ProcessorNotice.id)
         )
-    )
-    db.session.commit()  # a read only: nothing stays open while Stripe answers
     for notice_id in due:
         _delete_stripe_customer(clinic, notice_id)
 
 
 def _delete_stripe_customer(clinic: Clinic, notice_id: int) -> None:
-    notice = db.session.get(ProcessorNotice, notice_id)
-    if notice.status == ProcessorNoticeStatus.deleted:
-        db.session.commit()  # another attempt finished it since it was listed
-        return
-    if notice.status == ProcessorNoticeStatus.kept:
-        reasons = _stripe_keep_reasons(db.session.get(Client, notice.client_id))
-        if reasons:
-            notice.outcome = _kept_because(reasons)
-            notice.attempted_at = clock.now()
-            db.session.commit()
-            return
-    notice.action = "delete"  # nothing holds it any more, if it was kept
-    customer, account = notice.reference, notice.account
-    db.session.commit()
+    with unit_of_work():
+        notice = db.session.get(ProcessorNotice, notice_id)
+        if notice.status == ProcessorNoticeStatus.deleted:
+            return  # another attempt finished it since it was listed
+        if notice.status == ProcessorNoticeStatus.kept:
+            reasons = _stripe_keep_reasons(db.session.get(Client, notice.client_id))
+            if reasons:
+                notice.outcome = _kept_because(reasons)
+                notice.attempted_at = clock.now()
+                return
+        notice.action = "delete"  # nothing holds it any more, if it was kept
+        customer, account = notice.reference, notice.account
+    no_open_unit("deleting a Stripe customer")
     at = clock.now()
     try:
         existed = stripe_api.delete_customer(account or stripe_api.account_of(clinic), customer)
@@ -1019,23 +1027,22 @@ def _delete_stripe_customer(clinic: Clinic, notice_id: int) -> None:
             if existed
             else f"Stripe holds no customer {customer} on this account any more (deleted before)."
         )
-    notice = db.session.get(ProcessorNotice, notice_id, with_for_update=True)
-    if notice.status == ProcessorNoticeStatus.deleted:
-        db.session.commit()  # another attempt finished first; a failure must not undo it
-        return
-    notice.status = status
-    notice.outcome = outcome
-    notice.attempted_at = at
-    if status == ProcessorNoticeStatus.deleted:
-        notice.action = "delete"
-        notice.sent_at = clock.now()
-        record = db.session.get(Client, notice.client_id)
-        if record.stripe_customer_id == customer:
-            # The cards went with the customer: nothing is left to charge.
-            record.stripe_customer_id = None
-            record.stripe_payment_method_id = None
-            record.card_expires_on = None
-    db.session.commit()
+    with unit_of_work():
+        notice = db.session.get(ProcessorNotice, notice_id, with_for_update=True)
+        if notice.status == ProcessorNoticeStatus.deleted:
+            return  # another attempt finished first; a failure must not undo it
+        notice.status = status
+        notice.outcome = outcome
+        notice.attempted_at = at
+        if status == ProcessorNoticeStatus.deleted:
+            notice.action = "delete"
+            notice.sent_at = clock.now()
+            record = db.session.get(Client, notice.client_id)
+            if record.stripe_customer_id == customer:
+                # The cards went with the customer: nothing is left to charge.
+                record.stripe_customer_id = None
+                record.stripe_payment_method_id = None
+                record.card_expires_on = None
 
 
 def _failure(error: Exception) -> str:
@@ -1047,6 +1054,7 @@ def _failure(error: Exception) -> str:
     return f"Not deleted yet: {detail} Retried with the request's notices."[:1000]
 
 
+@transaction
 def mark_processor_notice_sent(
     request: PrivacyRequest, notice_id: int, outcome: str | None
 ) -> ProcessorNotice:
@@ -1275,6 +1283,7 @@ def alert_nearing_deadlines(clinic: Clinic, within: timedelta, now: datetime | N
 # --- breaches, recipients, opt-out reviews ----------------------------------------------------
 
 
+@transaction
 def record_breach(clinic: Clinic, data: dict[str, Any], actor: Principal) -> BreachIncident:
     """Register an incident and the notices every applicable rule requires, each with its clock."""
     incident = BreachIncident(**data, recorded_by_user_id=actor.user.id)
@@ -1302,6 +1311,7 @@ def breaches() -> list[BreachIncident]:
     return list(db.session.scalars(select(BreachIncident).order_by(BreachIncident.id.desc())))
 
 
+@transaction
 def mark_notice_sent(incident_id: int, notice_id: int) -> BreachNotice:
     """Record that a breach notice went out."""
     notice = db.session.get(BreachNotice, notice_id)
@@ -1312,6 +1322,7 @@ def mark_notice_sent(incident_id: int, notice_id: int) -> BreachNotice:
     return notice
 
 
+@transaction
 def transfer(clinic: Clinic, actor: Principal, recipient_id: int, data: dict[str, Any]) -> Any:
     """Send a client's data to a recipient, if every rule allows it, and log the disclosure."""
     recipient = db.session.get(DataRecipient, recipient_id)
@@ -1346,3 +1357,16 @@ def opt_out_reviews(open_only: bool = True) -> list[OptOutReview]:
     if open_only:
         statement = statement.where(OptOutReview.decided_at.is_(None))
     return list(db.session.scalars(statement))
+
+
+@transaction
+def add_data_recipient(data: dict[str, Any]) -> DataRecipient:
+    """Record a processor or recipient of client data, where it is and on what basis."""
+    recipient = DataRecipient(**data)
+    db.session.add(recipient)
+    return recipient
+
+
+def data_recipients() -> list[DataRecipient]:
+    """The clinic's data recipients, first recorded first."""
+    return list(db.session.scalars(select(DataRecipient).order_by(DataRecipient.id)))

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import clock, ledger
+from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
 from core.catalog.models import Service
 from core.clients.models import Client
@@ -54,6 +55,7 @@ from core.sales.models import (
 from core.schedules.models import Provider
 from core.tenancy.models import Clinic
 from core.tenancy.services import hooks_for
+from core.unit_of_work import transaction
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,22 @@ def gift_certificate(code: str) -> GiftCertificate:
 
 def gift_certificate_balance(certificate: GiftCertificate) -> Money:
     return ledger.balance(certificate.account, certificate.currency)
+
+
+@transaction
+def confirm_with_gift_certificate(
+    clinic: Clinic, booking: Booking, code: str, actor_user_id: int | None
+) -> Booking:
+    """Confirm a held booking guaranteed by a gift certificate, only while it has a balance."""
+    certificate = gift_certificate(code)
+    if gift_certificate_balance(certificate).minor <= 0:
+        raise Problem(
+            409,
+            "This gift certificate has been used up.",
+            errors=[field_error("gift_certificate_code", "used up")],
+        )
+    booking.requirements = {**booking.requirements, "gift_certificate_id": certificate.id}
+    return bookings.confirm(clinic, booking, "gift_certificate", actor_user_id)
 
 
 # --- store credit ----------------------------------------------------------------------------------
