@@ -28,7 +28,8 @@ from core.hooks.decisions import Clause
 from core.ledger import LedgerEntry, LedgerKind
 from core.messaging import outbox
 from core.money import Money
-from core.payments import handlers, stripe_api
+from core.payments import charges, handlers, stripe_api
+from core.payments.charges import ChargeOutcome
 from core.payments.models import (
     FORWARD,
     CardAgreement,
@@ -38,7 +39,7 @@ from core.payments.models import (
 )
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
-from core.unit_of_work import transaction
+from core.unit_of_work import transaction, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     api = stripe_api.client()
     if payment is None:
         client = db.session.get(Client, booking.client_id)
-        intent = api.v1.payment_intents.create(
+        intent = charges.start_payment(
+            clinic,
+            key,
             {
                 "amount": charge.amount_minor,
                 "currency": charge.currency.lower(),
@@ -116,7 +119,6 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
                     "clinic": clinic.slug,
                 },
             },
-            stripe_api.on(clinic, key),
         )
         payment = Payment(
             booking_id=booking.id,
@@ -399,53 +401,97 @@ def charge_owed_fees(clinic: Clinic) -> int:
     row is committed before Stripe is called: a retry, or another worker,
     asks Stripe for the same charge again and gets the first answer.
     """
-    owed = list(
-        db.session.scalars(
-            select(BookingCharge.id).where(
-                BookingCharge.kind.in_([k.value for k in FEES]), BookingCharge.status == "owed"
+    with unit_of_work():
+        owed = list(
+            db.session.scalars(
+                select(BookingCharge.id).where(
+                    BookingCharge.kind.in_([k.value for k in FEES]),
+                    BookingCharge.status == "owed",
+                )
             )
         )
-    )
     charged = 0
     for charge_id in owed:
         try:
-            payment = charge_fee(clinic, db.session.get(BookingCharge, charge_id))
-            db.session.commit()
+            payment = charge_fee(clinic, charge_id)
         except stripe.StripeError:
             # One fee Stripe will not talk about must not hold up the others.
-            db.session.rollback()
             log.exception("fee charge %s failed; retried next run", charge_id)
             continue
         charged += payment is not None and payment.status == PaymentStatus.succeeded
     return charged
 
 
-def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
-    """Charge one fee off-session; on a card needing the client, send them a link; on a decline, tell the clinic."""
-    key = f"fee:{charge.booking_id}:{charge.kind}:{charge.id}"
-    payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
-    if payment is not None and payment.status != PaymentStatus.pending:
-        return payment  # answered already: paid, waiting for the client, or declined
-    if payment is not None and payment.stripe_payment_intent_id:
+def charge_fee(clinic: Clinic, charge_id: int) -> Payment | None:
+    """Charge one fee off-session; on a card needing the client, send them a link; on a decline, tell the clinic.
+
+    Three short units of work: what to charge, Stripe asked with none open, its answer recorded.
+    """
+    with unit_of_work():
+        charge = db.session.get(BookingCharge, charge_id)
+        payment, client = _fee_payment(clinic, charge)
+    if client is None:
+        return payment  # answered already, or nothing to charge
+    booking = db.session.get(Booking, charge.booking_id)
+    if payment.stripe_payment_intent_id:
         # Stripe answered before (processing, or its webhook was lost): ask it, never charge again.
         intent = stripe_api.client().v1.payment_intents.retrieve(
             payment.stripe_payment_intent_id, options=stripe_api.on_account(payment.stripe_account)
         )
-        recorded(clinic, payment, intent)
+        with unit_of_work():
+            recorded(clinic, payment, intent)
         return payment
-    if payment is not None and clock.as_utc(payment.created_at) < clock.now() - timedelta(hours=23):
+    result = charges.charge_saved_card(
+        clinic,
+        payment,
+        client,
+        {
+            "clinic": clinic.slug,
+            "booking_id": str(booking.id),
+            "booking_charge_id": str(charge.id),
+            "clause": charge.clause_id or "",
+        },
+    )
+    with unit_of_work():
+        if result.outcome == ChargeOutcome.accepted:
+            recorded(clinic, payment, result.intent)
+        elif result.outcome == ChargeOutcome.needs_authentication:
+            _ask_client(clinic, booking, client, payment)
+        elif result.outcome == ChargeOutcome.declined:
+            charge.status = "declined"
+            _tell_clinic(clinic, charge, f"the card was declined ({payment.last_error})")
+        elif result.outcome == ChargeOutcome.refused:
+            charge.status = "declined"
+            _tell_clinic(clinic, charge, f"Stripe refused the charge ({payment.last_error})")
+        # No answer: Stripe may or may not have charged; the same key next run gets its answer.
+    return payment
+
+
+def _fee_payment(clinic: Clinic, charge: BookingCharge) -> tuple[Payment | None, Client | None]:
+    """The fee's payment and the client whose card to charge; no client when there is nothing to ask."""
+    key = f"fee:{charge.booking_id}:{charge.kind}:{charge.id}"
+    payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    if payment is not None and payment.status != PaymentStatus.pending:
+        return payment, None  # answered already: paid, waiting for the client, or declined
+    if (
+        payment is not None
+        and not payment.stripe_payment_intent_id
+        and clock.as_utc(payment.created_at) < clock.now() - timedelta(hours=23)
+    ):
         # Stripe keeps idempotency keys for 24 hours: past that, a retry could charge twice.
         payment.status = PaymentStatus.failed
         payment.last_error = "no answer from Stripe within a day; check the account before retrying"
         charge.status = "declined"
         _tell_clinic(clinic, charge, payment.last_error)
-        return payment
+        return payment, None
     booking = db.session.get(Booking, charge.booking_id)
     client = db.session.get(Client, booking.client_id)
+    if payment is not None and payment.stripe_payment_intent_id:
+        return payment, client  # Stripe answered before: its answer is read, nothing charged
     if not (client.stripe_customer_id and client.stripe_payment_method_id):
         charge.status = "no_card"
         _tell_clinic(clinic, charge, "there is no card on file to charge")
-        return None
+        return None, None
     if payment is None:
         payment = Payment(
             booking_id=booking.id,
@@ -457,55 +503,7 @@ def charge_fee(clinic: Clinic, charge: BookingCharge) -> Payment | None:
             idempotency_key=key,
         )
         db.session.add(payment)
-        db.session.commit()  # the key exists before Stripe is asked
-    try:
-        intent = stripe_api.client().v1.payment_intents.create(
-            {
-                "amount": charge.amount_minor,
-                "currency": charge.currency.lower(),
-                "customer": client.stripe_customer_id,
-                "payment_method": client.stripe_payment_method_id,
-                "off_session": True,
-                "confirm": True,
-                "metadata": {
-                    "payment_key": key,
-                    "clinic": clinic.slug,
-                    "booking_id": str(booking.id),
-                    "booking_charge_id": str(charge.id),
-                    "clause": charge.clause_id or "",
-                },
-            },
-            stripe_api.on(clinic, key),
-        )
-    except stripe.CardError as error:
-        intent = getattr(error.error, "payment_intent", None)
-        payment.stripe_payment_intent_id = (
-            getattr(intent, "id", None) or payment.stripe_payment_intent_id
-        )
-        payment.last_error = (error.user_message or str(error))[:500]
-        if error.code == "authentication_required":
-            payment.status = PaymentStatus.requires_action
-            _ask_client(clinic, booking, client, payment)
-        else:
-            payment.status = PaymentStatus.failed
-            charge.status = "declined"
-            _tell_clinic(clinic, charge, f"the card was declined ({payment.last_error})")
-        return payment
-    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
-        # Stripe may or may not have charged: the same key next time gets its answer.
-        log.warning("fee %s: Stripe did not answer (%s); retried next run", key, error)
-        payment.last_error = str(error)[:500]
-        return payment
-    except stripe.StripeError as error:
-        # Refused for a reason a retry will not change (a detached card, a changed request).
-        payment.status = PaymentStatus.failed
-        payment.last_error = str(error)[:500]
-        charge.status = "declined"
-        _tell_clinic(clinic, charge, f"Stripe refused the charge ({payment.last_error})")
-        return payment
-    payment.stripe_payment_intent_id = intent.id
-    recorded(clinic, payment, intent)
-    return payment
+    return payment, client
 
 
 def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:

@@ -25,11 +25,13 @@ from core.payments import services as payments
 from core.payments import stripe_api
 from core.sales.models import ClientMembership, MembershipPlan
 from core.tenancy.models import Clinic
+from core.unit_of_work import no_open_unit, transaction, unit_of_work
 
 #: Statuses in which a client is a member, or is becoming one.
 CURRENT = ("incomplete", "active", "past_due", "trialing")
 
 
+@transaction
 def add_plan(clinic: Clinic, data: dict[str, Any]) -> MembershipPlan:
     """Offer a membership: the plan is made on the clinic's Stripe account, once."""
     price = Money.parse(data["price"], clinic.currency)
@@ -91,34 +93,35 @@ def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembe
             "A membership is billed to the client's card on file; save a card first.",
             kind="no-card-on-file",
         )
-    stripe_api.charging_account(clinic)
-    # The client's row is locked first, so two enrolments at once make one membership.
-    db.session.execute(
-        update(Client)
-        .where(Client.id == client.id)
-        .values(updated_at=clock.now())
-        .execution_options(synchronize_session=False)
-    )
-    member = db.session.scalar(
-        select(ClientMembership).where(
-            ClientMembership.client_id == client.id,
-            ClientMembership.plan_id == chosen.id,
-            ClientMembership.status.in_(CURRENT),
-        )
-    )
-    if member is not None and member.stripe_subscription_id:
-        raise Problem(
-            409,
-            "The client already has this membership.",
-            kind="already-a-member",
-            membership=member.id,
-        )
-    if member is None:
-        member = ClientMembership(client_id=client.id, plan_id=chosen.id)
-        db.session.add(member)
     # Committed before Stripe is asked; an enrolment Stripe never answered is resumed
     # under the same keys, so Stripe gives back the subscription it may have made.
-    db.session.commit()
+    with unit_of_work():
+        stripe_api.charging_account(clinic)
+        # The client's row is locked first, so two enrolments at once make one membership.
+        db.session.execute(
+            update(Client)
+            .where(Client.id == client.id)
+            .values(updated_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
+        member = db.session.scalar(
+            select(ClientMembership).where(
+                ClientMembership.client_id == client.id,
+                ClientMembership.plan_id == chosen.id,
+                ClientMembership.status.in_(CURRENT),
+            )
+        )
+        if member is not None and member.stripe_subscription_id:
+            raise Problem(
+                409,
+                "The client already has this membership.",
+                kind="already-a-member",
+                membership=member.id,
+            )
+        if member is None:
+            member = ClientMembership(client_id=client.id, plan_id=chosen.id)
+            db.session.add(member)
+    no_open_unit("starting a membership")
     api = stripe_api.client()
     try:
         api.v1.customers.update(
@@ -141,11 +144,13 @@ def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembe
             "try again.",
             kind="stripe-error",
         ) from None
-    member.stripe_subscription_id = subscription.id
-    _follow(member, subscription)
+    with unit_of_work():
+        member.stripe_subscription_id = subscription.id
+        _follow(member, subscription)
     return member
 
 
+@transaction
 def cancel(clinic: Clinic, member: ClientMembership) -> ClientMembership:
     """End a membership now; Stripe stops billing it."""
     if member.status not in CURRENT:

@@ -24,6 +24,7 @@ from core.sales.models import (
     Product,
     RefundRequest,
 )
+from core.unit_of_work import unit_of_work
 
 blp = Blueprint(
     "sales",
@@ -69,7 +70,6 @@ class Products(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> Product:
         """Add a retail product."""
         product = sales.add_product(current_clinic(), data)
-        db.session.commit()
         return product
 
 
@@ -87,11 +87,11 @@ class Sales(MethodView):
         replay = idempotent.claim()
         if replay is not None:
             return replay
-        bill, codes = sales.open_sale(current_clinic(), data, _user_id())
-        body = _sale_body(bill, codes)
-        # Codes are shown once, here: the stored answer a retry replays leaves them out.
-        idempotent.finish(201, {**body, "gift_certificate_codes": []})
-        db.session.commit()
+        with unit_of_work():  # the bill and the answer to a retry commit together
+            bill, codes = sales.open_sale(current_clinic(), data, _user_id())
+            body = _sale_body(bill, codes)
+            # Codes are shown once, here: the stored answer a retry replays leaves them out.
+            idempotent.finish(201, {**body, "gift_certificate_codes": []})
         return json_response(body, 201)
 
 
@@ -111,7 +111,6 @@ class SaleVoid(MethodView):
     def post(self, clinic_slug: str, sale_id: int) -> Any:
         """Void a bill opened by mistake, before anything is paid on it."""
         bill = sales.void_sale(sales.sale(sale_id))
-        db.session.commit()
         return json_response(_sale_body(sales.sale(bill.id)), 200)
 
 
@@ -130,7 +129,6 @@ class Tenders(MethodView):
         if len(key) > 120:
             raise Problem(422, "The Idempotency-Key header must be at most 120 characters.")
         tender, payment = sales.add_tender(current_clinic(), sales.sale(sale_id), data, key)
-        db.session.commit()
         body = {
             "tender": schemas.TenderSchema().dump(tender),
             "sale": _sale_body(sales.sale(sale_id)),
@@ -205,11 +203,8 @@ class PackageClosure(MethodView):
     @blp.response(200, schemas.PackageSchema)
     def post(self, clinic_slug: str, package_id: int) -> dict[str, Any]:
         """Close a package; its unused part becomes what the clinic's policy says."""
-        package = db.session.get(ClientPackage, package_id)
-        if package is None:
-            raise Problem(404, "No such package.")
+        package = sales.client_package(package_id)
         credit = sales.close_package(current_clinic(), package)
-        db.session.commit()
         return _package_body(package, credit)
 
 
@@ -229,7 +224,6 @@ class RefundRequests(MethodView):
             raise Problem(404, "No such line on this bill.")
         key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
         found = sales.request_refund(current_clinic(), line_id, data, key[:120])
-        db.session.commit()
         return found
 
 
@@ -254,11 +248,8 @@ class RefundApproval(MethodView):
     @blp.response(200, schemas.RefundRequestSchema)
     def post(self, data: dict[str, Any], clinic_slug: str, request_id: int) -> Any:
         """Approve or refuse a refund request; approving twice refunds once."""
-        found = db.session.get(RefundRequest, request_id)
-        if found is None:
-            raise Problem(404, "No such refund request.")
+        found = sales.refund_request(request_id)
         decided = sales.decide_refund(current_clinic(), found, data["approve"], _user_id())
-        db.session.commit()
         return decided
 
 
@@ -279,7 +270,6 @@ class MembershipPlans(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> MembershipPlan:
         """Offer a membership, billed monthly or yearly through the clinic's Stripe account."""
         found = memberships.add_plan(current_clinic(), data)
-        db.session.commit()
         return found
 
 
@@ -299,7 +289,6 @@ class ClientMemberships(MethodView):
         found = memberships.enrol(
             current_clinic(), clients.client(client_id), memberships.plan(data["plan_id"])
         )
-        db.session.commit()
         return found
 
 
@@ -310,5 +299,4 @@ class MembershipCancellation(MethodView):
     def post(self, clinic_slug: str, membership_id: int) -> ClientMembership:
         """End a membership now; Stripe stops billing it."""
         found = memberships.cancel(current_clinic(), memberships.membership(membership_id))
-        db.session.commit()
         return found

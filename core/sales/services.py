@@ -11,6 +11,7 @@ spending the same certificate at once cannot spend it twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import secrets
@@ -34,10 +35,11 @@ from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
 from core.ledger import LedgerKind
 from core.messaging import outbox
 from core.money import Money
+from core.payments import charges, stripe_api
 from core.payments import handlers as payment_handlers
 from core.payments import services as payments
-from core.payments import stripe_api
-from core.payments.models import Payment, PaymentStatus
+from core.payments.charges import ChargeOutcome
+from core.payments.models import Payment
 from core.sales.models import (
     ClientPackage,
     GiftCertificate,
@@ -55,7 +57,7 @@ from core.sales.models import (
 from core.schedules.models import Provider
 from core.tenancy.models import Clinic
 from core.tenancy.services import hooks_for
-from core.unit_of_work import transaction
+from core.unit_of_work import after_commit, transaction, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ def _fresh(model: type, row_id: int) -> Any:
 # --- products and gift certificate codes -----------------------------------------------------------
 
 
+@transaction
 def add_product(clinic: Clinic, data: dict[str, Any]) -> Product:
     """Add a retail product to the clinic's catalogue."""
     if db.session.scalar(select(Product.id).where(Product.sku == data["sku"])):
@@ -232,23 +235,39 @@ def expire_store_credit(clinic: Clinic) -> int:
     for credit_id in db.session.scalars(
         select(StoreCredit.id).where(StoreCredit.expires_on < today)
     ).all():
-        credit = _fresh(StoreCredit, credit_id)
-        left = store_credit_balance(credit)
-        if left.minor > 0:
-            ledger.record(
-                LedgerKind.store_credit_expired,
-                left,
-                client_id=credit.client_id,
-                account=credit.account,
-                expired_on=credit.expires_on.isoformat(),
-                clause=credit.terms_clause_id,
-            )
-            expired += 1
-        db.session.commit()
+        with unit_of_work():  # one credit at a time: its lock is held only while it expires
+            credit = _fresh(StoreCredit, credit_id)
+            left = store_credit_balance(credit)
+            if left.minor > 0:
+                ledger.record(
+                    LedgerKind.store_credit_expired,
+                    left,
+                    client_id=credit.client_id,
+                    account=credit.account,
+                    expired_on=credit.expires_on.isoformat(),
+                    clause=credit.terms_clause_id,
+                )
+                expired += 1
     return expired
 
 
 # --- bills -----------------------------------------------------------------------------------------
+
+
+def client_package(package_id: int) -> ClientPackage:
+    """Return the client package with this id, or answer 404."""
+    found = db.session.get(ClientPackage, package_id)
+    if found is None:
+        raise Problem(404, "No such package.")
+    return found
+
+
+def refund_request(request_id: int) -> RefundRequest:
+    """Return the refund request with this id, or answer 404."""
+    found = db.session.get(RefundRequest, request_id)
+    if found is None:
+        raise Problem(404, "No such refund request.")
+    return found
 
 
 def sale(sale_id: int) -> Sale:
@@ -293,6 +312,7 @@ def _line(
     return line
 
 
+@transaction
 def open_sale(
     clinic: Clinic, data: dict[str, Any], actor_user_id: int | None
 ) -> tuple[Sale, list[str]]:
@@ -488,18 +508,26 @@ def add_tender(
     """Pay part or all of an open bill; a retried ``key`` returns the first tender.
 
     Returns the tender and, for a card presented now, what Stripe.js (or the
-    card reader) needs to confirm it; the webhook then applies it.
+    card reader) needs to confirm it; the webhook then applies it. A card on
+    file is charged once the tender is committed, outside any transaction.
     """
+    with unit_of_work():
+        tender, for_browser = _record_tender(clinic, bill, data, key)
+    if tender.kind == TenderKind.card_on_file and tender.status == "pending":
+        # New, or Stripe did not answer last time: ask (again) under the same key.
+        _charge_card_on_file(clinic, tender)
+    return tender, for_browser
+
+
+def _record_tender(
+    clinic: Clinic, bill: Sale, data: dict[str, Any], key: str
+) -> tuple[Tender, dict[str, Any] | None]:
     db.session.flush()
     bill = _fresh(Sale, bill.id)
     existing = db.session.scalar(
         select(Tender).where(Tender.sale_id == bill.id, Tender.idempotency_key == key)
     )
     if existing is not None:
-        if existing.status == "pending" and existing.kind == TenderKind.card_on_file:
-            # Stripe did not answer last time: ask again under the same key.
-            _charge_card_on_file(clinic, bill, existing)
-            _settle_if_paid(clinic, bill)
         return existing, None
     if bill.status != SaleStatus.open:
         raise Problem(409, f"This bill is {bill.status.value}.", kind="sale-closed")
@@ -528,13 +556,15 @@ def add_tender(
     elif kind in (TenderKind.card, TenderKind.card_on_file):
         tender.amount_minor = (asked or due).minor
         tender.status = "pending"
+        if kind == TenderKind.card_on_file:
+            _require_card_on_file(bill)
     else:
         raise _invalid("kind", "Deposits are applied when the bill is opened.")
     bill.tenders.append(tender)
     db.session.flush()
     for_browser = None
     if kind == TenderKind.card_on_file:
-        _charge_card_on_file(clinic, bill, tender)
+        _payment_for(clinic, bill, tender)
     elif kind == TenderKind.card:
         for_browser = _card_payment(clinic, bill, tender)
     _settle_if_paid(clinic, bill)
@@ -724,9 +754,7 @@ def _card_payment(clinic: Clinic, bill: Sale, tender: Tender) -> dict[str, Any]:
     }
     if bill.client_id is not None:
         params["customer"] = payments.customer_for(clinic, db.session.get(Client, bill.client_id))
-    intent = stripe_api.client().v1.payment_intents.create(
-        params, stripe_api.on(clinic, payment.idempotency_key)
-    )
+    intent = charges.start_payment(clinic, payment.idempotency_key, params)
     payment.stripe_payment_intent_id = intent.id
     tender.reference = intent.id
     return payments.for_stripe_js(
@@ -737,53 +765,51 @@ def _card_payment(clinic: Clinic, bill: Sale, tender: Tender) -> dict[str, Any]:
     )
 
 
-def _charge_card_on_file(clinic: Clinic, bill: Sale, tender: Tender) -> None:
-    """Charge the client's saved card now; a decline leaves the bill open and says why."""
+def _require_card_on_file(bill: Sale) -> Client:
     client = db.session.get(Client, bill.client_id) if bill.client_id else None
     if client is None or not (client.stripe_customer_id and client.stripe_payment_method_id):
         raise _invalid("kind", "The client has no card on file.", 409, kind="no-card-on-file")
-    if tender.payment_id is not None:
-        payment = db.session.get(Payment, tender.payment_id)
-    else:
-        payment = _payment_for(clinic, bill, tender)
-    db.session.commit()  # the key exists before Stripe is asked
-    try:
-        intent = stripe_api.client().v1.payment_intents.create(
-            {
-                "amount": tender.amount_minor,
-                "currency": tender.currency.lower(),
-                "customer": client.stripe_customer_id,
-                "payment_method": client.stripe_payment_method_id,
-                "off_session": True,
-                "confirm": True,
-                "metadata": {"payment_key": payment.idempotency_key, "sale_id": str(bill.id)},
-            },
-            stripe_api.on(clinic, payment.idempotency_key),
-        )
-    except stripe.CardError as error:
-        payment.status = PaymentStatus.failed
-        payment.last_error = (error.user_message or str(error))[:500]
-        tender.status = "failed"
-        db.session.commit()
-        raise Problem(
-            402,
-            f"The card on file was declined: {payment.last_error}",
-            kind="card-declined",
-            tender=tender.id,
-        ) from None
-    except stripe.StripeError as error:
+    return client
+
+
+def _charge_card_on_file(clinic: Clinic, tender: Tender) -> None:
+    """Charge the client's saved card for a committed tender; a decline leaves the bill open and says why."""
+    payment = db.session.get(Payment, tender.payment_id)
+    bill = db.session.get(Sale, tender.sale_id)
+    result = charges.charge_saved_card(
+        clinic, payment, _require_card_on_file(bill), {"sale_id": str(bill.id)}
+    )
+    with unit_of_work():
+        if result.outcome == ChargeOutcome.accepted:
+            tender.reference = result.intent.id
+            payments.recorded(clinic, payment, result.intent)
+            _settle_if_paid(clinic, _fresh(Sale, bill.id))
+        elif result.outcome != ChargeOutcome.no_answer:
+            tender.status = "failed"
+    if result.outcome == ChargeOutcome.no_answer:
         # The tender and its payment stay pending under their key; the payment's webhook,
         # or reconciliation, applies it if Stripe did charge. The bill shows it in progress.
-        log.warning("sale %s: Stripe did not answer (%s)", bill.id, error)
         raise Problem(
             502,
             "Stripe did not answer; the card payment stays in progress until Stripe's answer "
             "arrives.",
             kind="stripe-error",
-        ) from None
-    payment.stripe_payment_intent_id = intent.id
-    tender.reference = intent.id
-    payments.recorded(clinic, payment, intent)
+        )
+    if result.outcome == ChargeOutcome.needs_authentication:
+        raise Problem(
+            402,
+            "The client's bank wants them to approve this payment themselves; "
+            "take the card in person instead.",
+            kind="authentication-required",
+            tender=tender.id,
+        )
+    if result.outcome in (ChargeOutcome.declined, ChargeOutcome.refused):
+        raise Problem(
+            402,
+            f"The card on file was declined: {result.reason}",
+            kind="card-declined",
+            tender=tender.id,
+        )
 
 
 def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
@@ -867,6 +893,7 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
             )
 
 
+@transaction
 def void_sale(bill: Sale) -> Sale:
     """Void an open bill opened by mistake; its appointment can then be billed again.
 
@@ -910,6 +937,7 @@ def package_sessions_left(package: ClientPackage) -> int:
     return package.sessions - ledger.count(package.account, LedgerKind.package_session_used)
 
 
+@transaction
 def close_package(clinic: Clinic, package: ClientPackage) -> StoreCredit | None:
     """Close a package; its unused part becomes what the clinic's package terms say (store credit)."""
     package = _fresh(ClientPackage, package.id)
@@ -1025,6 +1053,7 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
     )
 
 
+@transaction
 def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str) -> RefundRequest:
     """Ask the clinic's policy about a refund, return or exchange, and act on its decision.
 
@@ -1091,7 +1120,7 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
         _tell_client(bill, request, waiting=True)
     else:
         request.status = RefundStatus.approved
-        _carry_out_approved(clinic, request.id)
+        after_commit(functools.partial(_carry_out_approved, clinic, request.id))
     return request
 
 
@@ -1126,6 +1155,7 @@ def _tell_client(bill: Sale, request: RefundRequest, *, waiting: bool = False) -
     )
 
 
+@transaction
 def decide_refund(
     clinic: Clinic, request: RefundRequest, approve: bool, actor_user_id: int
 ) -> RefundRequest:
@@ -1150,16 +1180,17 @@ def decide_refund(
             return request
         request.status = RefundStatus.approved
     # An approved request whose refund failed before is carried out again, under the same key.
-    return _carry_out_approved(clinic, request.id)
+    after_commit(functools.partial(_carry_out_approved, clinic, request.id))
+    return request
 
 
+@transaction
 def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
-    """Carry out an approved request once: committed as approved first, then done under its lock.
+    """Carry out an approved request once: run after its approval commits, then done under its lock.
 
     The refund's Stripe key is the request's, so a retry after a failure (or
     a lost answer) gets Stripe's first refund rather than a second one.
     """
-    db.session.commit()
     line = db.session.get(SaleLine, db.session.get(RefundRequest, request_id).sale_line_id)
     bill = _fresh(Sale, line.sale_id)  # the bill first, as a new request takes it
     request = _fresh_request(request_id)

@@ -1,0 +1,117 @@
+"""The one door through which money is asked of Stripe: a payment for the client to confirm, or a saved card charged.
+
+Two kinds of charge, and only these, create a PaymentIntent:
+
+- :func:`start_payment`: a payment the client confirms in the browser (Stripe.js)
+  or on the card reader: a deposit, a prepayment, a card at checkout. Its
+  webhook applies it.
+- :func:`charge_saved_card`: the client's saved card charged without them (a
+  cancellation or no-show fee, a bill paid with the card on file). Every
+  answer Stripe can give is read here, once, into a :class:`ChargeOutcome`,
+  and the caller says what that outcome means for its fee or its bill.
+
+Each is made under the payment's own idempotency key, which is committed
+before Stripe is asked: a retry, or another worker, gets Stripe's first answer
+and never a second charge.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from core.clients.models import Client
+from core.extensions import db
+from core.payments import stripe_api
+from core.payments.models import Payment, PaymentStatus
+from core.tenancy.models import Clinic
+from core.unit_of_work import no_open_unit, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class ChargeOutcome(enum.Enum):
+    """What came of charging a saved card."""
+
+    #: Paid, or being paid (``processing``): the webhook confirms it.
+    accepted = "accepted"
+    #: The bank wants the client to approve it themselves (3-D Secure).
+    needs_authentication = "needs_authentication"
+    #: The card was declined.
+    declined = "declined"
+    #: Stripe did not answer: it may or may not have charged; the same key asks again.
+    no_answer = "no_answer"
+    #: Refused for a reason a retry will not change (a detached card, a changed request).
+    refused = "refused"
+
+
+@dataclass(frozen=True)
+class SavedCardCharge:
+    """Stripe's answer to a saved-card charge: the outcome, the intent (when there is one), why."""
+
+    outcome: ChargeOutcome
+    intent: Any | None = None
+    reason: str | None = None
+
+
+def start_payment(clinic: Clinic, key: str, params: dict[str, Any]) -> Any:
+    """Create, under ``key``, the PaymentIntent the client confirms; the same intent on every call."""
+    return stripe_api.client().v1.payment_intents.create(params, stripe_api.on(clinic, key))
+
+
+def charge_saved_card(
+    clinic: Clinic, payment: Payment, client: Client, metadata: dict[str, str]
+) -> SavedCardCharge:
+    """Charge ``payment`` to ``client``'s saved card, off-session, and record Stripe's answer on it.
+
+    The payment (and its key) is committed first, and Stripe is asked with no
+    unit of work open. The payment keeps the intent's id and the reason of a
+    failure; it is marked ``requires_action`` when the client must approve it
+    and ``failed`` when the card was declined or the charge refused. What that
+    means for the fee or the bill is the caller's to record.
+    """
+    with unit_of_work():
+        db.session.add(payment)  # the key exists before Stripe is asked
+    no_open_unit("charging a saved card")
+    try:
+        intent = stripe_api.client().v1.payment_intents.create(
+            {
+                "amount": payment.amount_minor,
+                "currency": payment.currency.lower(),
+                "customer": client.stripe_customer_id,
+                "payment_method": client.stripe_payment_method_id,
+                "off_session": True,
+                "confirm": True,
+                "metadata": {"payment_key": payment.idempotency_key, **metadata},
+            },
+            stripe_api.on(clinic, payment.idempotency_key),
+        )
+    except stripe.CardError as error:
+        failed = getattr(error.error, "payment_intent", None)
+        payment.stripe_payment_intent_id = (
+            getattr(failed, "id", None) or payment.stripe_payment_intent_id
+        )
+        payment.last_error = (error.user_message or str(error))[:500]
+        if error.code == "authentication_required":
+            payment.status = PaymentStatus.requires_action
+            return SavedCardCharge(ChargeOutcome.needs_authentication, failed, payment.last_error)
+        payment.status = PaymentStatus.failed
+        return SavedCardCharge(ChargeOutcome.declined, failed, payment.last_error)
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
+        log.warning("payment %s: Stripe did not answer (%s)", payment.idempotency_key, error)
+        payment.last_error = str(error)[:500]
+        return SavedCardCharge(ChargeOutcome.no_answer, None, payment.last_error)
+    except stripe.StripeError as error:
+        payment.status = PaymentStatus.failed
+        payment.last_error = str(error)[:500]
+        return SavedCardCharge(ChargeOutcome.refused, None, payment.last_error)
+    payment.stripe_payment_intent_id = intent.id
+    if intent.status == "requires_action":
+        # localstripe answers so where Stripe raises authentication_required.
+        payment.status = PaymentStatus.requires_action
+        return SavedCardCharge(ChargeOutcome.needs_authentication, intent, None)
+    return SavedCardCharge(ChargeOutcome.accepted, intent, None)
