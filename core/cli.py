@@ -14,7 +14,6 @@ from core.accounts.models import Role
 from core.clients.photos import reencrypt_photos
 from core.encryption import services as encryption
 from core.errors import Problem
-from core.extensions import db
 from core.tenancy import services as tenancy
 from core.tenancy.scope import clinic_scope
 from core.tenancy.tenants_file import TenantFileError, load_tenant_files, tenant_files
@@ -106,19 +105,10 @@ def clinics_plugins(slug: str | None) -> None:
 @with_appcontext
 def clinics_connect_stripe(slug: str, account: str) -> None:
     """Connect a clinic to its own Stripe account (``acct_...``): it can then take payments."""
-    if not account.startswith("acct_"):
-        _fail("a Stripe connected account id starts with acct_")
-    clinic = next((c for c in tenancy.all_clinics() if c.slug == slug), None)
-    if clinic is None:
-        _fail(f"no clinic {slug!r}")
-    taken = next(
-        (c for c in tenancy.all_clinics() if c.stripe_account_id == account and c.slug != slug),
-        None,
-    )
-    if taken is not None:
-        _fail(f"{account} is already the account of {taken.slug}")
-    clinic.stripe_account_id = account
-    db.session.commit()
+    try:
+        tenancy.connect_stripe(slug, account)
+    except Problem as problem:
+        _fail(_problem_text(problem))
     click.echo(f"{slug} takes payments on {account}")
 
 
@@ -180,7 +170,6 @@ def staff_create(slug: str, email: str, name: str, role: str, password: str) -> 
             membership = accounts.add_staff(email, name, Role(role), password)
         except Problem as problem:
             _fail(_problem_text(problem))
-        db.session.commit()
         click.echo(f"{membership.user.email} is now {role} at {slug}")
 
 
@@ -206,7 +195,6 @@ def operator_create(email: str, name: str, password: str) -> None:
         user = accounts.create_user(email, name, password, is_operator=True)
     except Problem as problem:
         _fail(_problem_text(problem))
-    db.session.commit()
     click.echo(f"operator {user.email} created")
 
 
@@ -232,7 +220,6 @@ def tokens_issue(slug: str, email: str, name: str, expires_in_days: int | None) 
         if membership is None:
             _fail(f"{email} is not active staff at {slug}")
         _, secret = accounts.issue_token(membership, name, expires_in_days)
-        db.session.commit()
     click.echo(secret)
 
 
@@ -258,7 +245,6 @@ def keys_ensure(slug: str | None) -> None:
     for clinic in _chosen_clinics(slug):
         with clinic_scope(clinic):
             key = encryption.ensure_data_key()
-            db.session.commit()
             click.echo(f"{clinic.slug}: data key version {key.version}")
 
 
@@ -288,7 +274,6 @@ def keys_rewrap() -> None:
     for clinic in tenancy.all_clinics():
         with clinic_scope(clinic):
             count = encryption.rewrap_data_keys()
-            db.session.commit()
             click.echo(f"{clinic.slug}: {count} data key(s) re-wrapped")
 
 

@@ -28,6 +28,7 @@ from core.errors import Problem
 from core.extensions import db, login_manager
 from core.tenancy.models import Clinic
 from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic
+from core.unit_of_work import unit_of_work
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -229,8 +230,8 @@ def _note_use(token: ApiToken) -> None:
     """Record when a token was last used, at most once a minute (a write per call is waste)."""
     now = clock.now()
     if token.last_used_at is None or now - clock.as_utc(token.last_used_at) > timedelta(minutes=1):
-        token.last_used_at = now
-        db.session.commit()
+        with unit_of_work():
+            token.last_used_at = now
 
 
 def _expire(detail: str) -> Problem:

@@ -31,8 +31,6 @@ from core.accounts.schemas import (
 )
 from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
 from core.api import Blueprint, paginated
-from core.errors import Problem
-from core.extensions import db
 
 blp = Blueprint(
     "accounts",
@@ -56,15 +54,9 @@ def end_sessions(user: Any) -> None:
     Session cookies are signed, not stored, so a copy kept after sign-out
     would still work; bumping the epoch they carry invalidates every copy.
     """
-    user.session_epoch += 1
-    db.session.commit()
+    services.sign_out_everywhere(user)
     logout_user()
     session.clear()
-
-
-def bad_credentials() -> Problem:
-    """Return the one answer for every failed sign-in, whatever failed."""
-    return Problem(401, "The email or password is wrong.", kind="invalid-credentials")
 
 
 @blp.route("/session")
@@ -76,14 +68,7 @@ class Session(MethodView):
         """Sign in to this clinic with email and password (attempts are throttled)."""
         clinic = current_clinic()
         count_sign_in_attempt(credentials["email"])
-        user = services.authenticate(credentials["email"], credentials["password"])
-        membership = services.membership_of(user) if user else None
-        if user is None or membership is None:
-            db.session.rollback()
-            raise bad_credentials()
-        if not clinic.is_active:
-            raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
-        db.session.commit()
+        user, membership = services.sign_in(clinic, credentials["email"], credentials["password"])
         sign_in_succeeded(credentials["email"])
         begin_session(user, clinic.id)
         return _describe(user, membership, "session")
@@ -134,7 +119,6 @@ class Staff(MethodView):
             data.get("password"),
             actor=current_principal().membership,
         )
-        db.session.commit()
         return membership
 
 
@@ -157,7 +141,6 @@ class StaffMember(MethodView):
             active=data.get("active"),
             actor=current_principal().membership,
         )
-        db.session.commit()
         return membership
 
     @requires(Permission.manage_staff)
@@ -167,7 +150,6 @@ class StaffMember(MethodView):
         services.update_staff(
             services.staff_member(membership_id), active=False, actor=current_principal().membership
         )
-        db.session.commit()
 
 
 @blp.route("/tokens")
@@ -186,7 +168,6 @@ class Tokens(MethodView):
         token, _ = services.issue_token(
             current_principal().membership, data["name"], data.get("expires_in_days")
         )
-        db.session.commit()
         return token
 
 
@@ -197,4 +178,3 @@ class Token(MethodView):
     def delete(self, clinic_slug: str, token_id: int) -> None:
         """Revoke an API token."""
         services.revoke_token(services.token(token_id))
-        db.session.commit()

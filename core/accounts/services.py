@@ -15,6 +15,8 @@ from core.accounts.models import ApiToken, Membership, Role, User
 from core.accounts.passwords import hash_password, needs_rehash, password_problem, verify_password
 from core.errors import Problem, field_error
 from core.extensions import db
+from core.tenancy.models import Clinic
+from core.unit_of_work import transaction
 
 TOKEN_PREFIX = "cst_"
 
@@ -57,6 +59,42 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
+def bad_credentials() -> Problem:
+    """Return the one answer for every failed sign-in, whatever failed."""
+    return Problem(401, "The email or password is wrong.", kind="invalid-credentials")
+
+
+@transaction
+def sign_in(clinic: Clinic, email: str, password: str) -> tuple[User, Membership]:
+    """Check a staff member's credentials for ``clinic``; the one answer for any failure."""
+    user = authenticate(email, password)
+    membership = membership_of(user) if user else None
+    if user is None or membership is None:
+        raise bad_credentials()
+    if not clinic.is_active:
+        raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
+    return user, membership
+
+
+@transaction
+def operator_sign_in(email: str, password: str) -> User:
+    """Check the platform operator's credentials; the one answer for any failure."""
+    user = authenticate(email, password)
+    if user is None or not user.is_operator:
+        raise bad_credentials()
+    return user
+
+
+@transaction
+def sign_out_everywhere(user: User) -> None:
+    """Invalidate every session cookie ``user`` holds: the epoch they carry moves on.
+
+    Session cookies are signed, not stored, so a copy kept after sign-out
+    would still work without this.
+    """
+    user.session_epoch += 1
+
+
 def membership_of(user: User) -> Membership | None:
     """Return ``user``'s active membership of the current clinic, or None."""
     return db.session.scalar(
@@ -77,6 +115,7 @@ def staff_member(membership_id: int) -> Membership:
     return membership
 
 
+@transaction
 def create_user(email: str, name: str, password: str, *, is_operator: bool = False) -> User:
     """Create a platform account, refusing a weak password or an email already in use."""
     email = normalise_email(email)
@@ -107,6 +146,7 @@ def _active_owners() -> int:
     return sum(1 for m in staff() if m.active and m.role == Role.owner)
 
 
+@transaction
 def add_staff(
     email: str,
     name: str,
@@ -151,6 +191,7 @@ def add_staff(
     return membership
 
 
+@transaction
 def update_staff(
     membership: Membership,
     *,
@@ -188,6 +229,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@transaction
 def issue_token(
     membership: Membership, name: str, expires_in_days: int | None = None
 ) -> tuple[ApiToken, str]:
@@ -236,6 +278,7 @@ def token(token_id: int) -> ApiToken:
     return found
 
 
+@transaction
 def revoke_token(found: ApiToken) -> ApiToken:
     """Revoke ``found``; revoking twice keeps the first revocation time."""
     if found.revoked_at is None:

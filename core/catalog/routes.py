@@ -11,7 +11,6 @@ from core.accounts.access import Permission, current_clinic, public, requires
 from core.api import Blueprint, paginated
 from core.catalog import services
 from core.catalog.models import Resource, Service
-from core.extensions import db
 from core.hooks.settings import Amount
 from core.schemas import Id, text
 
@@ -103,7 +102,6 @@ class Services(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> Service:
         """Add a service."""
         found = services.save_service(None, data, current_clinic().currency)
-        db.session.commit()
         return found
 
 
@@ -121,7 +119,6 @@ class ServiceItem(MethodView):
     def patch(self, data: dict[str, Any], clinic_slug: str, service_id: int) -> Service:
         """Change a service: price, duration, locations, providers."""
         found = services.save_service(services.service(service_id), data, current_clinic().currency)
-        db.session.commit()
         return found
 
 
@@ -139,5 +136,4 @@ class Resources(MethodView):
     def post(self, data: dict[str, Any], clinic_slug: str) -> Resource:
         """Add a room or device, with how many appointments may use it at once."""
         found = services.add_resource(data)
-        db.session.commit()
         return found

@@ -13,6 +13,7 @@ from core.extensions import db
 from core.money import Money
 from core.schedules.models import Provider
 from core.tenancy.models import Location
+from core.unit_of_work import transaction
 
 
 def services(active_only: bool = True, online_only: bool = False) -> list[Service]:
@@ -88,6 +89,7 @@ def _check_links(data: dict[str, Any]) -> None:
         )
 
 
+@transaction
 def save_service(found: Service | None, data: dict[str, Any], currency: str) -> Service:
     """Create (``found`` None) or update a service from validated ``data``."""
     _check_links(data)
@@ -138,6 +140,7 @@ def resources() -> list[Resource]:
     return list(db.session.scalars(select(Resource).order_by(Resource.location_id, Resource.name)))
 
 
+@transaction
 def add_resource(data: dict[str, Any]) -> Resource:
     """Add a room or device at a location."""
     if db.session.get(Location, data["location_id"]) is None:

@@ -14,6 +14,7 @@ from core.encryption.models import ClinicDataKey
 from core.encryption.types import EncryptedBytes, EncryptedJSON, EncryptedText
 from core.extensions import db
 from core.tenancy.scope import require_clinic_ref
+from core.unit_of_work import transaction, unit_of_work
 
 _ENCRYPTED = (EncryptedBytes, EncryptedJSON, EncryptedText)
 
@@ -30,6 +31,7 @@ def _new_key(version: int) -> ClinicDataKey:
     return key
 
 
+@transaction
 def ensure_data_key() -> ClinicDataKey:
     """Give the current clinic a data key if it has none; return the active one."""
     active = [k for k in _versions() if k.retired_at is None]
@@ -63,31 +65,32 @@ def encrypted_columns() -> list[tuple[type, str]]:
 def rotate_data_key() -> RotationReport:
     """Make a new data key for the current clinic and re-encrypt everything under it.
 
-    Two commits: the new key first (so every process can load it), then the
+    Two units of work: the new key first (so every process can load it), then the
     re-encrypted values. Old versions are retired, not destroyed, so a value
     written by a worker that had not yet seen the rotation still decrypts,
     and running the rotation again after a crash is safe.
     """
-    versions = _versions()
-    new = _new_key((versions[-1].version if versions else 0) + 1)
-    for old in versions:
-        if old.retired_at is None:
-            old.retired_at = clock.now()
-    db.session.commit()
+    with unit_of_work():
+        versions = _versions()
+        new = _new_key((versions[-1].version if versions else 0) + 1)
+        for old in versions:
+            if old.retired_at is None:
+                old.retired_at = clock.now()
     keyring().clear()
     count = 0
-    for model, attribute in encrypted_columns():
-        for row in db.session.scalars(select(model)):
-            if getattr(row, attribute) is None:
-                continue
-            # The value is unchanged; flagging it makes the flush write it
-            # again, now sealed under the new active key.
-            flag_modified(row, attribute)
-            count += 1
-    db.session.commit()
+    with unit_of_work():
+        for model, attribute in encrypted_columns():
+            for row in db.session.scalars(select(model)):
+                if getattr(row, attribute) is None:
+                    continue
+                # The value is unchanged; flagging it makes the flush write it
+                # again, now sealed under the new active key.
+                flag_modified(row, attribute)
+                count += 1
     return RotationReport(new.version, count)
 
 
+@transaction
 def rewrap_data_keys() -> int:
     """Re-wrap the current clinic's data keys under the current master key; return how many."""
     masters = master_keys()

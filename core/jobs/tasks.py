@@ -14,6 +14,7 @@ from core.payments import services as payments
 from core.privacy import services as privacy
 from core.sales import services as sales
 from core.tenancy.services import each_active_clinic
+from core.unit_of_work import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ def expire_all_holds() -> int:
     """Free the slots of every clinic's lapsed holds."""
     total = 0
     for _ in each_active_clinic():
-        total += expire_holds()
-        db.session.commit()
+        with unit_of_work():
+            total += expire_holds()
     return total
 
 
@@ -45,13 +46,12 @@ def privacy_duties() -> tuple[int, int]:
     purged = alerts = 0
     for clinic in each_active_clinic():
         try:
-            purged_here = privacy.purge_expired_holds(clinic)
-            days = baseline_settings(clinic)["deadline_alert_days"]
-            alerts_here = privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
-            db.session.commit()
+            with unit_of_work():
+                purged_here = privacy.purge_expired_holds(clinic)
+                days = baseline_settings(clinic)["deadline_alert_days"]
+                alerts_here = privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
         except Exception:
             # One clinic's failure must not stop the others' purges, or anyone's messages.
-            db.session.rollback()
             log.exception("privacy duties failed for clinic %s; retried next tick", clinic.slug)
             continue
         purged += purged_here
@@ -69,10 +69,9 @@ def charge_fees() -> int:
             charged += payments.charge_owed_fees(clinic)
             payments.settle_deposits(clinic)
             payments.flag_expiring_cards(clinic)
-            db.session.commit()
         except Exception:
             # Anything Stripe said yes to is healed by its webhook; the rest is retried.
-            db.session.rollback()
+            db.session.rollback()  # ends whatever read was open when it failed
             log.exception("charging fees failed for clinic %s; retried next tick", clinic.slug)
     return charged
 

@@ -33,6 +33,7 @@ from core.messaging.channels import (
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.tenancy.models import Clinic, Location
 from core.tenancy.services import each_active_clinic, hooks_for
+from core.unit_of_work import transaction, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def _due(now: datetime):
     )
 
 
+@transaction
 def claim(message_id: int, now: datetime) -> bool:
     """Take a due message for this worker; return False if another worker has it."""
     result = db.session.execute(
@@ -70,17 +72,16 @@ def claim(message_id: int, now: datetime) -> bool:
             attempts=OutboxMessage.attempts + 1,
         )
     )
-    db.session.commit()
     return result.rowcount == 1
 
 
+@transaction
 def _finish(message_id: int, status: OutboxStatus, **values: object) -> None:
     db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.sending)
         .values(status=status, lease_expires_at=None, **values)
     )
-    db.session.commit()
 
 
 def _render(
@@ -209,12 +210,15 @@ def deliver_for_clinic(
     """Send the current clinic's due messages; call inside its scope."""
     report = DeliveryReport()
     now = now or clock.now()
-    due_ids = list(
-        db.session.scalars(
-            select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.due_at).limit(limit)
+    with unit_of_work():  # a read only, ended before any message is sent
+        due_ids = list(
+            db.session.scalars(
+                select(OutboxMessage.id)
+                .where(_due(now))
+                .order_by(OutboxMessage.due_at)
+                .limit(limit)
+            )
         )
-    )
-    db.session.commit()
     for message_id in due_ids:
         if not claim(message_id, now):
             continue

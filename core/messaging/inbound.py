@@ -64,6 +64,7 @@ def _contact(clinic: Clinic) -> str:
     return clinic.contact_phone or clinic.contact_email or clinic.name
 
 
+@transaction
 def handle(clinic: Clinic, sender: str, body: str, now: datetime | None = None) -> InboundResult:
     """Apply one inbound text from ``sender`` to the clinic's clients with that number."""
     now = now or clock.now()

@@ -9,18 +9,12 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response, current_app, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from core import clock
 from core.accounts.access import Permission, current_clinic, public, requires
 from core.api import Blueprint
-from core.clients.models import Client
 from core.errors import Problem
-from core.extensions import db
-from core.messaging import inbound, outbox
-from core.messaging.delivery import CONSENT_NEEDED, consenting
-from core.messaging.models import OutboxMessage
+from core.messaging import campaigns, inbound
 from core.schemas import Id, Moment, text
 
 webhooks = FlaskBlueprint("sms_webhooks", __name__)
@@ -46,7 +40,6 @@ def sms_inbound(clinic_slug: str) -> Response:
             ],
         )
     result = inbound.handle(current_clinic(), sender, request.form.get("Body", ""))
-    db.session.commit()
     reply = f"<Message>{escape(result.reply)}</Message>" if result.reply else ""
     return Response(
         f'<?xml version="1.0" encoding="UTF-8"?><Response>{reply}</Response>',
@@ -88,39 +81,4 @@ class MarketingMessages(MethodView):
         Each is held back while it is night where the client is; consent is
         checked again when it goes.
         """
-        clinic = current_clinic()
-        needed = CONSENT_NEEDED[("marketing", data["channel"])]
-        wanted = set(data["client_ids"])
-        known = set(db.session.scalars(select(Client.id).where(Client.id.in_(wanted))))
-        allowed = consenting(clinic, known, needed)
-        keys = {
-            client_id: f"marketing:{data['campaign']}:{data['channel']}:{client_id}"
-            for client_id in allowed
-        }
-        # A campaign sent twice reaches nobody twice.
-        queued_before = set(
-            db.session.scalars(
-                select(OutboxMessage.client_id).where(
-                    OutboxMessage.dedupe_key.in_(list(keys.values()))
-                )
-            )
-        )
-        due = clock.as_utc(data.get("send_at") or clock.now())
-        queued = sorted(allowed - queued_before)
-        for client_id in queued:
-            outbox.queue(
-                "marketing",
-                channel=data["channel"],
-                client_id=client_id,
-                dedupe_key=keys[client_id],
-                due_at=due,
-                subject=data["subject"],
-                body=data["body"],
-            )
-        refused = (wanted - known) | (known - allowed)
-        db.session.commit()
-        return {
-            "queued": queued,
-            "already_queued": sorted(queued_before),
-            "not_consented": sorted(refused),
-        }
+        return campaigns.queue_marketing(current_clinic(), data)

@@ -13,7 +13,6 @@ from marshmallow import Schema, fields
 from core.accounts.access import Permission, current_clinic, public, requires
 from core.api import Blueprint
 from core.bookings import services as bookings
-from core.extensions import db
 from core.payments import services
 
 webhooks = FlaskBlueprint("stripe_webhooks", __name__)
@@ -55,5 +54,4 @@ class DepositPayment(MethodView):
     def post(self, clinic_slug: str, booking_id: int) -> dict[str, Any]:
         """Start (or resume) paying what a held booking owes up front, at the front desk."""
         result = services.deposit_payment(current_clinic(), bookings.booking(booking_id))
-        db.session.commit()
         return result

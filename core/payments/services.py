@@ -204,17 +204,17 @@ def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tupl
     """Read from Stripe what applying this event will need, outside any transaction."""
     object_id = obj.get("id")
     account = clinic.stripe_account_id or ""
-    if kind.startswith("setup_intent.") and object_id:
-        # The card's account is the one it was saved on, which the clinic may have changed.
-        account = (
-            db.session.scalar(
-                select(CardAgreement.stripe_account).where(
-                    CardAgreement.stripe_setup_intent_id == object_id
+    with unit_of_work():  # a read only, ended before Stripe is asked: nothing is held meanwhile
+        if kind.startswith("setup_intent.") and object_id:
+            # The card's account is the one it was saved on, which the clinic may have changed.
+            account = (
+                db.session.scalar(
+                    select(CardAgreement.stripe_account).where(
+                        CardAgreement.stripe_setup_intent_id == object_id
+                    )
                 )
+                or account
             )
-            or account
-        )
-    db.session.commit()  # ends the reads above: nothing is held while Stripe is asked
     found: dict[tuple[str, str], Any] = {}
 
     def read(resource: str, read_id: Any) -> Any:
@@ -240,15 +240,15 @@ def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tupl
     return found
 
 
+@transaction
 def _record_event(clinic: Clinic, event: dict[str, Any], kind: str, obj: dict[str, Any]) -> str:
-    """Record the event and apply its effect in one transaction; a repeat does nothing."""
+    """Record the event and apply its effect in one unit of work; a repeat does nothing."""
     record = StripeEvent(event_id=event["id"], type=kind, object_id=obj.get("id"), outcome="")
     try:
         with db.session.begin_nested():
             db.session.add(record)
     except IntegrityError:
-        db.session.rollback()
-        return "already applied"
+        return "already applied"  # applied by another delivery meanwhile
     if kind.startswith("payment_intent."):
         record.outcome = _sync_intent(clinic, obj.get("id"))
     elif kind.startswith("setup_intent."):
@@ -263,7 +263,6 @@ def _record_event(clinic: Clinic, event: dict[str, Any], kind: str, obj: dict[st
         record.outcome = _sync_membership(clinic, kind, obj)
     else:
         record.outcome = "ignored"
-    db.session.commit()
     return record.outcome
 
 
@@ -664,50 +663,53 @@ def settle_deposits(clinic: Clinic) -> int:
     clinic's. The charge's status records that it is settled, so each is
     done once.
     """
-    paid = list(
-        db.session.scalars(
-            select(BookingCharge)
-            .join(Booking, Booking.id == BookingCharge.booking_id)
-            .where(
-                BookingCharge.kind.in_([k.value for k in PAID_UP_FRONT]),
-                BookingCharge.status == "paid",
-                Booking.status.in_([BookingStatus.cancelled, BookingStatus.no_show]),
+    with unit_of_work():
+        paid = list(
+            db.session.scalars(
+                select(BookingCharge)
+                .join(Booking, Booking.id == BookingCharge.booking_id)
+                .where(
+                    BookingCharge.kind.in_([k.value for k in PAID_UP_FRONT]),
+                    BookingCharge.status == "paid",
+                    Booking.status.in_([BookingStatus.cancelled, BookingStatus.no_show]),
+                )
             )
         )
-    )
     settled = 0
     for charge in paid:
-        # Claimed under its row's lock (the database's on SQLite): a second run at the same
-        # time finds it settled and leaves it.
-        claimed = db.session.execute(
-            update(BookingCharge)
-            .where(BookingCharge.id == charge.id, BookingCharge.status == "paid")
-            .values(status="paid")
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.refresh(charge)
-        if not claimed or charge.status != "paid":
-            db.session.rollback()
-            continue
-        booking = db.session.get(Booking, charge.booking_id)
-        outcome = (booking.requirements or {}).get("deposit_outcome")
-        if outcome == "refunded":
-            try:
-                _refund(clinic, booking, charge)
-            except stripe.StripeError:
-                db.session.rollback()
-                log.exception("refund of deposit %s failed; retried next run", charge.id)
-                continue
-        elif outcome == "forfeited":
-            charge.status = "forfeited"
-            _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
-        elif outcome == "credited":
-            _credit(clinic, booking, charge)
-        else:
-            continue  # kept, moved or credited: nothing leaves the booking here
-        db.session.commit()
-        settled += 1
+        try:
+            settled += _settle_deposit(clinic, charge)
+        except stripe.StripeError:
+            log.exception("refund of deposit %s failed; retried next run", charge.id)
     return settled
+
+
+@transaction
+def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
+    """Settle one deposit as the policy decided; False when there was nothing to do."""
+    # Claimed under its row's lock (the database's on SQLite): a second run at the same
+    # time finds it settled and leaves it.
+    claimed = db.session.execute(
+        update(BookingCharge)
+        .where(BookingCharge.id == charge.id, BookingCharge.status == "paid")
+        .values(status="paid")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(charge)
+    if not claimed or charge.status != "paid":
+        return False
+    booking = db.session.get(Booking, charge.booking_id)
+    outcome = (booking.requirements or {}).get("deposit_outcome")
+    if outcome == "refunded":
+        _refund(clinic, booking, charge)
+    elif outcome == "forfeited":
+        charge.status = "forfeited"
+        _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
+    elif outcome == "credited":
+        _credit(clinic, booking, charge)
+    else:
+        return False  # kept, moved or credited: nothing leaves the booking here
+    return True
 
 
 def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
@@ -847,6 +849,7 @@ class Reconciliation:
     healed: list[str] = dataclasses.field(default_factory=list)
 
 
+@transaction
 def reconcile(clinic: Clinic) -> Reconciliation:
     """Compare the clinic's payments and ledger with its Stripe account; call in its scope.
 
@@ -906,7 +909,6 @@ def reconcile(clinic: Clinic) -> Reconciliation:
             report.differences.append(
                 f"payment {payment.id} ({payment.stripe_payment_intent_id}) is not on the Stripe account"
             )
-    db.session.commit()
     return report
 
 
@@ -1012,6 +1014,7 @@ def card_expires_before(client: Client, booking: Booking) -> bool:
     return client.card_expires_on < clock.as_utc(booking.starts_at).date()
 
 
+@transaction
 def flag_expiring_cards(clinic: Clinic) -> int:
     """Ask clients whose saved card expires before their appointment to save a new one, once.
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from core.accounts import services as accounts
 from core.accounts.access import current_principal, operator_only, public
-from core.accounts.routes import bad_credentials, begin_session, end_sessions
+from core.accounts.routes import begin_session, end_sessions
 from core.accounts.schemas import LoginSchema, SessionSchema
 from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
 from core.api import Blueprint, paginated
@@ -72,11 +72,7 @@ class OperatorSession(MethodView):
     def post(self, credentials: dict[str, Any]) -> dict[str, Any]:
         """Sign in as the platform operator (attempts are throttled)."""
         count_sign_in_attempt(credentials["email"])
-        user = accounts.authenticate(credentials["email"], credentials["password"])
-        if user is None or not user.is_operator:
-            db.session.rollback()
-            raise bad_credentials()
-        db.session.commit()
+        user = accounts.operator_sign_in(credentials["email"], credentials["password"])
         sign_in_succeeded(credentials["email"])
         begin_session(user, "platform")
         return {"user": user, "clinic": None, "role": None, "operator": True, "via": "session"}
@@ -104,9 +100,5 @@ class PlatformClinic(MethodView):
     @blp.response(200, PlatformClinicSchema)
     def patch(self, data: dict[str, Any], slug: str) -> Clinic:
         """Suspend or reactivate a clinic."""
-        clinic = tenancy.clinic_by_slug(slug)
-        if clinic is None:
-            raise Problem(404, "No such clinic.")
-        tenancy.set_status(clinic, data["status"])
-        db.session.commit()
+        clinic = tenancy.set_status(slug, data["status"])
         return clinic

@@ -92,7 +92,6 @@ class Providers(MethodView):
         found = services.add_provider(
             data["membership_id"], data.get("display_name"), data.get("credential")
         )
-        db.session.commit()
         return found
 
 
@@ -104,7 +103,6 @@ class ProviderItem(MethodView):
     def patch(self, data: dict[str, Any], clinic_slug: str, provider_id: int) -> Provider:
         """Change a provider's name, credential or active flag."""
         found = services.update_provider(services.provider(provider_id), data)
-        db.session.commit()
         return found
 
 
@@ -117,7 +115,6 @@ class ProviderHours(MethodView):
         """Replace a provider's weekly hours (local wall-clock times at each location)."""
         found = services.provider(provider_id)
         services.set_hours(found, data["hours"])
-        db.session.commit()
         db.session.refresh(found)
         return found
 
@@ -138,5 +135,4 @@ class ProviderTimeOff(MethodView):
         found = services.add_time_off(
             services.provider(provider_id), data["starts_at"], data["ends_at"], data.get("reason")
         )
-        db.session.commit()
         return found

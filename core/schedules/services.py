@@ -13,6 +13,7 @@ from core.errors import Problem, field_error
 from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
 from core.tenancy.models import Location
+from core.unit_of_work import transaction
 
 
 def providers(active_only: bool = False) -> list[Provider]:
@@ -31,6 +32,7 @@ def provider(provider_id: int) -> Provider:
     return found
 
 
+@transaction
 def add_provider(membership_id: int, display_name: str | None, credential: str | None) -> Provider:
     """Give a staff member a calendar so clients can book them."""
     membership = db.session.get(Membership, membership_id)
@@ -56,6 +58,7 @@ def add_provider(membership_id: int, display_name: str | None, credential: str |
     return found
 
 
+@transaction
 def update_provider(found: Provider, changes: dict[str, Any]) -> Provider:
     """Change a provider's display name, credential or active flag."""
     for key, value in changes.items():
@@ -64,6 +67,7 @@ def update_provider(found: Provider, changes: dict[str, Any]) -> Provider:
     return found
 
 
+@transaction
 def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHours]:
     """Replace the provider's weekly hours with ``blocks`` (weekday, starts, ends, location)."""
     for index, block in enumerate(blocks):
@@ -98,6 +102,7 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
     return created
 
 
+@transaction
 def add_time_off(
     found: Provider, starts_at: datetime, ends_at: datetime, reason: str | None
 ) -> TimeOff:

@@ -9,7 +9,6 @@ from marshmallow import Schema, fields
 
 from core.accounts.access import Permission, current_clinic, requires
 from core.api import Blueprint, paginated
-from core.extensions import db
 from core.tenancy import services
 from core.tenancy.models import Clinic
 from core.tenancy.schemas import ClinicSchema, ClinicUpdateSchema, LocationSchema, PluginListSchema
@@ -41,7 +40,6 @@ class ClinicProfile(MethodView):
     def patch(self, changes: dict[str, Any], clinic_slug: str) -> Clinic:
         """Change the clinic's profile (owners and managers)."""
         clinic = services.update_profile(current_clinic(), changes)
-        db.session.commit()
         return clinic
 
 

@@ -8,10 +8,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from core.errors import Problem
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, ClinicHooks, PluginHost
 from core.tenancy.models import Clinic, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
+from core.unit_of_work import transaction
 
 PLUGIN_HOST_KEY = "clinic_saas.plugins"
 
@@ -59,6 +61,7 @@ def locations() -> list[Location]:
     return list(db.session.scalars(select(Location).order_by(Location.active.desc(), Location.id)))
 
 
+@transaction
 def update_profile(clinic: Clinic, changes: dict[str, Any]) -> Clinic:
     """Apply validated profile ``changes`` to ``clinic``.
 
@@ -71,10 +74,32 @@ def update_profile(clinic: Clinic, changes: dict[str, Any]) -> Clinic:
     return clinic
 
 
-def set_status(clinic: Clinic, status: ClinicStatus) -> Clinic:
-    """Suspend or reactivate ``clinic`` (operator only)."""
+@transaction
+def connect_stripe(slug: str, account: str) -> Clinic:
+    """Connect the clinic ``slug`` to its own Stripe account (``acct_...``): it can then take payments."""
+    if not account.startswith("acct_"):
+        raise Problem(
+            422, "A Stripe connected account id starts with acct_.", kind="invalid-account"
+        )
+    clinic = clinic_by_slug(slug)
+    if clinic is None:
+        raise Problem(404, f"No clinic {slug!r}.")
+    taken = db.session.scalar(
+        select(Clinic).where(Clinic.stripe_account_id == account, Clinic.slug != slug)
+    )
+    if taken is not None:
+        raise Problem(409, f"{account} is already the account of {taken.slug}.", kind="taken")
+    clinic.stripe_account_id = account
+    return clinic
+
+
+@transaction
+def set_status(slug: str, status: ClinicStatus) -> Clinic:
+    """Suspend or reactivate the clinic ``slug`` (operator only)."""
+    clinic = clinic_by_slug(slug)
+    if clinic is None:
+        raise Problem(404, "No such clinic.")
     clinic.status = status
-    db.session.flush()
     return clinic
 
 

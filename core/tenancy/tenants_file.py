@@ -31,6 +31,7 @@ from core.money import Money, validate_currency
 from core.schemas import Email, TimeZone, normalise_phone
 from core.tenancy.models import Clinic, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
+from core.unit_of_work import unit_of_work
 
 SLUG = validate.Regexp(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", error="Use lower-case letters, digits and hyphens."
@@ -323,7 +324,7 @@ def _apply(data: dict[str, Any], source: str) -> str:
     )
     changed = _assign(clinic, values)
     db.session.flush()
-    with clinic_scope(clinic):
+    with clinic_scope(clinic), unit_of_work():  # committed inside the clinic's scope
         existing = {loc.slug: loc for loc in db.session.scalars(select(Location))}
         for declared in data["locations"]:
             location = existing.pop(declared["slug"], None)
@@ -338,7 +339,6 @@ def _apply(data: dict[str, Any], source: str) -> str:
         db.session.flush()
         changed |= _apply_services(data, clinic.currency)
         ensure_data_key()
-        db.session.commit()
     if created:
         return "created"
     return "updated" if changed else "unchanged"
