@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import stripe
@@ -179,3 +180,59 @@ def deliver_intent_event(client, intent_id: str, event_id: str, account: str = "
         data=payload,
         headers={"Stripe-Signature": sign(payload), "Content-Type": "application/json"},
     )
+
+
+@contextmanager
+def stripe_requests_watched(
+    counted: Callable[[], bool] = lambda: True,
+) -> Iterator[list[tuple[str, bool]]]:
+    """Record each Stripe request the app makes: its path, and whether a write was open then.
+
+    A write is open from the first INSERT, UPDATE or DELETE (or pending change) of a
+    transaction until it commits or rolls back. ``counted`` picks the requests to record
+    (say, only those of one route); requests made outside the app are never recorded.
+    """
+    from flask import has_app_context
+    from sqlalchemy import event as orm_event
+    from sqlalchemy.orm import Session
+    from sqlalchemy.sql.elements import TextClause
+
+    from core.payments.stripe_api import BudgetedRequests
+
+    def wrote(session, *args):
+        session.info["wrote"] = True
+
+    def ended(session, *args):
+        session.info.pop("wrote", None)
+
+    def statement(state):
+        raw = isinstance(state.statement, TextClause) and state.statement.text.lstrip().upper()
+        dml = state.is_insert or state.is_update or state.is_delete
+        if dml or (raw and raw.startswith(("INSERT", "UPDATE", "DELETE"))):
+            state.session.info["wrote"] = True
+
+    listeners = [
+        ("after_flush", wrote),
+        ("do_orm_execute", statement),
+        ("after_commit", ended),
+        ("after_rollback", ended),
+    ]
+    calls: list[tuple[str, bool]] = []
+    original = BudgetedRequests.request
+
+    def watched(self, method, url, *args, **kwargs):
+        if has_app_context() and counted():
+            session = db.session()
+            writing = bool(session.info.get("wrote") or session.new or session.dirty)
+            calls.append((url.split("/v1/")[-1], writing))
+        return original(self, method, url, *args, **kwargs)
+
+    for name, listener in listeners:
+        orm_event.listen(Session, name, listener)
+    BudgetedRequests.request = watched
+    try:
+        yield calls
+    finally:
+        BudgetedRequests.request = original
+        for name, listener in listeners:
+            orm_event.remove(Session, name, listener)

@@ -22,7 +22,14 @@ from core.tenancy.scope import ClinicRef, clinic_scope
 from core.tenancy.services import PLUGIN_HOST_KEY
 from tests.helpers import issue_token, make_clinic, make_provider, make_service, make_staff
 from tests.local_days import clinic_day, local_time
-from tests.payment_flows import book, deliver_intent_event, ledger_of, pay_in_browser, wait_for
+from tests.payment_flows import (
+    book,
+    deliver_intent_event,
+    ledger_of,
+    pay_in_browser,
+    stripe_requests_watched,
+    wait_for,
+)
 
 
 def _committed_status(table: str, row_id: int, clinic_id: int) -> str | None:
@@ -173,57 +180,19 @@ def test_a_payment_is_announced_once_however_often_stripe_tells_it(client, live,
 # --- no Stripe call while a write transaction is open ----------------------------------------
 
 
-def test_a_webhook_asks_stripe_before_it_writes_never_while_a_write_is_open(
-    client, live, monkeypatch
-):
+def test_a_webhook_asks_stripe_before_it_writes_never_while_a_write_is_open(client, live):
     # DESIGN.md: "Network calls (Stripe, SMTP, SMS, outbound webhooks) happen outside an
     # open write transaction: read and lock, decide, commit ... call out". Every Stripe
     # request the webhook handler makes is checked against its session at that moment.
     from flask import has_request_context, request
-    from sqlalchemy import event as orm_event
-    from sqlalchemy.orm import Session
-    from sqlalchemy.sql.elements import TextClause
 
-    from core.payments.stripe_api import BudgetedRequests
+    def in_webhook() -> bool:
+        return has_request_context() and request.path == "/webhooks/stripe"
 
-    def wrote(session, *args):
-        session.info["wrote"] = True
-
-    def ended(session, *args):
-        session.info.pop("wrote", None)
-
-    def statement(state):
-        raw = isinstance(state.statement, TextClause) and state.statement.text.lstrip().upper()
-        dml = state.is_insert or state.is_update or state.is_delete
-        if dml or (raw and raw.startswith(("INSERT", "UPDATE", "DELETE"))):
-            state.session.info["wrote"] = True
-
-    listeners = [
-        ("after_flush", wrote),
-        ("do_orm_execute", statement),
-        ("after_commit", ended),
-        ("after_rollback", ended),
-    ]
-    for name, listener in listeners:
-        orm_event.listen(Session, name, listener)
-    calls: list[tuple[str, bool]] = []
-    original = BudgetedRequests.request
-
-    def watched(self, method, url, *args, **kwargs):
-        if has_request_context() and request.path == "/webhooks/stripe":
-            session = db.session()
-            writing = bool(session.info.get("wrote") or session.new or session.dirty)
-            calls.append((url.split("/v1/")[-1], writing))
-        return original(self, method, url, *args, **kwargs)
-
-    monkeypatch.setattr(BudgetedRequests, "request", watched)
-    try:
+    with stripe_requests_watched(in_webhook) as calls:
         body = book(client, live)
         pay_in_browser(live, body["payment"])
         wait_for(lambda: ledger_of(live))
-    finally:
-        for name, listener in listeners:
-            orm_event.remove(Session, name, listener)
     assert calls, "the webhook asked Stripe for nothing"
     assert [path for path, writing in calls if writing] == []
     assert ledger_of(live) == [("deposit_received", 5000)]

@@ -8,6 +8,9 @@ every ``routes`` module (the web) sits at the top with the CLI and the jobs.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grimp
 import pytest
 
@@ -90,3 +93,50 @@ def test_every_import_points_down_the_layers(graph):
                     f"({LAYERS[layer_of(imported)][0]})"
                 )
     assert upward == []
+
+
+# --- one way to do each thing, read from the source ---------------------------------------------
+
+CORE = Path(__file__).resolve().parent.parent / "core"
+
+
+def _modules_calling(predicate) -> dict[str, int]:
+    """Count, per module of core/, the calls whose callee ``predicate`` accepts (read with ast)."""
+    found: dict[str, int] = {}
+    for path in sorted(CORE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and predicate(ast.unparse(node.func)):
+                name = str(path.relative_to(CORE.parent))
+                found[name] = found.get(name, 0) + 1
+    return found
+
+
+def test_only_the_unit_of_work_commits():
+    # Routes, jobs and commands call services; a service's unit of work is the one place a
+    # transaction commits, so events and after-commit steps always follow a real commit.
+    committing = _modules_calling(lambda callee: callee.endswith(".commit"))
+    assert set(committing) == {"core/unit_of_work.py"}
+
+
+def test_ledger_entries_messages_and_charges_each_have_one_maker():
+    made = {
+        "LedgerEntry": _modules_calling(lambda callee: callee == "LedgerEntry"),
+        "OutboxMessage": _modules_calling(lambda callee: callee == "OutboxMessage"),
+        "PaymentIntent": _modules_calling(lambda callee: callee.endswith("payment_intents.create")),
+    }
+    assert {kind: set(modules) for kind, modules in made.items()} == {
+        "LedgerEntry": {"core/ledger/services.py"},
+        "OutboxMessage": {"core/messaging/outbox.py"},
+        "PaymentIntent": {"core/payments/charges.py"},
+    }
+
+
+def test_payments_know_nothing_of_what_was_sold(graph):
+    # What a payment means for a bill, a package or a membership is told to handlers the
+    # sales package registers (core.payments.handlers), so payments never import sales.
+    from_payments = {
+        imported
+        for module in graph.find_descendants("core.payments") | {"core.payments"}
+        for imported in graph.find_modules_directly_imported_by(module)
+    }
+    assert sorted(m for m in from_payments if m.startswith("core.sales")) == []

@@ -26,7 +26,14 @@ from tests.helpers import (
     set_clinic_settings,
 )
 from tests.local_days import clinic_today
-from tests.payment_flows import DEPOSIT, book, pay_in_browser, scoped, wait_for
+from tests.payment_flows import (
+    DEPOSIT,
+    book,
+    pay_in_browser,
+    scoped,
+    stripe_requests_watched,
+    wait_for,
+)
 from tests.stripe_server import sign
 
 
@@ -249,6 +256,18 @@ def test_a_late_cancellation_fee_is_charged_off_session_with_a_deterministic_key
         ("deposit_received", 5000),
         ("fee_charged", 7500),
     ]
+
+
+def test_a_fee_is_charged_with_no_write_open_while_stripe_answers(client, live):
+    # DESIGN.md: "Network calls (Stripe, SMTP, SMS, outbound webhooks) happen outside an
+    # open write transaction: read and lock, decide, commit ... call out".
+    from core.jobs.tasks import charge_fees
+
+    _cancel_late(client, _paid_booking(client, live))
+    with live["app"].app_context(), stripe_requests_watched() as calls:
+        assert charge_fees() == 1
+    assert "payment_intents" in [path for path, _ in calls]
+    assert [path for path, writing in calls if writing] == []
 
 
 def test_a_stripe_outage_during_a_fee_charge_retried_charges_once(client, live):

@@ -18,7 +18,7 @@ from core.ledger import LedgerEntry
 from core.sales.models import GiftCertificate
 from tests.helpers import assert_problem, issue_token, make_staff, set_clinic_settings
 from tests.local_days import clinic_day, clinic_today, local_time, years_after
-from tests.payment_flows import DEPOSIT, ledger_of, paid_booking, scoped
+from tests.payment_flows import DEPOSIT, ledger_of, paid_booking, scoped, stripe_requests_watched
 
 API = "/api/v1/clinics/alpha"
 
@@ -167,8 +167,13 @@ def test_checkout_applies_the_deposit_and_charges_the_balance_to_the_card_once(c
     assert sale["balance_due"]["amount"] == 19500 - 5000
     # A second bill for the same appointment is refused.
     assert_problem(_open(client, live, {"booking_id": booking_id}), 409)
-    paid = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-1")
+    # The card is charged with no write open: the tender commits first (DESIGN.md: "read and
+    # lock, decide, commit ... call out").
+    with stripe_requests_watched() as asked:
+        paid = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-1")
     assert paid.status_code == 201, paid.get_data(as_text=True)
+    assert "payment_intents" in [path for path, _ in asked]
+    assert [path for path, writing in asked if writing] == []
     again = _pay(client, live, sale["id"], {"kind": "card_on_file"}, key="desk-1")
     assert again.get_json()["tender"]["id"] == paid.get_json()["tender"]["id"]
     result = paid.get_json()["sale"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
@@ -56,6 +56,23 @@ class SavedCardCharge:
     outcome: ChargeOutcome
     intent: Any | None = None
     reason: str | None = None
+    #: What recording the answer will read from Stripe, read already (see ``stripe_api.fetched``).
+    read: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+def read_ahead(intent: Any, account: str) -> dict[tuple[str, str], Any]:
+    """Read from Stripe what recording ``intent`` will need (its card), before any unit opens."""
+    method_id = getattr(intent, "payment_method", None)
+    if not isinstance(method_id, str):
+        return {}
+    try:
+        return {
+            ("payment_methods", method_id): stripe_api.retrieve(
+                "payment_methods", method_id, account
+            )
+        }
+    except stripe.InvalidRequestError:
+        return {}  # recording says what a missing card means
 
 
 def start_payment(clinic: Clinic, key: str, params: dict[str, Any]) -> Any:
@@ -109,9 +126,11 @@ def charge_saved_card(
         payment.status = PaymentStatus.failed
         payment.last_error = str(error)[:500]
         return SavedCardCharge(ChargeOutcome.refused, None, payment.last_error)
+    # Read before the payment changes: nothing is pending while Stripe is asked again.
+    read = read_ahead(intent, payment.stripe_account) if intent.status != "requires_action" else {}
     payment.stripe_payment_intent_id = intent.id
     if intent.status == "requires_action":
         # localstripe answers so where Stripe raises authentication_required.
         payment.status = PaymentStatus.requires_action
         return SavedCardCharge(ChargeOutcome.needs_authentication, intent, None)
-    return SavedCardCharge(ChargeOutcome.accepted, intent, None)
+    return SavedCardCharge(ChargeOutcome.accepted, intent, None, read)

@@ -437,7 +437,8 @@ def charge_fee(clinic: Clinic, charge_id: int) -> Payment | None:
         intent = stripe_api.client().v1.payment_intents.retrieve(
             payment.stripe_payment_intent_id, options=stripe_api.on_account(payment.stripe_account)
         )
-        with unit_of_work():
+        read = charges.read_ahead(intent, payment.stripe_account)
+        with stripe_api.fetched(read), unit_of_work():
             recorded(clinic, payment, intent)
         return payment
     result = charges.charge_saved_card(
@@ -451,7 +452,7 @@ def charge_fee(clinic: Clinic, charge_id: int) -> Payment | None:
             "clause": charge.clause_id or "",
         },
     )
-    with unit_of_work():
+    with stripe_api.fetched(result.read), unit_of_work():
         if result.outcome == ChargeOutcome.accepted:
             recorded(clinic, payment, result.intent)
         elif result.outcome == ChargeOutcome.needs_authentication:

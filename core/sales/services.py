@@ -779,7 +779,7 @@ def _charge_card_on_file(clinic: Clinic, tender: Tender) -> None:
     result = charges.charge_saved_card(
         clinic, payment, _require_card_on_file(bill), {"sale_id": str(bill.id)}
     )
-    with unit_of_work():
+    with stripe_api.fetched(result.read), unit_of_work():
         if result.outcome == ChargeOutcome.accepted:
             tender.reference = result.intent.id
             payments.recorded(clinic, payment, result.intent)
