@@ -16,14 +16,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
 from core.errors import Problem, field_error
-from core.extensions import UtcTimestamp, db
+from core.extensions import Model, UtcTimestamp, db
 from core.tenancy.scope import ClinicScoped
 from core.unit_of_work import transaction
 
 MAX_KEY_LENGTH = 200
 
 
-class IdempotencyRecord(ClinicScoped, db.Model):
+class IdempotencyRecord(ClinicScoped, Model):
     """The first answer to a request carrying an Idempotency-Key, replayed for retries."""
 
     __tablename__ = "idempotency_record"

@@ -32,7 +32,7 @@ def queue_marketing(clinic: Clinic, data: dict[str, Any]) -> dict[str, list[int]
         for client_id in allowed
     }
     # A campaign sent twice reaches nobody twice.
-    queued_before = set(
+    queued_before: set[int] = set(
         db.session.scalars(
             select(OutboxMessage.client_id).where(OutboxMessage.dedupe_key.in_(list(keys.values())))
         )

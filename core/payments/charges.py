@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
+from stripe.params import PaymentIntentCreateParams
 
 from core.clients.models import Client
 from core.extensions import db
@@ -75,7 +76,7 @@ def read_ahead(intent: Any, account: str) -> dict[tuple[str, str], Any]:
         return {}  # recording says what a missing card means
 
 
-def start_payment(clinic: Clinic, key: str, params: dict[str, Any]) -> Any:
+def start_payment(clinic: Clinic, key: str, params: PaymentIntentCreateParams) -> Any:
     """Create, under ``key``, the PaymentIntent the client confirms; the same intent on every call."""
     return stripe_api.client().v1.payment_intents.create(params, stripe_api.on(clinic, key))
 
@@ -99,8 +100,8 @@ def charge_saved_card(
             {
                 "amount": payment.amount_minor,
                 "currency": payment.currency.lower(),
-                "customer": client.stripe_customer_id,
-                "payment_method": client.stripe_payment_method_id,
+                "customer": client.stripe_customer_id or "",
+                "payment_method": client.stripe_payment_method_id or "",
                 "off_session": True,
                 "confirm": True,
                 "metadata": {"payment_key": payment.idempotency_key, **metadata},

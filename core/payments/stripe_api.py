@@ -136,15 +136,15 @@ def charging_account(clinic: Clinic) -> str:
     return account
 
 
-def on_account(account: str, idempotency_key: str | None = None) -> dict[str, Any]:
+def on_account(account: str, idempotency_key: str | None = None) -> stripe.RequestOptions:
     """Return the request options of a call on ``account`` (an object's own account, for reads)."""
-    options: dict[str, Any] = {"stripe_account": account}
+    options: stripe.RequestOptions = {"stripe_account": account}
     if idempotency_key:
         options["idempotency_key"] = idempotency_key
     return options
 
 
-def on(clinic: Clinic, idempotency_key: str | None = None) -> dict[str, Any]:
+def on(clinic: Clinic, idempotency_key: str | None = None) -> stripe.RequestOptions:
     """Return the request options of a call for ``clinic``: its account, and a key for POSTs.
 
     Keys are derived from business ids (``deposit:<booking>``) so a retry,

@@ -239,7 +239,7 @@ class ReadableExport(MethodView):
 class DeletionPlan(MethodView):
     @requires(Permission.manage_privacy)
     @blp.response(200, DeletionPlanSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, clinic_slug: str, client_id: int) -> Any:
         """What deleting the client removes now, keeps (until when, why) and asks of each processor."""
         return services.deletion_plan(current_clinic(), clients.client(client_id))
 

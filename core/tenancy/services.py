@@ -52,6 +52,8 @@ def each_active_clinic() -> Iterator[Clinic]:
     db.session.remove()
     for clinic_id in clinic_ids:
         clinic = db.session.get(Clinic, clinic_id)
+        if clinic is None:
+            continue  # removed since it was listed
         with clinic_scope(clinic):
             yield clinic
 

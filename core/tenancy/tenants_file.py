@@ -305,10 +305,10 @@ def _assign(obj: Any, values: dict[str, Any]) -> bool:
 
 def _apply(data: dict[str, Any], source: str) -> str:
     """Create or update one clinic from validated ``data``; return what happened."""
-    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == data["slug"]))
-    created = clinic is None
+    found = db.session.scalar(select(Clinic).where(Clinic.slug == data["slug"]))
+    created = found is None
+    clinic = Clinic(slug=data["slug"]) if found is None else found
     if created:
-        clinic = Clinic(slug=data["slug"])
         db.session.add(clinic)
     values = {key: data[key] for key in _CLINIC_FIELDS if data[key] is not None}
     contact = data["contact"]
