@@ -13,7 +13,7 @@ from core.accounts import services as accounts
 from core.accounts.models import Role
 from core.clients.photos import reencrypt_photos
 from core.encryption import services as encryption
-from core.errors import Problem
+from core.errors import DomainError, Problem
 from core.tenancy import services as tenancy
 from core.tenancy.scope import clinic_scope
 from core.tenancy.tenants_file import TenantFileError, load_tenant_files, tenant_files
@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def _problem_text(problem: Problem) -> str:
+def _problem_text(problem: Problem | DomainError) -> str:
     details = "; ".join(f"{e['field']}: {e['detail']}" for e in problem.errors)
     return f"{problem.detail or problem.title}" + (f" ({details})" if details else "")
 
@@ -107,7 +107,7 @@ def clinics_connect_stripe(slug: str, account: str) -> None:
     """Connect a clinic to its own Stripe account (``acct_...``): it can then take payments."""
     try:
         tenancy.connect_stripe(slug, account)
-    except Problem as problem:
+    except (Problem, DomainError) as problem:
         _fail(_problem_text(problem))
     click.echo(f"{slug} takes payments on {account}")
 
@@ -168,7 +168,7 @@ def staff_create(slug: str, email: str, name: str, role: str, password: str) -> 
     with clinic_scope(clinic):
         try:
             membership = accounts.add_staff(email, name, Role(role), password)
-        except Problem as problem:
+        except (Problem, DomainError) as problem:
             _fail(_problem_text(problem))
         click.echo(f"{membership.user.email} is now {role} at {slug}")
 
@@ -193,7 +193,7 @@ def operator_create(email: str, name: str, password: str) -> None:
     """Create an operator account (no clinic membership, no access to clinic data)."""
     try:
         user = accounts.create_user(email, name, password, is_operator=True)
-    except Problem as problem:
+    except (Problem, DomainError) as problem:
         _fail(_problem_text(problem))
     click.echo(f"operator {user.email} created")
 

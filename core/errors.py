@@ -93,6 +93,101 @@ class Problem(Exception):
         return body
 
 
+class DomainError(Exception):
+    """A rule of the clinic's domain refused what was asked: raised by services, named for the refusal.
+
+    Services speak the domain and know nothing of HTTP. Each family below says
+    what kind of refusal it is; :func:`as_problem`, the one mapping, turns it into
+    a problem document with its status. ``kind`` names the rule (the problem
+    ``type``), ``errors`` the fields at fault (see :func:`field_error`), and any
+    other keyword is extra detail for the client (a tender's id, a retry hint).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        kind: str | None = None,
+        errors: Iterable[Mapping[str, Any]] = (),
+        title: str | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.kind = kind
+        self.errors = [dict(e) for e in errors]
+        self.title = title
+        self.extensions = extensions
+
+
+class NotFound(DomainError):
+    """What was asked for does not exist in this clinic (or not for this caller)."""
+
+
+class Invalid(DomainError):
+    """The request breaks a rule of its own: a field out of range, a choice not offered."""
+
+
+class TooLarge(Invalid):
+    """What was sent is larger than the clinic accepts (a photo, say)."""
+
+
+class UnsupportedFile(Invalid):
+    """What was sent is not a kind of file the clinic accepts."""
+
+
+class Unauthenticated(DomainError):
+    """Who is asking could not be established (wrong password, expired link to sign in)."""
+
+
+class Refused(DomainError):
+    """The request is well formed, but the state of things refuses it (already paid, slot taken)."""
+
+
+class NotAllowed(DomainError):
+    """The caller may not do this, whatever the request says."""
+
+
+class PaymentFailed(DomainError):
+    """The card was declined, or its bank wants the client to approve the payment."""
+
+
+class UpstreamFailed(DomainError):
+    """A provider the platform relies on (Stripe, the mail server) refused or did not answer."""
+
+
+class Unavailable(DomainError):
+    """The platform cannot do this right now; trying again later may work."""
+
+
+#: The one mapping from a domain refusal to an HTTP status.
+STATUS_OF: dict[type[DomainError], int] = {
+    TooLarge: 413,  # before Invalid, whose kinds they are
+    UnsupportedFile: 415,
+    Unauthenticated: 401,
+    NotFound: 404,
+    Invalid: 422,
+    Refused: 409,
+    NotAllowed: 403,
+    PaymentFailed: 402,
+    UpstreamFailed: 502,
+    Unavailable: 503,
+}
+
+
+def as_problem(error: DomainError) -> Problem:
+    """Return the problem document that answers ``error``."""
+    status = next((code for family, code in STATUS_OF.items() if isinstance(error, family)), 409)
+    return Problem(
+        status,
+        error.detail,
+        kind=error.kind,
+        title=error.title,
+        errors=error.errors,
+        **error.extensions,
+    )
+
+
 def field_error(field: str, detail: str, location: str = "json") -> dict[str, str]:
     """Return one entry of a problem's ``errors`` list for ``field``."""
     pointer = "#/" + "/".join(
@@ -272,6 +367,10 @@ def register_error_handlers(app: Flask, metadata: MetaData) -> None:
     def _problem(problem: Problem) -> Response:
         return problem_response(problem)
 
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> Response:
+        return problem_response(as_problem(error))
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         return problem_response(problem_from_http_exception(error))
@@ -283,6 +382,8 @@ def register_error_handlers(app: Flask, metadata: MetaData) -> None:
         original = getattr(error, "orig", None)
         if isinstance(original, Problem):
             return problem_response(original)
+        if isinstance(original, DomainError):
+            return problem_response(as_problem(original))
         if type(original).__name__ in {"KeyUnavailable", "DecryptionFailed"}:
             log.error(
                 "encryption keys unavailable on %s %s: %s", request.method, request.path, original

@@ -177,7 +177,7 @@ def test_the_rule_is_in_the_service_not_only_the_view(clinic, desk):
     from core.accounts.access import Principal
     from core.accounts.models import Membership
     from core.clients import services
-    from core.errors import Problem
+    from core.errors import NotAllowed, as_problem
 
     client_id = new_client(desk)
     with clinic.app_context():
@@ -187,9 +187,9 @@ def test_the_rule_is_in_the_service_not_only_the_view(clinic, desk):
                 select(Membership).where(Membership.role == Role.front_desk)
             )
             actor = Principal(user=membership.user, via="session", membership=membership)
-            with pytest.raises(Problem) as refused:
+            with pytest.raises(NotAllowed) as refused:
                 services.intake(actor, services.client(client_id))
-            assert refused.value.status == 403
+            assert as_problem(refused.value).status == 403
 
 
 @pytest.mark.parametrize("role", ["provider", "manager", "owner"])

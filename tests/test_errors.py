@@ -220,3 +220,59 @@ def test_availability_for_a_date_far_out_of_reach_is_refused_naming_the_field(si
     response = signed_in.get(f"/api/v1/clinics/alpha/availability?service_id=1&from={day}&to={day}")
     body = assert_problem(response, 422)
     assert [e["field"] for e in body["errors"]] == ["from"]
+
+
+def test_each_domain_refusal_has_one_status_and_keeps_its_kind_fields_and_details():
+    from core.errors import (
+        Invalid,
+        NotAllowed,
+        NotFound,
+        PaymentFailed,
+        Refused,
+        TooLarge,
+        Unauthenticated,
+        Unavailable,
+        UnsupportedFile,
+        UpstreamFailed,
+        as_problem,
+        field_error,
+    )
+
+    statuses = {
+        family.__name__: as_problem(family("why")).status
+        for family in (
+            NotFound,
+            Invalid,
+            TooLarge,
+            UnsupportedFile,
+            Unauthenticated,
+            Refused,
+            NotAllowed,
+            PaymentFailed,
+            UpstreamFailed,
+            Unavailable,
+        )
+    }
+    assert statuses == {
+        "NotFound": 404,
+        "Invalid": 422,
+        "TooLarge": 413,
+        "UnsupportedFile": 415,
+        "Unauthenticated": 401,
+        "Refused": 409,
+        "NotAllowed": 403,
+        "PaymentFailed": 402,
+        "UpstreamFailed": 502,
+        "Unavailable": 503,
+    }
+    problem = as_problem(
+        Refused(
+            "This gift certificate has been used up.",
+            kind="used-up",
+            errors=[field_error("code", "used up")],
+            tender=7,
+        )
+    ).to_dict()
+    assert problem["type"].endswith("/used-up")
+    assert problem["detail"] == "This gift certificate has been used up."
+    assert problem["errors"][0]["field"] == "code" and problem["tender"] == 7

@@ -13,7 +13,15 @@ from sqlalchemy.orm import joinedload
 from core import clock
 from core.accounts.models import ApiToken, Membership, Role, User
 from core.accounts.passwords import hash_password, needs_rehash, password_problem, verify_password
-from core.errors import Problem, field_error
+from core.errors import (
+    Invalid,
+    NotAllowed,
+    NotFound,
+    Problem,
+    Refused,
+    Unauthenticated,
+    field_error,
+)
 from core.extensions import db
 from core.tenancy.models import Clinic
 from core.unit_of_work import transaction
@@ -26,8 +34,8 @@ def normalise_email(email: str, field: str = "email") -> str:
     try:
         result = validate_email(email, check_deliverability=False)
     except EmailNotValidError as error:
-        raise Problem(
-            422, "The email address is not valid.", errors=[field_error(field, str(error))]
+        raise Invalid(
+            "The email address is not valid.", errors=[field_error(field, str(error))]
         ) from None
     return result.normalized.lower()
 
@@ -35,7 +43,7 @@ def normalise_email(email: str, field: str = "email") -> str:
 def _check_password(password: str, field: str = "password") -> None:
     reason = password_problem(password)
     if reason:
-        raise Problem(422, "The password is too weak.", errors=[field_error(field, reason)])
+        raise Invalid("The password is too weak.", errors=[field_error(field, reason)])
 
 
 def user_by_email(email: str) -> User | None:
@@ -61,7 +69,7 @@ def authenticate(email: str, password: str) -> User | None:
 
 def bad_credentials() -> Problem:
     """Return the one answer for every failed sign-in, whatever failed."""
-    return Problem(401, "The email or password is wrong.", kind="invalid-credentials")
+    return Unauthenticated("The email or password is wrong.", kind="invalid-credentials")
 
 
 @transaction
@@ -72,7 +80,7 @@ def sign_in(clinic: Clinic, email: str, password: str) -> tuple[User, Membership
     if user is None or membership is None:
         raise bad_credentials()
     if not clinic.is_active:
-        raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
+        raise NotAllowed("This clinic is suspended on the platform.", kind="clinic-suspended")
     return user, membership
 
 
@@ -111,7 +119,7 @@ def staff_member(membership_id: int) -> Membership:
     """Return the current clinic's membership ``membership_id`` or raise 404."""
     membership = db.session.scalar(select(Membership).where(Membership.id == membership_id))
     if membership is None:
-        raise Problem(404, "No such staff member at this clinic.")
+        raise NotFound("No such staff member at this clinic.")
     return membership
 
 
@@ -121,8 +129,7 @@ def create_user(email: str, name: str, password: str, *, is_operator: bool = Fal
     email = normalise_email(email)
     _check_password(password)
     if user_by_email(email) is not None:
-        raise Problem(
-            409,
+        raise Refused(
             "An account with this email already exists.",
             errors=[field_error("email", "already in use")],
         )
@@ -162,13 +169,12 @@ def add_staff(
     is a conflict; re-adding a former member reactivates them.
     """
     if not _may_assign(actor, role):
-        raise Problem(403, "Only an owner can add an owner.")
+        raise NotAllowed("Only an owner can add an owner.")
     email = normalise_email(email)
     user = user_by_email(email)
     if user is None:
         if not password:
-            raise Problem(
-                422,
+            raise Invalid(
                 "A new staff member needs a password.",
                 errors=[field_error("password", "required for a new account")],
             )
@@ -176,8 +182,7 @@ def add_staff(
     existing = db.session.scalar(select(Membership).where(Membership.user_id == user.id))
     if existing is not None:
         if existing.active:
-            raise Problem(
-                409,
+            raise Refused(
                 "This person is already on the clinic's staff.",
                 errors=[field_error("email", "already a member")],
             )
@@ -202,14 +207,14 @@ def update_staff(
     """Change a staff member's role or active flag, never leaving the clinic without an owner."""
     touches_owner = membership.role == Role.owner or role == Role.owner
     if touches_owner and not _may_assign(actor, Role.owner):
-        raise Problem(403, "Only an owner can change an owner's membership.")
+        raise NotAllowed("Only an owner can change an owner's membership.")
     losing_owner = (
         membership.role == Role.owner
         and membership.active
         and ((role is not None and role != Role.owner) or active is False)
     )
     if losing_owner and _active_owners() <= 1:
-        raise Problem(409, "A clinic must keep at least one active owner.", kind="last-owner")
+        raise Refused("A clinic must keep at least one active owner.", kind="last-owner")
     if role is not None:
         membership.role = role
     if active is not None:
@@ -274,7 +279,7 @@ def token(token_id: int) -> ApiToken:
     """Return the current clinic's token ``token_id`` or raise 404."""
     found = db.session.scalar(select(ApiToken).where(ApiToken.id == token_id))
     if found is None:
-        raise Problem(404, "No such API token at this clinic.")
+        raise NotFound("No such API token at this clinic.")
     return found
 
 

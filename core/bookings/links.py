@@ -9,7 +9,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from core import clock
-from core.errors import Problem
+from core.errors import NotFound
 
 SALT = "booking-self-service"
 
@@ -41,9 +41,9 @@ def read_token(token: str, clinic_id: int) -> tuple[int, str]:
     try:
         data = _serializer().loads(token)
     except BadSignature:
-        raise Problem(404, "This link is not valid.") from None
+        raise NotFound("This link is not valid.") from None
     if not isinstance(data, dict) or data.get("c") != clinic_id:
-        raise Problem(404, "This link is not valid.")
+        raise NotFound("This link is not valid.")
     if int(data.get("e", 0)) < clock.now().timestamp():
-        raise Problem(404, "This link has expired; please contact the clinic.", kind="link-expired")
+        raise NotFound("This link has expired; please contact the clinic.", kind="link-expired")
     return int(data["b"]), str(data["n"])

@@ -33,7 +33,7 @@ from core.bookings.schemas import (
     TurnedAwaySchema,
 )
 from core.catalog import services as catalog
-from core.errors import Problem
+from core.errors import DomainError, Problem
 from core.extensions import db
 from core.idempotency import Idempotent, StoredAnswer
 from core.payments import services as payments
@@ -126,13 +126,13 @@ def _payment_step(clinic: Any, booking: Booking, token: str) -> dict[str, Any]:
         return {}
     try:
         return {"payment": payments.deposit_payment(clinic, booking)}
-    except (Problem, stripe.StripeError, SQLAlchemyError) as error:
+    except (DomainError, Problem, stripe.StripeError, SQLAlchemyError) as error:
         current_app.logger.warning(
             "could not start the deposit of booking %s: %r", booking.id, error
         )
         detail = (
             error.detail
-            if isinstance(error, Problem) and error.detail
+            if isinstance(error, DomainError | Problem) and error.detail
             else "The deposit could not be started just now; your booking is held."
         )
         return {

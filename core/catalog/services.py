@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
-from core.errors import Problem, field_error
+from core.errors import Invalid, NotFound, Refused, field_error
 from core.extensions import db
 from core.money import Money
 from core.schedules.models import Provider
@@ -35,7 +35,7 @@ def service(service_id: int, *, with_links: bool = True) -> Service:
     options = [joinedload(Service.location_links), joinedload(Service.provider_links)]
     found = db.session.get(Service, service_id, options=options if with_links else None)
     if found is None:
-        raise Problem(404, "No such service at this clinic.")
+        raise NotFound("No such service at this clinic.")
     return found
 
 
@@ -58,14 +58,13 @@ def offering(service_id: int, location_id: int) -> tuple[Service, Location]:
 def not_offered(service_id: int) -> NoReturn:
     """Raise why a service cannot be had at a location: no such service (404), or not there (409)."""
     service(service_id, with_links=False)  # no such service: 404
-    raise Problem(409, "This service is not offered at that location.", kind="not-offered-here")
+    raise Refused("This service is not offered at that location.", kind="not-offered-here")
 
 
 def _check_links(data: dict[str, Any]) -> None:
     for location_id in data.get("location_ids", []):
         if db.session.get(Location, location_id) is None:
-            raise Problem(
-                422,
+            raise Invalid(
                 "No such location.",
                 errors=[
                     field_error("location_ids", f"{location_id} is not a location of this clinic")
@@ -73,8 +72,7 @@ def _check_links(data: dict[str, Any]) -> None:
             )
     for provider_id in data.get("provider_ids", []):
         if db.session.get(Provider, provider_id) is None:
-            raise Problem(
-                422,
+            raise Invalid(
                 "No such provider.",
                 errors=[
                     field_error("provider_ids", f"{provider_id} is not a provider of this clinic")
@@ -82,8 +80,7 @@ def _check_links(data: dict[str, Any]) -> None:
             )
     resource_id = data.get("resource_id")
     if resource_id is not None and db.session.get(Resource, resource_id) is None:
-        raise Problem(
-            422,
+        raise Invalid(
             "No such resource.",
             errors=[field_error("resource_id", "not a resource of this clinic")],
         )
@@ -95,8 +92,7 @@ def save_service(found: Service | None, data: dict[str, Any], currency: str) -> 
     _check_links(data)
     if found is None:
         if db.session.scalar(select(Service).where(Service.slug == data["slug"])):
-            raise Problem(
-                409,
+            raise Refused(
                 "A service with this slug exists.",
                 errors=[field_error("slug", "already used")],
             )
@@ -144,8 +140,7 @@ def resources() -> list[Resource]:
 def add_resource(data: dict[str, Any]) -> Resource:
     """Add a room or device at a location."""
     if db.session.get(Location, data["location_id"]) is None:
-        raise Problem(
-            422,
+        raise Invalid(
             "No such location.",
             errors=[field_error("location_id", "not a location of this clinic")],
         )

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from core.encryption.keys import decrypt, encrypt
-from core.errors import Problem, field_error
+from core.errors import TooLarge, UnsupportedFile, field_error
 
 #: Formats accepted, and the media type each is served as.
 FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -105,8 +105,7 @@ def clean_image(raw: bytes, max_bytes: int) -> CleanImage:
     the pixels first so the photo still shows the right way up.
     """
     if len(raw) > max_bytes:
-        raise Problem(
-            413,
+        raise TooLarge(
             f"Photos may be at most {max_bytes // 1_000_000} MB.",
             errors=[field_error("image", "too large", "files")],
         )
@@ -115,15 +114,13 @@ def clean_image(raw: bytes, max_bytes: int) -> CleanImage:
             kind = probe.format
             probe.verify()
         if kind not in FORMATS:
-            raise Problem(
-                415,
+            raise UnsupportedFile(
                 "Upload a JPEG, PNG or WebP photo.",
                 errors=[field_error("image", f"{kind} is not accepted", "files")],
             )
         with Image.open(io.BytesIO(raw)) as image:
             if image.width * image.height > MAX_PIXELS:
-                raise Problem(
-                    413,
+                raise TooLarge(
                     "The photo has too many pixels.",
                     errors=[field_error("image", "too many pixels", "files")],
                 )
@@ -134,8 +131,7 @@ def clean_image(raw: bytes, max_bytes: int) -> CleanImage:
             out = io.BytesIO()
             bare.save(out, format=kind, **({"quality": 92} if kind in {"JPEG", "WEBP"} else {}))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
-        raise Problem(
-            415,
+        raise UnsupportedFile(
             "The file is not a readable image.",
             errors=[field_error("image", "not an image", "files")],
         ) from None

@@ -32,7 +32,7 @@ from core.clients.models import (
     Photo,
     ProductUse,
 )
-from core.errors import Problem, field_error
+from core.errors import Invalid, NotAllowed, NotFound, Refused, field_error
 from core.extensions import db
 from core.hooks.decisions import AgeRule
 from core.schemas import normalise_phone
@@ -135,14 +135,13 @@ def client(client_id: int) -> Client:
     """Return the current clinic's client ``client_id`` or raise 404."""
     found = db.session.get(Client, client_id)
     if found is None:
-        raise Problem(404, "No such client at this clinic.")
+        raise NotFound("No such client at this clinic.")
     return found
 
 
 def _check_location(location_id: int | None) -> None:
     if location_id is not None and db.session.get(Location, location_id) is None:
-        raise Problem(
-            422,
+        raise Invalid(
             "No such location.",
             errors=[field_error("preferred_location_id", "not a location of this clinic")],
         )
@@ -310,8 +309,7 @@ def require_health_access(actor: Principal, client_id: int, *, write: bool = Fal
         if has_request_context():
             g.emergency_access = True
         return True
-    raise Problem(
-        403,
+    raise NotAllowed(
         "Your role does not include clients' health data. In an emergency, request break-glass access with a reason.",
         kind="health-data-restricted",
     )
@@ -377,8 +375,8 @@ def intake(actor: Principal, record: Client, version: int | None = None) -> Heal
         statement = statement.where(HealthIntake.version == version)
     found = db.session.scalar(statement)
     if found is None:
-        raise Problem(
-            404, "No health intake on file." if version is None else f"No intake version {version}."
+        raise NotFound(
+            "No health intake on file." if version is None else f"No intake version {version}."
         )
     _audit(AuditAction.read, "health_intake", record.id, found.id, fields=sorted(found.answers))
     return found
@@ -396,8 +394,7 @@ def record_intake(
         select(func.max(HealthIntake.version)).where(HealthIntake.client_id == record.id)
     )
     if latest and not change_reason:
-        raise Problem(
-            422,
+        raise Invalid(
             "Say why the intake changed.",
             errors=[field_error("change_reason", "required when updating an intake")],
         )
@@ -412,8 +409,7 @@ def record_intake(
         with db.session.begin_nested():
             db.session.add(version)
     except IntegrityError:
-        raise Problem(
-            409,
+        raise Refused(
             "The intake changed while you were editing it; reload and try again.",
             kind="intake-changed",
         ) from None
@@ -445,7 +441,7 @@ def add_note(
     if amends_note_id is not None:
         original = db.session.get(ClinicalNote, amends_note_id)
         if original is None or original.client_id != record.id:
-            raise Problem(404, "No such note for this client.")
+            raise NotFound("No such note for this client.")
     note = ClinicalNote(
         client_id=record.id,
         kind=kind,
@@ -498,14 +494,12 @@ def add_reaction(actor: Principal, record: Client, data: dict[str, Any]) -> Adve
     if product_use_id is not None:
         use = db.session.get(ProductUse, product_use_id)
         if use is None or use.client_id != record.id:
-            raise Problem(
-                422,
+            raise Invalid(
                 "No such product for this client.",
                 errors=[field_error("product_use_id", "not a product recorded for this client")],
             )
     if product_use_id is None and not data.get("service"):
-        raise Problem(
-            422,
+        raise Invalid(
             "Say what caused the reaction.",
             errors=[field_error("product_use_id", "give product_use_id or service")],
         )
@@ -545,22 +539,19 @@ def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Cons
     if data["kind"] == ConsentKind.parental:
         guardian = db.session.get(Guardian, guardian_id) if guardian_id else None
         if guardian is None or guardian.client_id != record.id:
-            raise Problem(
-                422,
+            raise Invalid(
                 "Parental consent is given by a guardian on file.",
                 errors=[field_error("guardian_id", "a guardian of this client is required")],
             )
     elif guardian_id is not None:
-        raise Problem(
-            422,
+        raise Invalid(
             "Only parental consent names a guardian.",
             errors=[field_error("guardian_id", "only for parental consent")],
         )
     if data["kind"] in (ConsentKind.transactional_sms, ConsentKind.marketing_sms) and not (
         data.get("phone") or record.phone
     ):
-        raise Problem(
-            422,
+        raise Invalid(
             "An SMS consent needs the phone number it covers.",
             errors=[field_error("phone", "required for SMS consent")],
         )
@@ -591,7 +582,7 @@ def revoke_consent(actor: Principal, record: Client, consent_id: int, method: st
     """
     consent = db.session.get(Consent, consent_id)
     if consent is None or consent.client_id != record.id:
-        raise Problem(404, "No such consent for this client.")
+        raise NotFound("No such consent for this client.")
     now = clock.now()
     earlier = db.session.scalars(
         select(Consent).where(
@@ -643,8 +634,7 @@ def open_emergency_access(
 ) -> EmergencyAccess:
     """Grant the actor time-limited access to one client's health data, for a stated reason."""
     if minutes < 1 or minutes > MAX_EMERGENCY_MINUTES:
-        raise Problem(
-            422,
+        raise Invalid(
             "Emergency access lasts 1 to 240 minutes.",
             errors=[field_error("minutes", f"between 1 and {MAX_EMERGENCY_MINUTES}")],
         )
@@ -677,11 +667,9 @@ def review_emergency_access(actor: Principal, grant_id: int, note: str) -> Emerg
     """Mark a break-glass grant reviewed, with the reviewer's note; ends it if still running."""
     grant = db.session.get(EmergencyAccess, grant_id)
     if grant is None:
-        raise Problem(404, "No such emergency access.")
+        raise NotFound("No such emergency access.")
     if grant.user_id == actor.user.id:
-        raise Problem(
-            403, "Someone else must review your own emergency access.", kind="self-review"
-        )
+        raise NotAllowed("Someone else must review your own emergency access.", kind="self-review")
     now = clock.now()
     if grant.reviewed_at is None:
         grant.reviewed_at = now
@@ -781,14 +769,12 @@ def add_photo(
     require_health_access(actor, record.id, write=True)
     consent = active_consent(record.id, ConsentKind.clinical_photos)
     if consent is None:
-        raise Problem(
-            409,
+        raise Refused(
             "The client has not consented to clinical photos; record that consent first.",
             kind="photo-consent-missing",
         )
     if marketing_use and active_consent(record.id, ConsentKind.marketing_photos) is None:
-        raise Problem(
-            409,
+        raise Refused(
             "The client has not consented to marketing use of photos.",
             kind="photo-consent-missing",
             errors=[field_error("marketing_use", "needs marketing photo consent", "form")],
@@ -835,7 +821,7 @@ def photo_image(actor: Principal, record: Client, photo_id: int) -> tuple[Photo,
     require_health_access(actor, record.id)
     photo = db.session.get(Photo, photo_id)
     if photo is None or photo.client_id != record.id:
-        raise Problem(404, "No such photo for this client.")
+        raise NotFound("No such photo for this client.")
     _audit(AuditAction.read, "photo", record.id, photo.id, fields=["image"])
     return photo, load_photo(photo.storage_key)
 

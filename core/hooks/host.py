@@ -10,7 +10,7 @@ from typing import Any
 
 import pluggy
 
-from core.errors import Problem
+from core.errors import DomainError, Problem
 from core.hooks import specs
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,8 @@ class ClinicHooks:
         def call(**kwargs: Any) -> Any:
             try:
                 return caller(**kwargs)
-            except Problem:
-                raise
+            except (Problem, DomainError):
+                raise  # a plugin's refusal, answered to the client as any other
             except Exception as error:
                 plugin = self._host._culprit(hook_name, self.plugin_names, error)
                 log.exception("plugin %s failed in %s", plugin, hook_name)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from core import clock
 from core.clients.models import Client, Consent, ConsentKind, ConsentMethod
 from core.clients.services import withdraw_consents
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.privacy.calendars import add_us_business_days, end_of_day, local_day
 from core.privacy.models import OptOutReview
@@ -169,9 +169,9 @@ def decide_review(review_id: int, decision: str, user_id: int) -> OptOutReview:
     """Record staff's reading of a free-text reply; an opt-out withdraws every SMS consent."""
     review = db.session.get(OptOutReview, review_id, with_for_update=True)
     if review is None:
-        raise Problem(404, "No such review at this clinic.")
+        raise NotFound("No such review at this clinic.")
     if review.decided_at is not None:
-        raise Problem(409, "This text has been decided already.", kind="already-decided")
+        raise Refused("This text has been decided already.", kind="already-decided")
     now = clock.now()
     review.decision = decision
     review.decided_at = now

@@ -12,7 +12,7 @@ from typing import Any
 import stripe
 from flask import current_app, g, has_request_context
 
-from core.errors import Problem
+from core.errors import Refused, Unavailable
 from core.tenancy.models import Clinic
 
 
@@ -88,8 +88,7 @@ def client() -> stripe.StripeClient:
     if found is None:
         key = current_app.config.get("STRIPE_SECRET_KEY")
         if not key:
-            raise Problem(
-                503,
+            raise Unavailable(
                 "Online payments are not configured on this platform.",
                 kind="payments-not-configured",
             )
@@ -111,8 +110,7 @@ def client() -> stripe.StripeClient:
 def account_of(clinic: Clinic) -> str:
     """Return the clinic's connected account, or say clearly that it cannot take payments."""
     if not clinic.stripe_account_id:
-        raise Problem(
-            409,
+        raise Refused(
             f"{clinic.name} cannot take payments online yet: its Stripe account is not connected.",
             kind="payments-not-connected",
         )
@@ -127,8 +125,7 @@ def charging_account(clinic: Clinic) -> str:
     """
     account = account_of(clinic)
     if clinic.stripe_charges_enabled is False:
-        raise Problem(
-            409,
+        raise Refused(
             f"{clinic.name} cannot take payments right now: Stripe has paused charges on its "
             "account.",
             kind="payments-paused",

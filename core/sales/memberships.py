@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import clock, ledger
 from core.clients.models import Client
-from core.errors import Problem, field_error
+from core.errors import NotFound, Refused, UpstreamFailed, field_error
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.money import Money
@@ -61,16 +61,14 @@ def add_plan(clinic: Clinic, data: dict[str, Any]) -> MembershipPlan:
 def plan(plan_id: int) -> MembershipPlan:
     found = db.session.get(MembershipPlan, plan_id)
     if found is None or not found.active:
-        raise Problem(
-            404, "No such membership plan.", errors=[field_error("plan_id", "no such plan")]
-        )
+        raise NotFound("No such membership plan.", errors=[field_error("plan_id", "no such plan")])
     return found
 
 
 def membership(membership_id: int) -> ClientMembership:
     found = db.session.get(ClientMembership, membership_id)
     if found is None:
-        raise Problem(404, "No such membership.")
+        raise NotFound("No such membership.")
     return found
 
 
@@ -88,8 +86,7 @@ def client_memberships(client: Client) -> list[ClientMembership]:
 def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembership:
     """Start a client's membership, billed to their card on file from today."""
     if not (client.stripe_customer_id and client.stripe_payment_method_id):
-        raise Problem(
-            409,
+        raise Refused(
             "A membership is billed to the client's card on file; save a card first.",
             kind="no-card-on-file",
         )
@@ -112,8 +109,7 @@ def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembe
             )
         )
         if member is not None and member.stripe_subscription_id:
-            raise Problem(
-                409,
+            raise Refused(
                 "The client already has this membership.",
                 kind="already-a-member",
                 membership=member.id,
@@ -138,8 +134,7 @@ def enrol(clinic: Clinic, client: Client, chosen: MembershipPlan) -> ClientMembe
             stripe_api.on(clinic, f"membership:{member.id}"),
         )
     except stripe.StripeError as error:
-        raise Problem(
-            502,
+        raise UpstreamFailed(
             f"Stripe did not start the membership ({error.user_message or 'no answer'}); "
             "try again.",
             kind="stripe-error",

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from core.accounts.models import Membership
-from core.errors import Problem, field_error
+from core.errors import Invalid, NotFound, Refused, field_error
 from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
 from core.tenancy.models import Location
@@ -28,7 +28,7 @@ def provider(provider_id: int) -> Provider:
     """Return provider ``provider_id`` of the current clinic, or raise 404."""
     found = db.session.get(Provider, provider_id)
     if found is None:
-        raise Problem(404, "No such provider at this clinic.")
+        raise NotFound("No such provider at this clinic.")
     return found
 
 
@@ -37,14 +37,12 @@ def add_provider(membership_id: int, display_name: str | None, credential: str |
     """Give a staff member a calendar so clients can book them."""
     membership = db.session.get(Membership, membership_id)
     if membership is None or not membership.active:
-        raise Problem(
-            422,
+        raise Invalid(
             "No such staff member.",
             errors=[field_error("membership_id", "not active staff of this clinic")],
         )
     if db.session.scalar(select(Provider).where(Provider.membership_id == membership_id)):
-        raise Problem(
-            409,
+        raise Refused(
             "This staff member is already a provider.",
             errors=[field_error("membership_id", "already a provider")],
         )
@@ -72,14 +70,12 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
     """Replace the provider's weekly hours with ``blocks`` (weekday, starts, ends, location)."""
     for index, block in enumerate(blocks):
         if db.session.get(Location, block["location_id"]) is None:
-            raise Problem(
-                422,
+            raise Invalid(
                 "No such location.",
                 errors=[field_error(f"hours.{index}.location_id", "not a location of this clinic")],
             )
         if block["ends"] <= block["starts"]:
-            raise Problem(
-                422,
+            raise Invalid(
                 "A block must end after it starts.",
                 errors=[field_error(f"hours.{index}.ends", "must be after starts")],
             )
@@ -90,8 +86,7 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
         ordered = sorted(day_blocks, key=lambda b: b["starts"])
         for before, after in itertools.pairwise(ordered):
             if after["starts"] < before["ends"]:
-                raise Problem(
-                    422,
+                raise Invalid(
                     f"Blocks overlap on weekday {day}.",
                     errors=[field_error("hours", "blocks on one day may not overlap")],
                 )
@@ -108,8 +103,7 @@ def add_time_off(
 ) -> TimeOff:
     """Record a period the provider does not work."""
     if ends_at <= starts_at:
-        raise Problem(
-            422,
+        raise Invalid(
             "Time off must end after it starts.",
             errors=[field_error("ends_at", "must be after starts_at")],
         )

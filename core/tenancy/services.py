@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
-from core.errors import Problem
+from core.errors import Invalid, NotFound, Refused
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, ClinicHooks, PluginHost
 from core.tenancy.models import Clinic, ClinicStatus, Location
@@ -80,17 +80,15 @@ def update_profile(clinic: Clinic, changes: dict[str, Any]) -> Clinic:
 def connect_stripe(slug: str, account: str) -> Clinic:
     """Connect the clinic ``slug`` to its own Stripe account (``acct_...``): it can then take payments."""
     if not account.startswith("acct_"):
-        raise Problem(
-            422, "A Stripe connected account id starts with acct_.", kind="invalid-account"
-        )
+        raise Invalid("A Stripe connected account id starts with acct_.", kind="invalid-account")
     clinic = clinic_by_slug(slug)
     if clinic is None:
-        raise Problem(404, f"No clinic {slug!r}.")
+        raise NotFound(f"No clinic {slug!r}.")
     taken = db.session.scalar(
         select(Clinic).where(Clinic.stripe_account_id == account, Clinic.slug != slug)
     )
     if taken is not None:
-        raise Problem(409, f"{account} is already the account of {taken.slug}.", kind="taken")
+        raise Refused(f"{account} is already the account of {taken.slug}.", kind="taken")
     clinic.stripe_account_id = account
     return clinic
 
@@ -100,7 +98,7 @@ def set_status(slug: str, status: ClinicStatus) -> Clinic:
     """Suspend or reactivate the clinic ``slug`` (operator only)."""
     clinic = clinic_by_slug(slug)
     if clinic is None:
-        raise Problem(404, "No such clinic.")
+        raise NotFound("No such clinic.")
     clinic.status = status
     return clinic
 
