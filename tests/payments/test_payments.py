@@ -296,7 +296,7 @@ def test_a_crash_after_stripe_charged_is_healed_by_the_webhook(client, live, mon
     # Issue: "a crash after Stripe succeeded and before the database commit is healed by the
     # webhook or the reconciliation"
     from core.jobs.tasks import charge_fees
-    from core.payments import services as payments
+    from core.payments.services import fees
 
     body = _paid_booking(client, live)
     _cancel_late(client, body)
@@ -304,7 +304,7 @@ def test_a_crash_after_stripe_charged_is_healed_by_the_webhook(client, live, mon
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(payments, "recorded", crash)
+    monkeypatch.setattr(fees, "recorded", crash)  # where charge_fee looks it up
     with live["app"].app_context():
         assert charge_fees() == 0  # the worker died after Stripe said yes
     # Its row was committed before Stripe was asked; the webhook finds it by the key.
@@ -421,7 +421,7 @@ def test_a_charge_whose_answer_and_webhook_were_both_lost_is_healed_by_reconcili
     # "a crash after Stripe succeeded and before the database commit is healed by the webhook
     # or the reconciliation"
     from core.jobs.tasks import charge_fees
-    from core.payments import services as payments
+    from core.payments.services import fees
 
     body = _paid_booking(client, live)
     _cancel_late(client, body)
@@ -430,7 +430,7 @@ def test_a_charge_whose_answer_and_webhook_were_both_lost_is_healed_by_reconcili
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(payments, "recorded", crash)
+    monkeypatch.setattr(fees, "recorded", crash)  # where charge_fee looks it up
     with live["app"].app_context():
         charge_fees()
     monkeypatch.undo()

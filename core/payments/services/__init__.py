@@ -1,0 +1,58 @@
+"""Taking money through Stripe: deposits, fees, cards on file, refunds, disputes and webhooks."""
+
+# A booking that owes a deposit gets a PaymentIntent on the clinic's connected account;
+# the browser pays it with Stripe.js, and only the signed webhook, re-checked against
+# Stripe, marks it paid and confirms the booking.
+
+from core.payments.services.cards import (
+    CARD_GUARANTEES,
+    SETUP_STATUS,
+    card_expires_before,
+    card_setup,
+    flag_expiring_cards,
+    keep_card,
+)
+from core.payments.services.common import (
+    FEES,
+    PAID_UP_FRONT,
+    alert_clinic,
+    customer_for,
+    for_stripe_js,
+)
+from core.payments.services.deposits import deposit_payment, settle_deposits
+from core.payments.services.disputes import DISPUTE_CLOSED
+from core.payments.services.fees import charge_fee, charge_owed_fees, payment_to_approve, recorded
+from core.payments.services.received import INTENT_STATUS, LEDGER_KIND, SALE
+from core.payments.services.reconciliation import Reconciliation, reconcile
+from core.payments.services.refunds import locked, refunded_so_far
+from core.payments.services.webhooks import apply_event, verified_event
+
+__all__ = [
+    "CARD_GUARANTEES",
+    "DISPUTE_CLOSED",
+    "FEES",
+    "INTENT_STATUS",
+    "LEDGER_KIND",
+    "PAID_UP_FRONT",
+    "SALE",
+    "SETUP_STATUS",
+    "Reconciliation",
+    "alert_clinic",
+    "apply_event",
+    "card_expires_before",
+    "card_setup",
+    "charge_fee",
+    "charge_owed_fees",
+    "customer_for",
+    "deposit_payment",
+    "flag_expiring_cards",
+    "for_stripe_js",
+    "keep_card",
+    "locked",
+    "payment_to_approve",
+    "reconcile",
+    "recorded",
+    "refunded_so_far",
+    "settle_deposits",
+    "verified_event",
+]
