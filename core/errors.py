@@ -128,6 +128,10 @@ class Invalid(DomainError):
     """The request breaks a rule of its own: a field out of range, a choice not offered."""
 
 
+class Unreadable(DomainError):
+    """What was sent cannot be read or trusted: a malformed or unsigned message (a webhook's)."""
+
+
 class TooLarge(Invalid):
     """What was sent is larger than the clinic accepts (a photo, say)."""
 
@@ -165,6 +169,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     TooLarge: 413,  # before Invalid, whose kinds they are
     UnsupportedFile: 415,
     Unauthenticated: 401,
+    Unreadable: 400,
     NotFound: 404,
     Invalid: 422,
     Refused: 409,

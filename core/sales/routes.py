@@ -191,10 +191,7 @@ class PackageItem(MethodView):
     @blp.response(200, schemas.PackageSchema)
     def get(self, clinic_slug: str, package_id: int) -> dict[str, Any]:
         """Show a client's package and the sessions left."""
-        package = db.session.get(ClientPackage, package_id)
-        if package is None:
-            raise Problem(404, "No such package.")
-        return _package_body(package)
+        return _package_body(sales.client_package(package_id))
 
 
 @blp.route("/packages/<id:package_id>/closure")

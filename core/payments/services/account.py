@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import clock
-from core.errors import Problem
+from core.errors import Unreadable
 from core.payments.services.common import alert_clinic
 from core.tenancy.models import Clinic
 
@@ -17,7 +17,7 @@ def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> s
         return "unchanged (older than what is recorded)"
     enabled = account.get("charges_enabled")
     if not isinstance(enabled, bool):
-        raise Problem(400, "The account has no charges_enabled.", kind="bad-event")
+        raise Unreadable("The account has no charges_enabled.", kind="bad-event")
     clinic.stripe_charges_enabled = enabled
     clinic.stripe_account_updated_at = at
     if not enabled:

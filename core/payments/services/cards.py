@@ -13,7 +13,7 @@ from core.bookings import links
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingStatus
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.messaging import outbox
 from core.payments import stripe_api
@@ -39,7 +39,7 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     if not replacing and (
         booking.status != BookingStatus.held or requirements.get("guarantee") not in CARD_GUARANTEES
     ):
-        raise Problem(409, "This booking does not need a card on file.", kind="nothing-to-pay")
+        raise Refused("This booking does not need a card on file.", kind="nothing-to-pay")
     account = stripe_api.charging_account(clinic)
     # One setup per card being replaced: a new card after this one expires is a new setup.
     key = f"card:{booking.id}:{client.stripe_payment_method_id or 'first'}"

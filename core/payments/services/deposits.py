@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from core import ledger
 from core.bookings.models import Booking, BookingCharge, BookingStatus
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import Clause
 from core.ledger import LedgerKind
@@ -36,12 +36,12 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     deposit. The card is saved for later fees (``setup_future_usage``).
     """
     if booking.status != BookingStatus.held:
-        raise Problem(409, "This booking is not waiting for a payment.", kind="nothing-to-pay")
+        raise Refused("This booking is not waiting for a payment.", kind="nothing-to-pay")
     charge = next(
         (c for c in booking.charges if c.kind in PAID_UP_FRONT and c.status == "owed"), None
     )
     if charge is None:
-        raise Problem(409, "This booking owes nothing up front.", kind="nothing-to-pay")
+        raise Refused("This booking owes nothing up front.", kind="nothing-to-pay")
     account = stripe_api.charging_account(clinic)
     key = f"{charge.kind}:{booking.id}:{charge.id}"
     payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))

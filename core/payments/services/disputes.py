@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core import ledger
-from core.errors import Problem
+from core.errors import Unreadable
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.money import Money
@@ -28,7 +28,7 @@ def _sync_dispute(clinic: Clinic, dispute: dict[str, Any]) -> str:
     """
     amount, currency = dispute.get("amount"), dispute.get("currency")
     if not isinstance(amount, int) or not isinstance(currency, str) or not dispute.get("id"):
-        raise Problem(400, "The dispute has no id, amount or currency.", kind="bad-event")
+        raise Unreadable("The dispute has no id, amount or currency.", kind="bad-event")
     intent = dispute.get("payment_intent")
     payment = (
         db.session.scalar(select(Payment).where(Payment.stripe_payment_intent_id == intent))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from core import clock
 from core.bookings.models import Booking, BookingCharge
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.payments import charges, stripe_api
 from core.payments.charges import ChargeOutcome
@@ -153,9 +153,9 @@ def payment_to_approve(clinic: Clinic, booking: Booking, payment_id: int) -> dic
     """Return what Stripe.js needs for the client to approve a fee on their own card."""
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.booking_id != booking.id:
-        raise Problem(404, "No such payment for this booking.")
+        raise NotFound("No such payment for this booking.")
     if payment.status != PaymentStatus.requires_action or not payment.stripe_payment_intent_id:
-        raise Problem(409, "This payment needs nothing from you.", kind="nothing-to-approve")
+        raise Refused("This payment needs nothing from you.", kind="nothing-to-approve")
     intent = stripe_api.client().v1.payment_intents.retrieve(
         payment.stripe_payment_intent_id, options=stripe_api.on_account(payment.stripe_account)
     )

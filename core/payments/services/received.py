@@ -10,7 +10,7 @@ from core import events, ledger
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import DomainError
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.payments import handlers, stripe_api
@@ -138,7 +138,7 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
         try:
             with db.session.begin_nested():
                 bookings.confirm(clinic, booking, method, actor_user_id=None)
-        except Problem as problem:
+        except DomainError as problem:
             refused = problem.detail  # e.g. the hold lapsed as the money arrived
     else:
         refused = f"the booking is {booking.status.value}"

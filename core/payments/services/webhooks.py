@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import Problem
+from core.errors import Unavailable, Unreadable
 from core.extensions import db
 from core.payments import handlers, stripe_api
 from core.payments.models import CardAgreement, StripeEvent
@@ -27,14 +27,14 @@ def verified_event(payload: bytes, signature: str) -> dict[str, Any]:
     """Return the event if Stripe signed this exact body within the last 300 seconds."""
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
-        raise Problem(503, "Stripe webhooks are not configured.", kind="payments-not-configured")
+        raise Unavailable("Stripe webhooks are not configured.", kind="payments-not-configured")
     try:
         event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
     except stripe.SignatureVerificationError:
-        raise Problem(400, "The event is not signed by Stripe.", kind="bad-signature") from None
+        raise Unreadable("The event is not signed by Stripe.", kind="bad-signature") from None
     except (ValueError, TypeError, AttributeError):
         # Signed, but not a JSON object (the SDK fails on lists and scalars).
-        raise Problem(400, "The event is not a JSON object.", kind="bad-event") from None
+        raise Unreadable("The event is not a JSON object.", kind="bad-event") from None
     return event.to_dict()
 
 
@@ -54,7 +54,7 @@ def apply_event(event: dict[str, Any]) -> str:
         or not isinstance(obj, dict)
         or not isinstance(obj.get("id"), str | None)
     ):
-        raise Problem(400, "The event has no id, type or object.", kind="bad-event")
+        raise Unreadable("The event has no id, type or object.", kind="bad-event")
     account = event.get("account")
     clinic = (
         db.session.scalar(select(Clinic).where(Clinic.stripe_account_id == account))
@@ -62,8 +62,8 @@ def apply_event(event: dict[str, Any]) -> str:
         else None
     )
     if clinic is None:
-        raise Problem(
-            400, "The event's account is not a clinic of this platform.", kind="unknown-account"
+        raise Unreadable(
+            "The event's account is not a clinic of this platform.", kind="unknown-account"
         )
     kind = event["type"]
     with clinic_scope(clinic):

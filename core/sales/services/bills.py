@@ -11,7 +11,7 @@ from core import clock, ledger
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
 from core.catalog.models import Service
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.money import Money
@@ -40,7 +40,7 @@ SETTLED_ON_THE_DAY = (BookingStatus.checked_in, BookingStatus.completed)
 def sale(sale_id: int) -> Sale:
     found = db.session.get(Sale, sale_id)
     if found is None:
-        raise Problem(404, "No such sale.")
+        raise NotFound("No such sale.")
     return found
 
 
@@ -95,22 +95,22 @@ def open_sale(
     if data.get("booking_id") is not None:
         booking = db.session.get(Booking, data["booking_id"])
         if booking is None:
-            raise _invalid("booking_id", "No such booking.", 404)
+            raise _invalid("booking_id", "No such booking.", NotFound)
         if booking.status not in SETTLED_ON_THE_DAY:
             raise _invalid(
                 "booking_id",
                 f"A booking is paid on the day of treatment, once checked in; "
                 f"this one is {booking.status.value}.",
-                409,
+                Refused,
                 kind="not-on-the-day",
             )
         if db.session.scalar(
             select(Sale.id).where(Sale.booking_id == booking.id, Sale.status != SaleStatus.voided)
         ):
-            raise _invalid("booking_id", "This booking has a bill already.", 409)
+            raise _invalid("booking_id", "This booking has a bill already.", Refused)
         client_id = booking.client_id
     if client_id is not None and db.session.get(Client, client_id) is None:
-        raise _invalid("client_id", "No such client.", 404)
+        raise _invalid("client_id", "No such client.", NotFound)
     bill = Sale(
         client_id=client_id,
         booking_id=booking.id if booking else None,
@@ -122,7 +122,7 @@ def open_sale(
             db.session.add(bill)
     except IntegrityError:
         # Another desk opened this appointment's bill at the same moment.
-        raise _invalid("booking_id", "This booking has a bill already.", 409) from None
+        raise _invalid("booking_id", "This booking has a bill already.", Refused) from None
     if booking is not None:
         service = db.session.get(Service, booking.service_id)
         _line(bill, LineKind.service, service.name, booking.price, service_id=service.id)
@@ -147,7 +147,7 @@ def _add_item(clinic: Clinic, bill: Sale, item: dict[str, Any], field: str) -> l
     if kind == "product":
         product = db.session.get(Product, item["product_id"])
         if product is None or not product.active:
-            raise _invalid(f"{field}.product_id", "No such product.", 404)
+            raise _invalid(f"{field}.product_id", "No such product.", NotFound)
         _line(
             bill,
             LineKind.product,
@@ -162,7 +162,7 @@ def _add_item(clinic: Clinic, bill: Sale, item: dict[str, Any], field: str) -> l
             raise _invalid("client_id", "A package is sold to a client.")
         service = db.session.get(Service, item["service_id"])
         if service is None:
-            raise _invalid(f"{field}.service_id", "No such service.", 404)
+            raise _invalid(f"{field}.service_id", "No such service.", NotFound)
         price = Money.parse(item["price"], clinic.currency)
         package = ClientPackage(
             client_id=bill.client_id,
@@ -321,12 +321,11 @@ def void_sale(bill: Sale) -> Sale:
     """
     bill = _fresh(Sale, bill.id)
     if bill.status != SaleStatus.open:
-        raise Problem(409, f"This bill is {bill.status.value}.", kind="sale-closed")
+        raise Refused(f"This bill is {bill.status.value}.", kind="sale-closed")
     if any(
         t.kind != TenderKind.deposit and t.status in ("applied", "pending") for t in bill.tenders
     ):
-        raise Problem(
-            409,
+        raise Refused(
             "Payments have been made on this bill; refund them before voiding it.",
             kind="sale-has-payments",
         )

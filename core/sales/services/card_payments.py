@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import PaymentFailed, Refused, UpstreamFailed
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.payments import charges, stripe_api
@@ -62,7 +62,7 @@ def _card_payment(clinic: Clinic, bill: Sale, tender: Tender) -> dict[str, Any]:
 def _require_card_on_file(bill: Sale) -> Client:
     client = db.session.get(Client, bill.client_id) if bill.client_id else None
     if client is None or not (client.stripe_customer_id and client.stripe_payment_method_id):
-        raise _invalid("kind", "The client has no card on file.", 409, kind="no-card-on-file")
+        raise _invalid("kind", "The client has no card on file.", Refused, kind="no-card-on-file")
     return client
 
 
@@ -83,23 +83,20 @@ def _charge_card_on_file(clinic: Clinic, tender: Tender) -> None:
     if result.outcome == ChargeOutcome.no_answer:
         # The tender and its payment stay pending under their key; the payment's webhook,
         # or reconciliation, applies it if Stripe did charge. The bill shows it in progress.
-        raise Problem(
-            502,
+        raise UpstreamFailed(
             "Stripe did not answer; the card payment stays in progress until Stripe's answer "
             "arrives.",
             kind="stripe-error",
         )
     if result.outcome == ChargeOutcome.needs_authentication:
-        raise Problem(
-            402,
+        raise PaymentFailed(
             "The client's bank wants them to approve this payment themselves; "
             "take the card in person instead.",
             kind="authentication-required",
             tender=tender.id,
         )
     if result.outcome in (ChargeOutcome.declined, ChargeOutcome.refused):
-        raise Problem(
-            402,
+        raise PaymentFailed(
             f"The card on file was declined: {result.reason}",
             kind="card-declined",
             tender=tender.id,

@@ -7,15 +7,18 @@ from typing import Any
 from sqlalchemy import select, update
 
 from core import clock, ledger
-from core.errors import Problem, field_error
+from core.errors import DomainError, Invalid, field_error
 from core.extensions import db
 from core.ledger import LedgerKind
 from core.money import Money
 from core.sales.models import Sale
 
 
-def _invalid(field: str, reason: str, status: int = 422, **extra: Any) -> Problem:
-    return Problem(status, reason, errors=[field_error(field, reason)], **extra)
+def _invalid(
+    field: str, reason: str, refusal: type[DomainError] = Invalid, **extra: Any
+) -> DomainError:
+    """A refusal (``Invalid`` unless told) naming the field at fault."""
+    return refusal(reason, errors=[field_error(field, reason)], **extra)
 
 
 def _on_bill(bill: Sale, kind: LedgerKind, amount: Money, **details: Any) -> Any:

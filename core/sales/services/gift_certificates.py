@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core import ledger
 from core.bookings import services as bookings
 from core.bookings.models import Booking
-from core.errors import Problem, field_error
+from core.errors import NotFound, Refused, field_error
 from core.extensions import db
 from core.money import Money
 from core.sales.models import GiftCertificate
@@ -40,7 +40,7 @@ def gift_certificate(code: str) -> GiftCertificate:
         select(GiftCertificate).where(GiftCertificate.code_digest == _code_digest(code))
     )
     if found is None or not found.active:
-        raise _invalid("code", "No gift certificate has this code.", 404)
+        raise _invalid("code", "No gift certificate has this code.", NotFound)
     return found
 
 
@@ -55,8 +55,7 @@ def confirm_with_gift_certificate(
     """Confirm a held booking guaranteed by a gift certificate, only while it has a balance."""
     certificate = gift_certificate(code)
     if gift_certificate_balance(certificate).minor <= 0:
-        raise Problem(
-            409,
+        raise Refused(
             "This gift certificate has been used up.",
             errors=[field_error("gift_certificate_code", "used up")],
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import ledger
 from core.catalog.models import Service
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.hooks.decisions import RefundOutcome
 from core.ledger import LedgerKind
@@ -20,7 +20,7 @@ def client_package(package_id: int) -> ClientPackage:
     """Return the client package with this id, or answer 404."""
     found = db.session.get(ClientPackage, package_id)
     if found is None:
-        raise Problem(404, "No such package.")
+        raise NotFound("No such package.")
     return found
 
 
@@ -33,7 +33,7 @@ def close_package(clinic: Clinic, package: ClientPackage) -> StoreCredit | None:
     """Close a package; its unused part becomes what the clinic's package terms say (store credit)."""
     package = _fresh(ClientPackage, package.id)
     if package.status != "active":
-        raise Problem(409, f"This package is {package.status}.", kind="package-not-active")
+        raise Refused(f"This package is {package.status}.", kind="package-not-active")
     terms = hooks_for(clinic).clinic_package_terms(clinic=clinic, package=package)
     left = ledger.balance(package.account, package.currency)
     package.status = "closed"

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core.errors import Refused
 from core.extensions import db
 from core.money import Money
 from core.sales.models import Product
@@ -18,7 +19,7 @@ from core.unit_of_work import transaction
 def add_product(clinic: Clinic, data: dict[str, Any]) -> Product:
     """Add a retail product to the clinic's catalogue."""
     if db.session.scalar(select(Product.id).where(Product.sku == data["sku"])):
-        raise _invalid("sku", "A product with this SKU exists.", 409)
+        raise _invalid("sku", "A product with this SKU exists.", Refused)
     product = Product(
         sku=data["sku"],
         name=data["name"],

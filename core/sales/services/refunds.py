@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import clock, ledger
 from core.catalog.models import Service
-from core.errors import Problem
+from core.errors import Invalid, NotFound, Refused, UpstreamFailed
 from core.extensions import db
 from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
 from core.ledger import LedgerKind
@@ -47,7 +47,7 @@ def refund_request(request_id: int) -> RefundRequest:
     """Return the refund request with this id, or answer 404."""
     found = db.session.get(RefundRequest, request_id)
     if found is None:
-        raise Problem(404, "No such refund request.")
+        raise NotFound("No such refund request.")
     return found
 
 
@@ -116,7 +116,7 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
     service = db.session.get(Service, line.service_id) if line.service_id else None
     assessor = data.get("assessed_by_provider_id")
     if assessor is not None and db.session.get(Provider, assessor) is None:
-        raise _invalid("assessed_by_provider_id", "No such provider at this clinic.", 404)
+        raise _invalid("assessed_by_provider_id", "No such provider at this clinic.", NotFound)
     return RefundItem(
         kind=line.kind.value,
         description=line.description,
@@ -142,16 +142,16 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
     """
     line = db.session.get(SaleLine, line_id)
     if line is None:
-        raise Problem(404, "No such sale line.")
+        raise NotFound("No such sale line.")
     bill = _fresh(Sale, line.sale_id)  # one request on a bill at a time
     existing = db.session.scalar(select(RefundRequest).where(RefundRequest.idempotency_key == key))
     if existing is not None:
         return existing
     if bill.status != SaleStatus.paid:
-        raise Problem(409, "Only a paid bill can be refunded.", kind="sale-not-paid")
+        raise Refused("Only a paid bill can be refunded.", kind="sale-not-paid")
     item = _item(line, bill, data)
     if item.amount_paid.minor <= 0:
-        raise Problem(409, "This line has been refunded or returned already.", kind="refunded")
+        raise Refused("This line has been refunded or returned already.", kind="refunded")
     decision: RefundDecision = hooks_for(clinic).clinic_refund_decision(
         clinic=clinic, item=item, reason=data["reason"], at=clock.now()
     )
@@ -181,14 +181,12 @@ def request_refund(clinic: Clinic, line_id: int, data: dict[str, Any], key: str)
         with db.session.begin_nested():
             db.session.add(request)
     except IntegrityError:
-        raise Problem(
-            422,
+        raise Invalid(
             "This Idempotency-Key was used for a different request.",
             kind="idempotency-key-reused",
         ) from None
     if decision.outcome == RefundOutcome.store_credit and bill.client_id is None:
-        raise Problem(
-            409,
+        raise Refused(
             "Store credit belongs to a client, and this bill names none: add the client first.",
             kind="no-client",
         )
@@ -242,8 +240,7 @@ def decide_refund(
     """A manager approves or refuses a request waiting for them; approving twice refunds once."""
     request = _fresh_request(request.id)
     if not approve and request.status != RefundStatus.awaiting_approval:
-        raise Problem(
-            409,
+        raise Refused(
             f"This request is {request.status.value} and can no longer be refused.",
             kind="already-decided",
         )
@@ -280,8 +277,7 @@ def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
         _carry_out(clinic, request, line, bill)
     except stripe.StripeError as error:
         log.warning("refund request %s: Stripe refused or did not answer (%s)", request_id, error)
-        raise Problem(
-            502,
+        raise UpstreamFailed(
             "Stripe did not make the refund; the request stays approved. Approve it again to retry.",
             kind="stripe-error",
         ) from None

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from core import clock, ledger
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.hooks.decisions import Clause
 from core.ledger import LedgerKind
@@ -75,11 +75,10 @@ def _record_tender(
     if existing is not None:
         return existing, None
     if bill.status != SaleStatus.open:
-        raise Problem(409, f"This bill is {bill.status.value}.", kind="sale-closed")
+        raise Refused(f"This bill is {bill.status.value}.", kind="sale-closed")
     due = open_to_pay(bill)
     if due.minor <= 0:
-        raise Problem(
-            409,
+        raise Refused(
             "Nothing is left to pay on this bill while a card payment is in progress.",
             kind="payment-in-progress",
         )
@@ -120,7 +119,7 @@ def _from_gift_certificate(bill: Sale, tender: Tender, code: str, wanted: Money)
     certificate = _fresh(GiftCertificate, gift_certificate(code).id)
     left = gift_certificate_balance(certificate)
     if left.minor <= 0:
-        raise _invalid("code", "This gift certificate has been used up.", 409)
+        raise _invalid("code", "This gift certificate has been used up.", Refused)
     amount = min(wanted, left)
     tender.amount_minor = amount.minor
     tender.gift_certificate_id = certificate.id
@@ -151,17 +150,19 @@ def _from_store_credit(
 
         found = [c for c, left in client_store_credit(bill.client_id) if usable(c, left)]
         if not found:
-            raise _invalid("store_credit_id", "The client has no store credit for this bill.", 409)
+            raise _invalid(
+                "store_credit_id", "The client has no store credit for this bill.", Refused
+            )
         credit_id = found[0].id
     credit = _fresh(StoreCredit, credit_id)
     if credit is None or credit.client_id != bill.client_id:
-        raise _invalid("store_credit_id", "No such store credit for this client.", 404)
+        raise _invalid("store_credit_id", "No such store credit for this client.", NotFound)
     if credit.expires_on is not None and credit.expires_on < today:
         raise _invalid(
             "store_credit_id",
             f"This store credit expired on {credit.expires_on.isoformat()} "
             f"({credit.terms_clause_text}).",
-            409,
+            Refused,
             kind="store-credit-expired",
         )
     limit = balance_due(bill)
@@ -177,14 +178,14 @@ def _from_store_credit(
                 "store_credit_id",
                 f"This store credit is for services of equal or greater value "
                 f"({credit.terms_clause_text}).",
-                409,
+                Refused,
                 kind="store-credit-not-applicable",
             )
         limit = min(limit, Money(eligible, bill.currency))
     left = store_credit_balance(credit)
     amount = min(wanted, left, limit)
     if amount.minor <= 0:
-        raise _invalid("store_credit_id", "This store credit has nothing left.", 409)
+        raise _invalid("store_credit_id", "This store credit has nothing left.", Refused)
     tender.amount_minor = amount.minor
     tender.store_credit_id = credit.id
     _on_bill(
@@ -210,22 +211,22 @@ def _from_package(clinic: Clinic, bill: Sale, tender: Tender, package_id: int | 
         raise _invalid("client_package_id", "A package session pays for this visit's treatment.")
     package = _fresh(ClientPackage, package_id)
     if package is None or package.client_id != bill.client_id:
-        raise _invalid("client_package_id", "No such package for this client.", 404)
+        raise _invalid("client_package_id", "No such package for this client.", NotFound)
     if package.service_id != service_line.service_id:
-        raise _invalid("client_package_id", "This package is for another service.", 409)
+        raise _invalid("client_package_id", "This package is for another service.", Refused)
     if package.status != "active":
         clinic_terms = "Packages are paid in full before the first treatment."
         raise _invalid(
             "client_package_id",
             clinic_terms if package.status == "unpaid" else "This package is closed.",
-            409,
+            Refused,
             kind="package-not-active",
         )
     used = ledger.count(package.account, LedgerKind.package_session_used)
     if used >= package.sessions:
-        raise _invalid("client_package_id", "Every session of this package is used.", 409)
+        raise _invalid("client_package_id", "Every session of this package is used.", Refused)
     if any(t.kind == TenderKind.package_session and t.status == "applied" for t in bill.tenders):
-        raise _invalid("client_package_id", "A session is already counted for this visit.", 409)
+        raise _invalid("client_package_id", "A session is already counted for this visit.", Refused)
     # The session pays for the whole treatment: a deposit paid for the visit is the client's
     # again, as store credit, rather than paying for the treatment twice.
     for paid in bill.tenders:
