@@ -106,7 +106,7 @@ class Booking(ClinicScoped, db.Model):
         paid = sum(
             c.amount_minor
             for c in self.charges
-            if c.kind in ("deposit", "prepayment") and c.status == "paid"
+            if c.kind in ("deposit", "prepayment") and c.status == ChargeStatus.paid
         )
         return Money(paid, self.currency) if paid else None
 
@@ -141,6 +141,22 @@ class ChargeKind(enum.StrEnum):
     late_arrival_fee = "late_arrival_fee"
 
 
+class ChargeStatus(enum.StrEnum):
+    """Where a booking's charge stands (stored as its value)."""
+
+    owed = "owed"
+    paid = "paid"
+    waived = "waived"  # not owed after all (the booking was cancelled before it was paid)
+    moved = "moved"  # carried to the booking it was rescheduled to
+    declined = "declined"  # the card refused it, or Stripe would not charge it
+    no_card = "no_card"  # owed, with no card on file to charge
+    forfeited = "forfeited"  # kept by the clinic, as the policy says
+    credited = "credited"  # turned into the client's store credit
+    refund_due = "refund_due"  # to go back to the card, once Stripe answers
+    refunded = "refunded"
+    applied = "applied"  # counted toward the visit's bill at checkout
+
+
 class BookingCharge(ClinicScoped, db.Model):
     """An amount a booking owes, with the clause that makes it owed; paid later by payments."""
 
@@ -154,7 +170,7 @@ class BookingCharge(ClinicScoped, db.Model):
     reference: Mapped[str] = mapped_column(String(64), default="")
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default="owed")  # owed, paid, waived, moved
+    status: Mapped[str] = mapped_column(String(16), default=ChargeStatus.owed)  # a ChargeStatus
     clause_id: Mapped[str | None] = mapped_column(String(200))
     clause_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -14,7 +14,7 @@ from core.accounts.access import Permission, current_clinic, current_principal, 
 from core.api import Blueprint, json_response, paginated
 from core.bookings import availability, links
 from core.bookings import services as bookings
-from core.bookings.models import Booking, BookingStatus
+from core.bookings.models import Booking, BookingStatus, ChargeStatus
 from core.bookings.schemas import (
     AvailabilityArgs,
     BookingListSchema,
@@ -121,7 +121,9 @@ def _payment_step(clinic: Any, booking: Booking, token: str) -> dict[str, Any]:
     payment could not be started, or ``{}`` when nothing is owed. Called after the booking
     is committed: the booking stands, held, whatever happens here.
     """
-    owes = any(c.kind in payments.PAID_UP_FRONT and c.status == "owed" for c in booking.charges)
+    owes = any(
+        c.kind in payments.PAID_UP_FRONT and c.status == ChargeStatus.owed for c in booking.charges
+    )
     if booking.status != BookingStatus.held or not owes or not clinic.stripe_account_id:
         return {}
     try:

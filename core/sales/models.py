@@ -51,6 +51,25 @@ class SaleStatus(enum.StrEnum):
 LIVE_BILL = "booking_id IS NOT NULL AND status != 'voided'"
 
 
+class TenderStatus(enum.StrEnum):
+    """Where a tender toward a bill stands (stored as its value)."""
+
+    applied = "applied"
+    pending = "pending"  # a card payment Stripe has not answered yet
+    failed = "failed"
+    credited = "credited"  # a deposit given back as store credit instead
+    reversed = "reversed"  # undone with its voided bill
+
+
+class PackageStatus(enum.StrEnum):
+    """Where a client's package stands (stored as its value)."""
+
+    unpaid = "unpaid"
+    active = "active"
+    closed = "closed"
+    voided = "voided"
+
+
 class Sale(ClinicScoped, db.Model):
     """One bill: a visit's treatment, products, packages or gift certificates, and how it is paid."""
 
@@ -149,7 +168,7 @@ class Tender(ClinicScoped, db.Model):
     kind: Mapped[TenderKind] = mapped_column(StoredEnum(TenderKind, 20))
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default="applied")  # applied, pending, failed
+    status: Mapped[str] = mapped_column(String(16), default=TenderStatus.applied)
     partner: Mapped[str | None] = mapped_column(String(32))  # cherry, carecredit, cash, check
     reference: Mapped[str | None] = mapped_column(String(120))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
@@ -231,7 +250,7 @@ class ClientPackage(ClinicScoped, db.Model):
     price_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     promotional: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(16), default="unpaid")  # unpaid, active, closed
+    status: Mapped[str] = mapped_column(String(16), default=PackageStatus.unpaid)
     sale_id: Mapped[int | None] = mapped_column(ForeignKey("sale.id"))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(

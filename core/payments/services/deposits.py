@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import ledger
-from core.bookings.models import Booking, BookingCharge, BookingStatus
+from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeStatus
 from core.clients.models import Client
 from core.errors import Refused
 from core.extensions import db
@@ -38,7 +38,8 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     if booking.status != BookingStatus.held:
         raise Refused("This booking is not waiting for a payment.", kind="nothing-to-pay")
     charge = next(
-        (c for c in booking.charges if c.kind in PAID_UP_FRONT and c.status == "owed"), None
+        (c for c in booking.charges if c.kind in PAID_UP_FRONT and c.status == ChargeStatus.owed),
+        None,
     )
     if charge is None:
         raise Refused("This booking owes nothing up front.", kind="nothing-to-pay")
@@ -107,7 +108,7 @@ def settle_deposits(clinic: Clinic) -> int:
                 .join(Booking, Booking.id == BookingCharge.booking_id)
                 .where(
                     BookingCharge.kind.in_([k.value for k in PAID_UP_FRONT]),
-                    BookingCharge.status == "paid",
+                    BookingCharge.status == ChargeStatus.paid,
                     Booking.status.in_([BookingStatus.cancelled, BookingStatus.no_show]),
                 )
             )
@@ -128,19 +129,19 @@ def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
     # time finds it settled and leaves it.
     claimed = db.session.execute(
         update(BookingCharge)
-        .where(BookingCharge.id == charge.id, BookingCharge.status == "paid")
-        .values(status="paid")
+        .where(BookingCharge.id == charge.id, BookingCharge.status == ChargeStatus.paid)
+        .values(status=ChargeStatus.paid)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(charge)
-    if not claimed or charge.status != "paid":
+    if not claimed or charge.status != ChargeStatus.paid:
         return False
     booking = db.session.get(Booking, charge.booking_id)
     outcome = (booking.requirements or {}).get("deposit_outcome")
     if outcome == "refunded":
         _refund(clinic, booking, charge)
     elif outcome == "forfeited":
-        charge.status = "forfeited"
+        charge.status = ChargeStatus.forfeited
         _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
     elif outcome == "credited":
         _credit(clinic, booking, charge)
@@ -151,7 +152,7 @@ def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
 
 def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     """Turn money paid up front into store credit for future services, as the policy decided."""
-    charge.status = "credited"
+    charge.status = ChargeStatus.credited
     event = booking.events[-1] if booking.events else None
     clause = Clause(
         (event.clause_id if event else None) or "policy", (event.clause_text if event else "") or ""
@@ -173,7 +174,7 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
         )
     )
     if payment is None:
-        charge.status = "refund_due"
+        charge.status = ChargeStatus.refund_due
         alert_clinic(
             clinic,
             f"refund-due:{charge.id}",
@@ -189,7 +190,7 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
             stripe_api.on(clinic, f"refund:{charge.id}"),
         )
         _ledger(LedgerKind.refund, booking, charge, payment, "refunded", amount, refund.id)
-    charge.status = "refunded"
+    charge.status = ChargeStatus.refunded
 
 
 def _ledger(

@@ -10,7 +10,7 @@ import stripe
 from sqlalchemy import select
 
 from core import clock
-from core.bookings.models import Booking, BookingCharge
+from core.bookings.models import Booking, BookingCharge, ChargeStatus
 from core.clients.models import Client
 from core.errors import NotFound, Refused
 from core.extensions import db
@@ -37,7 +37,7 @@ def charge_owed_fees(clinic: Clinic) -> int:
             db.session.scalars(
                 select(BookingCharge.id).where(
                     BookingCharge.kind.in_([k.value for k in FEES]),
-                    BookingCharge.status == "owed",
+                    BookingCharge.status == ChargeStatus.owed,
                 )
             )
         )
@@ -90,10 +90,10 @@ def charge_fee(clinic: Clinic, charge_id: int) -> Payment | None:
         elif result.outcome == ChargeOutcome.needs_authentication:
             _ask_client(clinic, booking, client, payment)
         elif result.outcome == ChargeOutcome.declined:
-            charge.status = "declined"
+            charge.status = ChargeStatus.declined
             _tell_clinic(clinic, charge, f"the card was declined ({payment.last_error})")
         elif result.outcome == ChargeOutcome.refused:
-            charge.status = "declined"
+            charge.status = ChargeStatus.declined
             _tell_clinic(clinic, charge, f"Stripe refused the charge ({payment.last_error})")
         # No answer: Stripe may or may not have charged; the same key next run gets its answer.
     return payment
@@ -113,7 +113,7 @@ def _fee_payment(clinic: Clinic, charge: BookingCharge) -> tuple[Payment | None,
         # Stripe keeps idempotency keys for 24 hours: past that, a retry could charge twice.
         payment.status = PaymentStatus.failed
         payment.last_error = "no answer from Stripe within a day; check the account before retrying"
-        charge.status = "declined"
+        charge.status = ChargeStatus.declined
         _tell_clinic(clinic, charge, payment.last_error)
         return payment, None
     booking = db.session.get(Booking, charge.booking_id)
@@ -121,7 +121,7 @@ def _fee_payment(clinic: Clinic, charge: BookingCharge) -> tuple[Payment | None,
     if payment is not None and payment.stripe_payment_intent_id:
         return payment, client  # Stripe answered before: its answer is read, nothing charged
     if not (client.stripe_customer_id and client.stripe_payment_method_id):
-        charge.status = "no_card"
+        charge.status = ChargeStatus.no_card
         _tell_clinic(clinic, charge, "there is no card on file to charge")
         return None, None
     if payment is None:

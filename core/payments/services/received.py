@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import events, ledger
 from core.bookings import services as bookings
-from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
+from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind, ChargeStatus
 from core.clients.models import Client
 from core.errors import DomainError
 from core.extensions import db
@@ -80,7 +80,7 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
         return status.value
     if status == PaymentStatus.failed and payment.purpose in FEES:
         charge = db.session.get(BookingCharge, payment.booking_charge_id)
-        charge.status = "declined"
+        charge.status = ChargeStatus.declined
         error = getattr(intent, "last_payment_error", None)
         _tell_clinic(clinic, charge, f"the card was declined ({getattr(error, 'message', '')})")
     if status == PaymentStatus.succeeded:
@@ -117,7 +117,7 @@ def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     """Record money received for a booking's charge; a payment up front confirms the booking."""
     booking = db.session.get(Booking, payment.booking_id)
     charge = db.session.get(BookingCharge, payment.booking_charge_id)
-    charge.status = "paid"
+    charge.status = ChargeStatus.paid
     ledger.record(
         LEDGER_KIND.get(payment.purpose, LedgerKind.fee_charged),
         payment.amount,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core import clock, ledger
-from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind
+from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeKind, ChargeStatus
 from core.catalog.models import Service
 from core.clients.models import Client
 from core.errors import NotFound, Refused
@@ -19,12 +19,14 @@ from core.sales.models import (
     ClientPackage,
     GiftCertificate,
     LineKind,
+    PackageStatus,
     Product,
     Sale,
     SaleLine,
     SaleStatus,
     Tender,
     TenderKind,
+    TenderStatus,
 )
 from core.sales.services.common import _fresh, _invalid, _on_bill
 from core.sales.services.gift_certificates import _code_digest, new_code
@@ -46,7 +48,9 @@ def sale(sale_id: int) -> Sale:
 
 def paid_toward(bill: Sale) -> Money:
     """Return what the bill's applied tenders add up to."""
-    return Money(sum(t.amount_minor for t in bill.tenders if t.status == "applied"), bill.currency)
+    return Money(
+        sum(t.amount_minor for t in bill.tenders if t.status == TenderStatus.applied), bill.currency
+    )
 
 
 def balance_due(bill: Sale) -> Money:
@@ -55,7 +59,7 @@ def balance_due(bill: Sale) -> Money:
 
 def open_to_pay(bill: Sale) -> Money:
     """Return what a new tender may take: the balance, less card payments still in progress."""
-    pending = sum(t.amount_minor for t in bill.tenders if t.status == "pending")
+    pending = sum(t.amount_minor for t in bill.tenders if t.status == TenderStatus.pending)
     return balance_due(bill) - Money(pending, bill.currency)
 
 
@@ -242,11 +246,11 @@ def _apply_deposit(bill: Sale, booking: Booking) -> None:
         select(BookingCharge).where(
             BookingCharge.booking_id == booking.id,
             BookingCharge.kind.in_([ChargeKind.deposit, ChargeKind.prepayment]),
-            BookingCharge.status == "paid",
+            BookingCharge.status == ChargeStatus.paid,
         )
     ):
         amount = Money(min(charge.amount_minor, balance_due(bill).minor), bill.currency)
-        charge.status = "applied"
+        charge.status = ChargeStatus.applied
         tender = Tender(
             sale_id=bill.id,
             kind=TenderKind.deposit,
@@ -285,7 +289,7 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
             )
         elif line.kind == LineKind.package:
             package = db.session.get(ClientPackage, line.client_package_id)
-            package.status = "active"
+            package.status = PackageStatus.active
             _on_bill(
                 bill,
                 LedgerKind.package_sold,
@@ -323,17 +327,18 @@ def void_sale(bill: Sale) -> Sale:
     if bill.status != SaleStatus.open:
         raise Refused(f"This bill is {bill.status.value}.", kind="sale-closed")
     if any(
-        t.kind != TenderKind.deposit and t.status in ("applied", "pending") for t in bill.tenders
+        t.kind != TenderKind.deposit and t.status in (TenderStatus.applied, TenderStatus.pending)
+        for t in bill.tenders
     ):
         raise Refused(
             "Payments have been made on this bill; refund them before voiding it.",
             kind="sale-has-payments",
         )
     for tender in bill.tenders:
-        if tender.kind == TenderKind.deposit and tender.status == "applied":
-            tender.status = "reversed"
+        if tender.kind == TenderKind.deposit and tender.status == TenderStatus.applied:
+            tender.status = TenderStatus.reversed
             charge = db.session.get(BookingCharge, int(tender.reference.split(":")[1]))
-            charge.status = "paid"
+            charge.status = ChargeStatus.paid
             _on_bill(
                 bill,
                 LedgerKind.deposit_unapplied,
@@ -342,6 +347,6 @@ def void_sale(bill: Sale) -> Sale:
             )
     for line in bill.lines:
         if line.client_package_id:
-            db.session.get(ClientPackage, line.client_package_id).status = "voided"
+            db.session.get(ClientPackage, line.client_package_id).status = PackageStatus.voided
     bill.status = SaleStatus.voided
     return bill

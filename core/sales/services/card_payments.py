@@ -14,7 +14,7 @@ from core.payments import charges, stripe_api
 from core.payments import services as payments
 from core.payments.charges import ChargeOutcome
 from core.payments.models import Payment
-from core.sales.models import Sale, SaleStatus, Tender
+from core.sales.models import Sale, SaleStatus, Tender, TenderStatus
 from core.sales.services.bills import _settle_if_paid
 from core.sales.services.common import _fresh, _invalid, _on_bill
 from core.tenancy.models import Clinic
@@ -79,7 +79,7 @@ def _charge_card_on_file(clinic: Clinic, tender: Tender) -> None:
             payments.recorded(clinic, payment, result.intent)
             _settle_if_paid(clinic, _fresh(Sale, bill.id))
         elif result.outcome != ChargeOutcome.no_answer:
-            tender.status = "failed"
+            tender.status = TenderStatus.failed
     if result.outcome == ChargeOutcome.no_answer:
         # The tender and its payment stay pending under their key; the payment's webhook,
         # or reconciliation, applies it if Stripe did charge. The bill shows it in progress.
@@ -107,7 +107,9 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     """Apply a card payment toward its bill, once (payments calls this when Stripe says paid)."""
     tender = db.session.scalar(select(Tender).where(Tender.payment_id == payment.id))
     bill = _fresh(Sale, payment.sale_id)
-    if bill.status != SaleStatus.open or (tender is not None and tender.status != "pending"):
+    if bill.status != SaleStatus.open or (
+        tender is not None and tender.status != TenderStatus.pending
+    ):
         # Paid otherwise meanwhile (or the tender was given up): the money is recorded and a
         # person returns it.
         payments.alert_clinic(
@@ -126,8 +128,8 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
         if isinstance(stripe_charge, str)
         else payment.stripe_payment_intent_id,
     )
-    if tender is not None and tender.status == "pending":
-        tender.status = "applied"
+    if tender is not None and tender.status == TenderStatus.pending:
+        tender.status = TenderStatus.applied
     db.session.flush()
     db.session.refresh(bill)
     _settle_if_paid(clinic, bill)
@@ -135,5 +137,5 @@ def card_received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
 
 def card_failed(payment: Payment) -> None:
     tender = db.session.scalar(select(Tender).where(Tender.payment_id == payment.id))
-    if tender is not None and tender.status == "pending":
-        tender.status = "failed"
+    if tender is not None and tender.status == TenderStatus.pending:
+        tender.status = TenderStatus.failed

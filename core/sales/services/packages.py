@@ -8,7 +8,7 @@ from core.errors import NotFound, Refused
 from core.extensions import db
 from core.hooks.decisions import RefundOutcome
 from core.ledger import LedgerKind
-from core.sales.models import ClientPackage, StoreCredit
+from core.sales.models import ClientPackage, PackageStatus, StoreCredit
 from core.sales.services.common import _fresh
 from core.sales.services.store_credit import issue_store_credit
 from core.tenancy.models import Clinic
@@ -32,11 +32,11 @@ def package_sessions_left(package: ClientPackage) -> int:
 def close_package(clinic: Clinic, package: ClientPackage) -> StoreCredit | None:
     """Close a package; its unused part becomes what the clinic's package terms say (store credit)."""
     package = _fresh(ClientPackage, package.id)
-    if package.status != "active":
+    if package.status != PackageStatus.active:
         raise Refused(f"This package is {package.status}.", kind="package-not-active")
     terms = hooks_for(clinic).clinic_package_terms(clinic=clinic, package=package)
     left = ledger.balance(package.account, package.currency)
-    package.status = "closed"
+    package.status = PackageStatus.closed
     if left.minor <= 0 or terms.unused_sessions != RefundOutcome.store_credit:
         return None
     ledger.record(

@@ -25,12 +25,14 @@ from core.payments import stripe_api
 from core.sales.models import (
     ClientPackage,
     LineKind,
+    PackageStatus,
     Product,
     RefundRequest,
     RefundStatus,
     Sale,
     SaleLine,
     SaleStatus,
+    TenderStatus,
 )
 from core.sales.services.common import _fresh, _invalid, _on_bill
 from core.sales.services.packages import package_sessions_left
@@ -112,7 +114,7 @@ def _item(line: SaleLine, bill: Sale, data: dict[str, Any]) -> RefundItem:
     if package is not None:
         # Only the unused part of a package can come back, and only while it is open.
         unused = ledger.balance(package.account, package.currency).minor
-        open_amount = min(open_amount, unused) if package.status == "active" else 0
+        open_amount = min(open_amount, unused) if package.status == PackageStatus.active else 0
     service = db.session.get(Service, line.service_id) if line.service_id else None
     assessor = data.get("assessed_by_provider_id")
     if assessor is not None and db.session.get(Provider, assessor) is None:
@@ -316,7 +318,7 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
     if line.kind == LineKind.package and request.outcome != RefundOutcome.exchange.value:
         package = _fresh(ClientPackage, line.client_package_id)
         unused = ledger.balance(package.account, package.currency)
-        if package.status != "active" or unused.minor <= 0:
+        if package.status != PackageStatus.active or unused.minor <= 0:
             request.status = RefundStatus.refused
             request.decided_at = clock.now()
             request.refusal_reason = "Nothing of this package is left unused."
@@ -324,7 +326,7 @@ def _carry_out(clinic: Clinic, request: RefundRequest, line: SaleLine, bill: Sal
             return
         amount = min(amount, unused)
         request.amount_minor = amount.minor
-        package.status = "closed"
+        package.status = PackageStatus.closed
         _on_bill(
             bill,
             LedgerKind.package_closed,
@@ -381,7 +383,7 @@ def _refund_card(clinic: Clinic, bill: Sale, request: RefundRequest, amount: Mon
     for tender in bill.tenders:
         if left <= 0:
             break
-        if tender.payment_id is None or tender.status != "applied":
+        if tender.payment_id is None or tender.status != TenderStatus.applied:
             continue
         payment = payments.locked(tender.payment_id)
         room = payment.amount_minor - payments.refunded_so_far(payment)

@@ -17,11 +17,13 @@ from core.sales.models import (
     ClientPackage,
     GiftCertificate,
     LineKind,
+    PackageStatus,
     Sale,
     SaleStatus,
     StoreCredit,
     Tender,
     TenderKind,
+    TenderStatus,
 )
 from core.sales.services.bills import _settle_if_paid, balance_due, open_to_pay
 from core.sales.services.card_payments import (
@@ -58,7 +60,7 @@ def add_tender(
     """
     with unit_of_work():
         tender, for_browser = _record_tender(clinic, bill, data, key)
-    if tender.kind == TenderKind.card_on_file and tender.status == "pending":
+    if tender.kind == TenderKind.card_on_file and tender.status == TenderStatus.pending:
         # New, or Stripe did not answer last time: ask (again) under the same key.
         _charge_card_on_file(clinic, tender)
     return tender, for_browser
@@ -99,7 +101,7 @@ def _record_tender(
         _from_partner(bill, tender, data, asked or due)
     elif kind in (TenderKind.card, TenderKind.card_on_file):
         tender.amount_minor = (asked or due).minor
-        tender.status = "pending"
+        tender.status = TenderStatus.pending
         if kind == TenderKind.card_on_file:
             _require_card_on_file(bill)
     else:
@@ -214,24 +216,27 @@ def _from_package(clinic: Clinic, bill: Sale, tender: Tender, package_id: int | 
         raise _invalid("client_package_id", "No such package for this client.", NotFound)
     if package.service_id != service_line.service_id:
         raise _invalid("client_package_id", "This package is for another service.", Refused)
-    if package.status != "active":
+    if package.status != PackageStatus.active:
         clinic_terms = "Packages are paid in full before the first treatment."
         raise _invalid(
             "client_package_id",
-            clinic_terms if package.status == "unpaid" else "This package is closed.",
+            clinic_terms if package.status == PackageStatus.unpaid else "This package is closed.",
             Refused,
             kind="package-not-active",
         )
     used = ledger.count(package.account, LedgerKind.package_session_used)
     if used >= package.sessions:
         raise _invalid("client_package_id", "Every session of this package is used.", Refused)
-    if any(t.kind == TenderKind.package_session and t.status == "applied" for t in bill.tenders):
+    if any(
+        t.kind == TenderKind.package_session and t.status == TenderStatus.applied
+        for t in bill.tenders
+    ):
         raise _invalid("client_package_id", "A session is already counted for this visit.", Refused)
     # The session pays for the whole treatment: a deposit paid for the visit is the client's
     # again, as store credit, rather than paying for the treatment twice.
     for paid in bill.tenders:
-        if paid.kind == TenderKind.deposit and paid.status == "applied":
-            paid.status = "credited"
+        if paid.kind == TenderKind.deposit and paid.status == TenderStatus.applied:
+            paid.status = TenderStatus.credited
             issue_store_credit(
                 clinic,
                 bill.client_id,
