@@ -1,0 +1,49 @@
+"""The booking lifecycle: each transition asks the clinic's policy and records the clause it applied."""
+
+# States: held (waiting for its guarantee, for a limited time) -> confirmed ->
+# checked_in -> completed; or cancelled, no_show, expired. Every change of a
+# booking's time takes a lock on the provider's calendar first, so two
+# requests can never both get one slot; on PostgreSQL an exclusion constraint
+# refuses an overlap even then.
+
+from core.bookings.services.arrival import check_in, resolve_late_arrival, turn_away
+from core.bookings.services.cancellation import cancel, mark_no_show, preview_cancellation
+from core.bookings.services.lifecycle import complete, confirm
+from core.bookings.services.new_booking import book
+from core.bookings.services.notices import DEPOSIT_TOLD, tell_client
+from core.bookings.services.records import as_record, booking, bookings, policy_version
+from core.bookings.services.requirements import (
+    BookingClient,
+    guest_client,
+    policy_incidents,
+    requirements_for,
+)
+from core.bookings.services.rescheduling import reschedule
+from core.bookings.services.slots import REFUSALS, ProviderLock, expire_holds, refusal
+
+__all__ = [
+    "DEPOSIT_TOLD",
+    "REFUSALS",
+    "BookingClient",
+    "ProviderLock",
+    "as_record",
+    "book",
+    "booking",
+    "bookings",
+    "cancel",
+    "check_in",
+    "complete",
+    "confirm",
+    "expire_holds",
+    "guest_client",
+    "mark_no_show",
+    "policy_incidents",
+    "policy_version",
+    "preview_cancellation",
+    "refusal",
+    "requirements_for",
+    "reschedule",
+    "resolve_late_arrival",
+    "tell_client",
+    "turn_away",
+]

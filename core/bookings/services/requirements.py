@@ -1,0 +1,98 @@
+"""What a booking needs: the client's age and history here, and the clinic's requirements."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.bookings.models import Booking
+from core.catalog.models import Service
+from core.clients import services as clients
+from core.clients.models import Client
+from core.errors import Problem
+from core.extensions import db
+from core.hooks.decisions import BookingRequirements, Guarantee
+from core.tenancy.models import Clinic
+from core.tenancy.services import hooks_for
+
+
+def policy_incidents(client_id: int) -> int:
+    """Return how many late cancellations and no-shows the client has had here."""
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Booking)
+            .where(Booking.client_id == client_id, Booking.policy_incident.is_(True))
+        )
+        or 0
+    )
+
+
+def guest_client(data: dict[str, Any]) -> Client:
+    """Return the client booking online as a guest: the one on file with this email and birth date, or a new one."""
+    existing = db.session.scalar(
+        select(Client)
+        .where(Client.email == data["email"], Client.date_of_birth == data["date_of_birth"])
+        .order_by(Client.id)
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    return clients.create_client(data)
+
+
+def _check_age(clinic: Clinic, client: Client) -> None:
+    for gate in clients.age_gates(clinic, client):
+        if gate.applies_to not in ("treatment", "premises") or gate.satisfied:
+            continue
+        if gate.requires == "refused":
+            raise Problem(
+                409,
+                gate.clause.text,
+                kind="age-refused",
+                title="Not available at this age",
+                clause=gate.clause.id,
+            )
+        raise Problem(
+            409,
+            f"A client under {gate.under} needs {gate.requires.replace('_', ' ')} on file before booking: {gate.clause.text}",
+            kind="parental-consent-required",
+            title="Parental consent required",
+            clause=gate.clause.id,
+        )
+
+
+class BookingClient:
+    """The client as policy hooks see them: the record, plus their history here.
+
+    ``policy_incidents`` (late cancellations and no-shows) is counted only
+    if a policy asks, since most never do.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @functools.cached_property
+    def policy_incidents(self) -> int:
+        return policy_incidents(self._client.id) if self._client.id else 0
+
+
+def requirements_for(
+    clinic: Clinic, service: Service, client: Client, starts_at: datetime
+) -> BookingRequirements:
+    """Ask the clinic's policy what a booking of ``service`` by ``client`` needs."""
+    return hooks_for(clinic).clinic_booking_requirements(
+        clinic=clinic, service=service, client=BookingClient(client), starts_at=starts_at
+    )
+
+
+def _needs_guarantee(requirements: BookingRequirements) -> bool:
+    return bool(
+        requirements.deposit or requirements.prepayment or requirements.guarantee != Guarantee.none
+    )
