@@ -17,7 +17,6 @@ from core.errors import (
     Invalid,
     NotAllowed,
     NotFound,
-    Problem,
     Refused,
     Unauthenticated,
     field_error,
@@ -67,7 +66,7 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def bad_credentials() -> Problem:
+def bad_credentials() -> Unauthenticated:
     """Return the one answer for every failed sign-in, whatever failed."""
     return Unauthenticated("The email or password is wrong.", kind="invalid-credentials")
 

@@ -13,6 +13,7 @@ from core import clock
 from core.catalog.models import Service
 from core.clients.models import Client
 from core.extensions import StoredEnum, UtcTimestamp, db
+from core.hooks.decisions import BookingRequirements, DepositOutcome, requirements_from_record
 from core.money import Money
 from core.schedules.models import Provider
 from core.tenancy.models import Location
@@ -96,6 +97,24 @@ class Booking(ClinicScoped, db.Model):
     @property
     def price(self) -> Money:
         return Money(self.price_minor, self.currency)
+
+    @property
+    def needs(self) -> BookingRequirements:
+        """What the policy said this booking needs before it is confirmed, as the typed decision."""
+        return requirements_from_record(self.requirements or {})
+
+    @property
+    def deposit_outcome(self) -> DepositOutcome | None:
+        """What the policy decided for money paid up front, once the booking was cancelled or moved."""
+        value = (self.requirements or {}).get("deposit_outcome")
+        return DepositOutcome(value) if value else None
+
+    def note(self, **facts: Any) -> None:
+        """Keep what became of the booking's requirements (a deposit's fate, the certificate holding it)."""
+        self.requirements = {
+            **(self.requirements or {}),
+            **{k: v.value if isinstance(v, enum.Enum) else v for k, v in facts.items()},
+        }
 
     @property
     def deposit_paid(self) -> Money | None:

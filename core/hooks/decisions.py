@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from core.money import Money
 
@@ -58,6 +60,26 @@ class BookingRequirements:
     parental_consent_required: bool = False
     refused: bool = False
     refusal_reason: str | None = None
+
+
+def requirements_from_record(record: Mapping[str, Any]) -> BookingRequirements:
+    """Read back the requirements a booking stored (their JSON record) as the typed decision."""
+
+    def money(value: Any) -> Money | None:
+        return Money(value["amount"], value["currency"]) if isinstance(value, Mapping) else None
+
+    return BookingRequirements(
+        clauses=tuple(
+            Clause(c["id"], c["text"], c.get("source")) for c in record.get("clauses") or ()
+        ),
+        guarantee=Guarantee(record.get("guarantee") or Guarantee.none),
+        deposit=money(record.get("deposit")),
+        prepayment=money(record.get("prepayment")),
+        prepayment_refundable=bool(record.get("prepayment_refundable", True)),
+        parental_consent_required=bool(record.get("parental_consent_required", False)),
+        refused=bool(record.get("refused", False)),
+        refusal_reason=record.get("refusal_reason"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,13 @@ def cancel(clinic: Clinic, member: ClientMembership) -> ClientMembership:
 
 
 def _follow(member: ClientMembership, subscription: Any) -> None:
+    """Take Stripe's word on the membership, except to bring a cancelled one back.
+
+    A cancelled subscription never starts again at Stripe, so a status read before
+    the cancellation (a webhook's, answered late) must not undo it.
+    """
+    if member.status == "canceled" and subscription.status != "canceled":
+        return
     member.status = subscription.status
     end = getattr(subscription, "current_period_end", None)
     if isinstance(end, int):

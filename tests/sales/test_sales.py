@@ -1047,3 +1047,19 @@ def test_a_bill_opened_by_mistake_is_voided_and_its_deposit_waits_for_the_next(c
     paid = _pay(client, live, right["id"], {"kind": "external", "partner": "cash"}).get_json()
     assert_problem(client.post(f"{API}/sales/{right['id']}/void", headers=live["auth"]), 409)
     assert paid["sale"]["status"] == "paid"
+
+
+def test_a_stale_subscription_status_never_brings_a_cancelled_membership_back():
+    # A webhook reads the subscription, the membership is cancelled meanwhile, then the
+    # webhook's (older) answer is recorded: Stripe never restarts a cancelled subscription.
+    from types import SimpleNamespace
+
+    from core.sales.memberships import _follow
+    from core.sales.models import ClientMembership
+
+    member = ClientMembership(status="canceled")
+    _follow(member, SimpleNamespace(status="active", current_period_end=None))
+    assert member.status == "canceled"
+    renewed = ClientMembership(status="past_due")
+    _follow(renewed, SimpleNamespace(status="active", current_period_end=None))
+    assert renewed.status == "active"

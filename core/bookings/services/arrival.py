@@ -9,7 +9,7 @@ from core import clock
 from core.bookings.models import Booking, BookingStatus
 from core.bookings.services.records import _event, _require, as_record
 from core.bookings.services.rescheduling import reschedule
-from core.errors import Problem
+from core.errors import Invalid, Refused
 from core.extensions import db
 from core.hooks.decisions import DepositOutcome, LateArrivalOption
 from core.money import Money
@@ -40,7 +40,7 @@ def check_in(
         )
         db.session.flush()
     else:
-        booking.requirements = {**booking.requirements, "late_arrival": as_record(decision)}
+        booking.note(late_arrival=as_record(decision))
         db.session.flush()
     return decision
 
@@ -61,8 +61,7 @@ def resolve_late_arrival(
         clinic=clinic, booking=booking, arrived_at=arrived_at
     )
     if option not in decision.options:
-        raise Problem(
-            409,
+        raise Refused(
             f"The clinic's policy does not offer '{option.value}' now.",
             kind="option-not-offered",
             clause=decision.clause.id,
@@ -80,8 +79,7 @@ def resolve_late_arrival(
         db.session.flush()
         return decision
     if new_starts_at is None:
-        raise Problem(
-            422,
+        raise Invalid(
             "Give the new time to reschedule to.",
             errors=[
                 {
@@ -101,8 +99,7 @@ def resolve_late_arrival(
             clock.as_utc(new_starts_at).astimezone(ZoneInfo(tz)).date()
             != clock.as_utc(booking.starts_at).astimezone(ZoneInfo(tz)).date()
         ):
-            raise Problem(
-                409,
+            raise Refused(
                 "A free reschedule must be later the same day.",
                 kind="option-not-offered",
                 clause=decision.clause.id,
@@ -142,8 +139,7 @@ def turn_away(
         clinic=clinic, booking=booking, reason=reason
     )
     if decision is None:
-        raise Problem(
-            409,
+        raise Refused(
             "This clinic's policy does not turn visits away; reschedule the booking instead.",
             kind="option-not-offered",
         )

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from core import clock, events
-from core.bookings.models import Booking, BookingStatus, ChargeKind
+from core.bookings.models import Booking, BookingStatus, ChargeKind, ChargeStatus
 from core.bookings.services.notices import tell_client
 from core.bookings.services.records import _event, _owe, _require
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import DepositOutcome
 from core.messaging import reminders
@@ -63,9 +63,12 @@ def _settle_deposit(booking: Booking, outcome: DepositOutcome) -> None:
     # What happens to money already paid is the payments capability's to
     # carry out; here the booking records what the policy decided.
     for charge in booking.charges:
-        if charge.kind in (ChargeKind.deposit, ChargeKind.prepayment) and charge.status == "owed":
-            charge.status = "waived"
-    booking.requirements = {**booking.requirements, "deposit_outcome": outcome.value}
+        if (
+            charge.kind in (ChargeKind.deposit, ChargeKind.prepayment)
+            and charge.status == ChargeStatus.owed
+        ):
+            charge.status = ChargeStatus.waived
+    booking.note(deposit_outcome=outcome)
 
 
 @transaction
@@ -73,9 +76,7 @@ def mark_no_show(clinic: Clinic, booking: Booking, actor_user_id: int | None) ->
     """Record that the client did not come, with the policy's fee and deposit outcome."""
     _require(booking, BookingStatus.confirmed)
     if clock.now() < clock.as_utc(booking.starts_at):
-        raise Problem(
-            409, "A booking cannot be a no-show before it starts.", kind="invalid-transition"
-        )
+        raise Refused("A booking cannot be a no-show before it starts.", kind="invalid-transition")
     decision = hooks_for(clinic).clinic_no_show_decision(clinic=clinic, booking=booking)
     _event(
         booking,

@@ -6,7 +6,7 @@ from core import clock, events
 from core.bookings.models import Booking, BookingStatus
 from core.bookings.services.records import _event, _require
 from core.bookings.services.slots import expire_holds
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import Guarantee
 from core.messaging import reminders
@@ -31,28 +31,26 @@ def confirm(clinic: Clinic, booking: Booking, method: str, actor_user_id: int | 
     ):
         expire_holds(now, booking.provider_id)
     _require(booking, BookingStatus.held)
-    needs = booking.requirements
+    needs = booking.needs
     if method != "waived_by_staff":
-        if needs.get("prepayment") and method != "prepaid":
-            raise Problem(
-                409,
+        if needs.prepayment and method != "prepaid":
+            raise Refused(
                 "This booking must be prepaid before it is confirmed.",
                 kind="prepayment-required",
-                clauses=[c["id"] for c in needs.get("clauses", [])],
+                clauses=[c.id for c in needs.clauses],
             )
-        if needs.get("deposit") and method not in ("deposit_paid", "prepaid"):
-            raise Problem(
-                409,
+        if needs.deposit and method not in ("deposit_paid", "prepaid"):
+            raise Refused(
                 "This booking needs its deposit before it is confirmed.",
                 kind="deposit-required",
-                clauses=[c["id"] for c in needs.get("clauses", [])],
+                clauses=[c.id for c in needs.clauses],
             )
-        if needs.get("guarantee") == Guarantee.card_on_file and method not in (
+        if needs.guarantee == Guarantee.card_on_file and method not in (
             "card_on_file",
             "deposit_paid",
             "prepaid",
         ):
-            raise Problem(409, "This booking needs a card on file.", kind="guarantee-required")
+            raise Refused("This booking needs a card on file.", kind="guarantee-required")
     booking.guarantee_method = method
     booking.hold_expires_at = None
     _event(

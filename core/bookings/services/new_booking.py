@@ -22,7 +22,7 @@ from core.catalog import services as catalog
 from core.catalog.models import Service, ServiceLocation, ServiceProvider
 from core.clients import services as clients
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.messaging import reminders
 from core.messaging.models import OutboxMessage
@@ -85,7 +85,7 @@ def book(
     starts_at = clock.as_utc(starts_at)
     client, service, location = _client_and_offering(client, service_id, location_id)
     if not service.active or (online and not service.online_bookable):
-        raise Problem(409, "This service cannot be booked online.", kind="service-not-bookable")
+        raise Refused("This service cannot be booked online.", kind="service-not-bookable")
     if provider_id is not None:
         candidates = [provider_id]
     else:
@@ -97,12 +97,11 @@ def book(
             )
         )
     if not candidates:
-        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
+        raise Refused("That provider does not perform this service.", kind="not-offered-here")
     _check_age(clinic, client)
     requirements = requirements_for(clinic, service, client, starts_at)
     if requirements.refused:
-        raise Problem(
-            409,
+        raise Refused(
             requirements.refusal_reason or "The clinic's policy does not allow this booking.",
             kind="booking-refused",
             clauses=[c.id for c in requirements.clauses],
@@ -113,9 +112,7 @@ def book(
     for candidate in candidates:
         lock = _lock_provider(candidate, service.id, location, starts_at)
         if not lock.performs_service and provider_id is not None:
-            raise Problem(
-                409, "That provider does not perform this service.", kind="not-offered-here"
-            )
+            raise Refused("That provider does not perform this service.", kind="not-offered-here")
         if not lock.takes_bookings:
             continue
         check = check_slot(

@@ -22,7 +22,7 @@ from core.bookings.models import (
     ChargeKind,
     PolicyVersion,
 )
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.hooks.decisions import Clause
 from core.money import Money
@@ -126,7 +126,7 @@ def booking(booking_id: int) -> Booking:
     """Return booking ``booking_id`` of the current clinic, or raise 404."""
     found = db.session.get(Booking, booking_id)
     if found is None:
-        raise Problem(404, "No such booking at this clinic.")
+        raise NotFound("No such booking at this clinic.")
     return found
 
 
@@ -156,8 +156,7 @@ def bookings(
 
 def _require(booking: Booking, *allowed: BookingStatus) -> None:
     if booking.status not in allowed:
-        raise Problem(
-            409,
+        raise Refused(
             f"A {booking.status.value} booking cannot do that.",
             kind="invalid-transition",
             status_now=booking.status.value,

@@ -12,7 +12,7 @@ from core.bookings.models import Booking
 from core.catalog.models import Service
 from core.clients import services as clients
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import BookingRequirements, Guarantee
 from core.tenancy.models import Clinic
@@ -49,15 +49,13 @@ def _check_age(clinic: Clinic, client: Client) -> None:
         if gate.applies_to not in ("treatment", "premises") or gate.satisfied:
             continue
         if gate.requires == "refused":
-            raise Problem(
-                409,
+            raise Refused(
                 gate.clause.text,
                 kind="age-refused",
                 title="Not available at this age",
                 clause=gate.clause.id,
             )
-        raise Problem(
-            409,
+        raise Refused(
             f"A client under {gate.under} needs {gate.requires.replace('_', ' ')} on file before booking: {gate.clause.text}",
             kind="parental-consent-required",
             title="Parental consent required",

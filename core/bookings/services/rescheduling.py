@@ -9,12 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from core import clock, ledger
 from core.bookings.availability import check_slot
-from core.bookings.models import Booking, BookingStatus, ChargeKind
+from core.bookings.models import Booking, BookingStatus, ChargeKind, ChargeStatus
 from core.bookings.services.notices import tell_client
 from core.bookings.services.records import _event, _owe, _require
 from core.bookings.services.slots import _lock_provider, expire_holds, refusal
 from core.catalog.models import Service
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import DepositOutcome
 from core.ledger import LedgerKind
@@ -44,8 +44,7 @@ def reschedule(
         clinic=clinic, booking=booking, new_starts_at=new_starts_at, at=now
     )
     if not decision.allowed:
-        raise Problem(
-            409,
+        raise Refused(
             decision.refusal_reason or decision.clause.text,
             kind="reschedule-refused",
             clause=decision.clause.id,
@@ -55,9 +54,9 @@ def reschedule(
     location = db.session.get(Location, booking.location_id)
     lock = _lock_provider(target, service.id, location, new_starts_at)
     if not lock.performs_service:
-        raise Problem(409, "That provider does not perform this service.", kind="not-offered-here")
+        raise Refused("That provider does not perform this service.", kind="not-offered-here")
     if not lock.takes_bookings:
-        raise Problem(409, "That provider is not taking bookings.", kind="not-offered-here")
+        raise Refused("That provider is not taking bookings.", kind="not-offered-here")
     check = check_slot(
         clinic,
         service,
@@ -100,7 +99,7 @@ def reschedule(
         decision.clause,
         reference=f"reschedule:{new_starts_at.isoformat()}",
     )
-    booking.requirements = {**booking.requirements, "deposit_outcome": decision.deposit.value}
+    booking.note(deposit_outcome=decision.deposit)
     _carry_deposit(booking, decision, old)
     if decision.fee or decision.deposit not in (DepositOutcome.none, DepositOutcome.kept):
         tell_client(booking, "Your appointment was moved", decision)
@@ -116,7 +115,7 @@ def _carry_deposit(booking: Booking, decision: Any, old_starts_at: datetime) -> 
     for charge in booking.charges:
         if (
             charge.kind not in (ChargeKind.deposit, ChargeKind.prepayment)
-            or charge.status != "paid"
+            or charge.status != ChargeStatus.paid
         ):
             continue
         moves = {
@@ -126,7 +125,7 @@ def _carry_deposit(booking: Booking, decision: Any, old_starts_at: datetime) -> 
             "clause": decision.clause.id,
         }
         if decision.deposit == DepositOutcome.forfeited:
-            charge.status = "forfeited"
+            charge.status = ChargeStatus.forfeited
             kind = LedgerKind.deposit_forfeited
         elif decision.deposit == DepositOutcome.moved:
             kind = LedgerKind.deposit_moved

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, bindparam, cast, exists, func, select, update
 
 from core import clock
-from core.bookings.models import Booking, BookingStatus
+from core.bookings.models import Booking, BookingStatus, ChargeStatus
 from core.bookings.services.records import _event
 from core.catalog.models import Resource, ServiceProvider
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Location
@@ -29,9 +29,9 @@ REFUSALS = {
 }
 
 
-def refusal(reason: str) -> Problem:
-    """Return the problem that refuses a time for ``reason`` (a key of REFUSALS)."""
-    return Problem(409, REFUSALS[reason], kind=reason.replace("_", "-"), title="Time not available")
+def refusal(reason: str) -> Refused:
+    """Return the refusal of a time for ``reason`` (a key of REFUSALS)."""
+    return Refused(REFUSALS[reason], kind=reason.replace("_", "-"), title="Time not available")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +137,7 @@ def expire_holds(
     for booking in lapsed:
         _event(booking, "hold_expired", BookingStatus.expired, actor="system", actor_user_id=None)
         for charge in booking.charges:
-            if charge.status == "owed":
-                charge.status = "waived"
+            if charge.status == ChargeStatus.owed:
+                charge.status = ChargeStatus.waived
     db.session.flush()
     return len(lapsed)

@@ -15,6 +15,7 @@ from core.bookings.models import Booking, BookingStatus
 from core.clients.models import Client
 from core.errors import Refused
 from core.extensions import db
+from core.hooks.decisions import Guarantee
 from core.messaging import outbox
 from core.payments import stripe_api
 from core.payments.models import FORWARD, CardAgreement, PaymentStatus
@@ -23,7 +24,7 @@ from core.tenancy.models import Clinic
 from core.unit_of_work import transaction
 
 #: Guarantees a saved card satisfies.
-CARD_GUARANTEES = ("card_on_file", "card_or_gift_certificate")
+CARD_GUARANTEES = (Guarantee.card_on_file, Guarantee.card_or_gift_certificate)
 
 
 @transaction
@@ -33,11 +34,10 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     The client agrees to the clinic's policy by doing so: the agreement is
     recorded with the policy version the booking carries and the time.
     """
-    requirements = booking.requirements or {}
     client = db.session.get(Client, booking.client_id)
     replacing = booking.status == BookingStatus.confirmed and card_expires_before(client, booking)
     if not replacing and (
-        booking.status != BookingStatus.held or requirements.get("guarantee") not in CARD_GUARANTEES
+        booking.status != BookingStatus.held or booking.needs.guarantee not in CARD_GUARANTEES
     ):
         raise Refused("This booking does not need a card on file.", kind="nothing-to-pay")
     account = stripe_api.charging_account(clinic)

@@ -14,7 +14,7 @@ from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeSt
 from core.clients.models import Client
 from core.errors import Refused
 from core.extensions import db
-from core.hooks.decisions import Clause
+from core.hooks.decisions import Clause, DepositOutcome
 from core.ledger import LedgerKind
 from core.money import Money
 from core.payments import charges, handlers, stripe_api
@@ -137,16 +137,16 @@ def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
     if not claimed or charge.status != ChargeStatus.paid:
         return False
     booking = db.session.get(Booking, charge.booking_id)
-    outcome = (booking.requirements or {}).get("deposit_outcome")
-    if outcome == "refunded":
+    outcome = booking.deposit_outcome
+    if outcome == DepositOutcome.refunded:
         _refund(clinic, booking, charge)
-    elif outcome == "forfeited":
+    elif outcome == DepositOutcome.forfeited:
         charge.status = ChargeStatus.forfeited
         _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
-    elif outcome == "credited":
+    elif outcome == DepositOutcome.credited:
         _credit(clinic, booking, charge)
     else:
-        return False  # kept, moved or credited: nothing leaves the booking here
+        return False  # kept or moved: nothing leaves the booking here
     return True
 
 

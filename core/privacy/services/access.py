@@ -15,7 +15,7 @@ from core.audit import services as audit
 from core.audit.models import AuditAction
 from core.bookings.models import Booking
 from core.clients import services as clients
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import PrivacyRight
 from core.privacy.models import PrivacyRequest, RequestStatus
@@ -35,10 +35,9 @@ def access_export(clinic: Clinic, request: PrivacyRequest, actor: Principal) -> 
         PrivacyRight.portability,
         PrivacyRight.accounting_of_disclosures,
     ):
-        raise Problem(409, "Only access requests have an export.", kind="not-an-access-request")
+        raise Refused("Only access requests have an export.", kind="not-an-access-request")
     if request.status not in (RequestStatus.verified, RequestStatus.completed):
-        raise Problem(
-            409,
+        raise Refused(
             "The requester's identity is not verified: nothing is released before it is.",
             kind="identity-not-verified",
         )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import clock
 from core.accounts.access import Principal
-from core.errors import Problem
+from core.errors import NotFound
 from core.extensions import db
 from core.privacy.models import BreachIncident, BreachNotice
 from core.tenancy.models import Clinic
@@ -49,7 +49,7 @@ def mark_notice_sent(incident_id: int, notice_id: int) -> BreachNotice:
     """Record that a breach notice went out."""
     notice = db.session.get(BreachNotice, notice_id)
     if notice is None or notice.incident_id != incident_id:
-        raise Problem(404, "No such notice for this incident.")
+        raise NotFound("No such notice for this incident.")
     if notice.sent_at is None:
         notice.sent_at = clock.now()
     return notice

@@ -13,7 +13,7 @@ from core import clock
 from core.audit import services as audit
 from core.bookings.models import Booking, BookingCharge
 from core.clients.models import Client
-from core.errors import Problem
+from core.errors import DomainError, NotFound, Refused
 from core.extensions import db
 from core.ledger import LedgerEntry, LedgerKind
 from core.money import Money
@@ -300,7 +300,7 @@ def _delete_stripe_customer(clinic: Clinic, notice_id: int) -> None:
     at = clock.now()
     try:
         existed = stripe_api.delete_customer(account or stripe_api.account_of(clinic), customer)
-    except (stripe.StripeError, Problem) as error:
+    except (stripe.StripeError, DomainError) as error:
         status, outcome = ProcessorNoticeStatus.failed, _failure(error)
     else:
         status = ProcessorNoticeStatus.deleted
@@ -329,8 +329,8 @@ def _delete_stripe_customer(clinic: Clinic, notice_id: int) -> None:
 
 def _failure(error: Exception) -> str:
     """Say in a line why Stripe could not be asked, for staff reading the notice."""
-    if isinstance(error, Problem):
-        detail = error.detail or error.title
+    if isinstance(error, DomainError):
+        detail = error.detail
     else:
         detail = getattr(error, "user_message", None) or type(error).__name__
     return f"Not deleted yet: {detail} Retried with the request's notices."[:1000]
@@ -343,10 +343,9 @@ def mark_processor_notice_sent(
     """Record that staff sent a notice the platform cannot send itself (a recipient, the dashboard)."""
     notice = db.session.get(ProcessorNotice, notice_id)
     if notice is None or notice.request_id != request.id:
-        raise Problem(404, "No such notice for this privacy request.")
+        raise NotFound("No such notice for this privacy request.")
     if notice.action not in ("notify", "record"):
-        raise Problem(
-            409,
+        raise Refused(
             "The platform carries out this notice itself; retry the request's notices instead.",
             kind="notice-carried-out-by-platform",
         )

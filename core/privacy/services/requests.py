@@ -11,7 +11,7 @@ from core import clock
 from core.accounts.access import Principal
 from core.clients import services as clients
 from core.clients.models import Client, Guardian
-from core.errors import Problem, field_error
+from core.errors import Invalid, NotFound, Refused, field_error
 from core.extensions import db
 from core.hooks.decisions import PrivacyRight
 from core.messaging import outbox
@@ -35,8 +35,7 @@ def submit(clinic: Clinic, data: dict[str, Any], actor: Principal | None = None)
     kind = PrivacyRight(data["kind"])
     offered = rights_offered(clinic)
     if kind not in offered:
-        raise Problem(
-            422,
+        raise Invalid(
             f"This clinic's privacy policy does not offer {kind.value.replace('_', ' ')}.",
             kind="right-not-offered",
             errors=[field_error("kind", f"not offered here; offered: {sorted(offered)}")],
@@ -113,7 +112,7 @@ def request_of(request_id: int) -> PrivacyRequest:
     """Return privacy request ``request_id`` of the current clinic, or raise 404."""
     found = db.session.get(PrivacyRequest, request_id)
     if found is None:
-        raise Problem(404, "No such privacy request at this clinic.")
+        raise NotFound("No such privacy request at this clinic.")
     return found
 
 
@@ -127,7 +126,7 @@ def queue(include_closed: bool = False) -> list[PrivacyRequest]:
 
 def _require_open(request: PrivacyRequest) -> None:
     if request.status not in OPEN_STATUSES:
-        raise Problem(409, f"The request is already {request.status.value}.", kind="request-closed")
+        raise Refused(f"The request is already {request.status.value}.", kind="request-closed")
 
 
 @transaction
@@ -157,8 +156,7 @@ def verify(
 def _check_representative(clinic: Clinic, record: Client, guardian_id: int | None) -> None:
     guardian = db.session.get(Guardian, guardian_id) if guardian_id else None
     if guardian is None or guardian.client_id != record.id:
-        raise Problem(
-            422,
+        raise Invalid(
             "A representative must be a parent or guardian on file for this client.",
             kind="representative-not-on-file",
             errors=[field_error("guardian_id", "not a guardian of this client")],
@@ -168,8 +166,7 @@ def _check_representative(clinic: Clinic, record: Client, guardian_id: int | Non
         record.date_of_birth is None
         or clients.age_on(record.date_of_birth, clients.today_at(clinic)) >= limit
     ):
-        raise Problem(
-            409,
+        raise Refused(
             f"A parent or guardian may act for a client only while they are under {limit}; "
             "this client must make the request themselves.",
             kind="representative-not-allowed",
@@ -182,14 +179,11 @@ def extend(clinic: Clinic, request: PrivacyRequest, reason: str, notice: str) ->
     _require_open(request)
     now = clock.now()
     if request.extended_at is not None:
-        raise Problem(409, "The deadline has already been extended once.", kind="already-extended")
+        raise Refused("The deadline has already been extended once.", kind="already-extended")
     if request.extendable_to is None:
-        raise Problem(
-            409, "The rules for this request allow no extension.", kind="no-extension-allowed"
-        )
+        raise Refused("The rules for this request allow no extension.", kind="no-extension-allowed")
     if now > clock.as_utc(request.due_at):
-        raise Problem(
-            409,
+        raise Refused(
             "An extension must be notified before the original deadline, which has passed.",
             kind="extension-too-late",
         )
@@ -230,13 +224,12 @@ def complete(
     """
     _require_open(request)
     if request.verify_identity and request.status != RequestStatus.verified:
-        raise Problem(
-            409,
+        raise Refused(
             "The requester's identity is not verified: nothing is released or changed before it is.",
             kind="identity-not-verified",
         )
     if request.client_id is None:
-        raise Problem(409, "The request is not matched to a client yet.", kind="no-client")
+        raise Refused("The request is not matched to a client yet.", kind="no-client")
     record = clients.client(request.client_id)
     kind = PrivacyRight(request.kind)
     result: dict[str, Any] = {}
@@ -258,8 +251,7 @@ def complete(
     elif kind == PrivacyRight.opt_out_sale_sharing:
         outcome = outcome or "Your information will not be sold or shared."
     elif outcome is None:
-        raise Problem(
-            422,
+        raise Invalid(
             "Say what was done for this request.",
             errors=[field_error("outcome", "required to close this kind of request")],
         )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core import clock
-from core.errors import Problem
+from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import Clause, PrivacyRight, RequestDeadline
 from core.messaging import outbox
@@ -56,8 +56,7 @@ def combined_deadline(clinic: Clinic, request: Any, received_at: datetime) -> Co
     ruling = [a for a in answers if not a.fallback]
     answers = ruling or answers
     if not answers:
-        raise Problem(
-            409,
+        raise Refused(
             "No rule of this clinic sets a deadline for this request.",
             kind="no-deadline-rule",
         )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.accounts.access import Principal
 from core.clients import services as clients
-from core.errors import Problem
+from core.errors import NotFound, Refused
 from core.extensions import db
 from core.privacy.models import DataRecipient
 from core.privacy.services.processors import recipient_label
@@ -22,15 +22,14 @@ def transfer(clinic: Clinic, actor: Principal, recipient_id: int, data: dict[str
     """Send a client's data to a recipient, if every rule allows it, and log the disclosure."""
     recipient = db.session.get(DataRecipient, recipient_id)
     if recipient is None:
-        raise Problem(404, "No such data recipient at this clinic.")
+        raise NotFound("No such data recipient at this clinic.")
     record = clients.client(data["client_id"])
     decisions = hooks_for(clinic).answers(
         "clinic_disclosure_allowed", clinic=clinic, disclosure=recipient
     )
     refused = next((d for d in decisions if not d.allowed), None)
     if refused is not None:
-        raise Problem(
-            409,
+        raise Refused(
             f"{refused.clause.text} Record the basis for {recipient.name} ({recipient.country}) first.",
             kind="disclosure-refused",
             clause=refused.clause.id,

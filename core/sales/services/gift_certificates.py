@@ -59,5 +59,5 @@ def confirm_with_gift_certificate(
             "This gift certificate has been used up.",
             errors=[field_error("gift_certificate_code", "used up")],
         )
-    booking.requirements = {**booking.requirements, "gift_certificate_id": certificate.id}
+    booking.note(gift_certificate_id=certificate.id)
     return bookings.confirm(clinic, booking, "gift_certificate", actor_user_id)
