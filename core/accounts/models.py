@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -23,7 +23,7 @@ class Role(enum.StrEnum):
     front_desk = "front_desk"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who signs in: clinic staff, or the platform's operator.
 
     Users are global (one login for someone who works at two clinics), but
@@ -56,7 +56,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.id}>"
 
 
-class Membership(ClinicScoped, db.Model):
+class Membership(ClinicScoped, Model):
     """A user's place on one clinic's staff, with the role that decides their access."""
 
     __tablename__ = "membership"
@@ -77,7 +77,7 @@ class Membership(ClinicScoped, db.Model):
         return f"<Membership user={self.user_id} clinic={self.clinic_id} {self.role}>"
 
 
-class ApiToken(ClinicScoped, db.Model):
+class ApiToken(ClinicScoped, Model):
     """A revocable bearer token acting for one staff member at one clinic.
 
     Only a SHA-256 digest of the token is stored. Tokens are clinic-owned rows:

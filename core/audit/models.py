@@ -9,7 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -26,7 +26,7 @@ class AuditAction(enum.StrEnum):
     review = "review"
 
 
-class AuditEvent(ClinicScoped, db.Model):
+class AuditEvent(ClinicScoped, Model):
     """One access to a client's health data: who, which client, what, when, from where.
 
     Rows are never updated or deleted (the database refuses both), and each
@@ -59,7 +59,7 @@ class AuditEvent(ClinicScoped, db.Model):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditChain(ClinicScoped, db.Model):
+class AuditChain(ClinicScoped, Model):
     """The head of a clinic's audit chain; locking it orders concurrent appends."""
 
     __tablename__ = "audit_chain"

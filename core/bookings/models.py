@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core import clock
 from core.catalog.models import Service
 from core.clients.models import Client
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.hooks.decisions import BookingRequirements, DepositOutcome, requirements_from_record
 from core.money import Money
 from core.schedules.models import Provider
@@ -36,7 +36,7 @@ class BookingStatus(enum.StrEnum):
 OCCUPYING = (BookingStatus.held, BookingStatus.confirmed, BookingStatus.checked_in)
 
 
-class PolicyVersion(ClinicScoped, db.Model):
+class PolicyVersion(ClinicScoped, Model):
     """The exact policy text a client accepted by booking, kept once per distinct version."""
 
     __tablename__ = "policy_version"
@@ -48,7 +48,7 @@ class PolicyVersion(ClinicScoped, db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
-class Booking(ClinicScoped, db.Model):
+class Booking(ClinicScoped, Model):
     """An appointment: who, what, with whom, where, when, and where it stands."""
 
     __tablename__ = "booking"
@@ -130,7 +130,7 @@ class Booking(ClinicScoped, db.Model):
         return Money(paid, self.currency) if paid else None
 
 
-class BookingEvent(ClinicScoped, db.Model):
+class BookingEvent(ClinicScoped, Model):
     """One transition of a booking, with the policy decision it applied and its clause."""
 
     __tablename__ = "booking_event"
@@ -176,7 +176,7 @@ class ChargeStatus(enum.StrEnum):
     applied = "applied"  # counted toward the visit's bill at checkout
 
 
-class BookingCharge(ClinicScoped, db.Model):
+class BookingCharge(ClinicScoped, Model):
     """An amount a booking owes, with the clause that makes it owed; paid later by payments."""
 
     __tablename__ = "booking_charge"

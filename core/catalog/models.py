@@ -8,12 +8,12 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import UtcTimestamp, db
+from core.extensions import Model, UtcTimestamp
 from core.money import Money
 from core.tenancy.scope import ClinicScoped
 
 
-class Service(ClinicScoped, db.Model):
+class Service(ClinicScoped, Model):
     """Something a client can book: a treatment with a duration and a price.
 
     ``category`` is the clinic's own grouping (``injection_laser``,
@@ -56,7 +56,7 @@ class Service(ClinicScoped, db.Model):
         return sorted(link.provider_id for link in self.provider_links)
 
 
-class ServiceLocation(ClinicScoped, db.Model):
+class ServiceLocation(ClinicScoped, Model):
     """A location that offers a service."""
 
     __tablename__ = "service_location"
@@ -67,7 +67,7 @@ class ServiceLocation(ClinicScoped, db.Model):
     location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
 
 
-class ServiceProvider(ClinicScoped, db.Model):
+class ServiceProvider(ClinicScoped, Model):
     """A provider who performs a service."""
 
     __tablename__ = "service_provider"
@@ -78,7 +78,7 @@ class ServiceProvider(ClinicScoped, db.Model):
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
 
 
-class Resource(ClinicScoped, db.Model):
+class Resource(ClinicScoped, Model):
     """A room or device at a location; ``capacity`` appointments may use it at once."""
 
     __tablename__ = "resource"

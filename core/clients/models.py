@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.encryption import EncryptedJSON, EncryptedText
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -32,7 +32,7 @@ class Channel(enum.StrEnum):
     none = "none"
 
 
-class Client(ClinicScoped, db.Model):
+class Client(ClinicScoped, Model):
     """A person a clinic serves. Someone visiting two clinics is two unrelated records.
 
     Name, contact and address are plain so staff can search them; anything
@@ -96,7 +96,7 @@ class Client(ClinicScoped, db.Model):
         return f"{first} {self.legal_last_name}"
 
 
-class Guardian(ClinicScoped, db.Model):
+class Guardian(ClinicScoped, Model):
     """A parent or legal guardian of a client who is a minor."""
 
     __tablename__ = "guardian"
@@ -112,7 +112,7 @@ class Guardian(ClinicScoped, db.Model):
     client: Mapped[Client] = relationship(back_populates="guardians")
 
 
-class HealthIntake(ClinicScoped, db.Model):
+class HealthIntake(ClinicScoped, Model):
     """One version of a client's health intake. A change adds a version; none is overwritten."""
 
     __tablename__ = "health_intake"
@@ -137,7 +137,7 @@ class NoteKind(enum.StrEnum):
     general = "general"
 
 
-class ClinicalNote(ClinicScoped, db.Model):
+class ClinicalNote(ClinicScoped, Model):
     """A file note. A correction is a new note that amends it; the original stays."""
 
     __tablename__ = "clinical_note"
@@ -158,7 +158,7 @@ class ProductSetting(enum.StrEnum):
     at_home = "at_home"
 
 
-class ProductUse(ClinicScoped, db.Model):
+class ProductUse(ClinicScoped, Model):
     """A product used on or by the client, in the clinic or at home."""
 
     __tablename__ = "product_use"
@@ -181,7 +181,7 @@ class Severity(enum.StrEnum):
     severe = "severe"
 
 
-class AdverseReaction(ClinicScoped, db.Model):
+class AdverseReaction(ClinicScoped, Model):
     """A reaction the client had, linked to the product or service that caused it."""
 
     __tablename__ = "adverse_reaction"
@@ -218,7 +218,7 @@ class ConsentMethod(enum.StrEnum):
     sms_keyword = "sms_keyword"
 
 
-class Consent(ClinicScoped, db.Model):
+class Consent(ClinicScoped, Model):
     """A consent as given: the exact text and version shown, when, how, and the evidence."""
 
     __tablename__ = "consent"
@@ -253,7 +253,7 @@ class PhotoKind(enum.StrEnum):
     progress = "progress"
 
 
-class Photo(ClinicScoped, db.Model):
+class Photo(ClinicScoped, Model):
     """A clinical photo; the image itself is encrypted in the photo store."""
 
     __tablename__ = "photo"
@@ -276,7 +276,7 @@ class Photo(ClinicScoped, db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
-class EmergencyAccess(ClinicScoped, db.Model):
+class EmergencyAccess(ClinicScoped, Model):
     """Break-glass access: a staff member's time-limited look at one client's health data."""
 
     __tablename__ = "emergency_access"

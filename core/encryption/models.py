@@ -8,11 +8,11 @@ from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import UtcTimestamp, db
+from core.extensions import Model, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
-class ClinicDataKey(ClinicScoped, db.Model):
+class ClinicDataKey(ClinicScoped, Model):
     """One version of a clinic's data key.
 
     The newest version not retired encrypts; every version decrypts what it

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -25,7 +25,7 @@ class OutboxStatus(enum.StrEnum):
     failed = "failed"  # gave up after repeated errors
 
 
-class OutboxMessage(ClinicScoped, db.Model):
+class OutboxMessage(ClinicScoped, Model):
     """A message due at ``due_at``; ``dedupe_key`` makes writing it twice impossible."""
 
     __tablename__ = "outbox_message"

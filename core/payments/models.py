@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.money import Money
 from core.tenancy.scope import ClinicScoped
 
@@ -34,7 +34,7 @@ FORWARD = {
 }
 
 
-class Payment(ClinicScoped, db.Model):
+class Payment(ClinicScoped, Model):
     """One PaymentIntent on the clinic's connected account, for one amount a booking owes."""
 
     __tablename__ = "payment"
@@ -69,7 +69,7 @@ class Payment(ClinicScoped, db.Model):
         return Money(self.amount_minor, self.currency)
 
 
-class StripeEvent(ClinicScoped, db.Model):
+class StripeEvent(ClinicScoped, Model):
     """A Stripe event applied to the clinic, kept so a repeat delivery changes nothing."""
 
     __tablename__ = "stripe_event"
@@ -83,7 +83,7 @@ class StripeEvent(ClinicScoped, db.Model):
     outcome: Mapped[str] = mapped_column(String(200))
 
 
-class CardAgreement(ClinicScoped, db.Model):
+class CardAgreement(ClinicScoped, Model):
     """A client's card saved for a booking's guarantee, with the policy they agreed to and when."""
 
     __tablename__ = "card_agreement"

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -27,7 +27,7 @@ class RequestStatus(enum.StrEnum):
 OPEN_STATUSES = (RequestStatus.received, RequestStatus.verified)
 
 
-class PrivacyRequest(ClinicScoped, db.Model):
+class PrivacyRequest(ClinicScoped, Model):
     """A client's (or their representative's) request to exercise a privacy right.
 
     The deadline comes from the clinic's jurisdiction plugins (the earliest
@@ -89,7 +89,7 @@ class HoldStatus(enum.StrEnum):
     purged = "purged"
 
 
-class RetentionHold(ClinicScoped, db.Model):
+class RetentionHold(ClinicScoped, Model):
     """Records a deletion could not remove yet: kept until ``keep_until``, then purged by a job."""
 
     __tablename__ = "retention_hold"
@@ -121,7 +121,7 @@ class ProcessorNoticeStatus(enum.StrEnum):
     not_held = "not_held"  # the recipient holds nothing of this client
 
 
-class ProcessorNotice(ClinicScoped, db.Model):
+class ProcessorNotice(ClinicScoped, Model):
     """A deletion passed on to a service provider or recipient holding the client's data.
 
     Written with the deletion itself (the intent); the platform's own call
@@ -149,7 +149,7 @@ class ProcessorNotice(ClinicScoped, db.Model):
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
-class OptOutReview(ClinicScoped, db.Model):
+class OptOutReview(ClinicScoped, Model):
     """A text message that may be an opt-out in the client's own words, for staff to decide."""
 
     __tablename__ = "opt_out_review"
@@ -165,7 +165,7 @@ class OptOutReview(ClinicScoped, db.Model):
     decision: Mapped[str | None] = mapped_column(String(20))  # opted_out, not_an_opt_out
 
 
-class BreachIncident(ClinicScoped, db.Model):
+class BreachIncident(ClinicScoped, Model):
     """A security incident that may be a notifiable breach, with each notice's clock."""
 
     __tablename__ = "breach_incident"
@@ -186,7 +186,7 @@ class BreachIncident(ClinicScoped, db.Model):
     )
 
 
-class BreachNotice(ClinicScoped, db.Model):
+class BreachNotice(ClinicScoped, Model):
     """One notification a breach requires: to whom, by when, under which rule, and when sent."""
 
     __tablename__ = "breach_notice"
@@ -204,7 +204,7 @@ class BreachNotice(ClinicScoped, db.Model):
     incident: Mapped[BreachIncident] = relationship(back_populates="notices")
 
 
-class DataRecipient(ClinicScoped, db.Model):
+class DataRecipient(ClinicScoped, Model):
     """Someone the clinic sends client data to: a processor working for it, or another recipient.
 
     ``country`` and ``basis`` decide whether a transfer abroad is allowed

@@ -15,12 +15,12 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.money import Money
 from core.tenancy.scope import ClinicScoped
 
 
-class Product(ClinicScoped, db.Model):
+class Product(ClinicScoped, Model):
     """A retail product the clinic sells; prescription products are never returned."""
 
     __tablename__ = "product"
@@ -70,7 +70,7 @@ class PackageStatus(enum.StrEnum):
     voided = "voided"
 
 
-class Sale(ClinicScoped, db.Model):
+class Sale(ClinicScoped, Model):
     """One bill: a visit's treatment, products, packages or gift certificates, and how it is paid."""
 
     __tablename__ = "sale"
@@ -122,7 +122,7 @@ class LineKind(enum.StrEnum):
     gratuity = "gratuity"
 
 
-class SaleLine(ClinicScoped, db.Model):
+class SaleLine(ClinicScoped, Model):
     """One thing sold on a sale, at the price it was sold for."""
 
     __tablename__ = "sale_line"
@@ -157,7 +157,7 @@ class TenderKind(enum.StrEnum):
     external = "external"  # a financing partner, cash or check, with its reference
 
 
-class Tender(ClinicScoped, db.Model):
+class Tender(ClinicScoped, Model):
     """One payment toward a sale."""
 
     __tablename__ = "tender"
@@ -183,7 +183,7 @@ class Tender(ClinicScoped, db.Model):
         return Money(self.amount_minor, self.currency)
 
 
-class GiftCertificate(ClinicScoped, db.Model):
+class GiftCertificate(ClinicScoped, Model):
     """A gift certificate of any amount; its code is shown once and kept only as a digest."""
 
     __tablename__ = "gift_certificate"
@@ -208,7 +208,7 @@ class GiftCertificate(ClinicScoped, db.Model):
         return f"gift_certificate:{self.id}"
 
 
-class StoreCredit(ClinicScoped, db.Model):
+class StoreCredit(ClinicScoped, Model):
     """Credit a policy decision gave a client, with its clause, expiry and what it may buy."""
 
     __tablename__ = "store_credit"
@@ -237,7 +237,7 @@ class StoreCredit(ClinicScoped, db.Model):
         return f"store_credit:{self.id}"
 
 
-class ClientPackage(ClinicScoped, db.Model):
+class ClientPackage(ClinicScoped, Model):
     """A package of sessions of one service a client bought; used one session at a time."""
 
     __tablename__ = "client_package"
@@ -276,7 +276,7 @@ class RefundStatus(enum.StrEnum):
     refused = "refused"
 
 
-class RefundRequest(ClinicScoped, db.Model):
+class RefundRequest(ClinicScoped, Model):
     """A client's request for a refund, return or exchange, with the policy's decision and clause."""
 
     __tablename__ = "refund_request"
@@ -309,7 +309,7 @@ class RefundRequest(ClinicScoped, db.Model):
         return Money(self.amount_minor, self.currency)
 
 
-class MembershipPlan(ClinicScoped, db.Model):
+class MembershipPlan(ClinicScoped, Model):
     """A membership the clinic offers: a recurring price on a Stripe plan of its account."""
 
     __tablename__ = "membership_plan"
@@ -329,7 +329,7 @@ class MembershipPlan(ClinicScoped, db.Model):
         return Money(self.amount_minor, self.currency)
 
 
-class ClientMembership(ClinicScoped, db.Model):
+class ClientMembership(ClinicScoped, Model):
     """A client's membership, billed by a Stripe subscription; Stripe's word sets its status."""
 
     __tablename__ = "client_membership"

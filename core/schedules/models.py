@@ -9,11 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.accounts.models import Membership
-from core.extensions import UtcTimestamp, db
+from core.extensions import Model, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
-class Provider(ClinicScoped, db.Model):
+class Provider(ClinicScoped, Model):
     """A member of staff who performs services and has a calendar.
 
     ``credential`` (``physician``, ``nurse``, ``esthetician``...) lets
@@ -41,7 +41,7 @@ class Provider(ClinicScoped, db.Model):
     )
 
 
-class WorkingHours(ClinicScoped, db.Model):
+class WorkingHours(ClinicScoped, Model):
     """A weekly block of working time at one location, in that location's local time.
 
     Stored as wall-clock times and turned into UTC per date, so 9:00 stays
@@ -60,7 +60,7 @@ class WorkingHours(ClinicScoped, db.Model):
     provider: Mapped[Provider] = relationship(back_populates="hours")
 
 
-class TimeOff(ClinicScoped, db.Model):
+class TimeOff(ClinicScoped, Model):
     """A period a provider does not work (holiday, training, sickness), in UTC."""
 
     __tablename__ = "time_off"

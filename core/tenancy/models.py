@@ -10,7 +10,7 @@ from sqlalchemy import JSON, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
-from core.extensions import StoredEnum, UtcTimestamp, db
+from core.extensions import Model, StoredEnum, UtcTimestamp
 from core.tenancy.scope import ClinicScoped
 
 
@@ -21,7 +21,7 @@ class ClinicStatus(enum.StrEnum):
     suspended = "suspended"
 
 
-class Clinic(db.Model):
+class Clinic(Model):
     """A clinic using the platform: the unit of tenancy.
 
     Not clinic-scoped itself, since it is what a scope is entered for; its
@@ -82,7 +82,7 @@ class Clinic(db.Model):
         return f"<Clinic {self.slug}>"
 
 
-class Location(ClinicScoped, db.Model):
+class Location(ClinicScoped, Model):
     """A place where a clinic sees clients, with its own address, phone and timezone."""
 
     __tablename__ = "location"

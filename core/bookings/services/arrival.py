@@ -92,7 +92,7 @@ def resolve_late_arrival(
         )
     same_day = option == LateArrivalOption.reschedule_same_day_free
     if same_day:
-        tz = db.session.get(Location, booking.location_id).timezone
+        tz = db.session.get_one(Location, booking.location_id).timezone
         from zoneinfo import ZoneInfo
 
         if (

@@ -49,9 +49,9 @@ def reschedule(
             kind="reschedule-refused",
             clause=decision.clause.id,
         )
-    service = db.session.get(Service, booking.service_id)
+    service = db.session.get_one(Service, booking.service_id)
     target = provider_id or booking.provider_id
-    location = db.session.get(Location, booking.location_id)
+    location = db.session.get_one(Location, booking.location_id)
     lock = _lock_provider(target, service.id, location, new_starts_at)
     if not lock.performs_service:
         raise Refused("That provider does not perform this service.", kind="not-offered-here")

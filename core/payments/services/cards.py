@@ -34,7 +34,7 @@ def card_setup(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     The client agrees to the clinic's policy by doing so: the agreement is
     recorded with the policy version the booking carries and the time.
     """
-    client = db.session.get(Client, booking.client_id)
+    client = db.session.get_one(Client, booking.client_id)
     replacing = booking.status == BookingStatus.confirmed and card_expires_before(client, booking)
     if not replacing and (
         booking.status != BookingStatus.held or booking.needs.guarantee not in CARD_GUARANTEES
@@ -94,7 +94,7 @@ def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
         return f"unchanged ({agreement.status.value})"
     agreement.status = status
     if status == PaymentStatus.succeeded:
-        keep_card(clinic, db.session.get(Client, agreement.client_id), setup.payment_method)
+        keep_card(clinic, db.session.get_one(Client, agreement.client_id), setup.payment_method)
         booking = db.session.get(Booking, agreement.booking_id)
         if booking.status == BookingStatus.held:
             bookings.confirm(clinic, booking, "card_on_file", actor_user_id=None)

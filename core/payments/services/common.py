@@ -67,7 +67,7 @@ def _tell_clinic(clinic: Clinic, charge: BookingCharge, why: str) -> None:
 def _ask_client(clinic: Clinic, booking: Booking, client: Client, payment: Payment) -> None:
     """Send the client a link to pay a fee their bank wants them to approve themselves."""
     token = links.token_for(booking)
-    charge = db.session.get(BookingCharge, payment.booking_charge_id)
+    charge = db.session.get_one(BookingCharge, payment.booking_charge_id)
     outbox.queue(
         "payment_request",
         client_id=client.id,

@@ -48,7 +48,7 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
     api = stripe_api.client()
     if payment is None:
-        client = db.session.get(Client, booking.client_id)
+        client = db.session.get_one(Client, booking.client_id)
         intent = charges.start_payment(
             clinic,
             key,
@@ -136,7 +136,7 @@ def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
     db.session.refresh(charge)
     if not claimed or charge.status != ChargeStatus.paid:
         return False
-    booking = db.session.get(Booking, charge.booking_id)
+    booking = db.session.get_one(Booking, charge.booking_id)
     outcome = booking.deposit_outcome
     if outcome == DepositOutcome.refunded:
         _refund(clinic, booking, charge)

@@ -59,11 +59,11 @@ def charge_fee(clinic: Clinic, charge_id: int) -> Payment | None:
     Three short units of work: what to charge, Stripe asked with none open, its answer recorded.
     """
     with unit_of_work():
-        charge = db.session.get(BookingCharge, charge_id)
+        charge = db.session.get_one(BookingCharge, charge_id)
         payment, client = _fee_payment(clinic, charge)
-    if client is None:
+    if payment is None or client is None:
         return payment  # answered already, or nothing to charge
-    booking = db.session.get(Booking, charge.booking_id)
+    booking = db.session.get_one(Booking, charge.booking_id)
     if payment.stripe_payment_intent_id:
         # Stripe answered before (processing, or its webhook was lost): ask it, never charge again.
         intent = stripe_api.client().v1.payment_intents.retrieve(
@@ -116,8 +116,8 @@ def _fee_payment(clinic: Clinic, charge: BookingCharge) -> tuple[Payment | None,
         charge.status = ChargeStatus.declined
         _tell_clinic(clinic, charge, payment.last_error)
         return payment, None
-    booking = db.session.get(Booking, charge.booking_id)
-    client = db.session.get(Client, booking.client_id)
+    booking = db.session.get_one(Booking, charge.booking_id)
+    client = db.session.get_one(Client, booking.client_id)
     if payment is not None and payment.stripe_payment_intent_id:
         return payment, client  # Stripe answered before: its answer is read, nothing charged
     if not (client.stripe_customer_id and client.stripe_payment_method_id):
@@ -143,8 +143,8 @@ def recorded(clinic: Clinic, payment: Payment, intent: Any) -> None:
     if intent.status == "requires_action":
         # localstripe answers so where Stripe raises authentication_required.
         payment.status = PaymentStatus.requires_action
-        booking = db.session.get(Booking, payment.booking_id)
-        _ask_client(clinic, booking, db.session.get(Client, booking.client_id), payment)
+        booking = db.session.get_one(Booking, payment.booking_id)
+        _ask_client(clinic, booking, db.session.get_one(Client, booking.client_id), payment)
         return
     _apply_intent(clinic, payment, intent)
 

@@ -79,7 +79,7 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
         _sale_payment_moved(clinic, payment, status, intent)
         return status.value
     if status == PaymentStatus.failed and payment.purpose in FEES:
-        charge = db.session.get(BookingCharge, payment.booking_charge_id)
+        charge = db.session.get_one(BookingCharge, payment.booking_charge_id)
         charge.status = ChargeStatus.declined
         error = getattr(intent, "last_payment_error", None)
         _tell_clinic(clinic, charge, f"the card was declined ({getattr(error, 'message', '')})")
@@ -87,7 +87,9 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
         _received(clinic, payment, getattr(intent, "latest_charge", None))
         method = getattr(intent, "payment_method", None)
         if isinstance(method, str):
-            client = db.session.get(Client, db.session.get(Booking, payment.booking_id).client_id)
+            client = db.session.get_one(
+                Client, db.session.get_one(Booking, payment.booking_id).client_id
+            )
             # The card just used is the one kept for fees the policy may make due.
             keep_card(clinic, client, method)
     return status.value
@@ -115,8 +117,8 @@ LEDGER_KIND = {
 
 def _received(clinic: Clinic, payment: Payment, stripe_charge: Any) -> None:
     """Record money received for a booking's charge; a payment up front confirms the booking."""
-    booking = db.session.get(Booking, payment.booking_id)
-    charge = db.session.get(BookingCharge, payment.booking_charge_id)
+    booking = db.session.get_one(Booking, payment.booking_id)
+    charge = db.session.get_one(BookingCharge, payment.booking_charge_id)
     charge.status = ChargeStatus.paid
     ledger.record(
         LEDGER_KIND.get(payment.purpose, LedgerKind.fee_charged),

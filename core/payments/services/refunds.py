@@ -28,9 +28,9 @@ def locked(payment_id: int) -> Payment:
         .values(updated_at=clock.now())
         .execution_options(synchronize_session=False)
     )
-    return db.session.scalar(
+    return db.session.scalars(
         select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
-    )
+    ).one()
 
 
 def refunded_so_far(payment: Payment) -> int:
@@ -62,7 +62,7 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
     missing = min(charge.amount_refunded, payment.amount_minor) - refunded_so_far(payment)
     if missing <= 0:
         return "unchanged (refunds recorded)"
-    booking = db.session.get(Booking, payment.booking_id)
+    booking = db.session.get_one(Booking, payment.booking_id)
     ledger.record(
         LedgerKind.refund,
         Money(missing, payment.currency),

@@ -128,7 +128,7 @@ def open_sale(
         # Another desk opened this appointment's bill at the same moment.
         raise _invalid("booking_id", "This booking has a bill already.", Refused) from None
     if booking is not None:
-        service = db.session.get(Service, booking.service_id)
+        service = db.session.get_one(Service, booking.service_id)
         _line(bill, LineKind.service, service.name, booking.price, service_id=service.id)
     codes: list[str] = []
     for index, item in enumerate(data.get("items", [])):
@@ -227,8 +227,8 @@ def _one_promotion(clinic: Clinic, bill: Sale) -> None:
 def _add_gratuity(clinic: Clinic, bill: Sale, booking: Booking | None, amount: Money) -> None:
     if booking is None:
         raise _invalid("gratuity", "A gratuity is given for a treatment.")
-    service = db.session.get(Service, booking.service_id)
-    provider = db.session.get(Provider, booking.provider_id)
+    service = db.session.get_one(Service, booking.service_id)
+    provider = db.session.get_one(Provider, booking.provider_id)
     decision = hooks_for(clinic).clinic_gratuity_allowed(
         clinic=clinic, service=service, provider=provider
     )
@@ -278,7 +278,7 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
     bill.paid_at = clock.now()
     for line in bill.lines:
         if line.kind == LineKind.gift_certificate:
-            certificate = db.session.get(GiftCertificate, line.gift_certificate_id)
+            certificate = db.session.get_one(GiftCertificate, line.gift_certificate_id)
             certificate.active = True
             _on_bill(
                 bill,
@@ -288,7 +288,7 @@ def _settle_if_paid(clinic: Clinic, bill: Sale) -> None:
                 sale=bill.id,
             )
         elif line.kind == LineKind.package:
-            package = db.session.get(ClientPackage, line.client_package_id)
+            package = db.session.get_one(ClientPackage, line.client_package_id)
             package.status = PackageStatus.active
             _on_bill(
                 bill,
@@ -337,7 +337,7 @@ def void_sale(bill: Sale) -> Sale:
     for tender in bill.tenders:
         if tender.kind == TenderKind.deposit and tender.status == TenderStatus.applied:
             tender.status = TenderStatus.reversed
-            charge = db.session.get(BookingCharge, int(tender.reference.split(":")[1]))
+            charge = db.session.get_one(BookingCharge, int(tender.reference.split(":")[1]))
             charge.status = ChargeStatus.paid
             _on_bill(
                 bill,
@@ -347,6 +347,6 @@ def void_sale(bill: Sale) -> Sale:
             )
     for line in bill.lines:
         if line.client_package_id:
-            db.session.get(ClientPackage, line.client_package_id).status = PackageStatus.voided
+            db.session.get_one(ClientPackage, line.client_package_id).status = PackageStatus.voided
     bill.status = SaleStatus.voided
     return bill

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from stripe.params import PaymentIntentCreateParams
 
 from core.clients.models import Client
 from core.errors import PaymentFailed, Refused, UpstreamFailed
@@ -41,13 +42,15 @@ def _payment_for(clinic: Clinic, bill: Sale, tender: Tender) -> Payment:
 def _card_payment(clinic: Clinic, bill: Sale, tender: Tender) -> dict[str, Any]:
     """Create the PaymentIntent the card reader or Stripe.js confirms; its webhook applies it."""
     payment = _payment_for(clinic, bill, tender)
-    params: dict[str, Any] = {
+    params: PaymentIntentCreateParams = {
         "amount": tender.amount_minor,
         "currency": tender.currency.lower(),
         "metadata": {"payment_key": payment.idempotency_key, "sale_id": str(bill.id)},
     }
     if bill.client_id is not None:
-        params["customer"] = payments.customer_for(clinic, db.session.get(Client, bill.client_id))
+        params["customer"] = payments.customer_for(
+            clinic, db.session.get_one(Client, bill.client_id)
+        )
     intent = charges.start_payment(clinic, payment.idempotency_key, params)
     payment.stripe_payment_intent_id = intent.id
     tender.reference = intent.id
@@ -68,13 +71,13 @@ def _require_card_on_file(bill: Sale) -> Client:
 
 def _charge_card_on_file(clinic: Clinic, tender: Tender) -> None:
     """Charge the client's saved card for a committed tender; a decline leaves the bill open and says why."""
-    payment = db.session.get(Payment, tender.payment_id)
-    bill = db.session.get(Sale, tender.sale_id)
+    payment = db.session.get_one(Payment, tender.payment_id)
+    bill = db.session.get_one(Sale, tender.sale_id)
     result = charges.charge_saved_card(
         clinic, payment, _require_card_on_file(bill), {"sale_id": str(bill.id)}
     )
     with stripe_api.fetched(result.read), unit_of_work():
-        if result.outcome == ChargeOutcome.accepted:
+        if result.outcome == ChargeOutcome.accepted and result.intent is not None:
             tender.reference = result.intent.id
             payments.recorded(clinic, payment, result.intent)
             _settle_if_paid(clinic, _fresh(Sale, bill.id))

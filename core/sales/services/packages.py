@@ -47,7 +47,7 @@ def close_package(clinic: Clinic, package: ClientPackage) -> StoreCredit | None:
         clause=terms.clause.id,
         sessions_left=package_sessions_left(package),
     )
-    service = db.session.get(Service, package.service_id)
+    service = db.session.get_one(Service, package.service_id)
     return issue_store_credit(
         clinic,
         package.client_id,

@@ -220,7 +220,7 @@ def _tell_client(bill: Sale, request: RefundRequest, *, waiting: bool = False) -
     outcome = "refused" if request.status == RefundStatus.refused else request.outcome
     told = OUTCOME_TOLD[outcome].format(amount=request.amount.format())
     body = (
-        f"Your request about {db.session.get(SaleLine, request.sale_line_id).description}: "
+        f"Your request about {db.session.get_one(SaleLine, request.sale_line_id).description}: "
         + ("it is with the clinic's management for approval. " if waiting else "")
         + (f"If approved, {told[0].lower()}{told[1:]}" if waiting else told)
         + f' Why: "{request.clause_text}"'
@@ -253,7 +253,9 @@ def decide_refund(
             request.decided_at = clock.now()
             request.refusal_reason = "Not approved by management."
             _tell_client(
-                db.session.get(Sale, db.session.get(SaleLine, request.sale_line_id).sale_id),
+                db.session.get_one(
+                    Sale, db.session.get_one(SaleLine, request.sale_line_id).sale_id
+                ),
                 request,
             )
             return request
@@ -270,7 +272,7 @@ def _carry_out_approved(clinic: Clinic, request_id: int) -> RefundRequest:
     The refund's Stripe key is the request's, so a retry after a failure (or
     a lost answer) gets Stripe's first refund rather than a second one.
     """
-    line = db.session.get(SaleLine, db.session.get(RefundRequest, request_id).sale_line_id)
+    line = db.session.get_one(SaleLine, db.session.get_one(RefundRequest, request_id).sale_line_id)
     bill = _fresh(Sale, line.sale_id)  # the bill first, as a new request takes it
     request = _fresh_request(request_id)
     if request.status != RefundStatus.approved:
