@@ -171,7 +171,8 @@ class ChargeStatus(enum.StrEnum):
     no_card = "no_card"  # owed, with no card on file to charge
     forfeited = "forfeited"  # kept by the clinic, as the policy says
     credited = "credited"  # turned into the client's store credit
-    refund_due = "refund_due"  # to go back to the card, once Stripe answers
+    refund_due = "refund_due"  # to be refunded by hand: it was not paid online
+    refunding = "refunding"  # claimed for a refund Stripe has not yet confirmed
     refunded = "refunded"
     applied = "applied"  # counted toward the visit's bill at checkout
 

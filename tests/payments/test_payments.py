@@ -374,7 +374,8 @@ def test_a_card_needing_authentication_gets_the_client_a_link_to_pay(client, liv
 
 def test_a_deposit_is_refunded_once_when_the_policy_says_so(client, live):
     # Default policy: cancelling with notice refunds the deposit. DESIGN.md: "refunds never
-    # exceed what was paid"; "deterministic keys from business ids"
+    # exceed what was paid"; "deterministic keys from business ids"; "Network calls (Stripe,
+    # SMTP, SMS, outbound webhooks) happen outside an open write transaction"
     from core.jobs.tasks import charge_fees
 
     body = book(client, live)
@@ -385,15 +386,48 @@ def test_a_deposit_is_refunded_once_when_the_policy_says_so(client, live):
         f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/cancellation"
     ).get_json()["decision"]
     assert (decision["deposit"], decision["fee"]["amount"]) == ("refunded", 0)
-    with live["app"].app_context():
+    with live["app"].app_context(), stripe_requests_watched() as asked:
         charge_fees()
         charge_fees()
+    # The claim commits before Stripe is asked; the refund is recorded after it answers.
+    assert "refunds" in [path for path, _ in asked]
+    assert [path for path, writing in asked if writing] == []
     refunds = live["stripe"].calls_to("/v1/refunds")
     assert [(c.account, c.idempotency_key, c.params["amount"]) for c in refunds] == [
         ("acct_alpha", "refund:1", ["5000"])
     ]
     assert _ledger(live) == [("deposit_received", 5000), ("refund", 5000)]
     assert booking_id
+
+
+def test_a_refund_whose_recording_died_is_asked_again_under_its_key_and_recorded_once(
+    client, live, monkeypatch
+):
+    # DESIGN.md: "deterministic keys from business ids"; the deposit is claimed, refunded by
+    # Stripe, and the worker dies before recording it: the next run finishes it, once.
+    from core.jobs.tasks import charge_fees
+    from core.payments.services import deposits
+
+    body = book(client, live)
+    pay_in_browser(live, body["payment"])
+    wait_for(lambda: _ledger(live) == [("deposit_received", 5000)])
+    client.post(f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/cancellation")
+    recording = deposits._ledger
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("the worker died after Stripe refunded")
+
+    monkeypatch.setattr(deposits, "_ledger", dies)
+    with live["app"].app_context():
+        charge_fees()
+    assert _ledger(live) == [("deposit_received", 5000)]
+    monkeypatch.setattr(deposits, "_ledger", recording)
+    with live["app"].app_context():
+        charge_fees()
+        charge_fees()
+    refunds = live["stripe"].calls_to("/v1/refunds")
+    assert {c.idempotency_key for c in refunds} == {"refund:1"} and len(refunds) == 2
+    assert _ledger(live) == [("deposit_received", 5000), ("refund", 5000)]
 
 
 def test_a_late_cancellation_keeps_the_deposit_and_charges_the_fee(client, live):

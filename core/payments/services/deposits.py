@@ -22,7 +22,7 @@ from core.payments.models import Payment, PaymentStatus
 from core.payments.services.common import PAID_UP_FRONT, alert_clinic, customer_for, for_stripe_js
 from core.payments.services.refunds import locked, refunded_so_far
 from core.tenancy.models import Clinic
-from core.unit_of_work import transaction, unit_of_work
+from core.unit_of_work import no_open_unit, transaction, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def settle_deposits(clinic: Clinic) -> int:
                 .join(Booking, Booking.id == BookingCharge.booking_id)
                 .where(
                     BookingCharge.kind.in_([k.value for k in PAID_UP_FRONT]),
-                    BookingCharge.status == ChargeStatus.paid,
+                    BookingCharge.status.in_([ChargeStatus.paid, ChargeStatus.refunding]),
                     Booking.status.in_([BookingStatus.cancelled, BookingStatus.no_show]),
                 )
             )
@@ -116,7 +116,10 @@ def settle_deposits(clinic: Clinic) -> int:
     settled = 0
     for charge in paid:
         try:
-            settled += _settle_deposit(clinic, charge)
+            if charge.status == ChargeStatus.paid:
+                settled += _settle_deposit(clinic, charge)
+            if charge.status == ChargeStatus.refunding:
+                _refund_claimed(clinic, charge.id)
         except stripe.StripeError:
             log.exception("refund of deposit %s failed; retried next run", charge.id)
     return settled
@@ -139,7 +142,7 @@ def _settle_deposit(clinic: Clinic, charge: BookingCharge) -> bool:
     booking = db.session.get_one(Booking, charge.booking_id)
     outcome = booking.deposit_outcome
     if outcome == DepositOutcome.refunded:
-        _refund(clinic, booking, charge)
+        _claim_refund(clinic, booking, charge)
     elif outcome == DepositOutcome.forfeited:
         charge.status = ChargeStatus.forfeited
         _ledger(LedgerKind.deposit_forfeited, booking, charge, None, outcome)
@@ -167,7 +170,12 @@ def _credit(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
     )
 
 
-def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
+def _claim_refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
+    """Claim a deposit for refunding (``refunding``), or ask the clinic to refund it by hand.
+
+    The claim commits before Stripe is asked (see :func:`_refund_claimed`): a
+    second worker finds the charge no longer ``paid`` and leaves it.
+    """
     payment = db.session.scalar(
         select(Payment).where(
             Payment.booking_charge_id == charge.id, Payment.status == PaymentStatus.succeeded
@@ -182,15 +190,41 @@ def _refund(clinic: Clinic, booking: Booking, charge: BookingCharge) -> None:
             "The policy refunds this deposit, which was not paid online: refund it by hand.",
         )
         return
-    payment = locked(payment.id)
-    amount = min(charge.amount_minor, payment.amount_minor - refunded_so_far(payment))
+    charge.status = ChargeStatus.refunding
+
+
+def _refund_claimed(clinic: Clinic, charge_id: int) -> None:
+    """Refund a claimed deposit: Stripe asked with no unit open, under the charge's key; recorded once.
+
+    A run that dies after Stripe answered leaves the charge ``refunding``; the
+    next run asks again under the same key and gets the same refund back.
+    """
+    with unit_of_work():
+        charge = db.session.get_one(BookingCharge, charge_id)
+        payment = db.session.scalars(
+            select(Payment).where(
+                Payment.booking_charge_id == charge.id,
+                Payment.status == PaymentStatus.succeeded,
+            )
+        ).one()
+        amount = min(charge.amount_minor, payment.amount_minor - refunded_so_far(payment))
+        intent_id, account = payment.stripe_payment_intent_id, payment.stripe_account
+    refund = None
     if amount > 0:
+        no_open_unit("refunding a deposit")
         refund = stripe_api.client().v1.refunds.create(
-            {"payment_intent": payment.stripe_payment_intent_id, "amount": amount},
-            stripe_api.on(clinic, f"refund:{charge.id}"),
+            {"payment_intent": intent_id or "", "amount": amount},
+            stripe_api.on_account(account, f"refund:{charge_id}"),
         )
-        _ledger(LedgerKind.refund, booking, charge, payment, "refunded", amount, refund.id)
-    charge.status = ChargeStatus.refunded
+    with unit_of_work():
+        charge = db.session.get_one(BookingCharge, charge_id, with_for_update=True)
+        if charge.status != ChargeStatus.refunding:
+            return  # another run recorded it meanwhile
+        if refund is not None:
+            payment = locked(payment.id)
+            booking = db.session.get_one(Booking, charge.booking_id)
+            _ledger(LedgerKind.refund, booking, charge, payment, "refunded", amount, refund.id)
+        charge.status = ChargeStatus.refunded
 
 
 def _ledger(
