@@ -20,7 +20,7 @@ from core.clients.services.break_glass import (
     review_emergency_access,
 )
 from core.clients.services.clinical_photos import add_photo, in_marketing_use, photo_image, photos
-from core.clients.services.consents import (
+from core.clients.services.consent import (
     active_consent,
     consents,
     give_consent,

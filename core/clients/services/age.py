@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core import clock
 from core.clients.models import Client, Consent, ConsentKind, ConsentMethod
-from core.clients.services.consents import active_consent
+from core.clients.services.consent import active_consent
 from core.extensions import db
 from core.hooks.decisions import AgeRule
 from core.tenancy.models import Clinic

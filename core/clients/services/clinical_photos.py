@@ -8,7 +8,7 @@ from core.accounts.access import Principal
 from core.audit.models import AuditAction
 from core.clients.models import Client, ConsentKind, Photo
 from core.clients.services.access import _audit, _read_records, require_health_access
-from core.clients.services.consents import active_consent
+from core.clients.services.consent import active_consent
 from core.errors import NotFound, Refused, field_error
 from core.extensions import db
 from core.unit_of_work import transaction, unit_of_work

@@ -20,7 +20,7 @@ from core.clients.models import (
     ProductUse,
 )
 from core.clients.services.access import _audit, require_health_access
-from core.clients.services.consents import consents
+from core.clients.services.consent import consents
 from core.extensions import db
 from core.unit_of_work import transaction
 
