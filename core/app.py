@@ -163,6 +163,7 @@ def _init_api(app: Flask) -> None:
     from core.bookings.routes import blp as bookings_blp
     from core.bookings.routes import self_service
     from core.catalog.routes import blp as catalog_blp
+    from core.client_pages.routes import pages as client_pages
     from core.clients.routes import blp as clients_blp
     from core.messaging.routes import blp as messaging_blp
     from core.messaging.routes import webhooks as sms_webhooks
@@ -195,10 +196,12 @@ def _init_api(app: Flask) -> None:
         platform_blp,
     ):
         api.register_blueprint(blueprint)
+    app.register_blueprint(client_pages)
     app.register_blueprint(health)
     app.register_blueprint(sms_webhooks)
     app.register_blueprint(stripe_webhooks)
     access.init_app(app)
+    access.declare_public(app, "client_pages.static")  # the pages' stylesheet and script
     _declare_api_docs_public(app)
     cli.init_app(app)
 

@@ -1,0 +1,1 @@
+"""The hosted pages where clients book, pay up front and manage their visit: see routes.py."""

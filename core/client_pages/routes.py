@@ -1,0 +1,443 @@
+"""The pages where a clinic's clients book, pay up front and manage their visit, in a browser.
+
+Server-rendered, one step per page: the menu, the times, the client's details
+with the clinic's policy, the card step (Stripe.js, the only script), then the
+visit's own page behind its signed link. Every rule comes from the services the
+API uses: these views parse a form, call a service and render.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from marshmallow import ValidationError
+from werkzeug.wrappers import Response as BaseResponse
+
+from core import clock
+from core.accounts.access import current_clinic, public
+from core.bookings import availability, links
+from core.bookings import services as bookings
+from core.bookings.models import Booking, BookingStatus, PolicyVersion
+from core.bookings.schemas import GuestSchema
+from core.catalog import services as catalog
+from core.clients.models import Client
+from core.errors import DomainError, Problem, as_problem, field_errors_from_marshmallow
+from core.extensions import db
+from core.hooks.decisions import BookingRequirements, Guarantee
+from core.money import Money
+from core.payments import services as payments
+from core.privacy.routes import carry_gpc
+from core.schedules import services as schedules
+from core.unit_of_work import unit_of_work
+
+pages = Blueprint(
+    "client_pages",
+    __name__,
+    url_prefix="/book/<clinic_slug>",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+#: Days of start times shown at once.
+DAYS_SHOWN = 14
+#: An adult booking a week ahead: whom the menu's "asked up front" describes.
+_TYPICAL_AGE_YEARS = 30
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_clinic().timezone)
+
+
+def _local(moment: datetime) -> datetime:
+    return clock.as_utc(moment).astimezone(_zone())
+
+
+def _typical_client() -> Client:
+    """A stand-in adult, never stored: what most clients booking online are."""
+    today = clock.now().astimezone(_zone()).date()
+    return Client(
+        legal_first_name="",
+        legal_last_name="",
+        date_of_birth=today.replace(year=today.year - _TYPICAL_AGE_YEARS, day=1),
+    )
+
+
+def _asked_up_front(requirements: BookingRequirements) -> str:
+    """Say in a few words what the clinic asks before the visit."""
+    if requirements.prepayment:
+        return f"Paid in full when you book: {requirements.prepayment.format()}"
+    if requirements.deposit:
+        return f"Deposit when you book: {requirements.deposit.format()}"
+    if requirements.guarantee != Guarantee.none:
+        return "A card on file holds your booking; nothing is charged now"
+    return "Nothing to pay when you book"
+
+
+def _requirements(service: Any, starts_at: datetime, client: Client | None = None) -> Any:
+    return bookings.requirements_for(
+        current_clinic(), service, client or _typical_client(), starts_at
+    )
+
+
+def _csrf_checked() -> None:
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except (CSRFError, ValidationError, Exception) as error:
+        abort(400, description=f"The form expired or was not sent from this site ({error}).")
+
+
+def _visit(token: str) -> Booking:
+    booking_id, nonce = links.read_token(token, current_clinic().id)
+    booking = db.session.get(Booking, booking_id)
+    if booking is None or booking.manage_nonce != nonce:
+        abort(404)
+    return booking
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    clinic = current_clinic()
+    body = render_template(
+        f"client_pages/{template}",
+        clinic=clinic,
+        csrf_token=generate_csrf(),
+        stripe_js_url=current_app.config.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
+        **context,
+    )
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = page_csp()
+    return response
+
+
+def page_csp() -> str:
+    """The pages' Content-Security-Policy: the app itself, and Stripe's script and frames only."""
+    stripe_js = current_app.config.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/"
+    origin = "/".join(stripe_js.split("/")[:3])
+    return (
+        "default-src 'self'; "
+        f"script-src 'self' {origin}; "
+        f"frame-src {origin} https://hooks.stripe.com; "
+        f"connect-src 'self' {origin} https://api.stripe.com; "
+        "img-src 'self' data:; style-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+
+
+def _problem_text(error: DomainError | Problem) -> str:
+    problem = error if isinstance(error, Problem) else as_problem(error)
+    return problem.detail or problem.title
+
+
+# --- the menu ----------------------------------------------------------------------------------
+
+
+@pages.get("/")
+@public
+def menu(clinic_slug: str) -> Response:
+    """The clinic's online menu by category, with what each service asks up front."""
+    clinic = current_clinic()
+    week_ahead = (clock.now() + timedelta(days=7)).astimezone(_zone()).replace(hour=10, minute=0)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for service in catalog.services(online_only=True):
+        grouped.setdefault(service.category, []).append(
+            {
+                "service": service,
+                "price": Money(service.price_minor, service.currency).format(),
+                "asked": _asked_up_front(_requirements(service, week_ahead)),
+            }
+        )
+    return _page("menu.html", categories=sorted(grouped.items()), title=clinic.name)
+
+
+# --- the times ---------------------------------------------------------------------------------
+
+
+def _offered_service(service_id: int) -> Any:
+    try:
+        service = catalog.service(service_id)
+    except DomainError:
+        abort(404)
+    if not service.active or not service.online_bookable:
+        abort(404)
+    return service
+
+
+@pages.get("/services/<int:service_id>")
+@public
+def times(clinic_slug: str, service_id: int) -> Response:
+    """Fourteen days of start times in the clinic's local time, with the next free day when full."""
+    service = _offered_service(service_id)
+    offered = {link.location_id for link in service.location_links}
+    locations = [loc for loc in current_clinic().locations if loc.id in offered and loc.active]
+    if not locations:
+        abort(404)
+    location_id = request.args.get("location", type=int) or locations[0].id
+    provider_id = request.args.get("provider", type=int)
+    today = clock.now().astimezone(_zone()).date()
+    first = request.args.get("from", type=date.fromisoformat) or today
+    first = max(first, today)
+    last = first + timedelta(days=DAYS_SHOWN - 1)
+    found = availability.slots(
+        current_clinic(), service, first, last, location_id=location_id, provider_id=provider_id
+    )
+    by_day: dict[date, list[str]] = {}
+    for day in found:
+        by_day.setdefault(day.date, []).extend(day.starts)
+    days = []
+    for offset in range(DAYS_SHOWN):
+        day = first + timedelta(days=offset)
+        starts = sorted(set(by_day.get(day, [])))
+        days.append(
+            {
+                "date": day,
+                "starts": [(start, datetime.fromisoformat(start)) for start in starts],
+            }
+        )
+    next_free = next((d["date"] for d in days if d["starts"]), None)
+    performing = [link.provider_id for link in service.provider_links]
+    providers = [p for p in schedules.providers(active_only=True) if p.id in performing]
+    return _page(
+        "times.html",
+        title=f"{service.name}: choose a time",
+        service=service,
+        locations=locations,
+        location_id=location_id,
+        providers=providers,
+        provider_id=provider_id,
+        days=days,
+        next_free=next_free,
+        later=last + timedelta(days=1),
+    )
+
+
+# --- the client's details, and the clinic's policy ---------------------------------------------
+
+
+def _chosen(service_id: int) -> tuple[Any, int, int | None, datetime]:
+    service = _offered_service(service_id)
+    source = request.form if request.method == "POST" else request.args
+    try:
+        starts_at = datetime.fromisoformat(source.get("starts_at", ""))
+        location_id = int(source.get("location", ""))
+    except ValueError:
+        abort(400, description="Choose a time from the list.")
+    if starts_at.tzinfo is None:
+        abort(400, description="Choose a time from the list.")
+    provider = source.get("provider") or None
+    return service, location_id, int(provider) if provider else None, starts_at
+
+
+@pages.route("/services/<int:service_id>/details", methods=["GET", "POST"])
+@public
+def details(clinic_slug: str, service_id: int) -> BaseResponse:
+    """The client's details and the clinic's policy for this booking, accepted before paying."""
+    service, location_id, provider_id, starts_at = _chosen(service_id)
+    errors: list[dict[str, str]] = []
+    values: dict[str, str] = {}
+    if request.method == "POST":
+        _csrf_checked()
+        values = {k: request.form.get(k, "").strip() for k in GuestSchema().fields}
+        try:
+            guest = GuestSchema().load({k: v for k, v in values.items() if v})
+        except ValidationError as error:
+            errors = field_errors_from_marshmallow(error.messages)
+        if request.form.get("accept_policy") != "yes":
+            errors.append(
+                {"field": "accept_policy", "detail": "Accept the clinic's policy to book."}
+            )
+        if not errors:
+            try:
+                booking = _book(service, location_id, provider_id, starts_at, guest)
+            except (DomainError, Problem) as error:
+                errors = [{"field": "", "detail": _problem_text(error)}]
+            else:
+                token = links.token_for(booking)
+                if booking.status == BookingStatus.held:
+                    return redirect(url_for(".pay", clinic_slug=clinic_slug, token=token), 303)
+                return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    requirements = _requirements(service, starts_at)
+    return _page(
+        "details.html",
+        status=422 if errors else 200,
+        title=f"{service.name}: your details",
+        service=service,
+        starts_at=starts_at,
+        local_start=_local(starts_at),
+        location_id=location_id,
+        provider_id=provider_id,
+        requirements=requirements,
+        asked=_asked_up_front(requirements),
+        errors=errors,
+        values=values,
+    )
+
+
+def _book(
+    service: Any, location_id: int, provider_id: int | None, starts_at: datetime, guest: dict
+) -> Booking:
+    """Book as the online API does: the guest client, their browser's GPC signal, the booking."""
+    with unit_of_work():
+        client = bookings.guest_client(guest)
+        carry_gpc(client)
+        return bookings.book(
+            current_clinic(),
+            client=client,
+            service_id=service.id,
+            location_id=location_id,
+            provider_id=provider_id,
+            starts_at=starts_at,
+            online=True,
+        )
+
+
+# --- paying up front ---------------------------------------------------------------------------
+
+
+@pages.get("/visit/<token>/pay")
+@public
+def pay(clinic_slug: str, token: str) -> BaseResponse:
+    """The card step: a deposit or prepayment, or a card saved to hold the booking (Stripe.js)."""
+    booking = _visit(token)
+    if booking.status != BookingStatus.held:
+        return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    needs = booking.needs
+    try:
+        if needs.deposit or needs.prepayment:
+            step = {"kind": "payment", **payments.deposit_payment(current_clinic(), booking)}
+        else:
+            step = {"kind": "setup", **payments.card_setup(current_clinic(), booking)}
+    except (DomainError, Problem) as error:
+        return _page(
+            "visit.html",
+            status=409,
+            title="Your booking",
+            **_visit_context(booking, token),
+            notice=_problem_text(error),
+        )
+    return _page(
+        "pay.html",
+        title="Hold your booking",
+        booking=booking,
+        local_start=_local(booking.starts_at),
+        step=step,
+        asked=_asked_up_front(needs),
+        done_url=url_for(".visit", clinic_slug=clinic_slug, token=token, _external=True),
+    )
+
+
+# --- the visit's own page ----------------------------------------------------------------------
+
+
+def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
+    preview = None
+    if booking.status in (BookingStatus.held, BookingStatus.confirmed):
+        preview = bookings.preview_cancellation(current_clinic(), booking, "client")
+    version = db.session.get(PolicyVersion, booking.policy_version_id)
+    service = catalog.service(booking.service_id, with_links=False)
+    return {
+        "booking": booking,
+        "service": service,
+        "token": token,
+        "local_start": _local(booking.starts_at),
+        "preview": preview,
+        "clauses": version.clauses if version else [],
+    }
+
+
+@pages.get("/visit/<token>")
+@public
+def visit(clinic_slug: str, token: str) -> Response:
+    """My booking: when, where, its status, and what cancelling now would cost."""
+    booking = _visit(token)
+    return _page("visit.html", title="Your booking", **_visit_context(booking, token))
+
+
+@pages.post("/visit/<token>/cancel")
+@public
+def cancel(clinic_slug: str, token: str) -> BaseResponse:
+    """Cancel my booking, after seeing what it costs; the policy decides the fee."""
+    _csrf_checked()
+    booking = _visit(token)
+    try:
+        bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
+    except (DomainError, Problem) as error:
+        return _page(
+            "visit.html",
+            status=409,
+            title="Your booking",
+            **_visit_context(booking, token),
+            notice=_problem_text(error),
+        )
+    return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+
+
+@pages.get("/visit/<token>/calendar.ics")
+@public
+def calendar(clinic_slug: str, token: str) -> Response:
+    """The visit as a calendar file (RFC 5545), to add it to the client's own calendar."""
+    booking = _visit(token)
+    service = catalog.service(booking.service_id, with_links=False)
+    clinic = current_clinic()
+    stamp = "%Y%m%dT%H%M%SZ"
+    start = clock.as_utc(booking.starts_at)
+    end = start + timedelta(minutes=service.duration_minutes)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//clinic-saas//booking//EN",
+        "METHOD:PUBLISH",
+        "BEGIN:VEVENT",
+        f"UID:booking-{booking.id}@{clinic.slug}.clinic-saas",
+        f"DTSTAMP:{clock.now().strftime(stamp)}",
+        f"DTSTART:{start.strftime(stamp)}",
+        f"DTEND:{end.strftime(stamp)}",
+        f"SUMMARY:{_ics_text(f'{service.name} at {clinic.name}')}",
+        f"STATUS:{'CANCELLED' if booking.status == BookingStatus.cancelled else 'CONFIRMED'}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    response = Response("\r\n".join(lines) + "\r\n", mimetype="text/calendar")
+    response.headers["Content-Disposition"] = 'attachment; filename="visit.ics"'
+    return response
+
+
+def _ics_text(value: str) -> str:
+    """Escape a TEXT value of RFC 5545 (backslash, semicolon, comma, newline)."""
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+@pages.errorhandler(404)
+def _not_found(error: Exception) -> Response:
+    return _page("error.html", status=404, title="Not found", message="This page does not exist.")
+
+
+@pages.errorhandler(400)
+def _bad_request(error: Any) -> Response:
+    detail = getattr(error, "description", None) or "Something in the request was not right."
+    return _page("error.html", status=400, title="Please try again", message=detail)
+
+
+@pages.errorhandler(DomainError)
+@pages.errorhandler(Problem)
+def _refused(error: DomainError | Problem) -> Response:
+    """A refusal from a service, as a page: the same words the API would give."""
+    problem = error if isinstance(error, Problem) else as_problem(error)
+    return _page(
+        "error.html", status=problem.status, title=problem.title, message=problem.detail or ""
+    )

@@ -1,0 +1,148 @@
+"""A client books, pays the deposit and manages the visit through the hosted pages.
+
+The pages are driven as a browser's forms would be (the test client posts what the
+page's form holds), against the local Stripe server; each test checks the database
+and the ledger afterwards, not only the page.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from core.bookings.models import Booking, BookingStatus
+from core.extensions import db
+from tests.local_days import clinic_day, local_time
+from tests.payment_flows import GUEST, ledger_of, pay_in_browser, scoped, wait_for
+
+ZONE = "America/Los_Angeles"
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def _starts(days: int = 3, hour: int = 10) -> str:
+    return local_time(ZONE, clinic_day(ZONE, days), hour).isoformat()
+
+
+def _details_url(live) -> str:
+    return (
+        f"/book/alpha/services/{live['service']}/details"
+        f"?starts_at={_starts()}&location={live['location']}&provider="
+    )
+
+
+def _form(page: str, **fields) -> dict:
+    starts = re.search(r'name="starts_at" value="([^"]+)"', page).group(1)
+    location = re.search(r'name="location" value="([^"]+)"', page).group(1)
+    return {
+        "csrf_token": _csrf(page),
+        "starts_at": starts,
+        "location": location,
+        "provider": "",
+        **{k: str(v) for k, v in GUEST.items()},
+        "accept_policy": "yes",
+        **fields,
+    }
+
+
+def test_the_menu_shows_each_service_with_its_price_and_what_is_asked_up_front(client, live):
+    page = client.get("/book/alpha/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Facial" in html or "facial" in html
+    assert "$" in html and "minutes" in html
+    assert "Deposit when you book: $50.00" in html
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_times_are_the_clinics_local_starts_for_fourteen_days(client, live):
+    html = client.get(f"/book/alpha/services/{live['service']}").get_data(as_text=True)
+    days = re.findall(r'<section class="day" id="day-(\d{4}-\d\d-\d\d)"', html)
+    assert len(days) == 14
+    assert days[0] == clinic_day(ZONE, 0).isoformat()
+    # Each start links to the details step with its UTC offset, in the clinic's zone.
+    starts = re.findall(r"starts_at=([^&\"]+)", html)
+    assert starts and all(s.endswith(("-07%3A00", "-08%3A00", "-07:00", "-08:00")) for s in starts)
+
+
+def test_bad_details_get_the_api_messages_in_a_summary_that_links_to_each_field(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    response = client.post(
+        _details_url(live), data=_form(page, email="not an email", accept_policy="")
+    )
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'class="error-summary"' in html
+    assert 'href="#email"' in html and 'href="#accept_policy"' in html
+    assert 'aria-invalid="true" aria-describedby="email-error"' in html
+    assert scoped(live["app"], lambda: db.session.scalar(select(Booking.id))) is None
+
+
+def test_a_form_without_its_token_is_refused_and_books_nothing(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    response = client.post(_details_url(live), data=_form(page, csrf_token="forged"))
+    assert response.status_code == 400
+    assert scoped(live["app"], lambda: db.session.scalar(select(Booking.id))) is None
+
+
+def test_a_client_books_with_the_policy_shown_pays_the_deposit_and_sees_it_confirmed(client, live):
+    # Issue: "the clinic's policy in its own words before paying ... and an explicit acceptance"
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    assert "policy for this booking" in page and 'name="accept_policy"' in page
+    booked = client.post(_details_url(live), data=_form(page))
+    assert booked.status_code == 303, booked.get_data(as_text=True)
+    pay_url = booked.headers["Location"]
+    assert pay_url.endswith("/pay")
+    pay_page = client.get(pay_url)
+    html = pay_page.get_data(as_text=True)
+    secret = re.search(r'data-secret="([^"]+)"', html).group(1)
+    assert 'data-account="acct_alpha"' in html and 'data-kind="payment"' in html
+    assert "js.stripe.com" in pay_page.headers["Content-Security-Policy"]
+    # A second visit to the card step asks for the same payment, never a second one.
+    again = client.get(pay_url).get_data(as_text=True)
+    assert re.search(r'data-secret="([^"]+)"', again).group(1) == secret
+    pay_in_browser(live, {"client_secret": secret})
+    wait_for(lambda: ledger_of(live))
+    booking = scoped(live["app"], lambda: db.session.scalar(select(Booking)))
+    assert booking.status == BookingStatus.confirmed
+    assert ledger_of(live) == [("deposit_received", 5000)]
+    visit = client.get(pay_url.removesuffix("/pay"))
+    assert "Confirmed" in visit.get_data(as_text=True)
+
+
+def test_the_visit_page_shows_the_cost_of_cancelling_and_cancels_with_the_clause(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    visit_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    visit_url = visit_url.removesuffix("/pay")
+    html = client.get(visit_url).get_data(as_text=True)
+    assert "What if I cancel now?" in html and "<blockquote>" in html
+    token = _csrf(html)
+    refused = client.post(f"{visit_url}/cancel", data={"csrf_token": "forged"})
+    assert refused.status_code == 400
+    done = client.post(f"{visit_url}/cancel", data={"csrf_token": token})
+    assert done.status_code == 303
+    status = scoped(live["app"], lambda: db.session.scalar(select(Booking.status)))
+    assert status == BookingStatus.cancelled
+    assert "Cancelled" in client.get(visit_url).get_data(as_text=True)
+
+
+def test_the_visit_can_be_added_to_a_calendar(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    visit_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    ics = client.get(visit_url.removesuffix("/pay") + "/calendar.ics")
+    assert ics.mimetype == "text/calendar"
+    body = ics.get_data(as_text=True)
+    starts = scoped(live["app"], lambda: db.session.scalar(select(Booking.starts_at)))
+    assert f"DTSTART:{starts.strftime('%Y%m%dT%H%M%SZ')}" in body
+    assert body.startswith("BEGIN:VCALENDAR\r\n") and "END:VEVENT\r\n" in body
+
+
+def test_a_link_that_is_not_valid_is_a_plain_not_found_page(client, live):
+    response = client.get("/book/alpha/visit/not-a-token")
+    assert response.status_code == 404
+    assert "text/html" in response.content_type
