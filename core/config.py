@@ -138,6 +138,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
         # SMS: Twilio when TWILIO_ACCOUNT_SID is set, else written to the log.
+        # The address clients reach the booking pages at, for links in messages.
+        "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_FROM_NUMBER": env.get("TWILIO_FROM_NUMBER"),
@@ -145,6 +147,9 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # Stripe: the platform's keys; each clinic takes payments on its own
         # connected account. STRIPE_API_BASE points the SDK elsewhere (tests).
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY"),
+        # Where Stripe.js is loaded from on the card step (the local Stripe server's stand-in
+        # in tests and on a laptop).
+        "STRIPE_JS_URL": env.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
         "STRIPE_PUBLISHABLE_KEY": env.get("STRIPE_PUBLISHABLE_KEY"),
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET"),
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE"),

@@ -36,6 +36,12 @@ def token_for(booking: Any) -> str:
     )
 
 
+def visit_url(booking: Any, clinic_slug: str) -> str:
+    """Return the address of the booking's own page, for messages sent outside any request."""
+    base = current_app.config["PUBLIC_URL"].rstrip("/")
+    return f"{base}/book/{clinic_slug}/visit/{token_for(booking)}"
+
+
 def read_token(token: str, clinic_id: int) -> tuple[int, str]:
     """Return (booking id, nonce) from a valid token for this clinic; otherwise 404."""
     try:

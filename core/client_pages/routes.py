@@ -30,6 +30,7 @@ from core import clock
 from core.accounts.access import current_clinic, public
 from core.bookings import availability, links
 from core.bookings import services as bookings
+from core.bookings.calendar import calendar_file
 from core.bookings.models import Booking, BookingStatus, PolicyVersion
 from core.bookings.schemas import GuestSchema
 from core.catalog import services as catalog
@@ -393,33 +394,11 @@ def calendar(clinic_slug: str, token: str) -> Response:
     """The visit as a calendar file (RFC 5545), to add it to the client's own calendar."""
     booking = _visit(token)
     service = catalog.service(booking.service_id, with_links=False)
-    clinic = current_clinic()
-    stamp = "%Y%m%dT%H%M%SZ"
-    start = clock.as_utc(booking.starts_at)
-    end = start + timedelta(minutes=service.duration_minutes)
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//clinic-saas//booking//EN",
-        "METHOD:PUBLISH",
-        "BEGIN:VEVENT",
-        f"UID:booking-{booking.id}@{clinic.slug}.clinic-saas",
-        f"DTSTAMP:{clock.now().strftime(stamp)}",
-        f"DTSTART:{start.strftime(stamp)}",
-        f"DTEND:{end.strftime(stamp)}",
-        f"SUMMARY:{_ics_text(f'{service.name} at {clinic.name}')}",
-        f"STATUS:{'CANCELLED' if booking.status == BookingStatus.cancelled else 'CONFIRMED'}",
-        "END:VEVENT",
-        "END:VCALENDAR",
-    ]
-    response = Response("\r\n".join(lines) + "\r\n", mimetype="text/calendar")
+    response = Response(
+        calendar_file(booking, service.name, current_clinic()), mimetype="text/calendar"
+    )
     response.headers["Content-Disposition"] = 'attachment; filename="visit.ics"'
     return response
-
-
-def _ics_text(value: str) -> str:
-    """Escape a TEXT value of RFC 5545 (backslash, semicolon, comma, newline)."""
-    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
 @pages.errorhandler(404)

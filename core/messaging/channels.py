@@ -27,6 +27,8 @@ class Outgoing:
     subject: str
     body: str
     message_id: str
+    #: Files sent with it (email only): (file name, MIME type, text), e.g. a calendar file.
+    attachments: tuple[tuple[str, str, str], ...] = ()
 
 
 class EmailSender(Protocol):
@@ -62,6 +64,11 @@ class SmtpEmail:
         if reply_to:
             email["Reply-To"] = reply_to
         email.set_content(message.body)
+        for filename, mimetype, content in message.attachments:
+            maintype, _, subtype = mimetype.partition("/")
+            email.add_attachment(
+                content.encode(), maintype=maintype, subtype=subtype, filename=filename
+            )
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:

@@ -104,7 +104,16 @@ def _render(
 #: Kinds sent to the client on file, so their consents and quiet hours apply. Staff
 #: alerts and privacy notices go to the address they carry (a requester may be
 #: a representative, or a client whose details are already deleted).
-TO_CLIENT = frozenset({"reminder", "marketing", "payment_request", "booking_notice", "sale_notice"})
+TO_CLIENT = frozenset(
+    {
+        "reminder",
+        "marketing",
+        "payment_request",
+        "booking_confirmed",
+        "booking_notice",
+        "sale_notice",
+    }
+)
 
 #: The consent each kind of message to a client needs on each channel.
 CONSENT_NEEDED = {
@@ -264,6 +273,9 @@ def deliver_for_clinic(
                         subject,
                         body,
                         make_message_id("clinic-saas.dev", message.dedupe_key),
+                        tuple(
+                            tuple(item) for item in (message.details or {}).get("attachments", [])
+                        ),
                     ),
                     sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",
                     reply_to=clinic.contact_email,

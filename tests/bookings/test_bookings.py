@@ -558,6 +558,7 @@ def test_reminders_are_written_with_the_booking_and_withdrawn_when_it_is_cancell
             due = sorted(
                 (m.channel, clock.as_utc(m.due_at).strftime("%Y-%m-%d %H:%M"), m.status.value)
                 for m in db.session.scalars(select(OutboxMessage))
+                if m.kind == "reminder"
             )
     # The appointment is 14:00 PDT (21:00 UTC) on Monday 9 March. 48 hours before is an absolute
     # duration: 21:00 UTC on Saturday, which was 13:00 PST, before the change of 8 March.
@@ -574,8 +575,12 @@ def test_reminders_are_written_with_the_booking_and_withdrawn_when_it_is_cancell
         with clinic_scope(clinic):
             messages = list(db.session.scalars(select(OutboxMessage)))
             assert {m.status.value for m in messages if m.kind == "reminder"} == {"withdrawn"}
-            # What is left to send is the notice of the cancellation, with the policy's clause.
-            (notice,) = [m for m in messages if m.kind != "reminder"]
+            # What is left to send is the confirmation sent when it was booked, and the notice
+            # of the cancellation, with the policy's clause.
+            assert [m.kind for m in messages if m.kind == "booking_confirmed"] == [
+                "booking_confirmed"
+            ]
+            (notice,) = [m for m in messages if m.kind not in ("reminder", "booking_confirmed")]
             assert notice.kind == "booking_notice" and notice.details["clause"]
 
 

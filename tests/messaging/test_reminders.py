@@ -6,6 +6,8 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from email import message_from_string
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
 
@@ -49,7 +51,7 @@ def clinic(app, inbox):
                 "reminder_channels": ["email", "sms"],
             },
         )
-    return {"app": app, "provider": provider, "service": service}
+    return {"app": app, "provider": provider, "service": service, "inbox": inbox[0]}
 
 
 def book(app, ctx, starts_at, guest=GUEST):
@@ -69,6 +71,15 @@ def book(app, ctx, starts_at, guest=GUEST):
         },
     )
     assert response.status_code == 201, response.get_json()
+    # The confirmation goes at once, with the visit's page and a calendar file; what these
+    # tests follow is the reminders after it.
+    assert run_jobs(app).sent == 1
+    confirmation = message_from_string(ctx["inbox"].messages.pop()["data"], policy=default_policy)
+    assert confirmation["Subject"].endswith("is booked")
+    text, calendar = [part for part in confirmation.walk() if not part.is_multipart()]
+    assert "/book/alpha/visit/" in text.get_content()
+    assert calendar.get_filename() == "visit.ics"
+    assert "BEGIN:VEVENT" in calendar.get_payload(decode=True).decode()
     return response.get_json()
 
 
@@ -228,10 +239,10 @@ def test_a_worker_that_dies_after_claiming_loses_nothing(clinic, inbox):
 def test_an_smtp_outage_is_retried_later_not_lost(clinic, inbox):
     handler, port = inbox
     app = clinic["app"]
-    app.config.update(SMTP_PORT=1)  # nothing listens there
-    channels.install(app)
     with time_machine.travel(NOW, tick=False) as traveller:
         book(app, clinic, "2026-03-06T14:00:00-08:00")
+        app.config.update(SMTP_PORT=1)  # nothing listens there
+        channels.install(app)
         traveller.move_to(datetime(2026, 3, 4, 22, 1, tzinfo=UTC))
         assert run_jobs(app).retried == 1
         app.config.update(SMTP_PORT=port)
