@@ -179,17 +179,13 @@ def _offered_service(service_id: int) -> Any:
     return service
 
 
-@pages.get("/services/<int:service_id>")
-@public
-def times(clinic_slug: str, service_id: int) -> Response:
-    """Fourteen days of start times in the clinic's local time, with the next free day when full."""
-    service = _offered_service(service_id)
+def _times_context(service: Any, location_id: int | None, provider_id: int | None) -> dict:
+    """Fourteen days of start times from ``?from=`` (today by default), for one service."""
     offered = {link.location_id for link in service.location_links}
     locations = [loc for loc in current_clinic().locations if loc.id in offered and loc.active]
     if not locations:
         abort(404)
-    location_id = request.args.get("location", type=int) or locations[0].id
-    provider_id = request.args.get("provider", type=int)
+    location_id = location_id or locations[0].id
     today = clock.now().astimezone(_zone()).date()
     first = request.args.get("from", type=date.fromisoformat) or today
     first = max(first, today)
@@ -205,25 +201,42 @@ def times(clinic_slug: str, service_id: int) -> Response:
         day = first + timedelta(days=offset)
         starts = sorted(set(by_day.get(day, [])))
         days.append(
-            {
-                "date": day,
-                "starts": [(start, datetime.fromisoformat(start)) for start in starts],
-            }
+            {"date": day, "starts": [(start, datetime.fromisoformat(start)) for start in starts]}
         )
-    next_free = next((d["date"] for d in days if d["starts"]), None)
     performing = [link.provider_id for link in service.provider_links]
-    providers = [p for p in schedules.providers(active_only=True) if p.id in performing]
+    return {
+        "service": service,
+        "locations": locations,
+        "location_id": location_id,
+        "providers": [p for p in schedules.providers(active_only=True) if p.id in performing],
+        "provider_id": provider_id,
+        "days": days,
+        "next_free": next((d["date"] for d in days if d["starts"]), None),
+        "later": last + timedelta(days=1),
+    }
+
+
+@pages.get("/services/<int:service_id>")
+@public
+def times(clinic_slug: str, service_id: int) -> Response:
+    """Fourteen days of start times in the clinic's local time, with the next free day when full."""
+    service = _offered_service(service_id)
+    context = _times_context(
+        service, request.args.get("location", type=int), request.args.get("provider", type=int)
+    )
+
+    def time_link(value: str) -> str:
+        return url_for(
+            ".details",
+            clinic_slug=clinic_slug,
+            service_id=service.id,
+            starts_at=value,
+            location=context["location_id"],
+            provider=context["provider_id"] or "",
+        )
+
     return _page(
-        "times.html",
-        title=f"{service.name}: choose a time",
-        service=service,
-        locations=locations,
-        location_id=location_id,
-        providers=providers,
-        provider_id=provider_id,
-        days=days,
-        next_free=next_free,
-        later=last + timedelta(days=1),
+        "times.html", title=f"{service.name}: choose a time", time_link=time_link, **context
     )
 
 
@@ -386,6 +399,69 @@ def cancel(clinic_slug: str, token: str) -> BaseResponse:
             notice=_problem_text(error),
         )
     return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+
+
+@pages.get("/visit/<token>/move")
+@public
+def move(clinic_slug: str, token: str) -> Response:
+    """Other times for the same treatment, at the same place, to move my booking to."""
+    booking = _visit(token)
+    service = catalog.service(booking.service_id)
+    context = _times_context(service, booking.location_id, None)
+
+    def time_link(value: str) -> str:
+        return url_for(".move_terms", clinic_slug=clinic_slug, token=token, starts_at=value)
+
+    return _page(
+        "times.html",
+        title="Move my booking",
+        time_link=time_link,
+        moving=booking,
+        **{**context, "locations": [], "providers": []},
+    )
+
+
+@pages.route("/visit/<token>/move/terms", methods=["GET", "POST"])
+@public
+def move_terms(clinic_slug: str, token: str) -> BaseResponse:
+    """What moving to this time means (a fee, the deposit moved or kept), then moving it."""
+    booking = _visit(token)
+    source = request.form if request.method == "POST" else request.args
+    try:
+        new_start = datetime.fromisoformat(source.get("starts_at", ""))
+    except ValueError:
+        abort(400, description="Choose a time from the list.")
+    if new_start.tzinfo is None:
+        abort(400, description="Choose a time from the list.")
+    decision = bookings.preview_reschedule(current_clinic(), booking, new_start)
+    if request.method == "POST":
+        _csrf_checked()
+        try:
+            bookings.reschedule(
+                current_clinic(), booking, new_start, by="client", actor_user_id=None, online=True
+            )
+        except (DomainError, Problem) as error:
+            return _page(
+                "move.html",
+                status=409,
+                title="Move my booking",
+                booking=booking,
+                token=token,
+                starts_at=new_start,
+                local_new=_local(new_start),
+                decision=decision,
+                notice=_problem_text(error),
+            )
+        return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    return _page(
+        "move.html",
+        title="Move my booking",
+        booking=booking,
+        token=token,
+        starts_at=new_start,
+        local_new=_local(new_start),
+        decision=decision,
+    )
 
 
 @pages.get("/visit/<token>/calendar.ics")

@@ -8,6 +8,7 @@ and the ledger afterwards, not only the page.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -146,3 +147,44 @@ def test_a_link_that_is_not_valid_is_a_plain_not_found_page(client, live):
     response = client.get("/book/alpha/visit/not-a-token")
     assert response.status_code == 404
     assert "text/html" in response.content_type
+
+
+def test_moving_a_paid_booking_shows_the_deposit_moving_first_and_moves_it(client, live):
+    # Issue: "reschedule on the same calendar (the deposit moves or is forfeited as the policy
+    # says, shown before confirming)".
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    pay_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    html = client.get(pay_url).get_data(as_text=True)
+    pay_in_browser(live, {"client_secret": re.search(r'data-secret="([^"]+)"', html).group(1)})
+    wait_for(lambda: ledger_of(live))
+    visit_url = pay_url.removesuffix("/pay")
+    intents_before = len(live["stripe"].calls_to("/v1/payment_intents"))
+    times = client.get(f"{visit_url}/move").get_data(as_text=True)
+    new_start = _starts(days=4)
+    assert new_start.replace(":", "%3A").replace("+", "%2B") in times or new_start in times
+    terms = client.get(f"{visit_url}/move/terms", query_string={"starts_at": new_start})
+    html = terms.get_data(as_text=True)
+    assert "What you paid ahead moves with it." in html and "<blockquote>" in html
+    moved = client.post(
+        f"{visit_url}/move/terms", data={"csrf_token": _csrf(html), "starts_at": new_start}
+    )
+    assert moved.status_code == 303, moved.get_data(as_text=True)
+    booking = scoped(live["app"], lambda: db.session.scalar(select(Booking)))
+    assert booking.starts_at.replace(tzinfo=None) == (
+        datetime.fromisoformat(new_start).astimezone(UTC).replace(tzinfo=None)
+    )
+    assert ledger_of(live) == [("deposit_moved", 5000), ("deposit_received", 5000)]
+    assert len(live["stripe"].calls_to("/v1/payment_intents")) == intents_before
+
+
+def test_a_time_taken_meanwhile_is_said_plainly_and_nothing_is_booked_twice(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    first = client.post(_details_url(live), data=_form(page))
+    assert first.status_code == 303
+    # Another client takes the same time with the same provider while this one was typing.
+    other = {**_form(page), "email": "other@example.com", "legal_first_name": "Ana"}
+    taken = client.post(_details_url(live), data=other)
+    assert taken.status_code == 422
+    assert "error-summary" in taken.get_data(as_text=True)
+    count = scoped(live["app"], lambda: len(list(db.session.scalars(select(Booking.id)))))
+    assert count == 1

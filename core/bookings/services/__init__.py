@@ -18,7 +18,7 @@ from core.bookings.services.requirements import (
     policy_incidents,
     requirements_for,
 )
-from core.bookings.services.rescheduling import reschedule
+from core.bookings.services.rescheduling import preview_reschedule, reschedule
 from core.bookings.services.slots import REFUSALS, ProviderLock, expire_holds, refusal
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "policy_incidents",
     "policy_version",
     "preview_cancellation",
+    "preview_reschedule",
     "refusal",
     "requirements_for",
     "reschedule",

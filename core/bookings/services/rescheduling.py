@@ -24,6 +24,14 @@ from core.tenancy.services import hooks_for
 from core.unit_of_work import transaction
 
 
+def preview_reschedule(clinic: Clinic, booking: Booking, new_starts_at: datetime) -> Any:
+    """Say on what terms the booking could move to ``new_starts_at``, without moving it."""
+    _require(booking, BookingStatus.held, BookingStatus.confirmed)
+    return hooks_for(clinic).clinic_reschedule_decision(
+        clinic=clinic, booking=booking, new_starts_at=clock.as_utc(new_starts_at), at=clock.now()
+    )
+
+
 @transaction
 def reschedule(
     clinic: Clinic,
