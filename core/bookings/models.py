@@ -93,6 +93,10 @@ class Booking(ClinicScoped, Model):
     location: Mapped[Location] = relationship()
     events: Mapped[list[BookingEvent]] = relationship(order_by="BookingEvent.id")
     charges: Mapped[list[BookingCharge]] = relationship(order_by="BookingCharge.id")
+    # Written only by services.accept_policy, never through the booking.
+    policy_acceptances: Mapped[list[PolicyAcceptance]] = relationship(
+        order_by="PolicyAcceptance.id", viewonly=True
+    )
 
     @property
     def price(self) -> Money:
@@ -148,6 +152,26 @@ class BookingEvent(ClinicScoped, Model):
     clause_text: Mapped[str | None] = mapped_column(Text)
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PolicyAcceptance(ClinicScoped, Model):
+    """A client's explicit acceptance of a booking's policy clauses: the evidence for a disputed fee.
+
+    Written once and never changed: which stored policy version, which of its
+    clauses, when, from which address and browser, and through which channel.
+    """
+
+    __tablename__ = "policy_acceptance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"), index=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id"))
+    clause_ids: Mapped[list[str]] = mapped_column(JSON)
+    accepted_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    channel: Mapped[str] = mapped_column(String(20))  # online, self_service, staff
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class ChargeKind(enum.StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import stripe
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import SQLAlchemyError
@@ -180,6 +180,8 @@ class OnlineBookings(MethodView):
                 starts_at=data["starts_at"],
                 online=True,
             )
+            if data["accept_policy"]:
+                _accept_policy(booking, "online")
             body = _ONLINE_RESULT_SCHEMA.dump(_online_result(booking))
             idempotent.finish(201, body)
         # After the commit: no call to Stripe is made while the calendar is locked.
@@ -188,6 +190,22 @@ class OnlineBookings(MethodView):
             body = {**body, "payment_retry": None, **step}
             idempotent.finish(201, body)  # a retry replays the payment step too
         return json_response(body, 201)
+
+
+def _accept_policy(booking: Booking, channel: str) -> None:
+    """Record that the client accepted every clause of the booking's policy, from this request.
+
+    A policy with no clauses to show has nothing to accept, and nothing is recorded.
+    """
+    clause_ids = bookings.policy_clause_ids(booking)
+    if clause_ids:
+        bookings.accept_policy(
+            booking,
+            clause_ids=clause_ids,
+            ip_address=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            channel=channel,
+        )
 
 
 def _online_replay(clinic: Any, idempotent: Idempotent, replay: StoredAnswer) -> Any:
@@ -445,8 +463,15 @@ class OwnCardSetup(MethodView):
     @self_service.arguments(CardSetupSchema)
     @self_service.response(200)
     def post(self, data: dict[str, Any], clinic_slug: str, token: str) -> dict[str, Any]:
-        """Save my card to guarantee my booking, accepting the clinic's policy."""
-        result = payments.card_setup(current_clinic(), _own_booking(token))
+        """Save my card to guarantee my booking, accepting the clinic's policy.
+
+        The acceptance (the booking's policy clauses, the time, address and browser) is
+        recorded with the booking once the card's setup has started.
+        """
+        booking = _own_booking(token)
+        with unit_of_work():  # the setup's agreement and the acceptance commit together
+            result = payments.card_setup(current_clinic(), booking)
+            _accept_policy(booking, "self_service")
         return result
 
 

@@ -80,6 +80,14 @@ class BookingRequestSchema(Schema):
 
 class OnlineBookingSchema(BookingRequestSchema):
     client = fields.Nested(GuestSchema, required=True)
+    accept_policy = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "The client explicitly accepts the clinic's policy shown before "
+            "booking: every clause of the booking's policy is recorded as accepted, with the "
+            "time, address and browser, as evidence should a fee be disputed."
+        },
+    )
 
 
 class StaffBookingSchema(BookingRequestSchema):
@@ -113,6 +121,17 @@ def _local(booking: Any, value: Any) -> str | None:
     return clock.as_utc(value).astimezone(ZoneInfo(booking.location.timezone)).isoformat()
 
 
+class PolicyAcceptanceSchema(Schema):
+    """A client's acceptance of the booking's policy, as recorded."""
+
+    policy_version_id = Id()
+    clause_ids = fields.List(fields.String())
+    accepted_at = UtcDateTime()
+    ip_address = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    channel = fields.String(metadata={"description": "online, self_service or staff."})
+
+
 class BookingSchema(Schema):
     id = fields.Integer()
     status = fields.Enum(BookingStatus, by_value=True)
@@ -133,6 +152,13 @@ class BookingSchema(Schema):
     policy_accepted_at = UtcDateTime()
     charges = fields.List(fields.Nested(ChargeSchema))
     events = fields.List(fields.Nested(EventSchema))
+    policy_acceptances = fields.List(
+        fields.Nested(PolicyAcceptanceSchema),
+        metadata={
+            "description": "The client's recorded acceptances of the booking's policy, oldest "
+            "first: the evidence should a fee be disputed."
+        },
+    )
 
 
 class OnlineBookingResultSchema(Schema):
@@ -167,14 +193,14 @@ class BookingSummarySchema(BookingSchema):
     """A booking in a list: without its history."""
 
     class Meta:
-        exclude = ("events",)
+        exclude = ("events", "policy_acceptances")
 
 
 class OwnBookingSchema(BookingSchema):
     """A booking as its client sees it through their link."""
 
     class Meta:
-        exclude = ("events", "requirements")
+        exclude = ("events", "requirements", "policy_acceptances")
 
 
 class BookingListSchema(Schema):

@@ -6,6 +6,7 @@
 # requests can never both get one slot; on PostgreSQL an exclusion constraint
 # refuses an overlap even then.
 
+from core.bookings.services.acceptance import accept_policy, acceptances, policy_clause_ids
 from core.bookings.services.arrival import check_in, resolve_late_arrival, turn_away
 from core.bookings.services.cancellation import cancel, mark_no_show, preview_cancellation
 from core.bookings.services.lifecycle import complete, confirm
@@ -26,6 +27,8 @@ __all__ = [
     "REFUSALS",
     "BookingClient",
     "ProviderLock",
+    "accept_policy",
+    "acceptances",
     "as_record",
     "book",
     "booking",
@@ -37,6 +40,7 @@ __all__ = [
     "expire_holds",
     "guest_client",
     "mark_no_show",
+    "policy_clause_ids",
     "policy_incidents",
     "policy_version",
     "preview_cancellation",

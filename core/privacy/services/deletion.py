@@ -11,7 +11,13 @@ from sqlalchemy import delete, func, select, update
 from core import clock
 from core.audit import services as audit
 from core.audit.models import AuditAction
-from core.bookings.models import Booking, BookingCharge, BookingEvent, BookingStatus
+from core.bookings.models import (
+    Booking,
+    BookingCharge,
+    BookingEvent,
+    BookingStatus,
+    PolicyAcceptance,
+)
 from core.clients import services as clients
 from core.clients.models import (
     AdverseReaction,
@@ -250,6 +256,10 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
         bookings = select(Booking.id).where(Booking.client_id == record.id)
         db.session.execute(delete(BookingEvent).where(BookingEvent.booking_id.in_(bookings)))
         db.session.execute(delete(BookingCharge).where(BookingCharge.booking_id.in_(bookings)))
+        # The evidence for the bookings' fees goes with them.
+        db.session.execute(
+            delete(PolicyAcceptance).where(PolicyAcceptance.booking_id.in_(bookings))
+        )
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.booking_id.in_(bookings)))
         # The ledger keeps the money trail by id; the payment rows go with their bookings.
         db.session.execute(delete(Payment).where(Payment.booking_id.in_(bookings)))
