@@ -197,15 +197,12 @@ def _accept_policy(booking: Booking, channel: str) -> None:
 
     A policy with no clauses to show has nothing to accept, and nothing is recorded.
     """
-    clause_ids = bookings.policy_clause_ids(booking)
-    if clause_ids:
-        bookings.accept_policy(
-            booking,
-            clause_ids=clause_ids,
-            ip_address=request.remote_addr,
-            user_agent=request.headers.get("User-Agent"),
-            channel=channel,
-        )
+    bookings.accept_whole_policy(
+        booking,
+        ip_address=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        channel=channel,
+    )
 
 
 def _online_replay(clinic: Any, idempotent: Idempotent, replay: StoredAnswer) -> Any:

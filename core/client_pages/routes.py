@@ -305,11 +305,11 @@ def details(clinic_slug: str, service_id: int) -> BaseResponse:
 def _book(
     service: Any, location_id: int, provider_id: int | None, starts_at: datetime, guest: dict
 ) -> Booking:
-    """Book as the online API does: the guest client, their browser's GPC signal, the booking."""
+    """Book as the online API does, with the policy accepted: one unit, all or nothing."""
     with unit_of_work():
         client = bookings.guest_client(guest)
         carry_gpc(client)
-        return bookings.book(
+        booking = bookings.book(
             current_clinic(),
             client=client,
             service_id=service.id,
@@ -318,6 +318,14 @@ def _book(
             starts_at=starts_at,
             online=True,
         )
+        # The acceptance is the evidence of a disputed fee: the clauses, when, from where.
+        bookings.accept_whole_policy(
+            booking,
+            ip_address=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            channel="online",
+        )
+        return booking
 
 
 # --- paying up front ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from core.bookings.models import Booking, BookingStatus
+from core.bookings.models import Booking, BookingStatus, PolicyAcceptance, PolicyVersion
 from core.extensions import db
 from tests.local_days import clinic_day, local_time
 from tests.payment_flows import GUEST, ledger_of, pay_in_browser, scoped, wait_for
@@ -95,8 +95,26 @@ def test_a_client_books_with_the_policy_shown_pays_the_deposit_and_sees_it_confi
     # Issue: "the clinic's policy in its own words before paying ... and an explicit acceptance"
     page = client.get(_details_url(live)).get_data(as_text=True)
     assert "policy for this booking" in page and 'name="accept_policy"' in page
-    booked = client.post(_details_url(live), data=_form(page))
+    booked = client.post(
+        _details_url(live), data=_form(page), headers={"User-Agent": "PhoneBrowser/1.0"}
+    )
     assert booked.status_code == 303, booked.get_data(as_text=True)
+    # The acceptance is stored with the booking: version, clause ids, time, address, browser.
+    (accepted,) = scoped(live["app"], lambda: list(db.session.scalars(select(PolicyAcceptance))))
+    version = scoped(
+        live["app"],
+        lambda: (
+            db.session.get(
+                PolicyVersion, db.session.scalar(select(Booking.policy_version_id))
+            ).clauses
+        ),
+    )
+    assert accepted.clause_ids == [c["id"] for c in version] and accepted.clause_ids
+    assert (accepted.ip_address, accepted.user_agent, accepted.channel) == (
+        "127.0.0.1",
+        "PhoneBrowser/1.0",
+        "online",
+    )
     pay_url = booked.headers["Location"]
     assert pay_url.endswith("/pay")
     pay_page = client.get(pay_url)

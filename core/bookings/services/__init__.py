@@ -6,7 +6,12 @@
 # requests can never both get one slot; on PostgreSQL an exclusion constraint
 # refuses an overlap even then.
 
-from core.bookings.services.acceptance import accept_policy, acceptances, policy_clause_ids
+from core.bookings.services.acceptance import (
+    accept_policy,
+    accept_whole_policy,
+    acceptances,
+    policy_clause_ids,
+)
 from core.bookings.services.arrival import check_in, resolve_late_arrival, turn_away
 from core.bookings.services.cancellation import cancel, mark_no_show, preview_cancellation
 from core.bookings.services.lifecycle import complete, confirm
@@ -28,6 +33,7 @@ __all__ = [
     "BookingClient",
     "ProviderLock",
     "accept_policy",
+    "accept_whole_policy",
     "acceptances",
     "as_record",
     "book",

@@ -82,6 +82,25 @@ def policy_clause_ids(booking: Booking) -> list[str]:
     return [str(c["id"]) for c in (version.clauses if version else []) if c.get("id")]
 
 
+def accept_whole_policy(
+    booking: Booking, *, ip_address: str | None, user_agent: str | None, channel: str
+) -> PolicyAcceptance | None:
+    """Record that the client accepted every clause of the booking's policy, as they were shown it.
+
+    A policy with no clauses to show has nothing to accept, and nothing is recorded.
+    """
+    clause_ids = policy_clause_ids(booking)
+    if not clause_ids:
+        return None
+    return accept_policy(
+        booking,
+        clause_ids=clause_ids,
+        ip_address=ip_address,
+        user_agent=user_agent,
+        channel=channel,
+    )
+
+
 def acceptances(booking: Booking) -> list[PolicyAcceptance]:
     """Return the acceptances recorded for ``booking``, oldest first."""
     return list(
