@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, format_datetime, format_time
 from flask import (
     Blueprint,
     Response,
@@ -62,6 +63,26 @@ _TYPICAL_AGE_YEARS = 30
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _locale() -> str:
+    """The clinic's locale for money and dates: English, as written in the clinic's country."""
+    return f"en_{current_clinic().country}"
+
+
+@pages.app_template_filter("when")
+def _when(moment: datetime | date, form: str = "full") -> str:
+    """A local time or a day as the clinic's clients read it (Babel, the clinic's locale)."""
+    if form == "day":
+        return format_date(moment, "EEEE d MMMM", locale=_locale())
+    if form == "time":
+        return format_time(moment, "h:mm a", locale=_locale())
+    return format_datetime(moment, "EEEE d MMMM y, h:mm a", locale=_locale())
+
+
+@pages.app_template_filter("money")
+def _money(amount: Money) -> str:
+    return amount.format(_locale())
+
+
 def _zone() -> ZoneInfo:
     return ZoneInfo(current_clinic().timezone)
 
@@ -83,9 +104,9 @@ def _typical_client() -> Client:
 def _asked_up_front(requirements: BookingRequirements) -> str:
     """Say in a few words what the clinic asks before the visit."""
     if requirements.prepayment:
-        return f"Paid in full when you book: {requirements.prepayment.format()}"
+        return f"Paid in full when you book: {_money(requirements.prepayment)}"
     if requirements.deposit:
-        return f"Deposit when you book: {requirements.deposit.format()}"
+        return f"Deposit when you book: {_money(requirements.deposit)}"
     if requirements.guarantee != Guarantee.none:
         return "A card on file holds your booking; nothing is charged now"
     return "Nothing to pay when you book"
@@ -159,7 +180,7 @@ def menu(clinic_slug: str) -> Response:
         grouped.setdefault(service.category, []).append(
             {
                 "service": service,
-                "price": Money(service.price_minor, service.currency).format(),
+                "price": _money(Money(service.price_minor, service.currency)),
                 "asked": _asked_up_front(_requirements(service, week_ahead)),
             }
         )
