@@ -357,6 +357,11 @@ def _book(
 def pay(clinic_slug: str, token: str) -> BaseResponse:
     """The card step: a deposit or prepayment, or a card saved to hold the booking (Stripe.js)."""
     booking = _visit(token)
+    if _lapsed(booking):
+        # Its slot may be someone else's by now: nothing is asked of the card for it.
+        return _page(
+            "visit.html", status=409, title="Your booking", **_visit_context(booking, token)
+        )
     if booking.status != BookingStatus.held:
         return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
     needs = booking.needs
@@ -387,15 +392,29 @@ def pay(clinic_slug: str, token: str) -> BaseResponse:
 # --- the visit's own page ----------------------------------------------------------------------
 
 
+def _lapsed(booking: Booking) -> bool:
+    """Whether the booking's hold ran out before its guarantee came in."""
+    if booking.status == BookingStatus.expired:
+        return True
+    return (
+        booking.status == BookingStatus.held
+        and booking.hold_expires_at is not None
+        and clock.as_utc(booking.hold_expires_at) <= clock.now()
+    )
+
+
 def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
     preview = None
-    if booking.status in (BookingStatus.held, BookingStatus.confirmed):
+    if booking.status == BookingStatus.confirmed or (
+        booking.status == BookingStatus.held and not _lapsed(booking)
+    ):
         preview = bookings.preview_cancellation(current_clinic(), booking, "client")
     version = db.session.get(PolicyVersion, booking.policy_version_id)
     service = catalog.service(booking.service_id, with_links=False)
     return {
         "booking": booking,
         "service": service,
+        "lapsed": _lapsed(booking),
         "token": token,
         "local_start": _local(booking.starts_at),
         "preview": preview,

@@ -206,3 +206,24 @@ def test_a_time_taken_meanwhile_is_said_plainly_and_nothing_is_booked_twice(clie
     assert "error-summary" in taken.get_data(as_text=True)
     count = scoped(live["app"], lambda: len(list(db.session.scalars(select(Booking.id)))))
     assert count == 1
+
+
+def test_a_hold_that_lapsed_while_paying_asks_nothing_of_the_card_and_offers_a_new_time(
+    client, live
+):
+    # Issue: "a hold that lapsed while paying ... give[s] a plain message and a way forward;
+    # nothing is charged twice and no slot is held forever."
+    import time_machine
+
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    pay_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    intents_before = len(live["stripe"].calls_to("/v1/payment_intents"))
+    expires = scoped(live["app"], lambda: db.session.scalar(select(Booking.hold_expires_at)))
+    with time_machine.travel(expires.replace(tzinfo=UTC), tick=False):
+        lapsed = client.get(pay_url)
+    assert lapsed.status_code == 409
+    html = lapsed.get_data(as_text=True)
+    assert 'id="lapsed"' in html and "nothing was charged" in html
+    assert f"/book/alpha/services/{live['service']}" in html
+    assert "data-secret" not in html
+    assert len(live["stripe"].calls_to("/v1/payment_intents")) == intents_before
