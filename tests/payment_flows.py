@@ -28,7 +28,7 @@ from tests.helpers import (
     set_clinic_settings,
 )
 from tests.local_days import clinic_day, local_time
-from tests.stripe_server import WEBHOOK_SECRET, free_port
+from tests.stripe_server import WEBHOOK_SECRET, free_port, sign
 
 GUEST = {
     "legal_first_name": "Maya",
@@ -236,3 +236,37 @@ def stripe_requests_watched(
         BudgetedRequests.request = original
         for name, listener in listeners:
             orm_event.remove(Session, name, listener)
+
+
+def save_card_in_browser(client, ctx, client_secret: str) -> str:
+    """What Stripe.js does with a SetupIntent's secret: save the card, then Stripe's event.
+
+    localstripe sends no ``setup_intent.succeeded``, so the event is posted signed as
+    Stripe signs it. Returns the SetupIntent's id.
+    """
+    api = stripe.StripeClient("sk_test_browser", base_addresses={"api": ctx["stripe"].upstream})
+    card = api.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    setup_id = client_secret.split("_secret_")[0]
+    api.v1.setup_intents.confirm(setup_id, {"payment_method": card.id})
+    event = json.dumps(
+        {
+            "id": f"evt_{setup_id}",
+            "object": "event",
+            "type": "setup_intent.succeeded",
+            "account": "acct_alpha",
+            "created": int(time.time()),
+            "data": {"object": {"id": setup_id, "object": "setup_intent"}},
+        }
+    )
+    response = client.post(
+        "/webhooks/stripe",
+        data=event,
+        headers={"Stripe-Signature": sign(event), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return setup_id

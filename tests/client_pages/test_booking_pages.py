@@ -15,7 +15,14 @@ from sqlalchemy import select
 from core.bookings.models import Booking, BookingStatus, PolicyAcceptance, PolicyVersion
 from core.extensions import db
 from tests.local_days import clinic_day, local_time
-from tests.payment_flows import GUEST, ledger_of, pay_in_browser, scoped, wait_for
+from tests.payment_flows import (
+    GUEST,
+    ledger_of,
+    pay_in_browser,
+    save_card_in_browser,
+    scoped,
+    wait_for,
+)
 
 ZONE = "America/Los_Angeles"
 
@@ -227,3 +234,27 @@ def test_a_hold_that_lapsed_while_paying_asks_nothing_of_the_card_and_offers_a_n
     assert f"/book/alpha/services/{live['service']}" in html
     assert "data-secret" not in html
     assert len(live["stripe"].calls_to("/v1/payment_intents")) == intents_before
+
+
+def test_a_clinic_that_asks_for_a_card_gets_one_saved_and_the_booking_confirmed(client, live):
+    # Bijoux: "All services require a valid credit card or gift certificate to guarantee the
+    # reservation" - with no deposit, the card step saves the card (a SetupIntent).
+    from core.payments.models import CardAgreement
+    from tests.helpers import set_clinic_settings
+
+    with live["app"].app_context():
+        set_clinic_settings("alpha", policy={"guarantee": "card_or_gift_certificate"})
+    menu = client.get("/book/alpha/").get_data(as_text=True)
+    assert "A card on file holds your booking; nothing is charged now" in menu
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    pay_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    html = client.get(pay_url).get_data(as_text=True)
+    assert 'data-kind="setup"' in html and "Save card and book" in html
+    secret = re.search(r'data-secret="([^"]+)"', html).group(1)
+    assert secret.startswith("seti_")
+    save_card_in_browser(client, live, secret)
+    booking = scoped(live["app"], lambda: db.session.scalar(select(Booking)))
+    assert booking.status == BookingStatus.confirmed
+    agreed = scoped(live["app"], lambda: db.session.scalar(select(CardAgreement)))
+    assert agreed.policy_version_id == booking.policy_version_id
+    assert ledger_of(live) == []  # nothing charged
