@@ -25,6 +25,28 @@ class ReminderSchema(Schema):
             raise ValidationError("give exactly one of hours_before or morning_of")
 
 
+def contrast_with_white(colour: str) -> float:
+    """The WCAG 2 contrast ratio of ``#rrggbb`` against white (1 to 21)."""
+
+    def channel(hex_pair: str) -> float:
+        value = int(hex_pair, 16) / 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    return 1.05 / (luminance + 0.05)
+
+
+def _readable_on_white(colour: str) -> None:
+    # WCAG 2.2 AA: 4.5:1 for text. The colour is both link text on white and the
+    # background of white button text, so it must hold on white either way.
+    if contrast_with_white(colour) < 4.5:
+        raise ValidationError(
+            f"{colour} is too light to read on white (contrast "
+            f"{contrast_with_white(colour):.1f}:1; WCAG AA asks 4.5:1): choose a darker shade"
+        )
+
+
 class BookingSettingsSchema(Schema):
     """How a clinic takes bookings."""
 
@@ -44,6 +66,14 @@ class BookingSettingsSchema(Schema):
     )
     reminders = fields.List(
         fields.Nested(ReminderSchema), load_default=lambda: [{"hours_before": 24}]
+    )
+    #: The booking pages' accent colour (links, buttons), as ``#rrggbb``.
+    page_colour = fields.String(
+        load_default="#0b5cad",
+        validate=[
+            validate.Regexp(r"^#[0-9a-fA-F]{6}$", error="a colour as #rrggbb"),
+            _readable_on_white,
+        ],
     )
 
 

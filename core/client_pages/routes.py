@@ -34,6 +34,7 @@ from core.bookings import services as bookings
 from core.bookings.calendar import calendar_file
 from core.bookings.models import Booking, BookingStatus, PolicyVersion
 from core.bookings.schemas import GuestSchema
+from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
 from core.clients.models import Client
 from core.errors import DomainError, Problem, as_problem, field_errors_from_marshmallow
@@ -164,6 +165,16 @@ def page_csp() -> str:
 def _problem_text(error: DomainError | Problem) -> str:
     problem = error if isinstance(error, Problem) else as_problem(error)
     return problem.detail or problem.title
+
+
+@pages.get("/brand.css")
+@public
+def brand(clinic_slug: str) -> Response:
+    """The clinic's colour for its pages, from its tenants/ file (checked readable there)."""
+    colour = booking_settings(current_clinic())["page_colour"]
+    response = Response(f":root {{ --accent: {colour}; }}\n", mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 # --- the menu ----------------------------------------------------------------------------------

@@ -258,3 +258,22 @@ def test_a_clinic_that_asks_for_a_card_gets_one_saved_and_the_booking_confirmed(
     agreed = scoped(live["app"], lambda: db.session.scalar(select(CardAgreement)))
     assert agreed.policy_version_id == booking.policy_version_id
     assert ledger_of(live) == []  # nothing charged
+
+
+def test_the_pages_wear_the_clinics_colour_and_refuse_one_too_light_to_read(client, live):
+    # Issue: "the clinic's name, colours and logo from its tenants/ file"; WCAG 2.2 AA contrast.
+    import pytest
+    from marshmallow import ValidationError
+
+    from core.bookings.settings import BookingSettingsSchema, contrast_with_white
+    from tests.helpers import set_clinic_settings
+
+    assert "--accent: #0b5cad" in client.get("/book/alpha/brand.css").get_data(as_text=True)
+    with live["app"].app_context():
+        set_clinic_settings("alpha", bookings={"page_colour": "#7a2e4d"})
+    css = client.get("/book/alpha/brand.css")
+    assert css.mimetype == "text/css" and "--accent: #7a2e4d" in css.get_data(as_text=True)
+    assert "brand.css" in client.get("/book/alpha/").get_data(as_text=True)
+    with pytest.raises(ValidationError, match="too light to read on white"):
+        BookingSettingsSchema().load({"page_colour": "#f5c518"})
+    assert round(contrast_with_white("#767676"), 1) == 4.5  # the lightest grey AA allows
