@@ -27,6 +27,7 @@ from core.bookings.schemas import (
     OnlineBookingResultSchema,
     OnlineBookingSchema,
     OwnBookingSchema,
+    OwnDecisionSchema,
     RescheduleSchema,
     SlotListSchema,
     StaffBookingSchema,
@@ -416,7 +417,7 @@ class OwnBooking(MethodView):
 @self_service.route("/cancellation-preview")
 class OwnCancellationPreview(MethodView):
     @public
-    @self_service.response(200, DecisionSchema)
+    @self_service.response(200, OwnDecisionSchema)
     def get(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """What happens if I cancel now? The policy's answer, without cancelling."""
         booking = _own_booking(token)
@@ -428,7 +429,7 @@ class OwnCancellationPreview(MethodView):
 @self_service.route("/cancellation")
 class OwnCancellation(MethodView):
     @public
-    @self_service.response(200, DecisionSchema)
+    @self_service.response(200, OwnDecisionSchema)
     def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """Cancel my booking; the response says what it cost and why."""
         booking = _own_booking(token)
@@ -485,7 +486,7 @@ class OwnPaymentApproval(MethodView):
 class OwnReschedule(MethodView):
     @public
     @self_service.arguments(RescheduleSchema)
-    @self_service.response(200, DecisionSchema)
+    @self_service.response(200, OwnDecisionSchema)
     def post(self, data: dict[str, Any], clinic_slug: str, token: str) -> dict[str, Any]:
         """Move my booking to another available time."""
         booking = _own_booking(token)

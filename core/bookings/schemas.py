@@ -256,3 +256,9 @@ class DecisionSchema(Schema):
 
     decision = fields.Dict()
     booking = fields.Nested(BookingSchema)
+
+
+class OwnDecisionSchema(DecisionSchema):
+    """A decision as the client sees it through their link: their booking, not staff's records."""
+
+    booking = fields.Nested(OwnBookingSchema)

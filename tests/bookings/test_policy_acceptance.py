@@ -249,3 +249,14 @@ def test_deleting_a_clients_financial_records_deletes_their_acceptances_too(clie
 
     assert scoped(clinics["app"], purge) == 0
     assert stored(clinics["app"]) == []
+
+
+def test_the_clients_link_answers_with_their_booking_not_staffs_evidence(client, clinics):
+    # The acceptance is staff's evidence: a decision answered through the client's link shows
+    # their booking as they see it, without the recorded addresses and browsers.
+    body = book_online(client, clinics, accept_policy=True, headers={"User-Agent": BROWSER})
+    token = body["self_service_token"]
+    cancelled = client.post(f"/api/v1/clinics/alpha/self-service/{token}/cancellation")
+    assert cancelled.status_code == 200, cancelled.get_data(as_text=True)
+    assert "policy_acceptances" not in cancelled.get_json()["booking"]
+    assert len(stored(clinics["app"])) == 1
