@@ -70,7 +70,7 @@ def _locale() -> str:
 
 
 @pages.app_template_filter("when")
-def _when(moment: datetime | date, form: str = "full") -> str:
+def _when(moment: Any, form: str = "full") -> str:
     """A local time or a day as the clinic's clients read it (Babel, the clinic's locale)."""
     if form == "day":
         return format_date(moment, "EEEE d MMMM", locale=_locale())
@@ -226,8 +226,8 @@ def _times_context(service: Any, location_id: int | None, provider_id: int | Non
         current_clinic(), service, first, last, location_id=location_id, provider_id=provider_id
     )
     by_day: dict[date, list[str]] = {}
-    for day in found:
-        by_day.setdefault(day.date, []).extend(day.starts)
+    for found_day in found:
+        by_day.setdefault(found_day.date, []).extend(found_day.starts)
     days = []
     for offset in range(DAYS_SHOWN):
         day = first + timedelta(days=offset)
