@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 
 from core import clock
+from core.bookings import links
+from core.bookings.calendar import calendar_file
 from core.bookings.models import Booking, BookingStatus
 from core.clients.models import Client, Consent, ConsentKind, ConsentMethod
 from core.extensions import db
@@ -84,10 +86,29 @@ def _finish(message_id: int, status: OutboxStatus, **values: object) -> None:
     )
 
 
+def _confirmation(clinic: Clinic, booking: Booking) -> tuple[str, str, tuple[tuple[str, str, str]]]:
+    """The confirmation of a booking: when and where, its own page, a calendar file."""
+    location = db.session.get_one(Location, booking.location_id)
+    local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
+    when = local.strftime("%A %d %B %Y at %I:%M %p").replace(" 0", " ")
+    service = booking.service.name
+    body = (
+        f"Your {service} at {clinic.name} ({location.name}) is booked for {when}.\n\n"
+        f"See, move or cancel it, and what cancelling would cost, here: "
+        f"{links.visit_url(booking, clinic.slug)}"
+    )
+    ics = calendar_file(booking, service, clinic, location.name)
+    return (
+        f"Your {service} at {clinic.name} is booked",
+        body,
+        (("visit.ics", "text/calendar", ics),),
+    )
+
+
 def _render(
     clinic: Clinic, message: OutboxMessage, booking: Booking, client: Client
 ) -> tuple[str, str]:
-    location = db.session.get(Location, booking.location_id)
+    location = db.session.get_one(Location, booking.location_id)
     local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
     when = local.strftime("%A %d %B at %I:%M %p").replace(" 0", " ")
     subject = f"Reminder: your appointment at {clinic.name}"
@@ -231,10 +252,10 @@ def deliver_for_clinic(
     for message_id in due_ids:
         if not claim(message_id, now):
             continue
-        message = db.session.get(OutboxMessage, message_id)
+        message = db.session.get_one(OutboxMessage, message_id)
         booking = db.session.get(Booking, message.booking_id) if message.booking_id else None
         client = db.session.get(Client, message.client_id) if message.client_id else None
-        if message.kind == "reminder" and (
+        if message.kind in ("reminder", "booking_confirmed") and (
             booking is None or booking.status not in (BookingStatus.confirmed,)
         ):
             _finish(message_id, OutboxStatus.withdrawn)
@@ -256,9 +277,13 @@ def deliver_for_clinic(
                 _finish(message_id, OutboxStatus.skipped, last_error=permit.reason)
                 report.skipped += 1
                 continue
+        attachments: tuple[tuple[str, str, str], ...] = ()
         if message.kind == "reminder":
             subject, body = _render(clinic, message, booking, client)
             to = client.email if message.channel == "email" else client.phone
+        elif message.kind == "booking_confirmed":
+            subject, body, attachments = _confirmation(clinic, booking)
+            to = client.email if client else None
         else:
             to, subject, body = _recipient(clinic, message, client)
         if not to:
@@ -273,9 +298,7 @@ def deliver_for_clinic(
                         subject,
                         body,
                         make_message_id("clinic-saas.dev", message.dedupe_key),
-                        tuple(
-                            tuple(item) for item in (message.details or {}).get("attachments", [])
-                        ),
+                        attachments,
                     ),
                     sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",
                     reply_to=clinic.contact_email,

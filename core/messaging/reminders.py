@@ -45,7 +45,7 @@ def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
     now = clock.now()
     channels = booking_settings(clinic)["reminder_channels"]
     starts_at = clock.as_utc(booking.starts_at)
-    return [
+    reminders = [
         {
             "clinic_id": booking.clinic_id,
             "kind": "reminder",
@@ -61,6 +61,24 @@ def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
         if now < when < starts_at
         for channel in channels
     ]
+    if now >= starts_at:
+        return reminders
+    # The confirmation goes at once, written with the reminders (one INSERT with the
+    # booking): its text, link and calendar file are made when it is sent.
+    return [
+        {
+            "clinic_id": booking.clinic_id,
+            "kind": "booking_confirmed",
+            "channel": "email",
+            "client_id": booking.client_id,
+            "due_at": now,
+            "status": OutboxStatus.pending,
+            "attempts": 0,
+            "details": {"rule": "confirmed"},
+            "created_at": now,
+        },
+        *reminders,
+    ]
 
 
 def dedupe_key(booking_id: Any, row: dict[str, Any], starts_at: datetime) -> tuple[str, Any, str]:
@@ -71,7 +89,7 @@ def dedupe_key(booking_id: Any, row: dict[str, Any], starts_at: datetime) -> tup
     """
     rule = row["details"]["rule"]
     return (
-        "reminder:",
+        f"{row['kind']}:",
         booking_id,
         f":{rule}:{row['channel']}:{clock.as_utc(starts_at).isoformat()}",
     )

@@ -167,7 +167,7 @@ def test_withdrawn_reminders_are_never_sent(clinic, inbox):
         assert run_jobs(app).sent == 1  # the notice of the cancellation, not a reminder
     (notice,) = handler.messages
     assert "Subject: Your appointment was cancelled" in notice["data"]
-    reminders = [status for _, status, rule, _ in outbox(app) if rule is not None]
+    reminders = [status for _, status, rule, _ in outbox(app) if rule not in (None, "confirmed")]
     assert reminders and set(reminders) == {"withdrawn"}
 
 
@@ -181,11 +181,15 @@ def test_moving_a_booking_moves_its_reminders(clinic, inbox):
             json={"starts_at": "2026-03-09T10:00:00-07:00"},
         )
         assert moved.status_code == 200, moved.get_json()
+        assert run_jobs(app).sent == 1  # the confirmation of the new time, at once
         traveller.move_to(datetime(2026, 3, 4, 22, 1, tzinfo=UTC))  # the old 48-hour mark
         assert run_jobs(app).sent == 0
         traveller.move_to(datetime(2026, 3, 9, 15, 1, tzinfo=UTC))  # 08:01 PDT on the new day
         assert run_jobs(app).sent == 2  # the new 48-hour and morning-of emails
-    assert len(handler.messages) == 2
+    assert len(handler.messages) == 3
+    confirmation = message_from_string(handler.messages[0]["data"], policy=default_policy)
+    text = next(p for p in confirmation.walk() if p.get_content_type() == "text/plain")
+    assert "Monday 9 March 2026 at 10:00 AM" in text.get_content()
 
 
 def test_two_workers_at_once_send_each_reminder_once(clinic, inbox):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from core import clock, events
 from core.bookings.models import Booking, BookingStatus
-from core.bookings.services.notices import tell_confirmed
 from core.bookings.services.records import _event, _require
 from core.bookings.services.slots import expire_holds
 from core.errors import Refused
@@ -18,7 +17,6 @@ from core.unit_of_work import transaction
 def _confirmed(clinic: Clinic, booking: Booking) -> None:
     # book() does the same, writing the reminders with the booking.
     reminders.schedule(clinic, booking)
-    tell_confirmed(clinic, booking)
     events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
 
 

@@ -14,7 +14,6 @@ from sqlalchemy.orm import make_transient_to_detached
 from core import clock, events
 from core.bookings.availability import check_slot
 from core.bookings.models import Booking, BookingEvent, BookingStatus, ChargeKind
-from core.bookings.services.notices import tell_confirmed
 from core.bookings.services.records import _event, _owe, as_record, policy_version
 from core.bookings.services.requirements import _check_age, _needs_guarantee, requirements_for
 from core.bookings.services.slots import _lock_provider, _lock_resource, expire_holds, refusal
@@ -207,7 +206,6 @@ def book(
             requirements.clauses[0] if requirements.clauses else None,
         )
     if not held:
-        tell_confirmed(clinic, booking)
         events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
     return booking
 

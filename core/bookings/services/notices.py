@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from core import clock
-from core.bookings import links
-from core.bookings.calendar import calendar_file
 from core.bookings.models import Booking
-from core.extensions import db
 from core.hooks.decisions import DepositOutcome
 from core.messaging import outbox
-from core.tenancy.models import Clinic, Location
 
 #: What the client is told of their money, by what the policy decided for it.
 DEPOSIT_TOLD = {
@@ -42,30 +37,4 @@ def tell_client(booking: Booking, subject: str, decision: Any) -> None:
         subject=subject,
         body=" ".join(lines),
         clause=decision.clause.id,
-    )
-
-
-def tell_confirmed(clinic: Clinic, booking: Booking) -> None:
-    """Email the client their confirmed visit: when and where, their own page, a calendar file."""
-    location = db.session.get_one(Location, booking.location_id)
-    local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
-    when = local.strftime("%A %d %B %Y at %I:%M %p").replace(" 0", " ")
-    link = links.visit_url(booking, clinic.slug)
-    outbox.queue(
-        "booking_confirmed",
-        client_id=booking.client_id,
-        booking_id=booking.id,
-        dedupe_key=f"confirmed:{booking.id}:{booking.manage_nonce}:{booking.starts_at:%Y%m%d%H%M}",
-        subject=f"Your {booking.service.name} at {clinic.name} is booked",
-        body=(
-            f"Your {booking.service.name} at {clinic.name} ({location.name}) is booked for "
-            f"{when}.\n\nSee, move or cancel it, and what cancelling would cost, here: {link}"
-        ),
-        attachments=[
-            (
-                "visit.ics",
-                "text/calendar",
-                calendar_file(booking, booking.service.name, clinic, location.name),
-            )
-        ],
     )
