@@ -9,7 +9,9 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from core import clock
+from core.bookings.models import Booking
 from core.errors import NotFound
+from core.extensions import db
 
 SALT = "booking-self-service"
 
@@ -53,3 +55,12 @@ def read_token(token: str, clinic_id: int) -> tuple[int, str]:
     if int(data.get("e", 0)) < clock.now().timestamp():
         raise NotFound("This link has expired; please contact the clinic.", kind="link-expired")
     return int(data["b"]), str(data["n"])
+
+
+def booking_for(token: str, clinic_id: int) -> Booking:
+    """Return the booking a self-service link opens; a link tampered with, stale or revoked is 404."""
+    booking_id, nonce = read_token(token, clinic_id)
+    booking = db.session.get(Booking, booking_id)
+    if booking is None or booking.manage_nonce != nonce:
+        raise NotFound("This link is not valid.")
+    return booking

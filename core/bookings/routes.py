@@ -396,11 +396,7 @@ class NoShow(MethodView):
 
 
 def _own_booking(token: str) -> Booking:
-    booking_id, nonce = links.read_token(token, current_clinic().id)
-    booking = db.session.get(Booking, booking_id)
-    if booking is None or booking.manage_nonce != nonce:
-        raise Problem(404, "This link is not valid.")
-    return booking
+    return links.booking_for(token, current_clinic().id)
 
 
 @self_service.route("")

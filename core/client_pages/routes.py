@@ -23,9 +23,10 @@ from flask import (
     request,
     url_for,
 )
-from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from flask_wtf.csrf import generate_csrf, validate_csrf
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
+from wtforms.validators import ValidationError as CsrfRefused
 
 from core import clock
 from core.accounts.access import current_clinic, public
@@ -119,19 +120,30 @@ def _requirements(service: Any, starts_at: datetime, client: Client | None = Non
     )
 
 
-def _csrf_checked() -> None:
+@pages.before_request
+def _forms_carry_their_token() -> None:
+    """Refuse any form posted to these pages without this site's CSRF token: one check for all."""
+    if request.method != "POST":
+        return
     try:
         validate_csrf(request.form.get("csrf_token"))
-    except (CSRFError, ValidationError, Exception) as error:
+    except CsrfRefused as error:
         abort(400, description=f"The form expired or was not sent from this site ({error}).")
 
 
 def _visit(token: str) -> Booking:
-    booking_id, nonce = links.read_token(token, current_clinic().id)
-    booking = db.session.get(Booking, booking_id)
-    if booking is None or booking.manage_nonce != nonce:
-        abort(404)
-    return booking
+    return links.booking_for(token, current_clinic().id)
+
+
+def _refused_on_visit(booking: Booking, token: str, error: DomainError | Problem) -> Response:
+    """The visit's page again, saying why what was asked could not be done."""
+    return _page(
+        "visit.html",
+        status=409,
+        title="Your booking",
+        **_visit_context(booking, token),
+        notice=_problem_text(error),
+    )
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -186,13 +198,14 @@ def menu(clinic_slug: str) -> Response:
     """The clinic's online menu by category, with what each service asks up front."""
     clinic = current_clinic()
     week_ahead = (clock.now() + timedelta(days=7)).astimezone(_zone()).replace(hour=10, minute=0)
+    typical = _typical_client()  # one stand-in for the whole menu
     grouped: dict[str, list[dict[str, Any]]] = {}
     for service in catalog.services(online_only=True):
         grouped.setdefault(service.category, []).append(
             {
                 "service": service,
                 "price": _money(Money(service.price_minor, service.currency)),
-                "asked": _asked_up_front(_requirements(service, week_ahead)),
+                "asked": _asked_up_front(_requirements(service, week_ahead, typical)),
             }
         )
     return _page("menu.html", categories=sorted(grouped.items()), title=clinic.name)
@@ -297,7 +310,6 @@ def details(clinic_slug: str, service_id: int) -> BaseResponse:
     errors: list[dict[str, str]] = []
     values: dict[str, str] = {}
     if request.method == "POST":
-        _csrf_checked()
         values = {k: request.form.get(k, "").strip() for k in GuestSchema().fields}
         try:
             guest = GuestSchema().load({k: v for k, v in values.items() if v})
@@ -382,13 +394,7 @@ def pay(clinic_slug: str, token: str) -> BaseResponse:
         else:
             step = {"kind": "setup", **payments.card_setup(current_clinic(), booking)}
     except (DomainError, Problem) as error:
-        return _page(
-            "visit.html",
-            status=409,
-            title="Your booking",
-            **_visit_context(booking, token),
-            notice=_problem_text(error),
-        )
+        return _refused_on_visit(booking, token, error)
     return _page(
         "pay.html",
         title="Hold your booking",
@@ -445,18 +451,11 @@ def visit(clinic_slug: str, token: str) -> Response:
 @public
 def cancel(clinic_slug: str, token: str) -> BaseResponse:
     """Cancel my booking, after seeing what it costs; the policy decides the fee."""
-    _csrf_checked()
     booking = _visit(token)
     try:
         bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
     except (DomainError, Problem) as error:
-        return _page(
-            "visit.html",
-            status=409,
-            title="Your booking",
-            **_visit_context(booking, token),
-            notice=_problem_text(error),
-        )
+        return _refused_on_visit(booking, token, error)
     return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
 
 
@@ -494,7 +493,6 @@ def move_terms(clinic_slug: str, token: str) -> BaseResponse:
         abort(400, description="Choose a time from the list.")
     decision = bookings.preview_reschedule(current_clinic(), booking, new_start)
     if request.method == "POST":
-        _csrf_checked()
         try:
             bookings.reschedule(
                 current_clinic(), booking, new_start, by="client", actor_user_id=None, online=True

@@ -78,3 +78,19 @@ def _ask_client(clinic: Clinic, booking: Booking, client: Client, payment: Payme
         f"{charge.amount.format()} ({charge.clause_text or ''}). Approve it here: "
         f"/api/v1/clinics/{clinic.slug}/self-service/{token}/payments/{payment.id}",
     )
+
+
+def charge_payment(
+    charge: BookingCharge, *, account: str, key: str, intent_id: str | None = None
+) -> Payment:
+    """A new payment of one booking charge (a deposit, a prepayment, a fee), under its key."""
+    return Payment(
+        booking_id=charge.booking_id,
+        booking_charge_id=charge.id,
+        purpose=charge.kind,
+        amount_minor=charge.amount_minor,
+        currency=charge.currency,
+        stripe_account=account,
+        stripe_payment_intent_id=intent_id,
+        idempotency_key=key,
+    )

@@ -19,7 +19,13 @@ from core.ledger import LedgerKind
 from core.money import Money
 from core.payments import charges, handlers, stripe_api
 from core.payments.models import Payment, PaymentStatus
-from core.payments.services.common import PAID_UP_FRONT, alert_clinic, customer_for, for_stripe_js
+from core.payments.services.common import (
+    PAID_UP_FRONT,
+    alert_clinic,
+    charge_payment,
+    customer_for,
+    for_stripe_js,
+)
 from core.payments.services.refunds import locked, refunded_so_far
 from core.tenancy.models import Clinic
 from core.unit_of_work import no_open_unit, transaction, unit_of_work
@@ -65,16 +71,7 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
                 },
             },
         )
-        payment = Payment(
-            booking_id=booking.id,
-            booking_charge_id=charge.id,
-            purpose=charge.kind,
-            amount_minor=charge.amount_minor,
-            currency=charge.currency,
-            stripe_account=account,
-            stripe_payment_intent_id=intent.id,
-            idempotency_key=key,
-        )
+        payment = charge_payment(charge, account=account, key=key, intent_id=intent.id)
         try:
             with db.session.begin_nested():
                 db.session.add(payment)

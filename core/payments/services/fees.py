@@ -17,7 +17,13 @@ from core.extensions import db
 from core.payments import charges, stripe_api
 from core.payments.charges import ChargeOutcome
 from core.payments.models import Payment, PaymentStatus
-from core.payments.services.common import FEES, _ask_client, _tell_clinic, for_stripe_js
+from core.payments.services.common import (
+    FEES,
+    _ask_client,
+    _tell_clinic,
+    charge_payment,
+    for_stripe_js,
+)
 from core.payments.services.received import _apply_intent
 from core.tenancy.models import Clinic
 from core.unit_of_work import unit_of_work
@@ -125,15 +131,7 @@ def _fee_payment(clinic: Clinic, charge: BookingCharge) -> tuple[Payment | None,
         _tell_clinic(clinic, charge, "there is no card on file to charge")
         return None, None
     if payment is None:
-        payment = Payment(
-            booking_id=booking.id,
-            booking_charge_id=charge.id,
-            purpose=charge.kind,
-            amount_minor=charge.amount_minor,
-            currency=charge.currency,
-            stripe_account=stripe_api.charging_account(clinic),
-            idempotency_key=key,
-        )
+        payment = charge_payment(charge, account=stripe_api.charging_account(clinic), key=key)
         db.session.add(payment)
     return payment, client
 

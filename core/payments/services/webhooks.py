@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import Unavailable, Unreadable
 from core.extensions import db
-from core.payments import handlers, stripe_api
+from core.payments import charges, handlers, stripe_api
 from core.payments.models import CardAgreement, StripeEvent
 from core.payments.services.account import _account_updated
 from core.payments.services.cards import _sync_setup
@@ -104,7 +104,7 @@ def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tupl
     if kind.startswith(("payment_intent.", "setup_intent.")):
         resource = "payment_intents" if kind.startswith("payment_intent.") else "setup_intents"
         intent = read(resource, object_id)
-        read("payment_methods", getattr(intent, "payment_method", None))
+        found.update(charges.read_ahead(intent, account))  # the card recording will keep
     elif kind == "charge.refunded":
         read("charges", object_id)
     elif kind.startswith(("customer.subscription.", "invoice.")):
