@@ -201,7 +201,6 @@ def _init_api(app: Flask) -> None:
     app.register_blueprint(sms_webhooks)
     app.register_blueprint(stripe_webhooks)
     access.init_app(app)
-    access.declare_public(app, "client_pages.static")  # the pages' stylesheet and script
     _declare_api_docs_public(app)
     cli.init_app(app)
 

@@ -26,8 +26,14 @@ from core.config import PROJECT_ROOT
 from core.extensions import db
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
-#: Shared fixtures: `inbox` (a real SMTP server on loopback) and `local_stripe`.
-pytest_plugins = ["tests.frozen_clock", "tests.mail", "tests.stripe_server", "tests.payment_flows"]
+#: Shared fixtures: `inbox` (a real SMTP server on loopback), `local_stripe` and `browser`.
+pytest_plugins = [
+    "tests.frozen_clock",
+    "tests.mail",
+    "tests.stripe_server",
+    "tests.payment_flows",
+    "tests.browser",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -51,6 +51,8 @@ def live(app, local_stripe) -> Iterator[dict]:
         STRIPE_PUBLISHABLE_KEY="pk_test_local",
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         STRIPE_API_BASE=local_stripe.url,
+        # The browser loads the local server's stand-in for Stripe.js and talks to it directly.
+        STRIPE_JS_URL=local_stripe.upstream + "/js.stripe.com/v3/",
     )
     for name in [n for n in app.extensions if n.startswith("clinic_saas.stripe")]:
         app.extensions.pop(name)
@@ -64,6 +66,7 @@ def live(app, local_stripe) -> Iterator[dict]:
         with clinic_scope(clinic):
             location_id = db.session.scalar(select(Location.id))
     port = free_port()
+    app.config["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -71,6 +74,7 @@ def live(app, local_stripe) -> Iterator[dict]:
     token = issue_token(app, "alpha", "owner@alpha.example.com")
     yield {
         "app": app,
+        "url": f"http://127.0.0.1:{port}",
         "stripe": local_stripe,
         "service": service,
         "location": location_id,

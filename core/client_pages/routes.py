@@ -9,6 +9,7 @@ API uses: these views parse a form, call a service and render.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,9 +19,11 @@ from flask import (
     Response,
     abort,
     current_app,
+    jsonify,
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
 from flask_wtf.csrf import generate_csrf, validate_csrf
@@ -38,7 +41,15 @@ from core.bookings.schemas import GuestSchema
 from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
 from core.clients.models import Client
-from core.errors import DomainError, Problem, as_problem, field_errors_from_marshmallow
+from core.errors import (
+    DomainError,
+    Problem,
+    Refused,
+    as_problem,
+    field_error,
+    field_errors_from_marshmallow,
+    problem_response,
+)
 from core.extensions import db
 from core.hooks.decisions import BookingRequirements, Guarantee
 from core.money import Money
@@ -52,12 +63,14 @@ pages = Blueprint(
     __name__,
     url_prefix="/book/<clinic_slug>",
     template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
 )
+#: The pages' stylesheet and script, the same for every clinic.
+STATIC = Path(__file__).parent / "static"
 
 #: Days of start times shown at once.
 DAYS_SHOWN = 14
+#: What a client whose hold ran out while paying is told; nothing is asked of the card after it.
+LAPSED = "This time was held for you while you paid, and the hold has run out: nothing was charged."
 #: An adult booking a week ahead: whom the menu's "asked up front" describes.
 _TYPICAL_AGE_YEARS = 30
 
@@ -126,7 +139,8 @@ def _forms_carry_their_token() -> None:
     if request.method != "POST":
         return
     try:
-        validate_csrf(request.form.get("csrf_token"))
+        # Forms send it as a field; the card step's script sends it as a header.
+        validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
     except CsrfRefused as error:
         abort(400, description=f"The form expired or was not sent from this site ({error}).")
 
@@ -177,6 +191,13 @@ def page_csp() -> str:
 def _problem_text(error: DomainError | Problem) -> str:
     problem = error if isinstance(error, Problem) else as_problem(error)
     return problem.detail or problem.title
+
+
+@pages.get("/static/<path:filename>")
+@public
+def static(clinic_slug: str, filename: str) -> Response:
+    """The pages' stylesheet and script (Flask's own static view takes no clinic in its URL)."""
+    return send_from_directory(STATIC, filename, max_age=3600)
 
 
 @pages.get("/brand.css")
@@ -402,8 +423,45 @@ def pay(clinic_slug: str, token: str) -> BaseResponse:
         local_start=_local(booking.starts_at),
         step=step,
         asked=_asked_up_front(needs),
-        done_url=url_for(".visit", clinic_slug=clinic_slug, token=token, _external=True),
+        card_url=url_for(".pay_with_card", clinic_slug=clinic_slug, token=token),
+        done_url=url_for(".card_step_done", clinic_slug=clinic_slug, token=token),
     )
+
+
+@pages.post("/visit/<token>/pay/card")
+@public
+def pay_with_card(clinic_slug: str, token: str) -> BaseResponse:
+    """Pay the deposit with the card Stripe.js turned into a token; JSON for the card step's script.
+
+    Answers the intent's status, with its client secret when the bank asks the
+    client to approve the payment (3-D Secure, run by Stripe.js), or a problem
+    document whose detail the page shows as it is.
+    """
+    booking = _visit(token)
+    card_token = (request.get_json(silent=True) or {}).get("card_token")
+    if not isinstance(card_token, str) or not card_token.startswith("tok_"):
+        problem = Problem(
+            422,
+            "The card was not read; please enter it again.",
+            errors=[field_error("card_token", "A card token from Stripe.js is needed.")],
+        )
+        return problem_response(problem)
+    if _lapsed(booking):
+        return problem_response(as_problem(Refused(LAPSED, kind="hold-lapsed")))
+    try:
+        answer = payments.pay_with_card(current_clinic(), booking, card_token)
+    except DomainError as error:
+        return problem_response(as_problem(error))
+    return jsonify(answer)
+
+
+@pages.get("/visit/<token>/paid")
+@public
+def card_step_done(clinic_slug: str, token: str) -> BaseResponse:
+    """Where the card step returns: the outcome is read from Stripe now, not only when its webhook comes."""
+    booking = _visit(token)
+    payments.check_card_step(current_clinic(), booking)
+    return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
 
 
 # --- the visit's own page ----------------------------------------------------------------------

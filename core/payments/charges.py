@@ -5,6 +5,9 @@ Two kinds of charge, and only these, create a PaymentIntent:
 - :func:`start_payment`: a payment the client confirms in the browser (Stripe.js)
   or on the card reader: a deposit, a prepayment, a card at checkout. Its
   webhook applies it.
+- :func:`confirm_with_card`: that payment confirmed with the card the client
+  entered on the booking page (a Stripe.js card token); the page runs 3-D
+  Secure when the bank asks for it, and the webhook applies the outcome.
 - :func:`charge_saved_card`: the client's saved card charged without them (a
   cancellation or no-show fee, a bill paid with the card on file). Every
   answer Stripe can give is read here, once, into a :class:`ChargeOutcome`,
@@ -26,6 +29,7 @@ import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from core.clients.models import Client
+from core.errors import PaymentFailed, Refused, UpstreamFailed
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.models import Payment, PaymentStatus
@@ -79,6 +83,48 @@ def read_ahead(intent: Any, account: str) -> dict[tuple[str, str], Any]:
 def start_payment(clinic: Clinic, key: str, params: PaymentIntentCreateParams) -> Any:
     """Create, under ``key``, the PaymentIntent the client confirms; the same intent on every call."""
     return stripe_api.client().v1.payment_intents.create(params, stripe_api.on(clinic, key))
+
+
+def confirm_with_card(payment: Payment, customer_id: str, card_token: str) -> Any:
+    """Confirm ``payment``'s intent with the card behind ``card_token`` (made by Stripe.js).
+
+    The card is added to the client's customer on the clinic's account (so a
+    later fee can use it), set on the intent and the intent confirmed: three
+    calls, each under a key made of the payment's and the token's, so a second
+    click with the same card repeats none of them. Returns the intent:
+    ``succeeded`` or ``processing`` (the webhook applies it) or
+    ``requires_action`` (the page runs 3-D Secure with Stripe.js). A declined
+    card raises :class:`PaymentFailed` with the bank's words; nothing was charged.
+    """
+    no_open_unit("confirming a payment with a card")
+    api = stripe_api.client()
+    key = f"{payment.idempotency_key}:{card_token}"
+    options = stripe_api.on_account
+    intent_id = payment.stripe_payment_intent_id or ""
+    try:
+        card = api.v1.customers.payment_sources.create(
+            customer_id, {"source": card_token}, options(payment.stripe_account, f"{key}:card")
+        )
+        api.v1.payment_intents.update(
+            intent_id, {"payment_method": card.id}, options(payment.stripe_account, f"{key}:use")
+        )
+        return api.v1.payment_intents.confirm(
+            intent_id, {}, options(payment.stripe_account, f"{key}:confirm")
+        )
+    except stripe.CardError as error:
+        message = error.user_message or "Your card was declined."
+        raise PaymentFailed(message, kind="card-declined") from None
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError):
+        raise UpstreamFailed(
+            "The card could not be checked just now; nothing was charged. Please try again.",
+            kind="stripe-unavailable",
+        ) from None
+    except stripe.InvalidRequestError as error:
+        log.info("payment %s: Stripe refused the card step (%s)", payment.idempotency_key, error)
+        raise Refused(
+            "This card cannot be used for this payment. Please try another card.",
+            kind="card-refused",
+        ) from None
 
 
 def charge_saved_card(

@@ -128,7 +128,11 @@ def test_a_client_books_with_the_policy_shown_pays_the_deposit_and_sees_it_confi
     html = pay_page.get_data(as_text=True)
     secret = re.search(r'data-secret="([^"]+)"', html).group(1)
     assert 'data-account="acct_alpha"' in html and 'data-kind="payment"' in html
-    assert "js.stripe.com" in pay_page.headers["Content-Security-Policy"]
+    # Stripe.js's origin (here the local server's stand-in) is the only other script allowed.
+    assert (
+        f"script-src 'self' {live['stripe'].upstream};"
+        in pay_page.headers["Content-Security-Policy"]
+    )
     # A second visit to the card step asks for the same payment, never a second one.
     again = client.get(pay_url).get_data(as_text=True)
     assert re.search(r'data-secret="([^"]+)"', again).group(1) == secret
@@ -277,3 +281,21 @@ def test_the_pages_wear_the_clinics_colour_and_refuse_one_too_light_to_read(clie
     with pytest.raises(ValidationError, match="too light to read on white"):
         BookingSettingsSchema().load({"page_colour": "#f5c518"})
     assert round(contrast_with_white("#767676"), 1) == 4.5  # the lightest grey AA allows
+
+
+def test_the_card_step_answers_a_missing_card_with_a_problem_naming_the_field(client, live):
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    pay_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    html = client.get(pay_url).get_data(as_text=True)
+    csrf = re.search(r'data-csrf="([^"]+)"', html).group(1)
+    forged = client.post(f"{pay_url}/card", json={"card_token": "tok_x"})
+    assert forged.status_code == 400
+    missing = client.post(
+        f"{pay_url}/card", json={"card_token": "4242424242424242"}, headers={"X-CSRFToken": csrf}
+    )
+    assert missing.status_code == 422
+    assert missing.mimetype == "application/problem+json"
+    assert missing.get_json()["errors"][0]["field"] == "card_token"
+    # Nothing was asked of Stripe for the card, and nothing was paid.
+    assert live["stripe"].calls_to("/v1/customers/") == []
+    assert ledger_of(live) == []

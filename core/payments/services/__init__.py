@@ -19,13 +19,13 @@ from core.payments.services.common import (
     customer_for,
     for_stripe_js,
 )
-from core.payments.services.deposits import deposit_payment, settle_deposits
+from core.payments.services.deposits import deposit_payment, pay_with_card, settle_deposits
 from core.payments.services.disputes import DISPUTE_CLOSED
 from core.payments.services.fees import charge_fee, charge_owed_fees, payment_to_approve, recorded
 from core.payments.services.received import INTENT_STATUS, LEDGER_KIND, SALE
 from core.payments.services.reconciliation import Reconciliation, reconcile
 from core.payments.services.refunds import locked, refunded_so_far
-from core.payments.services.webhooks import apply_event, verified_event
+from core.payments.services.webhooks import apply_event, check_card_step, verified_event
 
 __all__ = [
     "CARD_GUARANTEES",
@@ -43,12 +43,14 @@ __all__ = [
     "card_setup",
     "charge_fee",
     "charge_owed_fees",
+    "check_card_step",
     "customer_for",
     "deposit_payment",
     "flag_expiring_cards",
     "for_stripe_js",
     "keep_card",
     "locked",
+    "pay_with_card",
     "payment_to_approve",
     "reconcile",
     "recorded",

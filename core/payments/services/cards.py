@@ -83,8 +83,12 @@ SETUP_STATUS = {
 
 
 def _sync_setup(clinic: Clinic, setup_id: str | None) -> str:
+    # Locked: the webhook and the client's return to the page may apply one setup at once.
     agreement = db.session.scalar(
-        select(CardAgreement).where(CardAgreement.stripe_setup_intent_id == setup_id)
+        select(CardAgreement)
+        .where(CardAgreement.stripe_setup_intent_id == setup_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if agreement is None:
         return "not a card of this clinic"

@@ -87,6 +87,36 @@ def deposit_payment(clinic: Clinic, booking: Booking) -> dict[str, Any]:
     )
 
 
+def pay_with_card(clinic: Clinic, booking: Booking, card_token: str) -> dict[str, Any]:
+    """Pay the held booking's deposit or prepayment with the card entered on the page.
+
+    The payment must have been started (:func:`deposit_payment`). Returns the
+    intent's ``status`` and, when the bank asks the client to approve the
+    payment (``requires_action``), the ``client_secret`` Stripe.js needs for it.
+    """
+    with unit_of_work():
+        if booking.status != BookingStatus.held:
+            raise Refused("This booking is not waiting for a payment.", kind="nothing-to-pay")
+        payment = db.session.scalar(
+            select(Payment)
+            .where(
+                Payment.booking_id == booking.id,
+                Payment.purpose.in_([kind.value for kind in PAID_UP_FRONT]),
+            )
+            .order_by(Payment.id.desc())
+        )
+        if payment is None or payment.stripe_payment_intent_id is None:
+            raise Refused("Start the payment first.", kind="payment-not-started")
+        if payment.status == PaymentStatus.succeeded:
+            return {"status": "succeeded"}
+        customer = db.session.get_one(Client, booking.client_id).stripe_customer_id or ""
+    intent = charges.confirm_with_card(payment, customer, card_token)
+    answer: dict[str, Any] = {"status": intent.status}
+    if intent.status == "requires_action":
+        answer["client_secret"] = intent.client_secret
+    return answer
+
+
 # --- deposits after a cancellation or no-show ----------------------------------------------------
 
 

@@ -9,12 +9,14 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.bookings.models import Booking
 from core.errors import Unavailable, Unreadable
 from core.extensions import db
 from core.payments import charges, handlers, stripe_api
-from core.payments.models import CardAgreement, StripeEvent
+from core.payments.models import CardAgreement, Payment, PaymentStatus, StripeEvent
 from core.payments.services.account import _account_updated
 from core.payments.services.cards import _sync_setup
+from core.payments.services.common import PAID_UP_FRONT
 from core.payments.services.disputes import _sync_dispute
 from core.payments.services.received import _sync_intent
 from core.payments.services.refunds import _sync_refunds
@@ -143,3 +145,56 @@ def _record_event(clinic: Clinic, event: dict[str, Any], kind: str, obj: dict[st
 
 def _sync_membership(clinic: Clinic, kind: str, obj: dict[str, Any]) -> str:
     return str(handlers.handler("membership_event")(clinic, kind, obj))
+
+
+# --- the client back on the page after the card step --------------------------------------------
+
+
+def check_card_step(clinic: Clinic, booking: Booking) -> list[str]:
+    """Read the booking's unfinished deposit or saved card from Stripe and apply it, as its webhook would.
+
+    Stripe.js brings the client back as soon as the card step ends; the
+    webhook may come seconds later. Reading the intent then lets the page
+    show the outcome at once. It is the webhook's own code, moving state only
+    forward, so whichever comes second does nothing. If Stripe does not answer,
+    the page shows the booking as it stands and the webhook confirms it later.
+    """
+    with unit_of_work():
+        intents = list(
+            db.session.execute(
+                select(Payment.stripe_payment_intent_id, Payment.stripe_account).where(
+                    Payment.booking_id == booking.id,
+                    Payment.purpose.in_([kind.value for kind in PAID_UP_FRONT]),
+                    Payment.stripe_payment_intent_id.is_not(None),
+                    Payment.status.not_in([PaymentStatus.succeeded, PaymentStatus.canceled]),
+                )
+            )
+        )
+        setups = list(
+            db.session.execute(
+                select(CardAgreement.stripe_setup_intent_id, CardAgreement.stripe_account).where(
+                    CardAgreement.booking_id == booking.id,
+                    CardAgreement.status != PaymentStatus.succeeded,
+                )
+            )
+        )
+    found: dict[tuple[str, str], Any] = {}
+    try:
+        for resource, rows in (("payment_intents", intents), ("setup_intents", setups)):
+            for object_id, account in rows:
+                intent = stripe_api.retrieve(resource, object_id, account)
+                found[(resource, object_id)] = intent
+                found.update(charges.read_ahead(intent, account))
+    except stripe.StripeError:
+        return []
+    if not found:
+        return []
+    with stripe_api.fetched(found):
+        return _apply_card_step(clinic, [row[0] for row in intents], [row[0] for row in setups])
+
+
+@transaction
+def _apply_card_step(clinic: Clinic, intent_ids: list[str], setup_ids: list[str]) -> list[str]:
+    return [_sync_intent(clinic, i) for i in intent_ids] + [
+        _sync_setup(clinic, s) for s in setup_ids
+    ]
