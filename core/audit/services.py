@@ -67,10 +67,10 @@ def _advance_chain() -> AuditChain:
     return db.session.scalar(select(AuditChain).execution_options(populate_existing=True))
 
 
-def _who() -> tuple[int | None, str | None, bool]:
+def _who(unsigned: str) -> tuple[int | None, str | None, bool]:
     principal = g.get("principal") if has_request_context() else None
     if principal is None:
-        return None, "system", False
+        return None, unsigned, False
     membership = principal.membership
     role = membership.role.value if membership is not None else None
     return principal.user.id, role, bool(g.get("emergency_access"))
@@ -85,14 +85,16 @@ def record(
     fields: Iterable[str] = (),
     reason: str | None = None,
     recipient: str | None = None,
+    unsigned_actor: str = "system",
 ) -> AuditEvent:
     """Append one event for the current clinic, in the caller's transaction.
 
     The actor, their role, whether they act under emergency access, and the
     address and browser come from the request, so services only say what
-    happened. Commit with the change it records, so neither exists alone.
+    happened. ``unsigned_actor`` names who acts when no one is signed in:
+    ``system`` (a job), or ``client`` (a client through their own booking link). Commit with the change it records, so neither exists alone.
     """
-    actor, role, emergency = _who()
+    actor, role, emergency = _who(unsigned_actor)
     key = derived_key("audit-chain")  # before the chain lock: it may read keys on the side
     head = _advance_chain()
     event = AuditEvent(

@@ -47,6 +47,91 @@ def _readable_on_white(colour: str) -> None:
         )
 
 
+_FORM_ID = validate.Regexp(r"^[a-z][a-z0-9_]{0,62}$", error="lower-case letters, digits and _")
+
+
+class IntakeQuestionSchema(Schema):
+    """One question of the clinic's health intake, asked before the visit."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, validate=_FORM_ID)
+    question = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    #: ``yes_no`` (two choices) or ``text`` (in the client's words).
+    kind = fields.String(load_default="text", validate=validate.OneOf(["yes_no", "text"]))
+    required = fields.Boolean(load_default=True)
+
+
+class ConsentFormSchema(Schema):
+    """A consent document the client signs before treatment, in the clinic's words."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, validate=_FORM_ID)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    #: Changes whenever the text does: a signature is to one version's exact words.
+    version = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=20000))
+    #: The service categories it is needed for; none listed means every treatment.
+    categories = fields.List(fields.String(validate=_FORM_ID), load_default=list)
+
+
+#: What the platform asks before a visit when the clinic's file asks nothing of its own: the
+#: questions a provider needs before any aesthetic treatment.
+DEFAULT_INTAKE = [
+    {
+        "id": "medications",
+        "question": "Which medicines or supplements do you take?",
+        "kind": "text",
+        "required": False,
+    },
+    {
+        "id": "allergies",
+        "question": "Are you allergic to any medicine, anaesthetic, latex or skin product?",
+        "kind": "yes_no",
+    },
+    {
+        "id": "conditions",
+        "question": "Do you have a medical condition, or have you had surgery, in the past year?",
+        "kind": "yes_no",
+    },
+    {
+        "id": "pregnant",
+        "question": "Are you pregnant, trying to become pregnant, or breastfeeding?",
+        "kind": "yes_no",
+    },
+    {
+        "id": "recent_treatments",
+        "question": "Have you had any cosmetic treatment in the past six months?",
+        "kind": "yes_no",
+    },
+    {
+        "id": "details",
+        "question": "If you answered yes to any question, please tell us more.",
+        "kind": "text",
+        "required": False,
+    },
+]
+#: The platform's consent to treatment, for every treatment, until the clinic writes its own.
+DEFAULT_CONSENT_FORMS = [
+    {
+        "id": "treatment",
+        "title": "Consent to treatment",
+        "version": "platform-2026-12",
+        "text": (
+            "I consent to the treatment I have booked. I have answered the health questions "
+            "truthfully and will tell my provider of any change before the treatment. My "
+            "provider will explain the treatment, its expected results, its risks and its "
+            "alternatives, and answer my questions, before it starts. I may withdraw this "
+            "consent at any time before the treatment begins."
+        ),
+        "categories": [],
+    }
+]
+
+
 class BookingSettingsSchema(Schema):
     """How a clinic takes bookings."""
 
@@ -75,6 +160,26 @@ class BookingSettingsSchema(Schema):
             _readable_on_white,
         ],
     )
+    #: The health intake clients fill in from their booking link.
+    intake = fields.List(
+        fields.Nested(IntakeQuestionSchema),
+        # A default is not loaded by the schema: load it, so each question has every field.
+        load_default=lambda: IntakeQuestionSchema(many=True).load(DEFAULT_INTAKE),
+        validate=validate.Length(min=1, max=60),
+    )
+    #: The consent documents clients sign from their booking link, by treatment category.
+    consent_forms = fields.List(
+        fields.Nested(ConsentFormSchema),
+        load_default=lambda: ConsentFormSchema(many=True).load(DEFAULT_CONSENT_FORMS),
+        validate=validate.Length(max=30),
+    )
+
+    @validates_schema
+    def _ids_once(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for name in ("intake", "consent_forms"):
+            ids = [item["id"] for item in data.get(name, [])]
+            if len(ids) != len(set(ids)):
+                raise ValidationError({name: ["each id may be used once"]})
 
 
 def booking_settings(clinic: Any) -> dict[str, Any]:

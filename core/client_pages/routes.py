@@ -43,6 +43,7 @@ from core.catalog import services as catalog
 from core.clients.models import Client
 from core.errors import (
     DomainError,
+    Invalid,
     Problem,
     Refused,
     as_problem,
@@ -85,7 +86,12 @@ def _locale() -> str:
 
 @pages.app_template_filter("when")
 def _when(moment: Any, form: str = "full") -> str:
-    """A local time or a day as the clinic's clients read it (Babel, the clinic's locale)."""
+    """A local time or a day as the clinic's clients read it (Babel, the clinic's locale).
+
+    An instant (a time something was signed, say) is shown in the clinic's zone.
+    """
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        moment = moment.astimezone(_zone())
     if form == "day":
         return format_date(moment, "EEEE d MMMM", locale=_locale())
     if form == "time":
@@ -171,6 +177,9 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
     )
     response = Response(body, status=status, mimetype="text/html")
     response.headers["Content-Security-Policy"] = page_csp()
+    if "/visit/" in request.path:
+        # A visit's pages hold the client's details (and, in the intake, health answers).
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -486,7 +495,11 @@ def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
         preview = bookings.preview_cancellation(current_clinic(), booking, "client")
     version = db.session.get(PolicyVersion, booking.policy_version_id)
     service = catalog.service(booking.service_id, with_links=False)
+    coming_up = booking.status == BookingStatus.confirmed or (
+        booking.status == BookingStatus.held and not _lapsed(booking)
+    )
     return {
+        "preparation": bookings.preparation(current_clinic(), booking) if coming_up else None,
         "booking": booking,
         "service": service,
         "lapsed": _lapsed(booking),
@@ -503,6 +516,77 @@ def visit(clinic_slug: str, token: str) -> Response:
     """My booking: when, where, its status, and what cancelling now would cost."""
     booking = _visit(token)
     return _page("visit.html", title="Your booking", **_visit_context(booking, token))
+
+
+# --- before the visit -------------------------------------------------------------------------
+
+
+@pages.route("/visit/<token>/intake", methods=["GET", "POST"])
+@public
+def intake(clinic_slug: str, token: str) -> BaseResponse:
+    """The clinic's health questions, answered by the client before the visit."""
+    booking = _visit(token)
+    questions = bookings.intake_questions(current_clinic())
+    values: dict[str, str] = {}
+    errors: list[dict[str, Any]] = []
+    if request.method == "POST":
+        values = {q["id"]: request.form.get(q["id"], "") for q in questions}
+        try:
+            bookings.answer_intake(current_clinic(), booking, values)
+        except Invalid as error:
+            errors = as_problem(error).errors or []
+        except DomainError as error:
+            return _refused_on_visit(booking, token, error)
+        else:
+            return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    return _page(
+        "intake.html",
+        status=422 if errors else 200,
+        title="Health questions",
+        booking=booking,
+        token=token,
+        questions=questions,
+        labels={q["id"]: q["question"] for q in questions},  # the error summary names each
+        values=values,
+        errors=errors,
+    )
+
+
+@pages.route("/visit/<token>/consents/<form_id>", methods=["GET", "POST"])
+@public
+def consent(clinic_slug: str, token: str, form_id: str) -> BaseResponse:
+    """One consent document the treatment needs, read and signed with the client's typed name."""
+    booking = _visit(token)
+    form = next(
+        (f for f in bookings.consent_forms(current_clinic(), booking) if f.id == form_id), None
+    )
+    if form is None:
+        abort(404)
+    errors: list[dict[str, Any]] = []
+    typed = ""
+    if request.method == "POST":
+        typed = request.form.get("typed_name", "")
+        try:
+            bookings.sign_consent(
+                current_clinic(), booking, form_id, typed, request.form.get("agree") == "yes"
+            )
+        except Invalid as error:
+            errors = as_problem(error).errors or []
+        except DomainError as error:
+            return _refused_on_visit(booking, token, error)
+        else:
+            return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    return _page(
+        "consent.html",
+        status=422 if errors else 200,
+        title=form.title,
+        booking=booking,
+        token=token,
+        form=form,
+        statement=bookings.SIGNING_STATEMENT,
+        typed=typed,
+        errors=errors,
+    )
 
 
 @pages.post("/visit/<token>/cancel")

@@ -299,3 +299,119 @@ def test_the_card_step_answers_a_missing_card_with_a_problem_naming_the_field(cl
     # Nothing was asked of Stripe for the card, and nothing was paid.
     assert live["stripe"].calls_to("/v1/customers/") == []
     assert ledger_of(live) == []
+
+
+# --- before the visit --------------------------------------------------------------------------
+
+
+def _confirmed_visit(client, live) -> str:
+    page = client.get(_details_url(live)).get_data(as_text=True)
+    pay_url = client.post(_details_url(live), data=_form(page)).headers["Location"]
+    html = client.get(pay_url).get_data(as_text=True)
+    pay_in_browser(live, {"client_secret": re.search(r'data-secret="([^"]+)"', html).group(1)})
+    wait_for(lambda: ledger_of(live))
+    return pay_url.removesuffix("/pay")
+
+
+def test_the_intake_from_the_link_is_encrypted_versioned_and_audited_as_the_clients(client, live):
+    # Issue: "through the existing intake and consent services, encrypted and audited as today".
+    from sqlalchemy import text
+
+    from core.audit.models import AuditEvent
+    from core.clients.models import HealthIntake
+
+    visit_url = _confirmed_visit(client, live)
+    form = client.get(f"{visit_url}/intake")
+    assert form.headers["Cache-Control"] == "no-store"
+    html = form.get_data(as_text=True)
+    missing = client.post(f"{visit_url}/intake", data={"csrf_token": _csrf(html)})
+    assert missing.status_code == 422
+    summary = missing.get_data(as_text=True)
+    assert 'href="#allergies">Are you allergic' in summary
+    assert scoped(live["app"], lambda: db.session.scalar(select(HealthIntake.id))) is None
+    answers = {
+        "allergies": "yes",
+        "conditions": "no",
+        "pregnant": "no",
+        "recent_treatments": "no",
+        "details": "Allergic to lidocaine",
+    }
+    wrong = client.post(
+        f"{visit_url}/intake", data={"csrf_token": _csrf(html), **answers, "pregnant": "maybe"}
+    )
+    assert wrong.status_code == 422 and "Choose yes or no." in wrong.get_data(as_text=True)
+    sent = client.post(
+        f"{visit_url}/intake",
+        data={"csrf_token": _csrf(html), **answers},
+        headers={"User-Agent": "PhoneBrowser/2.0"},
+    )
+    assert sent.status_code == 303
+    # A second time is a new version: the first stays as it was.
+    client.post(f"{visit_url}/intake", data={"csrf_token": _csrf(html), **answers})
+    versions = scoped(
+        live["app"],
+        lambda: [
+            (v.version, v.recorded_by_user_id, v.change_reason)
+            for v in db.session.scalars(select(HealthIntake).order_by(HealthIntake.version))
+        ],
+    )
+    assert versions == [(1, None, None), (2, None, "answered again by the client")]
+    with live["app"].app_context():
+        stored = db.session.execute(text("SELECT answers FROM health_intake")).scalars().all()
+    assert all("lidocaine" not in str(raw) for raw in stored)  # encrypted at rest
+    audits = scoped(
+        live["app"],
+        lambda: [
+            (e.action.value, e.actor_role, e.actor_user_id, e.user_agent)
+            for e in db.session.scalars(
+                select(AuditEvent).where(AuditEvent.resource == "health_intake")
+            )
+        ],
+    )
+    assert audits[0] == ("create", "client", None, "PhoneBrowser/2.0")
+
+
+def test_a_consent_is_signed_only_with_the_clients_name_and_the_statement_and_once(client, live):
+    from core.clients.models import Consent
+
+    visit_url = _confirmed_visit(client, live)
+    html = client.get(visit_url).get_data(as_text=True)
+    assert "Read and sign: Consent to treatment" in html
+    page = client.get(f"{visit_url}/consents/treatment").get_data(as_text=True)
+    token = _csrf(page)
+    unsigned = client.post(
+        f"{visit_url}/consents/treatment", data={"csrf_token": token, "typed_name": "Someone Else"}
+    )
+    assert unsigned.status_code == 422
+    body = unsigned.get_data(as_text=True)
+    assert "Type your full name as you gave it when booking (Maya Lopez)" in body
+    assert "Confirm that you have read and agree to it." in body
+    assert scoped(live["app"], lambda: db.session.scalar(select(Consent.id))) is None
+    for _ in range(2):
+        signed = client.post(
+            f"{visit_url}/consents/treatment",
+            data={"csrf_token": token, "typed_name": "Maya Lopez", "agree": "yes"},
+        )
+        assert signed.status_code == 303
+    (consent,) = scoped(live["app"], lambda: list(db.session.scalars(select(Consent))))
+    assert consent.recorded_by_user_id is None
+    assert consent.evidence["statement"] == (
+        "I have read this document and I agree to it. Typing my full name is my signature."
+    )
+    assert "signed" in client.get(visit_url).get_data(as_text=True)
+    assert client.get(f"{visit_url}/consents/not-a-form").status_code == 404
+
+
+def test_nothing_is_asked_before_a_visit_that_was_cancelled(client, live):
+    from core.clients.models import HealthIntake
+
+    visit_url = _confirmed_visit(client, live)
+    html = client.get(visit_url).get_data(as_text=True)
+    client.post(f"{visit_url}/cancel", data={"csrf_token": _csrf(html)})
+    assert "Before your visit" not in client.get(visit_url).get_data(as_text=True)
+    refused = client.post(
+        f"{visit_url}/intake", data={"csrf_token": _csrf(html), "allergies": "no"}
+    )
+    assert refused.status_code == 409
+    assert "no longer coming up" in refused.get_data(as_text=True)
+    assert scoped(live["app"], lambda: db.session.scalar(select(HealthIntake.id))) is None

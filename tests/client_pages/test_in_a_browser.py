@@ -8,6 +8,7 @@ the database and the ledger: a page that says "Confirmed" proves nothing by itse
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 
@@ -309,3 +310,66 @@ def test_a_client_books_and_pays_with_the_keyboard_alone(page, jt):
     _confirmed_page(page, jt)
     assert _booking(jt).status == BookingStatus.confirmed
     assert jt.ledger() == [("deposit_received", 5000)]
+
+
+# --- before the visit ----------------------------------------------------------------------------
+
+
+def test_the_client_answers_the_intake_and_signs_the_consent_from_the_link(page, jt):
+    # Issue: "from the same link the client fills the clinic's health intake and signs the
+    # consents the service needs (typed full name and an explicit statement; stored with the
+    # document's version and hash, time, IP and user agent) ... Staff see it through the API."
+    _choose_time(page, jt, jt.at(5))
+    _give_details(page, jt)
+    _pay(page, jt)
+    _confirmed_page(page, jt)
+
+    page.get_by_role("link", name="Answer the health questions").click()
+    page.wait_for_url(re.compile(r"/intake$"))
+    page.get_by_role("button", name="Send my answers").click()  # nothing answered yet
+    summary = page.locator(".error-summary")
+    assert "Please answer this question." in summary.inner_text()
+    checked(page, "jt-intake-errors")
+    page.fill("#medications", "Vitamin D")
+    for question, answer in (
+        ("allergies", "yes"),
+        ("conditions", "no"),
+        ("pregnant", "no"),
+        ("recent_treatments", "no"),
+    ):
+        page.check(f"#{question}-{answer}")
+    page.fill("#details", "Allergic to lidocaine")
+    checked(page, "jt-intake")
+    page.get_by_role("button", name="Send my answers").click()
+    page.wait_for_url(re.compile(r"/visit/[^/]+$"))
+    assert "Health questions: answered" in page.locator("#task-intake").inner_text()
+
+    page.get_by_role("link", name=re.compile("Read and sign")).click()
+    page.wait_for_url(re.compile(r"/consents/treatment$"))
+    checked(page, "jt-consent")
+    page.fill("#typed_name", "maya   LOPEZ")
+    page.check("#agree")
+    page.get_by_role("button", name="Sign").click()
+    page.wait_for_url(re.compile(r"/visit/[^/]+$"))
+    assert "Consent to treatment: signed" in page.locator("#task-treatment").inner_text()
+    checked(page, "jt-visit-prepared")
+
+    # Staff read both through the API, as they would before the treatment.
+    booking = _booking(jt)
+    api = f"{jt.api}/clients/{booking.client_id}"
+    intake = jt.client.get(f"{api}/intake", headers=jt.auth)
+    assert intake.status_code == 200, intake.get_data(as_text=True)
+    answers = intake.get_json()["answers"]
+    assert answers["details"]["answer"] == "Allergic to lidocaine"
+    assert answers["allergies"] == {
+        "question": "Are you allergic to any medicine, anaesthetic, latex or skin product?",
+        "answer": "yes",
+    }
+    consents = jt.client.get(f"{api}/consents", headers=jt.auth).get_json()
+    (signed,) = consents["items"]
+    assert signed["kind"] == "treatment" and signed["method"] == "electronic"
+    evidence = signed["evidence"]
+    assert evidence["document_sha256"] == hashlib.sha256(signed["text"].encode()).hexdigest()
+    assert evidence["typed_name"] == "maya LOPEZ"
+    assert evidence["ip_address"] == "127.0.0.1" and "HeadlessChrome" in evidence["user_agent"]
+    assert signed["text_version"] == "platform-2026-12"

@@ -13,6 +13,16 @@ from core.bookings.services.acceptance import (
     policy_clause_ids,
 )
 from core.bookings.services.arrival import check_in, resolve_late_arrival, turn_away
+from core.bookings.services.before_visit import (
+    SIGNING_STATEMENT,
+    ConsentForm,
+    Preparation,
+    answer_intake,
+    consent_forms,
+    intake_questions,
+    preparation,
+    sign_consent,
+)
 from core.bookings.services.cancellation import cancel, mark_no_show, preview_cancellation
 from core.bookings.services.lifecycle import complete, confirm
 from core.bookings.services.new_booking import book
@@ -30,11 +40,15 @@ from core.bookings.services.slots import REFUSALS, ProviderLock, expire_holds, r
 __all__ = [
     "DEPOSIT_TOLD",
     "REFUSALS",
+    "SIGNING_STATEMENT",
     "BookingClient",
+    "ConsentForm",
+    "Preparation",
     "ProviderLock",
     "accept_policy",
     "accept_whole_policy",
     "acceptances",
+    "answer_intake",
     "as_record",
     "book",
     "booking",
@@ -43,18 +57,22 @@ __all__ = [
     "check_in",
     "complete",
     "confirm",
+    "consent_forms",
     "expire_holds",
     "guest_client",
+    "intake_questions",
     "mark_no_show",
     "policy_clause_ids",
     "policy_incidents",
     "policy_version",
+    "preparation",
     "preview_cancellation",
     "preview_reschedule",
     "refusal",
     "requirements_for",
     "reschedule",
     "resolve_late_arrival",
+    "sign_consent",
     "tell_client",
     "turn_away",
 ]

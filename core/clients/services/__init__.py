@@ -22,6 +22,7 @@ from core.clients.services.break_glass import (
 from core.clients.services.clinical_photos import add_photo, in_marketing_use, photo_image, photos
 from core.clients.services.consent import (
     active_consent,
+    consent_from_client,
     consents,
     give_consent,
     revoke_consent,
@@ -33,6 +34,7 @@ from core.clients.services.health import (
     add_product,
     add_reaction,
     intake,
+    intake_from_client,
     intake_versions,
     notes,
     products,
@@ -61,6 +63,7 @@ __all__ = [
     "age_on",
     "age_rules_for",
     "client",
+    "consent_from_client",
     "consents",
     "create_client",
     "emergency_grant",
@@ -72,6 +75,7 @@ __all__ = [
     "has_parental_consent",
     "in_marketing_use",
     "intake",
+    "intake_from_client",
     "intake_versions",
     "notes",
     "open_emergency_access",

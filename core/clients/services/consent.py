@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from core import clock
 from core.accounts.access import Principal
-from core.clients.models import Client, Consent, ConsentKind, Guardian
+from core.audit.models import AuditAction
+from core.clients.models import Client, Consent, ConsentKind, ConsentMethod, Guardian
+from core.clients.services.access import _audit
 from core.errors import Invalid, NotFound, field_error
 from core.extensions import db
 from core.unit_of_work import transaction
@@ -57,6 +59,30 @@ def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Cons
             "An SMS consent needs the phone number it covers.",
             errors=[field_error("phone", "required for SMS consent")],
         )
+    return _new_consent(record, data, recorded_by=actor.user.id)
+
+
+@transaction
+def consent_from_client(record: Client, data: dict[str, Any]) -> Consent:
+    """Record a consent the client gave themself, signed electronically from their booking link.
+
+    ``data`` as for :func:`give_consent`; no staff member records it, and the
+    evidence (the signature, the document's hash, address and browser) is the
+    caller's to give.
+    """
+    consent = _new_consent(record, {**data, "method": ConsentMethod.electronic}, recorded_by=None)
+    _audit(
+        AuditAction.create,
+        "consent",
+        record.id,
+        consent.id,
+        fields=["text", "evidence"],
+        unsigned_actor="client",
+    )
+    return consent
+
+
+def _new_consent(record: Client, data: dict[str, Any], *, recorded_by: int | None) -> Consent:
     consent = Consent(
         client_id=record.id,
         kind=data["kind"],
@@ -66,8 +92,8 @@ def give_consent(actor: Principal, record: Client, data: dict[str, Any]) -> Cons
         method=data["method"],
         evidence=data.get("evidence") or {},
         phone=data.get("phone") or (record.phone if "sms" in data["kind"] else None),
-        guardian_id=guardian_id,
-        recorded_by_user_id=actor.user.id,
+        guardian_id=data.get("guardian_id"),
+        recorded_by_user_id=recorded_by,
     )
     db.session.add(consent)
     db.session.flush()

@@ -61,6 +61,29 @@ def record_intake(
 ) -> HealthIntake:
     """Add a new intake version; earlier versions stay as they were."""
     require_health_access(actor, record.id, write=True)
+    return _add_intake(record, answers, change_reason, recorded_by=actor.user.id)
+
+
+@transaction
+def intake_from_client(record: Client, answers: dict[str, Any]) -> HealthIntake:
+    """Add the intake a client filled in themself, from their own booking link.
+
+    No staff member is behind it: the version records no user, and the audit
+    names the client as the actor, with the address and browser it came from.
+    """
+    return _add_intake(
+        record, answers, "answered again by the client", recorded_by=None, actor="client"
+    )
+
+
+def _add_intake(
+    record: Client,
+    answers: dict[str, Any],
+    change_reason: str | None,
+    *,
+    recorded_by: int | None,
+    actor: str = "system",
+) -> HealthIntake:
     # Lock the client's row (PostgreSQL) so two updates number their versions in turn.
     db.session.scalar(select(Client.id).where(Client.id == record.id).with_for_update())
     latest = db.session.scalar(
@@ -75,8 +98,8 @@ def record_intake(
         client_id=record.id,
         version=(latest or 0) + 1,
         answers=answers,
-        change_reason=change_reason,
-        recorded_by_user_id=actor.user.id,
+        change_reason=change_reason if latest else None,
+        recorded_by_user_id=recorded_by,
     )
     try:
         with db.session.begin_nested():
@@ -92,6 +115,7 @@ def record_intake(
         record.id,
         version.id,
         fields=sorted(answers),
+        unsigned_actor=actor,
     )
     return version
 
