@@ -50,6 +50,16 @@ class ClinicFlask(Flask):
             g.pop(name, None)
 
 
+def _hide_link_tokens_in_access_logs() -> None:
+    """The servers' access logs (werkzeug, gunicorn) print each address: not its link tokens."""
+    from core.bookings.links import LinkTokensHidden
+
+    for name in ("werkzeug", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, LinkTokensHidden) for f in logger.filters):
+            logger.addFilter(LinkTokensHidden())
+
+
 def create_app(
     overrides: Mapping[str, Any] | None = None, *, instance_path: str | None = None
 ) -> Flask:
@@ -75,6 +85,7 @@ def create_app(
             app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=trusted_proxies
         )
 
+    _hide_link_tokens_in_access_logs()
     _init_extensions(app)
     _init_plugins(app)
     _init_health_data(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -64,3 +66,22 @@ def booking_for(token: str, clinic_id: int) -> Booking:
     if booking is None or booking.manage_nonce != nonce:
         raise NotFound("This link is not valid.")
     return booking
+
+
+#: A signed link token as it appears in an address (payload and signature, dot-separated).
+_TOKEN_IN_PATH = re.compile(r"/[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
+
+
+def hidden(line: str) -> str:
+    """``line`` with every signed link token in it replaced by ``/[link]``."""
+    return _TOKEN_IN_PATH.sub("/[link]", line)
+
+
+class LinkTokensHidden(logging.Filter):
+    """Keep link tokens out of access logs: a logged address is seen by more people than its client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _TOKEN_IN_PATH.search(message):
+            record.msg, record.args = hidden(message), ()
+        return True

@@ -160,6 +160,18 @@ class BookingSettingsSchema(Schema):
             _readable_on_white,
         ],
     )
+    #: The clinic's logo for its pages: an image file beside its tenants/ file
+    #: (``logos/bijoux.svg``), shown in the pages' header with the clinic's name as its text.
+    logo = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[
+            validate.Regexp(
+                r"^(?!.*\.\./)[A-Za-z0-9_][A-Za-z0-9_./-]*\.(png|jpg|jpeg|svg|webp)$",
+                error="a .png, .jpg, .svg or .webp file under the tenants/ folder",
+            )
+        ],
+    )
     #: The health intake clients fill in from their booking link.
     intake = fields.List(
         fields.Nested(IntakeQuestionSchema),

@@ -19,11 +19,13 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     jsonify,
     redirect,
     render_template,
     request,
     send_from_directory,
+    session,
     url_for,
 )
 from flask_wtf.csrf import generate_csrf, validate_csrf
@@ -44,6 +46,7 @@ from core.clients.models import Client
 from core.errors import (
     DomainError,
     Invalid,
+    NotFound,
     Problem,
     Refused,
     as_problem,
@@ -56,6 +59,7 @@ from core.hooks.decisions import BookingRequirements, Guarantee
 from core.money import Money
 from core.payments import services as payments
 from core.privacy.routes import carry_gpc
+from core.sales import services as sales
 from core.schedules import services as schedules
 from core.unit_of_work import unit_of_work
 
@@ -151,26 +155,50 @@ def _forms_carry_their_token() -> None:
         abort(400, description=f"The form expired or was not sent from this site ({error}).")
 
 
-def _visit(token: str) -> Booking:
+#: The session key under which each clinic's opened visit link is kept.
+_LINKS = "visit_links"
+
+
+def _visit() -> Booking:
+    """The booking whose link this browser opened at this clinic (kept in the session cookie).
+
+    The link's token is in the address only once, when the email's link is
+    opened: from then on it rides in the signed, HttpOnly session cookie, so it
+    is in no later address, browser history entry or log line.
+    """
+    token = (session.get(_LINKS) or {}).get(current_clinic().slug)
+    if not isinstance(token, str):
+        raise NotFound(
+            "Open the link in your booking email to see your booking.", kind="no-visit-link"
+        )
     return links.booking_for(token, current_clinic().id)
 
 
-def _refused_on_visit(booking: Booking, token: str, error: DomainError | Problem) -> Response:
+def _remember(booking: Booking) -> None:
+    """Keep the booking's link in the session: this browser now manages that visit."""
+    kept = dict(session.get(_LINKS) or {})
+    kept[current_clinic().slug] = links.token_for(booking)
+    session[_LINKS] = kept
+
+
+def _refused_on_visit(booking: Booking, error: DomainError | Problem) -> Response:
     """The visit's page again, saying why what was asked could not be done."""
     return _page(
         "visit.html",
         status=409,
         title="Your booking",
-        **_visit_context(booking, token),
+        **_visit_context(booking),
         notice=_problem_text(error),
     )
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
-    clinic = current_clinic()
+    # An error page for an address naming no clinic of the instance has no clinic to wear.
+    clinic = g.get("clinic") if template == "error.html" else current_clinic()
     body = render_template(
         f"client_pages/{template}",
         clinic=clinic,
+        has_logo=bool(clinic and booking_settings(clinic)["logo"]),
         csrf_token=generate_csrf(),
         stripe_js_url=current_app.config.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
         **context,
@@ -207,6 +235,16 @@ def _problem_text(error: DomainError | Problem) -> str:
 def static(clinic_slug: str, filename: str) -> Response:
     """The pages' stylesheet and script (Flask's own static view takes no clinic in its URL)."""
     return send_from_directory(STATIC, filename, max_age=3600)
+
+
+@pages.get("/logo")
+@public
+def logo(clinic_slug: str) -> Response:
+    """The clinic's logo, from the file its tenants/ file names (404 when it names none)."""
+    name = booking_settings(current_clinic())["logo"]
+    if not name:
+        abort(404)
+    return send_from_directory(current_app.config["TENANTS_DIR"], name, max_age=3600)
 
 
 @pages.get("/brand.css")
@@ -355,10 +393,10 @@ def details(clinic_slug: str, service_id: int) -> BaseResponse:
             except (DomainError, Problem) as error:
                 errors = [{"field": "", "detail": _problem_text(error)}]
             else:
-                token = links.token_for(booking)
+                _remember(booking)
                 if booking.status == BookingStatus.held:
-                    return redirect(url_for(".pay", clinic_slug=clinic_slug, token=token), 303)
-                return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+                    return redirect(url_for(".pay", clinic_slug=clinic_slug), 303)
+                return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
     requirements = _requirements(service, starts_at)
     return _page(
         "details.html",
@@ -405,18 +443,38 @@ def _book(
 # --- paying up front ---------------------------------------------------------------------------
 
 
-@pages.get("/visit/<token>/pay")
+@pages.get("/visit/pay")
 @public
-def pay(clinic_slug: str, token: str) -> BaseResponse:
+def pay(clinic_slug: str) -> BaseResponse:
     """The card step: a deposit or prepayment, or a card saved to hold the booking (Stripe.js)."""
-    booking = _visit(token)
+    return _card_step(_visit())
+
+
+@pages.post("/visit/pay/gift-certificate")
+@public
+def pay_with_gift_certificate(clinic_slug: str) -> BaseResponse:
+    """Hold the booking with a gift certificate, where the clinic's policy accepts one."""
+    booking = _visit()
+    if _lapsed(booking) or booking.status != BookingStatus.held:
+        return _card_step(booking)
+    if booking.needs.guarantee != Guarantee.card_or_gift_certificate:
+        abort(404)
+    try:
+        sales.confirm_with_gift_certificate(
+            current_clinic(), booking, request.form.get("gift_certificate_code", ""), None
+        )
+    except DomainError as error:
+        return _card_step(booking, gift_error=_problem_text(error), status=422)
+    return redirect(url_for(".visit", clinic_slug=current_clinic().slug), 303)
+
+
+def _card_step(booking: Booking, gift_error: str | None = None, status: int = 200) -> BaseResponse:
     if _lapsed(booking):
         # Its slot may be someone else's by now: nothing is asked of the card for it.
-        return _page(
-            "visit.html", status=409, title="Your booking", **_visit_context(booking, token)
-        )
+        return _page("visit.html", status=409, title="Your booking", **_visit_context(booking))
+    clinic_slug = current_clinic().slug
     if booking.status != BookingStatus.held:
-        return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+        return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
     needs = booking.needs
     try:
         if needs.deposit or needs.prepayment:
@@ -424,29 +482,33 @@ def pay(clinic_slug: str, token: str) -> BaseResponse:
         else:
             step = {"kind": "setup", **payments.card_setup(current_clinic(), booking)}
     except (DomainError, Problem) as error:
-        return _refused_on_visit(booking, token, error)
+        return _refused_on_visit(booking, error)
     return _page(
         "pay.html",
+        status=status,
         title="Hold your booking",
         booking=booking,
         local_start=_local(booking.starts_at),
         step=step,
         asked=_asked_up_front(needs),
-        card_url=url_for(".pay_with_card", clinic_slug=clinic_slug, token=token),
-        done_url=url_for(".card_step_done", clinic_slug=clinic_slug, token=token),
+        gift_certificate=step["kind"] == "setup"
+        and needs.guarantee == Guarantee.card_or_gift_certificate,
+        gift_error=gift_error,
+        card_url=url_for(".pay_with_card", clinic_slug=clinic_slug),
+        done_url=url_for(".card_step_done", clinic_slug=clinic_slug),
     )
 
 
-@pages.post("/visit/<token>/pay/card")
+@pages.post("/visit/pay/card")
 @public
-def pay_with_card(clinic_slug: str, token: str) -> BaseResponse:
+def pay_with_card(clinic_slug: str) -> BaseResponse:
     """Pay the deposit with the card Stripe.js turned into a token; JSON for the card step's script.
 
     Answers the intent's status, with its client secret when the bank asks the
     client to approve the payment (3-D Secure, run by Stripe.js), or a problem
     document whose detail the page shows as it is.
     """
-    booking = _visit(token)
+    booking = _visit()
     card_token = (request.get_json(silent=True) or {}).get("card_token")
     if not isinstance(card_token, str) or not card_token.startswith("tok_"):
         problem = Problem(
@@ -464,13 +526,13 @@ def pay_with_card(clinic_slug: str, token: str) -> BaseResponse:
     return jsonify(answer)
 
 
-@pages.get("/visit/<token>/paid")
+@pages.get("/visit/paid")
 @public
-def card_step_done(clinic_slug: str, token: str) -> BaseResponse:
+def card_step_done(clinic_slug: str) -> BaseResponse:
     """Where the card step returns: the outcome is read from Stripe now, not only when its webhook comes."""
-    booking = _visit(token)
+    booking = _visit()
     payments.check_card_step(current_clinic(), booking)
-    return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+    return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
 
 
 # --- the visit's own page ----------------------------------------------------------------------
@@ -487,7 +549,7 @@ def _lapsed(booking: Booking) -> bool:
     )
 
 
-def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
+def _visit_context(booking: Booking) -> dict[str, Any]:
     preview = None
     if booking.status == BookingStatus.confirmed or (
         booking.status == BookingStatus.held and not _lapsed(booking)
@@ -503,7 +565,6 @@ def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
         "booking": booking,
         "service": service,
         "lapsed": _lapsed(booking),
-        "token": token,
         "local_start": _local(booking.starts_at),
         "preview": preview,
         "clauses": version.clauses if version else [],
@@ -512,20 +573,28 @@ def _visit_context(booking: Booking, token: str) -> dict[str, Any]:
 
 @pages.get("/visit/<token>")
 @public
-def visit(clinic_slug: str, token: str) -> Response:
+def open_link(clinic_slug: str, token: str) -> BaseResponse:
+    """The link from the booking email: kept in the session, then the visit's page without it."""
+    _remember(links.booking_for(token, current_clinic().id))
+    return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
+
+
+@pages.get("/visit")
+@public
+def visit(clinic_slug: str) -> Response:
     """My booking: when, where, its status, and what cancelling now would cost."""
-    booking = _visit(token)
-    return _page("visit.html", title="Your booking", **_visit_context(booking, token))
+    booking = _visit()
+    return _page("visit.html", title="Your booking", **_visit_context(booking))
 
 
 # --- before the visit -------------------------------------------------------------------------
 
 
-@pages.route("/visit/<token>/intake", methods=["GET", "POST"])
+@pages.route("/visit/intake", methods=["GET", "POST"])
 @public
-def intake(clinic_slug: str, token: str) -> BaseResponse:
+def intake(clinic_slug: str) -> BaseResponse:
     """The clinic's health questions, answered by the client before the visit."""
-    booking = _visit(token)
+    booking = _visit()
     questions = bookings.intake_questions(current_clinic())
     values: dict[str, str] = {}
     errors: list[dict[str, Any]] = []
@@ -536,15 +605,14 @@ def intake(clinic_slug: str, token: str) -> BaseResponse:
         except Invalid as error:
             errors = as_problem(error).errors or []
         except DomainError as error:
-            return _refused_on_visit(booking, token, error)
+            return _refused_on_visit(booking, error)
         else:
-            return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+            return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
     return _page(
         "intake.html",
         status=422 if errors else 200,
         title="Health questions",
         booking=booking,
-        token=token,
         questions=questions,
         labels={q["id"]: q["question"] for q in questions},  # the error summary names each
         values=values,
@@ -552,11 +620,11 @@ def intake(clinic_slug: str, token: str) -> BaseResponse:
     )
 
 
-@pages.route("/visit/<token>/consents/<form_id>", methods=["GET", "POST"])
+@pages.route("/visit/consents/<form_id>", methods=["GET", "POST"])
 @public
-def consent(clinic_slug: str, token: str, form_id: str) -> BaseResponse:
+def consent(clinic_slug: str, form_id: str) -> BaseResponse:
     """One consent document the treatment needs, read and signed with the client's typed name."""
-    booking = _visit(token)
+    booking = _visit()
     form = next(
         (f for f in bookings.consent_forms(current_clinic(), booking) if f.id == form_id), None
     )
@@ -573,15 +641,14 @@ def consent(clinic_slug: str, token: str, form_id: str) -> BaseResponse:
         except Invalid as error:
             errors = as_problem(error).errors or []
         except DomainError as error:
-            return _refused_on_visit(booking, token, error)
+            return _refused_on_visit(booking, error)
         else:
-            return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+            return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
     return _page(
         "consent.html",
         status=422 if errors else 200,
         title=form.title,
         booking=booking,
-        token=token,
         form=form,
         statement=bookings.SIGNING_STATEMENT,
         typed=typed,
@@ -589,28 +656,28 @@ def consent(clinic_slug: str, token: str, form_id: str) -> BaseResponse:
     )
 
 
-@pages.post("/visit/<token>/cancel")
+@pages.post("/visit/cancel")
 @public
-def cancel(clinic_slug: str, token: str) -> BaseResponse:
+def cancel(clinic_slug: str) -> BaseResponse:
     """Cancel my booking, after seeing what it costs; the policy decides the fee."""
-    booking = _visit(token)
+    booking = _visit()
     try:
         bookings.cancel(current_clinic(), booking, by="client", actor_user_id=None)
     except (DomainError, Problem) as error:
-        return _refused_on_visit(booking, token, error)
-    return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+        return _refused_on_visit(booking, error)
+    return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
 
 
-@pages.get("/visit/<token>/move")
+@pages.get("/visit/move")
 @public
-def move(clinic_slug: str, token: str) -> Response:
+def move(clinic_slug: str) -> Response:
     """Other times for the same treatment, at the same place, to move my booking to."""
-    booking = _visit(token)
+    booking = _visit()
     service = catalog.service(booking.service_id)
     context = _times_context(service, booking.location_id, None)
 
     def time_link(value: str) -> str:
-        return url_for(".move_terms", clinic_slug=clinic_slug, token=token, starts_at=value)
+        return url_for(".move_terms", clinic_slug=clinic_slug, starts_at=value)
 
     return _page(
         "times.html",
@@ -621,11 +688,11 @@ def move(clinic_slug: str, token: str) -> Response:
     )
 
 
-@pages.route("/visit/<token>/move/terms", methods=["GET", "POST"])
+@pages.route("/visit/move/terms", methods=["GET", "POST"])
 @public
-def move_terms(clinic_slug: str, token: str) -> BaseResponse:
+def move_terms(clinic_slug: str) -> BaseResponse:
     """What moving to this time means (a fee, the deposit moved or kept), then moving it."""
-    booking = _visit(token)
+    booking = _visit()
     source = request.form if request.method == "POST" else request.args
     try:
         new_start = datetime.fromisoformat(source.get("starts_at", ""))
@@ -645,29 +712,27 @@ def move_terms(clinic_slug: str, token: str) -> BaseResponse:
                 status=409,
                 title="Move my booking",
                 booking=booking,
-                token=token,
                 starts_at=new_start,
                 local_new=_local(new_start),
                 decision=decision,
                 notice=_problem_text(error),
             )
-        return redirect(url_for(".visit", clinic_slug=clinic_slug, token=token), 303)
+        return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
     return _page(
         "move.html",
         title="Move my booking",
         booking=booking,
-        token=token,
         starts_at=new_start,
         local_new=_local(new_start),
         decision=decision,
     )
 
 
-@pages.get("/visit/<token>/calendar.ics")
+@pages.get("/visit/calendar.ics")
 @public
-def calendar(clinic_slug: str, token: str) -> Response:
+def calendar(clinic_slug: str) -> Response:
     """The visit as a calendar file (RFC 5545), to add it to the client's own calendar."""
-    booking = _visit(token)
+    booking = _visit()
     service = catalog.service(booking.service_id, with_links=False)
     response = Response(
         calendar_file(booking, service.name, current_clinic()), mimetype="text/calendar"

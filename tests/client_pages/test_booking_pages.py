@@ -415,3 +415,73 @@ def test_nothing_is_asked_before_a_visit_that_was_cancelled(client, live):
     assert refused.status_code == 409
     assert "no longer coming up" in refused.get_data(as_text=True)
     assert scoped(live["app"], lambda: db.session.scalar(select(HealthIntake.id))) is None
+
+
+# --- the link's token stays out of addresses and logs ---------------------------------------------
+
+
+def test_the_emailed_link_is_kept_in_the_session_and_the_visit_pages_carry_no_token(client, live):
+    # Issue: "no health data or tokens in URLs, logs or the Referer".
+    from core.bookings import links
+
+    _confirmed_visit(client, live)
+    booking = scoped(live["app"], lambda: db.session.scalar(select(Booking)))
+    with live["app"].test_request_context():
+        token = links.token_for(booking)
+    stranger = live["app"].test_client()  # another browser: no session yet
+    assert stranger.get("/book/alpha/visit").status_code == 404
+    opened = stranger.get(f"/book/alpha/visit/{token}")
+    assert opened.status_code == 303 and opened.headers["Location"] == "/book/alpha/visit"
+    page = stranger.get("/book/alpha/visit")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Confirmed" in html
+    assert token not in html  # no link on the page carries it
+    # A link for another clinic's booking opens nothing here.
+    assert stranger.get(f"/book/beta/visit/{token}").status_code == 404
+
+
+def test_access_logs_show_no_link_token():
+    import logging
+
+    from core.bookings.links import LinkTokensHidden
+
+    token = "eyJjIjoxLCJiIjo3LCJuIjoiYWJjIn0.Zx1ZxQ-abcdef0123_XY"
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - - "%s" %s',
+        ("127.0.0.1", f"GET /book/alpha/visit/{token} HTTP/1.1", "303"),
+        None,
+    )
+    assert LinkTokensHidden().filter(record)
+    assert token not in record.getMessage()
+    assert '"GET /book/alpha/visit/[link] HTTP/1.1" 303' in record.getMessage()
+    assert logging.getLogger("werkzeug").filters  # the app put it on the server's log
+
+
+def test_the_pages_show_the_logo_the_tenants_file_names(client, live, tmp_path):
+    # Issue: "the clinic's name, colours and logo from its tenants/ file".
+    import pytest
+    from marshmallow import ValidationError
+
+    from core.bookings.settings import BookingSettingsSchema
+    from tests.helpers import set_clinic_settings
+
+    assert client.get("/book/alpha/logo").status_code == 404  # none named
+    (tmp_path / "logos").mkdir()
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    (tmp_path / "logos" / "alpha.svg").write_text(svg)
+    live["app"].config["TENANTS_DIR"] = str(tmp_path)
+    with live["app"].app_context():
+        set_clinic_settings("alpha", bookings={"logo": "logos/alpha.svg"})
+    html = client.get("/book/alpha/").get_data(as_text=True)
+    assert '<img class="logo" src="/book/alpha/logo" alt="Alpha">' in html
+    served = client.get("/book/alpha/logo")
+    assert served.status_code == 200 and served.mimetype == "image/svg+xml"
+    assert served.get_data(as_text=True) == svg
+    with pytest.raises(ValidationError):
+        BookingSettingsSchema().load({"logo": "../secrets/key.png"})
+    with pytest.raises(ValidationError):
+        BookingSettingsSchema().load({"logo": "logo.exe"})
