@@ -80,7 +80,7 @@ class ConsentFormSchema(Schema):
 
 #: What the platform asks before a visit when the clinic's file asks nothing of its own: the
 #: questions a provider needs before any aesthetic treatment.
-DEFAULT_INTAKE = [
+DEFAULT_INTAKE: list[dict[str, Any]] = [
     {
         "id": "medications",
         "question": "Which medicines or supplements do you take?",
@@ -115,7 +115,7 @@ DEFAULT_INTAKE = [
     },
 ]
 #: The platform's consent to treatment, for every treatment, until the clinic writes its own.
-DEFAULT_CONSENT_FORMS = [
+DEFAULT_CONSENT_FORMS: list[dict[str, Any]] = [
     {
         "id": "treatment",
         "title": "Consent to treatment",

@@ -174,12 +174,15 @@ def sign_consent(
                 "booking_id": booking.id,
                 "channel": "booking link",
                 "ip_address": request.remote_addr if has_request_context() else None,
-                "user_agent": (request.user_agent.string or None)[:300]
-                if has_request_context() and request.user_agent.string
-                else None,
+                "user_agent": _browser(),
             },
         },
     )
+
+
+def _browser() -> str | None:
+    agent = request.user_agent.string if has_request_context() else ""
+    return agent[:300] or None
 
 
 def _still_open(booking: Booking) -> None:
@@ -200,7 +203,7 @@ def _signed(client_id: int) -> dict[tuple[str, str], Consent]:
         )
     )
     return {
-        (c.evidence.get("form_id"), c.text_version): c
+        (str(c.evidence["form_id"]), c.text_version): c
         for c in found
         if isinstance(c.evidence, dict) and c.evidence.get("form_id")
     }

@@ -160,23 +160,24 @@ def check_card_step(clinic: Clinic, booking: Booking) -> list[str]:
     the page shows the booking as it stands and the webhook confirms it later.
     """
     with unit_of_work():
-        intents = list(
-            db.session.execute(
+        intents: list[tuple[str, str]] = [
+            (intent_id, account)
+            for intent_id, account in db.session.execute(
                 select(Payment.stripe_payment_intent_id, Payment.stripe_account).where(
                     Payment.booking_id == booking.id,
                     Payment.purpose.in_([kind.value for kind in PAID_UP_FRONT]),
-                    Payment.stripe_payment_intent_id.is_not(None),
                     Payment.status.not_in([PaymentStatus.succeeded, PaymentStatus.canceled]),
                 )
             )
-        )
-        setups = list(
+            if intent_id
+        ]
+        setups: list[tuple[str, str]] = list(
             db.session.execute(
                 select(CardAgreement.stripe_setup_intent_id, CardAgreement.stripe_account).where(
                     CardAgreement.booking_id == booking.id,
                     CardAgreement.status != PaymentStatus.succeeded,
                 )
-            )
+            ).tuples()
         )
     found: dict[tuple[str, str], Any] = {}
     try:
