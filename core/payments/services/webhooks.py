@@ -171,14 +171,15 @@ def check_card_step(clinic: Clinic, booking: Booking) -> list[str]:
             )
             if intent_id
         ]
-        setups: list[tuple[str, str]] = list(
-            db.session.execute(
+        setups: list[tuple[str, str]] = [
+            (setup_id, account)
+            for setup_id, account in db.session.execute(
                 select(CardAgreement.stripe_setup_intent_id, CardAgreement.stripe_account).where(
                     CardAgreement.booking_id == booking.id,
                     CardAgreement.status != PaymentStatus.succeeded,
                 )
-            ).tuples()
-        )
+            )
+        ]
     found: dict[tuple[str, str], Any] = {}
     try:
         for resource, rows in (("payment_intents", intents), ("setup_intents", setups)):
