@@ -1,256 +1,40 @@
-"""A local Stripe for tests: localstripe on loopback, behind a small recording proxy.
+"""The local Stripe for tests: the ``local_stripe`` fixture, one server for the whole run.
 
-localstripe (a separate GPL program) runs in its own process from its own
-virtual environment; nothing of it is imported here. Set ``LOCALSTRIPE_PYTHON``
-to that environment's interpreter (``.ci/run`` makes ``.venv-localstripe``).
-
-The proxy covers the gaps DESIGN.md lists:
-
-- it records the ``Stripe-Account`` and ``Idempotency-Key`` of every call, so
-  tests can assert them (localstripe ignores both);
-- it replays the first response for a repeated idempotency key, as Stripe does;
-- it drops parameters localstripe rejects (``setup_future_usage`` ...);
-- it relays localstripe's webhooks to the app with the connected account the
-  object was created on, signed again as Stripe signs them.
+localstripe and the recording proxy in front of it live in ``core/demo/local_stripe.py``,
+which the demo command uses too; this module starts them for pytest and hands on the
+names the tests use (``sign``, ``free_port``, ``WEBHOOK_SECRET`` ...).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
-import stripe
 
-from core.config import PROJECT_ROOT
+from core.demo.local_stripe import (
+    DROPPED,
+    WEBHOOK_SECRET,
+    Call,
+    LocalStripe,
+    LocalStripeError,
+    free_port,
+    localstripe_python,
+    running,
+    sign,
+)
 
-WEBHOOK_SECRET = "whsec_test_local"
-#: Parameters localstripe refuses although Stripe accepts them.
-DROPPED = {"setup_future_usage", "description", "application_fee_amount", "cancellation_reason"}
-
-LAUNCH = """
-import sys
-from aiohttp import web
-from localstripe.server import app
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def localstripe_python() -> str | None:
-    configured = os.environ.get("LOCALSTRIPE_PYTHON")
-    if configured:
-        return configured
-    default = PROJECT_ROOT / ".venv-localstripe" / "bin" / "python"
-    return str(default) if default.exists() else None
-
-
-@dataclass
-class Call:
-    """One request the app made to Stripe, as the proxy saw it."""
-
-    method: str
-    path: str
-    account: str | None
-    idempotency_key: str | None
-    params: dict[str, list[str]]
-
-
-@dataclass
-class LocalStripe:
-    """The proxy's address, what it recorded, and where webhooks go."""
-
-    url: str
-    upstream: str
-    calls: list[Call] = field(default_factory=list)
-    replies: dict[tuple[str, str], tuple[int, bytes]] = field(default_factory=dict)
-    accounts: dict[str, str] = field(default_factory=dict)  # object id -> connected account
-    webhook_target: str | None = None
-    #: Webhooks relayed to the app: (event type, the app's answer).
-    deliveries: list[tuple[str | None, int]] = field(default_factory=list)
-    #: Answers to give instead of Stripe's, once each: (path start, status). The call still
-    #: reaches Stripe, so the charge happens and only the answer is lost, as in an outage.
-    faults: list[tuple[str, int]] = field(default_factory=list)
-    #: Outages in force until cleared: path start -> ("hang", seconds) or ("drop", 0). A hung
-    #: Stripe accepts the connection and never answers; a dropped one closes it unanswered.
-    outages: dict[str, tuple[str, float]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def hang(self, path_start: str, seconds: float = 120) -> None:
-        """Accept calls on this path and answer nothing for ``seconds``, then close."""
-        with self.lock:
-            self.outages[path_start] = ("hang", seconds)
-
-    def drop(self, path_start: str) -> None:
-        """Close each call on this path without an answer."""
-        with self.lock:
-            self.outages[path_start] = ("drop", 0)
-
-    def restore(self) -> None:
-        """End every outage: Stripe answers again."""
-        with self.lock:
-            self.outages.clear()
-
-    def fail_next(self, path_start: str, status: int = 500) -> None:
-        """Lose Stripe's next answer on this path: the client gets ``status`` instead."""
-        with self.lock:
-            self.faults.append((path_start, status))
-
-    def calls_to(self, path_start: str, method: str = "POST") -> list[Call]:
-        return [c for c in self.calls if c.method == method and c.path.startswith(path_start)]
-
-    def reset(self) -> None:
-        with self.lock:
-            self.calls.clear()
-            self.outages.clear()
-            self.replies.clear()
-            self.accounts.clear()
-            self.deliveries.clear()
-            self.faults.clear()
-        urllib.request.urlopen(
-            urllib.request.Request(self.upstream + "/_config/data", method="DELETE")
-        )
-
-
-def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
-    class Proxy(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # quiet
-            pass
-
-        def _forward(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if self.path == "/_relay":
-                return self._relay(body)
-            params = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
-            account = self.headers.get("Stripe-Account")
-            key = self.headers.get("Idempotency-Key")
-            path = self.path.split("?")[0]
-            with state.lock:
-                state.calls.append(Call(method, path, account, key, params))
-                outage = next((o for p, o in state.outages.items() if path.startswith(p)), None)
-                replay = state.replies.get((path, key)) if key else None
-            if outage is not None:
-                kind, seconds = outage
-                deadline = time.monotonic() + seconds
-                while kind == "hang" and time.monotonic() < deadline and state.outages:
-                    time.sleep(0.05)  # until the outage is over or its time is up
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return None
-            if replay is not None:
-                with state.lock:
-                    fault = next((f for f in state.faults if path.startswith(f[0])), None)
-                    if fault is not None and method == "POST":
-                        state.faults.remove(fault)
-                        error = {
-                            "error": {"type": "api_error", "message": "Stripe is having trouble."}
-                        }
-                        return self._reply(fault[1], json.dumps(error).encode())
-                return self._reply(*replay)
-            kept = {k: v for k, v in params.items() if k.split("[")[0] not in DROPPED}
-            request = urllib.request.Request(
-                state.upstream + self.path,
-                data=urllib.parse.urlencode(kept, doseq=True).encode()
-                if method == "POST"
-                else None,
-                method=method,
-                headers={"Authorization": self.headers.get("Authorization", "")},
-            )
-            try:
-                with urllib.request.urlopen(request) as response:
-                    status, payload = response.status, response.read()
-            except urllib.error.HTTPError as error:
-                status, payload = error.code, error.read()
-            with state.lock:
-                if key and status < 500:
-                    state.replies[(path, key)] = (status, payload)
-                if account and status < 400:
-                    found = json.loads(payload).get("id")
-                    if found:
-                        state.accounts[found] = account
-                fault = next((f for f in state.faults if path.startswith(f[0])), None)
-                if fault is not None and method == "POST":
-                    state.faults.remove(fault)
-            if fault is not None and method == "POST":
-                error = {"error": {"type": "api_error", "message": "Stripe is having trouble."}}
-                return self._reply(fault[1], json.dumps(error).encode())
-            self._reply(status, payload)
-
-        def _relay(self, body: bytes) -> None:
-            event = json.loads(body)
-            obj = event.get("data", {}).get("object", {})
-            with state.lock:
-                # Objects localstripe makes itself (a subscription's invoices) belong to the
-                # account of the customer or subscription they were made for.
-                event["account"] = next(
-                    (
-                        state.accounts[ref]
-                        for ref in (obj.get("id"), obj.get("subscription"), obj.get("customer"))
-                        if isinstance(ref, str) and ref in state.accounts
-                    ),
-                    None,
-                )
-            payload = json.dumps(event)
-            header = sign(payload)
-            target = state.webhook_target
-            if target:
-                request = urllib.request.Request(
-                    target,
-                    data=payload.encode(),
-                    method="POST",
-                    headers={"Content-Type": "application/json", "Stripe-Signature": header},
-                )
-                try:
-                    with urllib.request.urlopen(request) as response:
-                        status = response.status
-                except urllib.error.HTTPError as error:
-                    status = error.code
-                with state.lock:
-                    state.deliveries.append((event.get("type"), status))
-            self._reply(200, b"{}")
-
-        def _reply(self, status: int, payload: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self) -> None:
-            self._forward("GET")
-
-        def do_POST(self) -> None:
-            self._forward("POST")
-
-        def do_DELETE(self) -> None:
-            self._forward("DELETE")
-
-    return Proxy
-
-
-def sign(payload: str, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
-    """Return a ``Stripe-Signature`` header for ``payload``, made as Stripe makes it."""
-    at = int(time.time()) if at is None else at
-    signature = stripe.WebhookSignature._compute_signature(f"{at}.{payload}", secret)
-    return f"t={at},v1={signature}"
+__all__ = [
+    "DROPPED",
+    "WEBHOOK_SECRET",
+    "Call",
+    "LocalStripe",
+    "free_port",
+    "local_stripe",
+    "localstripe_python",
+    "sign",
+]
 
 
 @pytest.fixture(scope="session")
@@ -262,44 +46,10 @@ def local_stripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStri
             ".venv-localstripe (python -m venv .venv-localstripe && "
             ".venv-localstripe/bin/pip install localstripe), or set LOCALSTRIPE_PYTHON"
         )
-    port = free_port()
-    workdir: Path = tmp_path_factory.mktemp("localstripe")
-    process = subprocess.Popen(
-        [python, "-c", LAUNCH, str(port)],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    upstream = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    with ExitStack() as stack:
         try:
-            urllib.request.urlopen(upstream + "/v1/customers", timeout=1)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (401 without a key): it is up
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("localstripe did not start")
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state := LocalStripe("", upstream)))
-    state.url = f"http://127.0.0.1:{proxy.server_address[1]}"
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    # localstripe delivers every event to the proxy, which relays it to the app.
-    urllib.request.urlopen(
-        urllib.request.Request(
-            upstream + "/_config/webhooks/app",
-            data=urllib.parse.urlencode(
-                {"url": state.url + "/_relay", "secret": WEBHOOK_SECRET}
-            ).encode(),
-            method="POST",
-        )
-    )
-    try:
+            state = stack.enter_context(running(python, tmp_path_factory.mktemp("localstripe")))
+        except LocalStripeError as error:
+            pytest.fail(str(error))
         yield state
-    finally:
-        proxy.shutdown()
-        process.terminate()
-        process.wait(timeout=10)
-        print(f"localstripe stopped ({sys.executable})", file=sys.stderr)
+    print(f"localstripe stopped ({sys.executable})", file=sys.stderr)

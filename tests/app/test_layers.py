@@ -49,7 +49,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sales, privacy, messaging", ("core.sales", "core.privacy", "core.messaging")),
     (
         "web: routes, jobs, CLI",
-        ("core.platform", "core.client_pages", "core.jobs", "core.cli", "core.app", "core.config"),
+        (
+            "core.platform",
+            "core.client_pages",
+            "core.jobs",
+            "core.cli",
+            "core.demo",
+            "core.app",
+            "core.config",
+        ),
     ),
 ]
 

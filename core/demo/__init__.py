@@ -1,0 +1,1 @@
+"""The demo: the seed clinics with a marked demo menu, paid through the local Stripe server."""
