@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -19,7 +20,7 @@ from core.tenancy.scope import clinic_scope
 from core.tenancy.tenants_file import TenantFileError, load_tenant_files, tenant_files
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -49,6 +50,48 @@ def setup_command() -> None:
     """Apply database migrations, then load every clinic from tenants/."""
     upgrade()
     _load(())
+
+
+@click.command("demo")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5000,
+    show_default=True,
+    help="The port to serve the app on, at 127.0.0.1.",
+)
+@with_appcontext
+def demo_command(port: int) -> None:
+    """Try the booking pages: the clinics in tenants/ with demo data, on a local Stripe server.
+
+    In one process: apply migrations, load tenants/, give each clinic a Stripe account
+    on the local server and its demo menu, two providers and their weekly hours (all
+    marked "Demo"), start localstripe behind the recording proxy, and serve the app on
+    127.0.0.1 until Ctrl-C. Demo data is loaded by this command only. Never in production.
+    """
+    from core.demo.data import load_demo
+    from core.demo.local_stripe import localstripe_python
+    from core.demo.server import serve
+
+    if current_app.config["ENV_NAME"] == "production":
+        _fail("the demo adds made-up data and pays through a local Stripe: not in production")
+    python = localstripe_python()
+    if python is None:
+        _fail(
+            "the demo pays through localstripe, run from its own environment: "
+            "python3 -m venv .venv-localstripe && .venv-localstripe/bin/pip install "
+            "'localstripe==1.15.10' (or set LOCALSTRIPE_PYTHON)"
+        )
+    upgrade()
+    try:
+        slugs = load_demo(current_app.config["TENANTS_DIR"])
+    except TenantFileError as error:
+        for item in error.errors:
+            click.echo(f"error: {item}", err=True)
+        _fail(f"{len(error.errors)} problem(s) in tenants files; nothing was changed")
+    if not slugs:
+        _fail(f"no tenants files found in {current_app.config['TENANTS_DIR']}")
+    serve(current_app._get_current_object(), port, slugs, python)  # type: ignore[attr-defined]
 
 
 @click.group("clinics")
@@ -313,5 +356,15 @@ def jobs_worker(interval: float | None) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
-    for command in (setup_command, clinics, staff, operator, tokens, keys, jobs, payments_cli):
+    for command in (
+        setup_command,
+        demo_command,
+        clinics,
+        staff,
+        operator,
+        tokens,
+        keys,
+        jobs,
+        payments_cli,
+    ):
         app.cli.add_command(command)

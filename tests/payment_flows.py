@@ -16,6 +16,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from core.accounts.models import Role
+from core.demo.server import use_local_stripe
 from core.extensions import db
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import clinic_scope
@@ -28,7 +29,7 @@ from tests.helpers import (
     set_clinic_settings,
 )
 from tests.local_days import clinic_day, local_time
-from tests.stripe_server import WEBHOOK_SECRET, free_port, sign
+from tests.stripe_server import free_port, sign
 
 GUEST = {
     "legal_first_name": "Maya",
@@ -46,16 +47,9 @@ DEPOSIT = {"guarantee": "card_or_gift_certificate", "deposit": "50.00"}
 def live(app, local_stripe) -> Iterator[dict]:
     """The app on a real HTTP port, so localstripe's webhooks can reach it."""
     local_stripe.reset()
-    app.config.update(
-        STRIPE_SECRET_KEY="sk_test_local",
-        STRIPE_PUBLISHABLE_KEY="pk_test_local",
-        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        STRIPE_API_BASE=local_stripe.url,
-        # The browser loads the local server's stand-in for Stripe.js and talks to it directly.
-        STRIPE_JS_URL=local_stripe.upstream + "/js.stripe.com/v3/",
-    )
-    for name in [n for n in app.extensions if n.startswith("clinic_saas.stripe")]:
-        app.extensions.pop(name)
+    port = free_port()
+    # The demo's own settings: secret, publishable key, webhook secret, API base, Stripe.js.
+    use_local_stripe(app, local_stripe, f"http://127.0.0.1:{port}")
     with app.app_context():
         make_clinic("alpha", stripe_account_id="acct_alpha")
         make_staff("alpha", "owner@alpha.example.com", Role.owner)
@@ -65,12 +59,9 @@ def live(app, local_stripe) -> Iterator[dict]:
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
         with clinic_scope(clinic):
             location_id = db.session.scalar(select(Location.id))
-    port = free_port()
-    app.config["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    local_stripe.webhook_target = f"http://127.0.0.1:{port}/webhooks/stripe"
     token = issue_token(app, "alpha", "owner@alpha.example.com")
     yield {
         "app": app,
