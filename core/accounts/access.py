@@ -23,11 +23,11 @@ from sqlalchemy import select
 
 from core import clock
 from core.accounts.models import ApiToken, Membership, Role, User
-from core.accounts.services import membership_of, token_for_secret
+from core.accounts.services import membership_of, staff_token_for_secret
 from core.errors import Problem
 from core.extensions import db, login_manager
 from core.tenancy.models import Clinic
-from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic
+from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic, scope_in_same_statement
 from core.unit_of_work import unit_of_work
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -210,7 +210,8 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
         if clinic is None:
             # A token acts at its own clinic only; the platform API takes the operator's session.
             raise Problem(403, "Only the platform operator may do this.")
-        token = token_for_secret(secret)  # looked up in this clinic's scope only
+        # The token, its user and their membership here in one statement (this clinic's scope).
+        token, membership = staff_token_for_secret(secret)
         if token is None:
             raise Problem(
                 401,
@@ -220,7 +221,7 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
             )
         if not token.user.active:
             raise Problem(401, "The account behind this token is disabled.", kind="invalid-token")
-        return Principal(user=token.user, via="token", token=token)
+        return Principal(user=token.user, via="token", token=token, membership=membership)
     if not current_user.is_authenticated:
         return None
     return Principal(user=current_user._get_current_object(), via="session")
@@ -264,10 +265,14 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 def _enter_clinic_of_request(slug: str) -> Clinic:
     if not _SLUG.match(slug):
         raise Problem(404, "No such clinic.")
-    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
-    if clinic is None:
+    # One round trip: the clinic's row, and its scope set for row-level security as it is read.
+    found = db.session.execute(
+        select(Clinic, scope_in_same_statement(Clinic.id)).where(Clinic.slug == slug)
+    ).first()
+    if found is None:
         raise Problem(404, "No such clinic.")
-    g.clinic_scope_token = enter_clinic(ClinicRef(clinic.id, clinic.slug))
+    clinic = found[0]
+    g.clinic_scope_token = enter_clinic(ClinicRef(clinic.id, clinic.slug), database_told=True)
     g.clinic = clinic
     return clinic
 
@@ -311,7 +316,7 @@ def guard() -> None:
     # Staff rule: the caller must be on this clinic's staff.
     if clinic is None:
         raise Problem(404)
-    membership = membership_of(principal.user)
+    membership = principal.membership if principal.via == "token" else membership_of(principal.user)
     if membership is None:
         raise Problem(404)
     if not clinic.is_active:

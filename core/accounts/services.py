@@ -253,20 +253,30 @@ def issue_token(
     return token, secret
 
 
-def token_for_secret(secret: str) -> ApiToken | None:
-    """Return the live token whose secret is ``secret``: not revoked, not expired."""
+def staff_token_for_secret(secret: str) -> tuple[ApiToken | None, Membership | None]:
+    """Return the live token whose secret is ``secret`` and its user's active membership here.
+
+    One statement for what every API call needs to know of its caller.
+    """
     if not secret.startswith(TOKEN_PREFIX):
-        return None
-    token = db.session.scalar(
-        select(ApiToken)
+        return None, None
+    found = db.session.execute(
+        select(ApiToken, Membership)
         .options(joinedload(ApiToken.user))
+        .outerjoin(
+            Membership,
+            (Membership.user_id == ApiToken.user_id) & Membership.active.is_(True),
+        )
         .where(ApiToken.token_hash == _digest(secret))
-    )
-    if token is None or token.revoked_at is not None:
-        return None
+    ).first()
+    if found is None:
+        return None, None
+    token, membership = found
+    if token.revoked_at is not None:
+        return None, None
     if token.expires_at is not None and clock.as_utc(token.expires_at) <= clock.now():
-        return None
-    return token
+        return None, None
+    return token, membership
 
 
 def tokens() -> list[ApiToken]:
