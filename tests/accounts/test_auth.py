@@ -433,3 +433,30 @@ def test_an_account_is_throttled_across_clinics_not_per_clinic(clinics):
     for slug in ("alpha", "beta", "alpha", "beta", "alpha"):
         assert login(client, slug, "owner@alpha.example.com", "wrong password!!").status_code == 401
     assert_problem(login(client, "beta", "owner@alpha.example.com"), 429)
+
+
+def test_an_api_call_costs_the_guard_two_statements(clinics, client, app):
+    # The caller's clinic (with its row-level-security scope set in the same statement), then
+    # the token with its user and their membership here: nothing more before the view runs.
+    from sqlalchemy import event
+
+    token = issue_token(app, "alpha", "owner@alpha.example.com")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/clinics/alpha", headers=headers).status_code == 200  # notes its use
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = client.get("/api/v1/clinics/alpha", headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 200
+    # Two for the guard, one for the clinic's locations the profile lists.
+    assert len(seen) == 3, "\n".join(seen)
+    assert "set_config" in seen[0] or engine.dialect.name == "sqlite"
+    assert "membership" in seen[1] and "api_token" in seen[1]
