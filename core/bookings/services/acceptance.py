@@ -73,6 +73,7 @@ def accept_policy(
     )
     db.session.add(acceptance)
     db.session.flush()
+    db.session.expire(booking, ["policy_acceptances"])  # read again when next asked
     return acceptance
 
 

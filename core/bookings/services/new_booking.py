@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, insert, inspect, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import clock, events
 from core.bookings.availability import check_slot
@@ -191,6 +192,9 @@ def book(
         # transaction is spent; the whole request is refused and rolled back.
         db.session.rollback()
         raise refusal("slot_taken") from None
+    # A booking just written has no acceptance yet: say so, rather than have the answer ask
+    # (accept_policy forgets this when it records one).
+    set_committed_value(booking, "policy_acceptances", [])
     if requirements.deposit:
         _owe(
             booking,
