@@ -126,9 +126,15 @@ def _other_clinics(database) -> None:
         conn.execute(insert(Clinic.__table__), rows)
 
 
-def _load_history(database, ids: dict, first: int, last: int) -> None:
-    """Insert past bookings first..last (completed), spread over the providers, as the owner."""
-    base = datetime(2026, 11, 1, tzinfo=UTC)
+#: This benchmark's history ends here; the clock is moved to just after it.
+HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _load_history(database, ids: dict, first: int, last: int, base: datetime = HISTORY_END) -> None:
+    """Insert past bookings first..last (completed), spread over the providers, as the owner.
+
+    They run back an hour at a time from ``base``, one per provider each hour.
+    """
     params = {
         **{k: ids[k] for k in ("clinic", "client", "service", "policy_version")},
         "start": first,
