@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections import defaultdict
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, null, or_, select, union_all
+from flask import current_app
+from sqlalchemy import bindparam, event, inspect, null, or_, select, union_all, update
+from sqlalchemy.orm import Session
 
 from core import clock
 from core.bookings.models import Booking, BookingStatus
@@ -103,28 +106,40 @@ class Calendar:
         #: Held bookings whose hold has lapsed but which no job has expired yet:
         #: free for the calendar, but a new booking must expire them first.
         self.lapsed_holds: list[int] = []
+        #: When the first hold still in force in the window runs out: its time frees then,
+        #: with nothing written, so an answer worked out now holds only until that moment.
+        self.next_hold_lapse: datetime | None = None
         if not provider_ids:
             return
         one = len(provider_ids) == 1
         # Bookings and time off in one round trip: booking a slot reads this
         # while it holds the provider's lock, so every query here is paid by
         # the next request for the same provider too.
-        for booking_id, provider_id, starts, until, hold_expires_at in db.session.execute(
-            _taken_statement(one),
-            {
-                "providers": provider_ids[0] if one else list(provider_ids),
-                "start": start,
-                "end": end,
-                # No booking lasts a day (services take at most 12 hours and a
-                # 4-hour buffer), so this bound keeps the index scan to the
-                # window instead of every booking in the provider's history.
-                "earliest": start - LONGEST_BOOKING,
-                "exclude_booking_id": exclude_booking_id or 0,
-            },
-        ):
+        # Rows of (booking, provider, start, end, hold end); time off has no booking and no hold.
+        taken = cast(
+            Iterable[tuple[int, int, datetime, datetime, datetime | None]],
+            db.session.execute(
+                _taken_statement(one),
+                {
+                    "providers": provider_ids[0] if one else list(provider_ids),
+                    "start": start,
+                    "end": end,
+                    # No booking lasts a day (services take at most 12 hours and a
+                    # 4-hour buffer), so this bound keeps the index scan to the
+                    # window instead of every booking in the provider's history.
+                    "earliest": start - LONGEST_BOOKING,
+                    "exclude_booking_id": exclude_booking_id or 0,
+                },
+            ),
+        )
+        for booking_id, provider_id, starts, until, hold_expires_at in taken:
             if hold_expires_at is not None and hold_expires_at <= now:
                 self.lapsed_holds.append(booking_id)
                 continue
+            if hold_expires_at is not None and (
+                self.next_hold_lapse is None or hold_expires_at < self.next_hold_lapse
+            ):
+                self.next_hold_lapse = hold_expires_at
             self.busy[provider_id].append((starts, until))
         if resource_id is not None:
             # The room is shared: its use by every provider counts, not only these.
@@ -215,9 +230,6 @@ def slots(
     """
     now = now or clock.now()
     settings = booking_settings(clinic)
-    step = settings["slot_step_minutes"] * 60
-    duration = service.duration_minutes * 60
-    occupied = duration + service.buffer_minutes * 60
     earliest = int(
         (now + timedelta(minutes=settings["min_notice_minutes"] if online else 0)).timestamp()
     )
@@ -234,15 +246,123 @@ def slots(
         location_query = location_query.where(Location.id == location_id)
     locations = {loc.id: loc for loc in db.session.scalars(location_query)}
     provider_query = (
-        select(Provider.id, Provider.display_name)
+        select(Provider.id, Provider.display_name, Provider.lock_version)
         .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
         .where(ServiceProvider.service_id == service.id, Provider.active.is_(True))
     )
     if provider_id is not None:
         provider_query = provider_query.where(Provider.id == provider_id)
-    providers = dict(db.session.execute(provider_query).all())
+    offered = db.session.execute(provider_query).all()
+    providers = {row[0]: row[1] for row in offered}
     if not locations or not providers:
         return []
+    key = _answer_key(
+        clinic, service, settings, locations, offered, date_from, date_to, earliest, latest, online
+    )
+    kept = _kept_answers()
+    if key is not None:
+        found = kept.get(key, now)
+        if found is not None:
+            return found
+    found, true_until = _work_out(
+        service, settings, locations, providers, date_from, date_to, now, earliest, latest
+    )
+    if key is not None:
+        kept.keep(key, true_until, found)
+    return found
+
+
+class KeptAnswers:
+    """Availability answers already worked out by this app, by everything they depend on.
+
+    Each is kept with the moment it stops being true by itself (a hold
+    running out); the least recently asked go first. Shared by the threads
+    of a worker, so it is locked. Treat a returned answer as read-only.
+    """
+
+    #: How many answers an app keeps.
+    SIZE = 512
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[tuple[Any, ...], tuple[datetime, list[SlotDay]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], now: datetime) -> list[SlotDay] | None:
+        with self._lock:
+            found = self._answers.get(key)
+            if found is None or found[0] <= now:
+                return None
+            self._answers.move_to_end(key)
+            return found[1]
+
+    def keep(self, key: tuple[Any, ...], true_until: datetime, answer: list[SlotDay]) -> None:
+        with self._lock:
+            self._answers[key] = (true_until, answer)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.SIZE:
+                self._answers.popitem(last=False)
+
+
+def _kept_answers() -> KeptAnswers:
+    # One per app, not per process: each app has its own database (tests build many).
+    return current_app.extensions.setdefault("clinic_saas.availability_answers", KeptAnswers())
+
+
+def _answer_key(
+    clinic: Clinic,
+    service: Service,
+    settings: dict[str, Any],
+    locations: dict[int, Location],
+    offered: Sequence[Any],
+    date_from: date,
+    date_to: date,
+    earliest: int,
+    latest: int,
+    online: bool,
+) -> tuple[Any, ...] | None:
+    """Everything an answer depends on, so a kept answer is reused only while it is still true.
+
+    A provider's ``lock_version`` moves with every change to their calendar
+    (a booking made, moved or cancelled, their hours or time off: see
+    ``_calendar_changed``); the service, the places, the clinic's settings and
+    the dates are here as they are now. Starts fall on whole minutes, so the
+    notice and advance limits count to the minute: the answer is worked out
+    again at most once a minute. A service sharing a room is never kept: the
+    room's other bookings are not in the key.
+    """
+    if service.resource_id is not None:
+        return None
+    return (
+        clinic.id,
+        settings["slot_step_minutes"],  # notice and advance are in ``earliest`` and ``latest``
+        service.id,
+        service.duration_minutes,
+        service.buffer_minutes,
+        tuple(sorted((loc.id, loc.timezone) for loc in locations.values())),
+        tuple(sorted(tuple(row) for row in offered)),
+        date_from,
+        date_to,
+        -(-earliest // 60),  # a start at or after ``earliest``: at or after the next minute
+        latest // 60,
+        online,
+    )
+
+
+def _work_out(
+    service: Service,
+    settings: dict[str, Any],
+    locations: dict[int, Location],
+    providers: dict[int, str],
+    date_from: date,
+    date_to: date,
+    now: datetime,
+    earliest: int,
+    latest: int,
+) -> tuple[list[SlotDay], datetime]:
+    """The starts themselves, and the moment they stop being true by themselves."""
+    step = settings["slot_step_minutes"] * 60
+    duration = service.duration_minutes * 60
+    occupied = duration + service.buffer_minutes * 60
     # Plain rows, not ORM objects: a clinic has hundreds of weekly blocks.
     hours = db.session.execute(
         select(
@@ -350,7 +470,45 @@ def slots(
             if starts:
                 found.append(SlotDay(provider_id_, provider_name, location_id_, day, starts))
     found.sort(key=lambda d: (d.date, d.provider_name, d.location_id))
-    return found
+    # True until a hold in the window runs out (with none, until the key's minute moves on).
+    return found, calendar.next_hold_lapse or datetime.max.replace(tzinfo=UTC)
+
+
+@event.listens_for(Session, "before_flush")
+def _calendar_changed(session: Session, flush_context: Any, instances: Any) -> None:
+    """Move the ``lock_version`` of each provider whose calendar this flush changes.
+
+    Booking takes the provider's lock, which moves it already; this covers the
+    rest: a booking cancelled, moved or given up, working hours and time off
+    changed. Kept availability answers name the version, so they are not
+    reused once it moves.
+    """
+    touched: set[int] = set()
+    for obj in session.dirty:
+        if isinstance(obj, Booking):
+            attrs = inspect(obj).attrs
+            if any(
+                attrs[name].history.has_changes()
+                for name in ("status", "starts_at", "blocks_until", "provider_id")
+            ):
+                # A booking given to another provider frees the first one's time too.
+                moved = attrs["provider_id"].history
+                touched.update(p for p in (*moved.deleted, *moved.added) if isinstance(p, int))
+                touched.add(obj.provider_id)
+        elif isinstance(obj, WorkingHours | TimeOff):
+            touched.add(obj.provider_id)
+    for obj in (*session.new, *session.deleted):
+        if isinstance(obj, WorkingHours | TimeOff) and obj.provider_id is not None:
+            touched.add(obj.provider_id)
+    if touched:
+        # On the session's connection, in its transaction: a Core statement through the
+        # session is refused by the clinic rules, and row-level security scopes it anyway.
+        table = Provider.__table__
+        session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.id.in_(sorted(touched)))
+            .values(lock_version=table.c.lock_version + 1)
+        )
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
                     errors=[field_error("hours", "blocks on one day may not overlap")],
                 )
     db.session.execute(delete(WorkingHours).where(WorkingHours.provider_id == found.id))
+    # Their calendar changed: availability answers kept with the old version are not reused.
+    found.lock_version = Provider.lock_version + 1
     created = [WorkingHours(provider_id=found.id, **block) for block in blocks]
     db.session.add_all(created)
     db.session.flush()

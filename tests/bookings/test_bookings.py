@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import time_machine
 from sqlalchemy import func, select
 
 from core import clock
@@ -26,8 +25,6 @@ from tests.helpers import (
     set_clinic_settings,
 )
 
-# Monday 2 March 2026, 10:00 in Los Angeles (PST, UTC-8). DST starts Sunday 8 March.
-NOW = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 GUEST = {
     "legal_first_name": "Maya",
     "legal_last_name": "Lopez",
@@ -35,29 +32,6 @@ GUEST = {
     "phone": "(408) 555-0101",
     "date_of_birth": "1991-06-15",
 }
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def alpha(app, frozen):
-    """A clinic in Los Angeles with one provider (9 to 5 every day) and a 60-minute facial."""
-    with app.app_context():
-        make_clinic("alpha")
-        make_staff("alpha", "owner@alpha.example.com", Role.owner)
-        provider = make_provider("alpha", "kim@alpha.example.com")
-        service = make_service("alpha", "facial", provider_ids=[provider], buffer=15)
-    token = issue_token(app, "alpha", "owner@alpha.example.com")
-    return {
-        "app": app,
-        "provider": provider,
-        "service": service,
-        "auth": {"Authorization": f"Bearer {token}"},
-    }
 
 
 def book_online(client, ctx, starts_at, *, guest=GUEST, headers=None, slug="alpha", location=None):
