@@ -211,6 +211,28 @@ def _offset_text(moment: datetime) -> str:
     return f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
 
 
+@functools.cache
+def _places_statement(one_place: bool) -> Any:
+    """The active places offering a service (or the one asked for), built once."""
+    statement = (
+        select(Location)
+        .join(ServiceLocation, ServiceLocation.location_id == Location.id)
+        .where(ServiceLocation.service_id == bindparam("service_id"), Location.active.is_(True))
+    )
+    return statement.where(Location.id == bindparam("location_id")) if one_place else statement
+
+
+@functools.cache
+def _people_statement(one_person: bool) -> Any:
+    """The active providers of a service (or the one asked for), with their calendar versions."""
+    statement = (
+        select(Provider.id, Provider.display_name, Provider.lock_version)
+        .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
+        .where(ServiceProvider.service_id == bindparam("service_id"), Provider.active.is_(True))
+    )
+    return statement.where(Provider.id == bindparam("provider_id")) if one_person else statement
+
+
 def slots(
     clinic: Clinic,
     service: Service,
@@ -237,22 +259,12 @@ def slots(
 
     # One query each for the places and the people offering the service,
     # rather than loading the service's link collections first.
-    location_query = (
-        select(Location)
-        .join(ServiceLocation, ServiceLocation.location_id == Location.id)
-        .where(ServiceLocation.service_id == service.id, Location.active.is_(True))
-    )
-    if location_id is not None:
-        location_query = location_query.where(Location.id == location_id)
-    locations = {loc.id: loc for loc in db.session.scalars(location_query)}
-    provider_query = (
-        select(Provider.id, Provider.display_name, Provider.lock_version)
-        .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
-        .where(ServiceProvider.service_id == service.id, Provider.active.is_(True))
-    )
-    if provider_id is not None:
-        provider_query = provider_query.where(Provider.id == provider_id)
-    offered = db.session.execute(provider_query).all()
+    asked = {"service_id": service.id, "location_id": location_id, "provider_id": provider_id}
+    locations = {
+        loc.id: loc for loc in db.session.scalars(_places_statement(location_id is not None), asked)
+    }
+    provider_query = _people_statement(provider_id is not None)
+    offered = db.session.execute(provider_query, asked).all()
     providers = {row[0]: row[1] for row in offered}
     if not locations or not providers:
         return []
