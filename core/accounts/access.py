@@ -11,6 +11,7 @@ tells a stranger that a clinic or a record exists.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request, session
 from flask_login import current_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from core import clock
 from core.accounts.models import ApiToken, Membership, Role, User
@@ -262,13 +263,20 @@ def _check_idle(clinic: Clinic | None) -> None:
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+@functools.cache
+def _clinic_statement(dialect: str) -> Any:
+    # Built once for each database kind: every request to a clinic's address runs it first.
+    return select(Clinic, scope_in_same_statement(Clinic.id)).where(
+        Clinic.slug == bindparam("slug")
+    )
+
+
 def _enter_clinic_of_request(slug: str) -> Clinic:
     if not _SLUG.match(slug):
         raise Problem(404, "No such clinic.")
     # One round trip: the clinic's row, and its scope set for row-level security as it is read.
-    found = db.session.execute(
-        select(Clinic, scope_in_same_statement(Clinic.id)).where(Clinic.slug == slug)
-    ).first()
+    dialect = db.session.get_bind().dialect.name
+    found = db.session.execute(_clinic_statement(dialect), {"slug": slug}).first()
     if found is None:
         raise Problem(404, "No such clinic.")
     clinic = found[0]

@@ -10,6 +10,7 @@ security enforces the same rule for SQL the ORM never sees.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -152,14 +153,24 @@ def _touches_clinic_data(state: ORMExecuteState) -> bool:
     """Return whether the statement reads or writes a clinic-owned table anywhere.
 
     ``all_mappers`` alone misses ``select(func.count()).select_from(Location)``
-    and subqueries, so the statement's tables are searched as well.
+    and subqueries, so the statement's tables are searched as well. Statements
+    are immutable: one built once and run on every request (the guard's
+    clinic lookup) is searched once.
     """
-    if any(_is_scoped_mapper(m) for m in state.all_mappers):
-        return True
-    return any(
+    statement = state.statement
+    known = _TOUCHES.get(statement)
+    if known is not None:
+        return known
+    touches = any(_is_scoped_mapper(m) for m in state.all_mappers) or any(
         getattr(table, "name", None) in _scoped_table_names()
-        for table in find_tables(state.statement, include_crud=True, check_columns=True)
+        for table in find_tables(statement, include_crud=True, check_columns=True)
     )
+    _TOUCHES[statement] = touches
+    return touches
+
+
+#: What :func:`_touches_clinic_data` found, by statement, for as long as the statement lives.
+_TOUCHES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 _scoped_tables: tuple[int, frozenset[str]] = (-1, frozenset())
