@@ -280,8 +280,13 @@ def staff_token_for_secret(secret: str) -> tuple[ApiToken | None, Membership | N
 
 
 def tokens() -> list[ApiToken]:
-    """Return the current clinic's API tokens, newest first."""
-    return list(db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+    """Return the current clinic's API tokens, newest first, each with its user."""
+    # The user in the same query: the list shows each token's user, who differ.
+    return list(
+        db.session.scalars(
+            select(ApiToken).options(joinedload(ApiToken.user)).order_by(ApiToken.id.desc())
+        )
+    )
 
 
 def token(token_id: int) -> ApiToken:

@@ -94,7 +94,7 @@ class Services(MethodView):
     @blp.response(200, ServiceListSchema)
     def get(self, clinic_slug: str) -> dict[str, Any]:
         """List the services clients can book online (public: the clinic's menu)."""
-        return paginated(services.services(online_only=True))
+        return paginated(services.services(online_only=True, with_links=True))
 
     @requires(Permission.edit_catalog)
     @blp.arguments(ServiceInputSchema)

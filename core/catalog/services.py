@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.errors import Invalid, NotFound, Refused, field_error
@@ -16,9 +16,19 @@ from core.tenancy.models import Location
 from core.unit_of_work import transaction
 
 
-def services(active_only: bool = True, online_only: bool = False) -> list[Service]:
-    """Return the current clinic's services, by category and name."""
+def services(
+    active_only: bool = True, online_only: bool = False, *, with_links: bool = False
+) -> list[Service]:
+    """Return the current clinic's services, by category and name.
+
+    ``with_links`` loads every service's locations and providers in one query
+    each, for callers (the API's list) that show them.
+    """
     statement = select(Service).order_by(Service.category, Service.name)
+    if with_links:
+        statement = statement.options(
+            selectinload(Service.location_links), selectinload(Service.provider_links)
+        )
     if active_only:
         statement = statement.where(Service.active.is_(True))
     if online_only:

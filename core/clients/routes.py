@@ -265,8 +265,11 @@ class ConsentRevocation(MethodView):
         return consent
 
 
-def _photo_view(photo: Any) -> Any:
-    photo.in_marketing_use = services.in_marketing_use(photo)
+def _photo_view(photo: Any, in_marketing_use: bool | None = None) -> Any:
+    """The photo as the API shows it; a list passes ``in_marketing_use``, found for all at once."""
+    if in_marketing_use is None:
+        in_marketing_use = services.in_marketing_use(photo)
+    photo.in_marketing_use = in_marketing_use
     return photo
 
 
@@ -276,8 +279,10 @@ class Photos(MethodView):
     @blp.response(200, PhotoListSchema)
     def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List the client's photos (details only)."""
-        found = services.photos(current_principal(), services.client(client_id))
-        return paginated([_photo_view(p) for p in found])
+        record = services.client(client_id)
+        found = services.photos(current_principal(), record)
+        in_use = services.photos_in_marketing_use(record, found)
+        return paginated([_photo_view(p, p.id in in_use) for p in found])
 
     @requires(Permission.view_clients)
     @blp.arguments(PhotoUploadSchema, location="form_and_files")

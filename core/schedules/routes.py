@@ -82,7 +82,7 @@ class Providers(MethodView):
     @blp.response(200, ProviderListSchema)
     def get(self, clinic_slug: str) -> dict[str, Any]:
         """List providers and their weekly hours."""
-        return paginated(services.providers())
+        return paginated(services.providers(with_hours=True))
 
     @requires(Permission.manage_schedules)
     @blp.arguments(ProviderSchema)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import selectinload
 
 from core.accounts.models import Membership
 from core.errors import Invalid, NotFound, Refused, field_error
@@ -16,9 +17,11 @@ from core.tenancy.models import Location
 from core.unit_of_work import transaction
 
 
-def providers(active_only: bool = False) -> list[Provider]:
-    """Return the current clinic's providers."""
+def providers(active_only: bool = False, *, with_hours: bool = False) -> list[Provider]:
+    """Return the current clinic's providers; ``with_hours`` loads all their hours in one query."""
     statement = select(Provider).order_by(Provider.display_name, Provider.id)
+    if with_hours:
+        statement = statement.options(selectinload(Provider.hours))
     if active_only:
         statement = statement.where(Provider.active.is_(True))
     return list(db.session.scalars(statement))

@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 
 from core import clock
 from core.bookings.models import (
@@ -139,8 +140,17 @@ def bookings(
     status: BookingStatus | None = None,
     limit: int = 200,
 ) -> list[Booking]:
-    """Return the current clinic's bookings matching the filters, by start time."""
-    statement = select(Booking).order_by(Booking.starts_at, Booking.id).limit(limit)
+    """Return the current clinic's bookings matching the filters, by start time.
+
+    Each comes with its location (its times are shown in the location's zone) and
+    its charges, loaded for the whole page at once rather than booking by booking.
+    """
+    statement = (
+        select(Booking)
+        .options(joinedload(Booking.location), selectinload(Booking.charges))
+        .order_by(Booking.starts_at, Booking.id)
+        .limit(limit)
+    )
     if starts_from is not None:
         statement = statement.where(Booking.starts_at >= starts_from)
     if starts_before is not None:

@@ -19,7 +19,13 @@ from core.clients.services.break_glass import (
     open_emergency_access,
     review_emergency_access,
 )
-from core.clients.services.clinical_photos import add_photo, in_marketing_use, photo_image, photos
+from core.clients.services.clinical_photos import (
+    add_photo,
+    in_marketing_use,
+    photo_image,
+    photos,
+    photos_in_marketing_use,
+)
 from core.clients.services.consent import (
     active_consent,
     consent_from_client,
@@ -81,6 +87,7 @@ __all__ = [
     "open_emergency_access",
     "photo_image",
     "photos",
+    "photos_in_marketing_use",
     "products",
     "reactions",
     "record_disclosure",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 from core.accounts.access import Principal
@@ -98,3 +99,14 @@ def in_marketing_use(photo: Photo) -> bool:
         photo.marketing_use
         and active_consent(photo.client_id, ConsentKind.marketing_photos) is not None
     )
+
+
+def photos_in_marketing_use(record: Client, found: Iterable[Photo]) -> set[int]:
+    """Return the ids of the client's photos ``found`` that :func:`in_marketing_use` would pass.
+
+    The client's consent is looked up once for all of them, not photo by photo.
+    """
+    asked = {photo.id for photo in found if photo.marketing_use}
+    if not asked or active_consent(record.id, ConsentKind.marketing_photos) is None:
+        return set()
+    return asked

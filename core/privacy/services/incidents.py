@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core import clock
 from core.accounts.access import Principal
@@ -40,8 +41,14 @@ def record_breach(clinic: Clinic, data: dict[str, Any], actor: Principal) -> Bre
 
 
 def breaches() -> list[BreachIncident]:
-    """Return the clinic's breach register, newest first."""
-    return list(db.session.scalars(select(BreachIncident).order_by(BreachIncident.id.desc())))
+    """Return the clinic's breach register, newest first, with each incident's notices."""
+    return list(
+        db.session.scalars(
+            select(BreachIncident)
+            .options(selectinload(BreachIncident.notices))
+            .order_by(BreachIncident.id.desc())
+        )
+    )
 
 
 @transaction

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core import clock
 from core.accounts.access import Principal
@@ -117,8 +118,12 @@ def request_of(request_id: int) -> PrivacyRequest:
 
 
 def queue(include_closed: bool = False) -> list[PrivacyRequest]:
-    """Return the clinic's requests, the nearest deadline first."""
-    statement = select(PrivacyRequest).order_by(PrivacyRequest.due_at, PrivacyRequest.id)
+    """Return the clinic's requests, the nearest deadline first, with their processor notices."""
+    statement = (
+        select(PrivacyRequest)
+        .options(selectinload(PrivacyRequest.processor_notices))
+        .order_by(PrivacyRequest.due_at, PrivacyRequest.id)
+    )
     if not include_closed:
         statement = statement.where(PrivacyRequest.status.in_(OPEN_STATUSES))
     return list(db.session.scalars(statement))

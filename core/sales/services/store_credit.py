@@ -76,10 +76,14 @@ def store_credit_balance(credit: StoreCredit) -> Money:
 
 def client_store_credit(client_id: int) -> list[tuple[StoreCredit, Money]]:
     """Return the client's store credits with what each has left, soonest to expire first."""
-    credits = db.session.scalars(
-        select(StoreCredit).where(StoreCredit.client_id == client_id).order_by(StoreCredit.id)
+    credits = list(
+        db.session.scalars(
+            select(StoreCredit).where(StoreCredit.client_id == client_id).order_by(StoreCredit.id)
+        )
     )
-    found = [(c, store_credit_balance(c)) for c in credits]
+    # One query for every credit's balance, not one per credit.
+    left = ledger.balances({c.account: c.currency for c in credits})
+    found = [(c, left[c.account]) for c in credits]
     return sorted(found, key=lambda pair: (pair[0].expires_on or date.max, pair[0].id))
 
 
