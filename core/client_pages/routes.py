@@ -8,6 +8,7 @@ API uses: these views parse a form, call a service and render.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -590,6 +591,19 @@ def visit(clinic_slug: str) -> Response:
 # --- before the visit -------------------------------------------------------------------------
 
 
+def _done_on_visit(
+    booking: Booking, act: Callable[[], object]
+) -> BaseResponse | list[dict[str, Any]]:
+    """Do what a visit's form asks: the visit's page when done, the form's field errors when not."""
+    try:
+        act()
+    except Invalid as error:
+        return as_problem(error).errors or []
+    except DomainError as error:
+        return _refused_on_visit(booking, error)
+    return redirect(url_for(".visit", clinic_slug=current_clinic().slug), 303)
+
+
 @pages.route("/visit/intake", methods=["GET", "POST"])
 @public
 def intake(clinic_slug: str) -> BaseResponse:
@@ -600,14 +614,12 @@ def intake(clinic_slug: str) -> BaseResponse:
     errors: list[dict[str, Any]] = []
     if request.method == "POST":
         values = {q["id"]: request.form.get(q["id"], "") for q in questions}
-        try:
-            bookings.answer_intake(current_clinic(), booking, values)
-        except Invalid as error:
-            errors = as_problem(error).errors or []
-        except DomainError as error:
-            return _refused_on_visit(booking, error)
-        else:
-            return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
+        done = _done_on_visit(
+            booking, lambda: bookings.answer_intake(current_clinic(), booking, values)
+        )
+        if not isinstance(done, list):
+            return done
+        errors = done
     return _page(
         "intake.html",
         status=422 if errors else 200,
@@ -634,16 +646,14 @@ def consent(clinic_slug: str, form_id: str) -> BaseResponse:
     typed = ""
     if request.method == "POST":
         typed = request.form.get("typed_name", "")
-        try:
-            bookings.sign_consent(
-                current_clinic(), booking, form_id, typed, request.form.get("agree") == "yes"
-            )
-        except Invalid as error:
-            errors = as_problem(error).errors or []
-        except DomainError as error:
-            return _refused_on_visit(booking, error)
-        else:
-            return redirect(url_for(".visit", clinic_slug=clinic_slug), 303)
+        agreed = request.form.get("agree") == "yes"
+        done = _done_on_visit(
+            booking,
+            lambda: bookings.sign_consent(current_clinic(), booking, form_id, typed, agreed),
+        )
+        if not isinstance(done, list):
+            return done
+        errors = done
     return _page(
         "consent.html",
         status=422 if errors else 200,

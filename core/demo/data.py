@@ -81,6 +81,17 @@ PROVIDERS = (
 NURSE, ESTHETICIAN = ("nurse",), ("esthetician",)
 BOTH = NURSE + ESTHETICIAN
 
+#: A half-hour consultation at 50.00 in the clinic's own currency, on more than one menu.
+CONSULTATION = DemoService(
+    "demo-consultation",
+    "Consultation",
+    "Talk through your goals and a treatment plan.",
+    "consultation",
+    30,
+    "50.00",
+    BOTH,
+)
+
 #: Each seed clinic's menu, by its slug. Categories are the ones the policies key fees on.
 MENUS: dict[str, tuple[DemoService, ...]] = {
     # JT's policy speaks of "treatments" and "treatment package[s]" and asks a deposit to
@@ -164,28 +175,12 @@ MENUS: dict[str, tuple[DemoService, ...]] = {
             "175.00",
             NURSE,
         ),
-        DemoService(
-            "demo-consultation",
-            "Consultation",
-            "Talk through your goals and a treatment plan.",
-            "consultation",
-            30,
-            "50.00",
-            BOTH,
-        ),
+        CONSULTATION,
     ),
     # California Aesthetics' privacy policy names only appointments and "new services";
     # a typical med spa menu.
     "california-aesthetics": (
-        DemoService(
-            "demo-consultation",
-            "Consultation",
-            "Talk through your goals and a treatment plan.",
-            "consultation",
-            30,
-            "50.00",
-            BOTH,
-        ),
+        CONSULTATION,
         DemoService(
             "demo-hydrating-facial",
             "Hydrating facial",
