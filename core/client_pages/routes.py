@@ -8,10 +8,12 @@ API uses: these views parse a form, call a service and render.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
@@ -89,6 +91,12 @@ def _locale() -> str:
     return f"en_{current_clinic().country}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _clock_label(hour: int, minute: int, locale: str) -> str:
+    # A fortnight of times repeats a few dozen clock times: each is written by Babel once.
+    return format_time(time(hour, minute), "h:mm a", locale=locale)
+
+
 @pages.app_template_filter("when")
 def _when(moment: Any, form: str = "full") -> str:
     """A local time or a day as the clinic's clients read it (Babel, the clinic's locale).
@@ -100,7 +108,7 @@ def _when(moment: Any, form: str = "full") -> str:
     if form == "day":
         return format_date(moment, "EEEE d MMMM", locale=_locale())
     if form == "time":
-        return format_time(moment, "h:mm a", locale=_locale())
+        return _clock_label(moment.hour, moment.minute, _locale())
     return format_datetime(moment, "EEEE d MMMM y, h:mm a", locale=_locale())
 
 
@@ -339,15 +347,12 @@ def times(clinic_slug: str, service_id: int) -> Response:
         service, request.args.get("location", type=int), request.args.get("provider", type=int)
     )
 
+    # One address built, hundreds of times linked: each link only adds its start.
+    details = url_for(".details", clinic_slug=clinic_slug, service_id=service.id)
+    chosen = {"location": context["location_id"], "provider": context["provider_id"] or ""}
+
     def time_link(value: str) -> str:
-        return url_for(
-            ".details",
-            clinic_slug=clinic_slug,
-            service_id=service.id,
-            starts_at=value,
-            location=context["location_id"],
-            provider=context["provider_id"] or "",
-        )
+        return f"{details}?{urlencode({'starts_at': value, **chosen}, safe=':')}"
 
     return _page(
         "times.html", title=f"{service.name}: choose a time", time_link=time_link, **context
