@@ -338,9 +338,10 @@ def _answer_key(
     (a booking made, moved or cancelled, their hours or time off: see
     ``_calendar_changed``); the service, the places, the clinic's settings and
     the dates are here as they are now. Starts fall on whole minutes, so the
-    notice and advance limits count to the minute: the answer is worked out
-    again at most once a minute. A service sharing a room is never kept: the
-    room's other bookings are not in the key.
+    notice and advance limits count to the minute: a kept answer serves for a
+    minute at most, so a change no version records (a client's bookings
+    erased in bulk) shows within the minute. A service sharing a room is
+    never kept: the room's other bookings are not in the key.
     """
     if service.resource_id is not None:
         return None
