@@ -50,11 +50,7 @@ LONGEST_BOOKING = timedelta(hours=24)
 
 
 def _occupying() -> Any:
-    return or_(
-        Booking.status == BookingStatus.confirmed,
-        Booking.status == BookingStatus.checked_in,
-        Booking.status == BookingStatus.held,
-    )
+    return or_(*(Booking.status == status for status in OCCUPYING))
 
 
 @functools.cache
@@ -487,6 +483,14 @@ def _work_out(
     return found, calendar.next_hold_lapse or datetime.max.replace(tzinfo=UTC)
 
 
+#: The statuses in which a booking takes its provider's time (as ``_occupying`` queries them).
+OCCUPYING = frozenset({BookingStatus.held, BookingStatus.confirmed, BookingStatus.checked_in})
+
+
+def _occupies(statuses: Sequence[Any]) -> bool:
+    return any(status in OCCUPYING for status in statuses)
+
+
 @event.listens_for(Session, "before_flush")
 def _calendar_changed(session: Session, flush_context: Any, instances: Any) -> None:
     """Move the ``lock_version`` of each provider whose calendar this flush changes.
@@ -500,9 +504,14 @@ def _calendar_changed(session: Session, flush_context: Any, instances: Any) -> N
     for obj in session.dirty:
         if isinstance(obj, Booking):
             attrs = inspect(obj).attrs
-            if any(
+            status = attrs["status"].history
+            # Held to confirmed, or confirmed to checked in, keeps the time taken: no change.
+            freed_or_taken = status.has_changes() and (
+                _occupies(status.deleted) != _occupies(status.added or [obj.status])
+            )
+            if freed_or_taken or any(
                 attrs[name].history.has_changes()
-                for name in ("status", "starts_at", "blocks_until", "provider_id")
+                for name in ("starts_at", "blocks_until", "provider_id")
             ):
                 # A booking given to another provider frees the first one's time too.
                 moved = attrs["provider_id"].history

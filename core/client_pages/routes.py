@@ -207,6 +207,7 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
     body = render_template(
         f"client_pages/{template}",
         clinic=clinic,
+        lapsed_text=LAPSED,
         has_logo=bool(clinic and booking_settings(clinic)["logo"]),
         csrf_token=generate_csrf(),
         stripe_js_url=current_app.config.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
@@ -654,7 +655,15 @@ def consent(clinic_slug: str, form_id: str) -> BaseResponse:
         agreed = request.form.get("agree") == "yes"
         done = _done_on_visit(
             booking,
-            lambda: bookings.sign_consent(current_clinic(), booking, form_id, typed, agreed),
+            lambda: bookings.sign_consent(
+                current_clinic(),
+                booking,
+                form_id,
+                typed,
+                agreed,
+                ip_address=request.remote_addr,
+                user_agent=request.headers.get("User-Agent"),
+            ),
         )
         if not isinstance(done, list):
             return done

@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from core.accounts.models import Membership
@@ -93,12 +93,15 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
                     f"Blocks overlap on weekday {day}.",
                     errors=[field_error("hours", "blocks on one day may not overlap")],
                 )
-    db.session.execute(delete(WorkingHours).where(WorkingHours.provider_id == found.id))
-    # Their calendar changed: availability answers kept with the old version are not reused.
-    found.lock_version = Provider.lock_version + 1
+    # Through the session, not a bulk DELETE: the flush then moves the provider's calendar
+    # version (bookings.availability), so no kept availability answer outlives the old hours.
+    for block in found.hours:
+        db.session.delete(block)
+    db.session.flush()
     created = [WorkingHours(provider_id=found.id, **block) for block in blocks]
     db.session.add_all(created)
     db.session.flush()
+    db.session.expire(found, ["hours"])  # the loaded list still holds the blocks just deleted
     return created
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import has_request_context, request
 from sqlalchemy import func, select
 
 from core import clock
 from core.bookings.models import Booking, BookingStatus
+from core.bookings.services.acceptance import IP_ADDRESS_LENGTH, USER_AGENT_LENGTH, _clip
 from core.bookings.settings import booking_settings
 from core.catalog.models import Service
 from core.clients import services as clients
@@ -58,10 +58,6 @@ class Preparation:
 
     intake_answered_at: datetime | None
     forms: list[tuple[ConsentForm, Consent | None]]
-
-    @property
-    def done(self) -> bool:
-        return self.intake_answered_at is not None and all(signed for _, signed in self.forms)
 
 
 def intake_questions(clinic: Clinic) -> list[dict[str, Any]]:
@@ -123,14 +119,22 @@ def answer_intake(clinic: Clinic, booking: Booking, answers: dict[str, str]) -> 
 
 @transaction
 def sign_consent(
-    clinic: Clinic, booking: Booking, form_id: str, typed_name: str, agreed: bool
+    clinic: Clinic,
+    booking: Booking,
+    form_id: str,
+    typed_name: str,
+    agreed: bool,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
 ) -> Consent:
     """Record the client's electronic signature of one consent document the treatment needs.
 
     The client types their full name (or the name of their guardian on file)
     and confirms :data:`SIGNING_STATEMENT`. The consent keeps the document's
     exact words and version; its evidence keeps the document's hash, the typed
-    name, the statement, the time, the address and the browser.
+    name, the statement, the time, and the address and browser the page
+    passes in (clipped as a policy acceptance's are).
     """
     _still_open(booking)
     form = next((f for f in consent_forms(clinic, booking) if f.id == form_id), None)
@@ -173,16 +177,11 @@ def sign_consent(
                 "signed_at": clock.now().isoformat(),
                 "booking_id": booking.id,
                 "channel": "booking link",
-                "ip_address": request.remote_addr if has_request_context() else None,
-                "user_agent": _browser(),
+                "ip_address": _clip(ip_address, IP_ADDRESS_LENGTH),
+                "user_agent": _clip(user_agent, USER_AGENT_LENGTH),
             },
         },
     )
-
-
-def _browser() -> str | None:
-    agent = request.user_agent.string if has_request_context() else ""
-    return agent[:300] or None
 
 
 def _still_open(booking: Booking) -> None:
