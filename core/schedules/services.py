@@ -95,8 +95,8 @@ def set_hours(found: Provider, blocks: list[dict[str, Any]]) -> list[WorkingHour
                 )
     # Through the session, not a bulk DELETE: the flush then moves the provider's calendar
     # version (bookings.availability), so no kept availability answer outlives the old hours.
-    for block in found.hours:
-        db.session.delete(block)
+    for previous in found.hours:
+        db.session.delete(previous)
     db.session.flush()
     created = [WorkingHours(provider_id=found.id, **block) for block in blocks]
     db.session.add_all(created)
