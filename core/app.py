@@ -11,10 +11,12 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import migrations
 from core import config
 from core.extensions import db, limiter, login_manager, migrate
 
-MIGRATIONS_DIR = config.PROJECT_ROOT / "migrations"
+#: The migrations ship with the package (``migrations`` is a package), installed or not.
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +73,9 @@ def create_app(
     """
     app = ClinicFlask(
         "core",
-        instance_path=instance_path or os.environ.get("INSTANCE_PATH") or None,
+        instance_path=str(
+            instance_path or os.environ.get("INSTANCE_PATH") or config.default_instance_path()
+        ),
         static_folder=None,
     )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
@@ -223,3 +227,10 @@ def _declare_api_docs_public(app: Flask) -> None:
     for endpoint in list(app.view_functions):
         if endpoint.startswith("api-docs.") or endpoint == "static":
             declare_public(app, endpoint)
+
+
+def main() -> None:
+    """Run the ``clinic-saas`` command: the app's ``flask`` commands, without ``--app``."""
+    from flask.cli import FlaskGroup
+
+    FlaskGroup(create_app=lambda: create_app(), help="clinic-saas: the operator's commands.")()

@@ -47,8 +47,14 @@ def _load(files: tuple[Path, ...]) -> None:
 @click.command("setup")
 @with_appcontext
 def setup_command() -> None:
-    """Apply database migrations, then load every clinic from tenants/."""
+    """Apply database migrations, then load every clinic from tenants/ (if there are any yet)."""
     upgrade()
+    if not tenant_files(current_app.config["TENANTS_DIR"]):
+        click.echo(
+            f"no tenants files in {current_app.config['TENANTS_DIR']} yet: "
+            "add clinics with `clinics load FILE`"
+        )
+        return
     _load(())
 
 
@@ -139,6 +145,8 @@ def clinics_plugins(slug: str | None) -> None:
         for plugin in tenancy.plugins_of(clinic):
             tag = " (core default)" if plugin["core_default"] else ""
             missing = "" if plugin["installed"] else " [NOT INSTALLED]"
+            if plugin["refused"]:
+                missing = f" [REFUSED: {plugin['refused']}]"
             click.echo(f"  {plugin['name']}{tag}{missing}: {', '.join(plugin['hooks'])}")
 
 
@@ -354,6 +362,67 @@ def jobs_worker(interval: float | None) -> None:
         time.sleep(every)
 
 
+@click.group("plugins")
+def plugins_cli() -> None:
+    """Write and check clinic plugins."""
+
+
+@plugins_cli.command("new")
+@click.argument("name")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to write the plugin's folder.",
+)
+@click.option("--title", help="One line saying what the plugin is for.")
+def plugins_new(name: str, directory: Path, title: str | None) -> None:
+    """Write a ready plugin package NAME: code, settings, a tenants example, tests and docs."""
+    from core.testing.scaffold import ScaffoldError, write_plugin
+
+    try:
+        written = write_plugin(name, directory, title)
+    except ScaffoldError as error:
+        _fail(str(error))
+    root = directory / name
+    for path in written:
+        click.echo(f"  wrote {path}")
+    click.echo(
+        f"Next: cd {root} && pip install -e '.[test]' && pytest && "
+        f"clinic-saas plugins check {name} --tenants tenants/example.toml"
+    )
+
+
+@plugins_cli.command("check")
+@click.argument("name")
+@click.option(
+    "--tenants",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A tenants/ file enabling the plugin: its settings and services are used.",
+)
+@with_appcontext
+def plugins_check(name: str, tenants: Path | None) -> None:
+    """Check installed plugin NAME against the hook contract and run each hook it implements."""
+    from core.testing.contract_check import check_plugin
+
+    report = check_plugin(name, tenants, current_app.extensions.get(tenancy.PLUGIN_HOST_KEY))
+    if report.refused is not None:
+        _fail(f"{name}: refused: {report.refused}")
+    if report.settings_problem is not None:
+        _fail(f"{name}: settings: {report.settings_problem}")
+    click.echo(f"{name}: keeps the hook contract")
+    for result in report.results or ():
+        mark = "ok " if result.problem is None else "BAD"
+        line = f"  {mark} {result.hook} ({result.case}): {result.answer}"
+        if result.problem is not None:
+            line += f"\n      {result.problem}"
+        click.echo(line)
+    if not report.ok:
+        _fail(f"{name}: some answers break the contract (marked BAD above)")
+    click.echo(f"{name}: every answer keeps the contract ({len(report.results or ())} cases)")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands on ``app``."""
     for command in (
@@ -366,5 +435,6 @@ def init_app(app: Flask) -> None:
         keys,
         jobs,
         payments_cli,
+        plugins_cli,
     ):
         app.cli.add_command(command)

@@ -81,6 +81,24 @@ def _throttle_store(env: Mapping[str, str]) -> str:
     return "memory://"
 
 
+def _default_tenants_dir(instance_path: Path) -> Path:
+    checkout = PROJECT_ROOT / "tenants"
+    return checkout if checkout.is_dir() else instance_path / "tenants"
+
+
+def default_instance_path() -> Path:
+    """Return where the app keeps its instance files when INSTANCE_PATH is not set.
+
+    In a checkout, ``instance/`` beside ``pyproject.toml``; installed as a
+    package, ``$XDG_DATA_HOME/clinic-saas`` (``~/.local/share/clinic-saas``),
+    never the package's own directory inside site-packages.
+    """
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "core").is_dir():
+        return PROJECT_ROOT / "instance"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "clinic-saas"
+
+
 def from_environment(instance_path: Path) -> dict[str, Any]:
     """Build the configuration mapping from environment variables.
 
@@ -100,7 +118,7 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # hide_parameters: an error about a statement must never put its
         # values (health data, before encryption) into a log.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
-        "TENANTS_DIR": env.get("TENANTS_DIR", str(PROJECT_ROOT / "tenants")),
+        "TENANTS_DIR": env.get("TENANTS_DIR", str(_default_tenants_dir(instance_path))),
         # Health data: master keys wrap each clinic's data keys; photos are
         # stored encrypted under PHOTO_STORAGE_DIR.
         "MASTER_KEYS": _master_keys(instance_path, production),

@@ -21,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from core.extensions import db
+from core.hooks.views import VIEW_OF
 from core.tenancy import scope
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,13 @@ class Announcement:
 def announce(hook: str, *, clinic: Any, **arguments: Any) -> None:
     """Tell ``clinic``'s plugins, through event hook ``hook``, once this transaction commits."""
     pending = db.session().info.setdefault(_PENDING, [])
-    pending.append(Announcement(hook, clinic, arguments))
+    # Plugins are shown the rows as they are now, as read-only views: when they are
+    # told, the session that loaded the rows has closed.
+    shown = {
+        name: VIEW_OF[name](value) if name in VIEW_OF else value
+        for name, value in arguments.items()
+    }
+    pending.append(Announcement(hook, VIEW_OF["clinic"](clinic), shown))
 
 
 @event.listens_for(Session, "after_commit")

@@ -30,6 +30,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
+from core.hooks.views import ClientView, ClinicView, MessageInfo, PrivacyRequestInfo
 
 #: Opt-outs need no proof of identity: anyone may stop messages to a number or an address.
 OPT_OUTS = (PrivacyRight.opt_out_marketing.value, PrivacyRight.opt_out_sale_sharing.value)
@@ -64,7 +65,7 @@ class BaselineSettings(Schema):
     promised_rights = fields.List(fields.Nested(PromisedRight), load_default=list)
 
 
-def baseline_settings(clinic: Any) -> dict[str, Any]:
+def baseline_settings(clinic: ClinicView) -> dict[str, Any]:
     """Return the clinic's baseline settings (deadline alerts, quiet hours, ...), defaults filled in."""
     return settings_of(clinic, NAME, BaselineSettings)
 
@@ -75,7 +76,7 @@ def clinic_settings_schema() -> Schema:
 
 
 @hookimpl(trylast=True)
-def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
+def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
     clause = Clause(
         f"{NAME}.rights",
         "Every client may see the information the clinic holds about them, have it "
@@ -100,7 +101,9 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
 
 
 @hookimpl(trylast=True)
-def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) -> RequestDeadline:
+def clinic_request_deadline(
+    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+) -> RequestDeadline:
     days = baseline_settings(clinic)["request_deadline_days"]
     return RequestDeadline(
         clause=Clause(
@@ -115,7 +118,7 @@ def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) ->
 
 
 @hookimpl(trylast=True)
-def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement | None:
+def clinic_consent_requirements(clinic: ClinicView, purpose: str) -> ConsentRequirement | None:
     if purpose not in MARKETING_PURPOSES:
         return None
     return ConsentRequirement(
@@ -131,7 +134,9 @@ def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement
 
 
 @hookimpl(trylast=True)
-def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     if record.kind != RecordKind.financial or record.newest_on is None:
         return None
     years = baseline_settings(clinic)["financial_retention_years"]
@@ -145,9 +150,9 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
     )
 
 
-def _candidate_zones(clinic: Any, client: Any) -> list[str]:
+def _candidate_zones(clinic: ClinicView, client: ClientView) -> list[str]:
     """Return the zones the client may be in: theirs if known, else every zone of their number."""
-    if getattr(client, "timezone", None):
+    if client.timezone:
         return [client.timezone]
     zones = set()
     if client.phone:
@@ -170,7 +175,7 @@ def _quiet(moment: datetime, zone: str, start: int, end: int) -> bool:
 
 @hookimpl(trylast=True)
 def clinic_message_allowed(
-    clinic: Any, message: Any, client: Any, now: datetime
+    clinic: ClinicView, message: MessageInfo, client: ClientView, now: datetime
 ) -> MessageDecision | None:
     if message.kind != "marketing":
         return None

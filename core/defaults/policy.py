@@ -47,6 +47,15 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import Amount, FeeRow, fee_for, money, settings_of, within_notice
+from core.hooks.views import (
+    BookingView,
+    ClientView,
+    ClinicView,
+    PackageInfo,
+    ProviderInfo,
+    RefundItem,
+    ServiceView,
+)
 from core.money import Money
 
 NAME = "default_policy"
@@ -340,7 +349,7 @@ def _worded(settings: dict[str, Any], name: str) -> bool:
 class _Policy:
     """One clinic's settings, and the clauses and fees they make."""
 
-    clinic: Any
+    clinic: ClinicView
     settings: dict[str, Any]
 
     def zero(self) -> Money:
@@ -367,12 +376,19 @@ class _Policy:
         """A clause in the platform's words, for a clinic that has not worded it."""
         return Clause(f"{NAME}.{name}", self.words(text), PLATFORM_SOURCE)
 
-    def clause(self, name: str, platform_text: str | None = None) -> Clause | None:
+    def clause(self, name: str, platform_text: str | None = None) -> Clause:
         """The clause ``name`` in the clinic's words, or its fallback, or the platform's words."""
+        found = self.clause_if_any(name, platform_text)
+        if found is None:
+            raise LookupError(f"no words for the clause {name!r}, the clinic's or the platform's")
+        return found
+
+    def clause_if_any(self, name: str, platform_text: str | None = None) -> Clause | None:
+        """The clause ``name`` as :meth:`clause` finds it, or None where nothing words it."""
         if _worded(self.settings, name):
             return self.own(name, self.settings[f"{name}_clause"])
         if name in FALLBACK:
-            return self.clause(FALLBACK[name])
+            return self.clause_if_any(FALLBACK[name])
         by_service = name == "cancellation" and self.settings["fees"]
         text = platform_text or PLATFORM_WORDS.get(
             "cancellation_by_service" if by_service else name
@@ -384,9 +400,9 @@ class _Policy:
         notices = self.settings["notices"] or {}
         if name in notices:
             return self.own(f"notices.{name}", notices[name])
-        return self.clause(name)
+        return self.clause_if_any(name)
 
-    def late_fee(self, booking: Any) -> Money:
+    def late_fee(self, booking: BookingView) -> Money:
         """The fee for a late cancellation of ``booking``: its table row, else the flat fee."""
         service = getattr(booking, "service", None)
         if service is not None and self.settings["fees"]:
@@ -395,29 +411,26 @@ class _Policy:
                 return found
         return money(self.settings["late_cancellation_fee"], self.clinic.currency)
 
-    def no_show_fee(self, booking: Any) -> Money:
+    def no_show_fee(self, booking: BookingView) -> Money:
         flat = self.settings["no_show_fee"]
         return self.late_fee(booking) if flat is None else money(flat, self.clinic.currency)
 
-    def within(self, booking: Any, at: datetime, hours: int | None = None) -> bool:
+    def within(self, booking: BookingView, at: datetime, hours: int | None = None) -> bool:
         window = self.settings["cancellation_window_hours"] if hours is None else hours
         return within_notice(booking.starts_at, at, window)
 
 
-def _policy(clinic: Any) -> _Policy:
+def _policy(clinic: ClinicView) -> _Policy:
     return _Policy(clinic, settings_of(clinic, NAME, DefaultPolicySettings))
 
 
-def _paid(booking: Any) -> bool:
-    return bool(getattr(booking, "deposit_paid", None))
+def _paid(booking: BookingView) -> bool:
+    return booking.deposit_paid is not None
 
 
-def _prepaid(booking: Any) -> bool:
+def _prepaid(booking: BookingView) -> bool:
     """Whether the money paid ahead is a prepayment (the whole price) rather than a deposit."""
-    return any(
-        charge.kind == "prepayment" and charge.status == "paid"
-        for charge in getattr(booking, "charges", None) or ()
-    )
+    return booking.prepaid
 
 
 def _refused(clause: Clause, currency: str, why: str | None = None) -> RefundDecision:
@@ -426,7 +439,7 @@ def _refused(clause: Clause, currency: str, why: str | None = None) -> RefundDec
     )
 
 
-def _age(item: Any, at: datetime) -> timedelta:
+def _age(item: RefundItem, at: datetime) -> timedelta:
     sold_at = getattr(item, "sold_at", None)
     return as_utc(at) - as_utc(sold_at) if sold_at is not None else timedelta(0)
 
@@ -438,13 +451,13 @@ def clinic_settings_schema() -> Schema:
 
 @hookimpl(trylast=True)
 def clinic_booking_requirements(
-    clinic: Any, service: Any, client: Any, starts_at: datetime
+    clinic: ClinicView, service: ServiceView, client: ClientView, starts_at: datetime
 ) -> BookingRequirements:
     policy = _policy(clinic)
     settings = policy.settings
     clauses = [policy.quoted(name) for name in settings["booking_clauses"]]
     threshold = settings["prepay_after_incidents"]
-    prepay = threshold is not None and getattr(client, "policy_incidents", 0) >= threshold
+    prepay = threshold is not None and client.policy_incidents >= threshold
     if prepay:
         clauses.append(policy.clause("prepayment"))
     unique = {c.id: c for c in clauses if c is not None}
@@ -460,7 +473,7 @@ def clinic_booking_requirements(
 
 @hookimpl(trylast=True)
 def clinic_cancellation_decision(
-    clinic: Any, booking: Any, at: datetime, by: str
+    clinic: ClinicView, booking: BookingView, at: datetime, by: str
 ) -> CancellationDecision:
     policy = _policy(clinic)
     settings = policy.settings
@@ -488,7 +501,7 @@ def clinic_cancellation_decision(
 
 @hookimpl(trylast=True)
 def clinic_reschedule_decision(
-    clinic: Any, booking: Any, new_starts_at: datetime, at: datetime
+    clinic: ClinicView, booking: BookingView, new_starts_at: datetime, at: datetime
 ) -> RescheduleDecision:
     policy = _policy(clinic)
     settings = policy.settings
@@ -517,7 +530,7 @@ def clinic_reschedule_decision(
 
 
 @hookimpl(trylast=True)
-def clinic_no_show_decision(clinic: Any, booking: Any) -> NoShowDecision:
+def clinic_no_show_decision(clinic: ClinicView, booking: BookingView) -> NoShowDecision:
     policy = _policy(clinic)
     paid = _paid(booking)
     covered = paid and policy.settings["paid_ahead_replaces_fee"]
@@ -530,7 +543,7 @@ def clinic_no_show_decision(clinic: Any, booking: Any) -> NoShowDecision:
 
 @hookimpl(trylast=True)
 def clinic_late_arrival_decision(
-    clinic: Any, booking: Any, arrived_at: datetime
+    clinic: ClinicView, booking: BookingView, arrived_at: datetime
 ) -> LateArrivalDecision:
     policy = _policy(clinic)
     settings = policy.settings
@@ -552,10 +565,10 @@ def clinic_late_arrival_decision(
 
 @hookimpl(trylast=True)
 def clinic_turned_away_decision(
-    clinic: Any, booking: Any, reason: str
+    clinic: ClinicView, booking: BookingView, reason: str
 ) -> RescheduleDecision | None:
     policy = _policy(clinic)
-    clause = policy.clause("turned_away")
+    clause = policy.clause_if_any("turned_away")
     if clause is None:
         return None  # the clinic's policy turns no visits away
     return RescheduleDecision(
@@ -566,7 +579,7 @@ def clinic_turned_away_decision(
     )
 
 
-def _product_return(policy: _Policy, item: Any, reason: str, at: datetime) -> RefundDecision:
+def _product_return(policy: _Policy, item: RefundItem, reason: str, at: datetime) -> RefundDecision:
     currency = policy.clinic.currency
     condition = getattr(item, "condition", None)
     for rule in policy.settings["product_returns"]:
@@ -607,7 +620,7 @@ def _product_return(policy: _Policy, item: Any, reason: str, at: datetime) -> Re
     return _refused(policy.clause("products"), currency)
 
 
-def _service_refund(policy: _Policy, item: Any, reason: str, at: datetime) -> RefundDecision:
+def _service_refund(policy: _Policy, item: RefundItem, reason: str, at: datetime) -> RefundDecision:
     currency = policy.clinic.currency
     refused = policy.clause("services")
     review = policy.settings["service_review"]
@@ -630,7 +643,9 @@ def _service_refund(policy: _Policy, item: Any, reason: str, at: datetime) -> Re
 
 
 @hookimpl(trylast=True)
-def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) -> RefundDecision:
+def clinic_refund_decision(
+    clinic: ClinicView, item: RefundItem, reason: str, at: datetime
+) -> RefundDecision:
     policy = _policy(clinic)
     settings = policy.settings
     kind = item.kind
@@ -672,7 +687,7 @@ def _packages_words(settings: dict[str, Any]) -> str:
 
 
 @hookimpl(trylast=True)
-def clinic_store_credit_terms(clinic: Any, reason: str) -> StoreCreditTerms:
+def clinic_store_credit_terms(clinic: ClinicView, reason: str) -> StoreCreditTerms:
     policy = _policy(clinic)
     settings = policy.settings
     months = settings["store_credit_valid_months"] or None
@@ -694,7 +709,7 @@ def clinic_store_credit_terms(clinic: Any, reason: str) -> StoreCreditTerms:
 
 
 @hookimpl(trylast=True)
-def clinic_package_terms(clinic: Any, package: Any) -> PackageTerms:
+def clinic_package_terms(clinic: ClinicView, package: PackageInfo) -> PackageTerms:
     policy = _policy(clinic)
     settings = policy.settings
     paid_first = settings["packages_paid_in_full_before_first_treatment"]
@@ -712,7 +727,7 @@ def clinic_package_terms(clinic: Any, package: Any) -> PackageTerms:
 
 
 @hookimpl(trylast=True)
-def clinic_gift_card_terms(clinic: Any) -> GiftCardTerms:
+def clinic_gift_card_terms(clinic: ClinicView) -> GiftCardTerms:
     policy = _policy(clinic)
     combine = policy.settings["promotions_combine"]
     return GiftCardTerms(
@@ -724,7 +739,7 @@ def clinic_gift_card_terms(clinic: Any) -> GiftCardTerms:
 
 
 @hookimpl(trylast=True)
-def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
     policy = _policy(clinic)
     return [
         AgeRule(
@@ -742,7 +757,9 @@ def clinic_age_rules(clinic: Any) -> list[AgeRule]:
 
 
 @hookimpl(trylast=True)
-def clinic_gratuity_allowed(clinic: Any, service: Any, provider: Any) -> GratuityDecision:
+def clinic_gratuity_allowed(
+    clinic: ClinicView, service: ServiceView, provider: ProviderInfo
+) -> GratuityDecision:
     policy = _policy(clinic)
     settings = policy.settings
     if getattr(service, "category", None) in settings["gratuity_categories"]:

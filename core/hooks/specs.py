@@ -10,10 +10,51 @@ combines the answers. Event hooks are told, and their results ignored.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import sys
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import pluggy
+from marshmallow import Schema
+
+from core.hooks.decisions import (
+    AgeRule,
+    BookingRequirements,
+    BreachNotification,
+    CancellationDecision,
+    ConsentRequirement,
+    DisclosureDecision,
+    GiftCardTerms,
+    GratuityDecision,
+    HeldRecords,
+    LateArrivalDecision,
+    MessageDecision,
+    NoShowDecision,
+    PackageTerms,
+    RefundDecision,
+    RequestDeadline,
+    RescheduleDecision,
+    RetentionRule,
+    RightOffered,
+    StoreCreditTerms,
+)
+from core.hooks.views import (
+    BookingView,
+    ClientView,
+    ClinicView,
+    DisclosureInfo,
+    IncidentInfo,
+    MessageInfo,
+    PackageInfo,
+    PaymentView,
+    PrivacyRequestInfo,
+    ProviderInfo,
+    RefundItem,
+    ServiceView,
+)
 
 PROJECT = "clinic_saas"
 
@@ -24,7 +65,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 @hookspec
-def clinic_settings_schema() -> Any:
+def clinic_settings_schema() -> Schema | None:
     """Return the marshmallow ``Schema`` that validates this plugin's settings.
 
     Called once per plugin when a tenants/ file is loaded; the settings are
@@ -39,7 +80,9 @@ def clinic_settings_schema() -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_booking_requirements(clinic: Any, service: Any, client: Any, starts_at: datetime) -> Any:
+def clinic_booking_requirements(
+    clinic: ClinicView, service: ServiceView, client: ClientView, starts_at: datetime
+) -> BookingRequirements | None:
     """Return the :class:`BookingRequirements` for ``client`` booking ``service``.
 
     ``None``: this plugin has no rule; the next one is asked.
@@ -49,7 +92,9 @@ def clinic_booking_requirements(clinic: Any, service: Any, client: Any, starts_a
 
 
 @hookspec(firstresult=True)
-def clinic_cancellation_decision(clinic: Any, booking: Any, at: datetime, by: str) -> Any:
+def clinic_cancellation_decision(
+    clinic: ClinicView, booking: BookingView, at: datetime, by: str
+) -> CancellationDecision | None:
     """Return the :class:`CancellationDecision` for cancelling ``booking`` at ``at``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -60,8 +105,8 @@ def clinic_cancellation_decision(clinic: Any, booking: Any, at: datetime, by: st
 
 @hookspec(firstresult=True)
 def clinic_reschedule_decision(
-    clinic: Any, booking: Any, new_starts_at: datetime, at: datetime
-) -> Any:
+    clinic: ClinicView, booking: BookingView, new_starts_at: datetime, at: datetime
+) -> RescheduleDecision | None:
     """Return the :class:`RescheduleDecision` for moving ``booking`` to ``new_starts_at``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -71,7 +116,7 @@ def clinic_reschedule_decision(
 
 
 @hookspec(firstresult=True)
-def clinic_no_show_decision(clinic: Any, booking: Any) -> Any:
+def clinic_no_show_decision(clinic: ClinicView, booking: BookingView) -> NoShowDecision | None:
     """Return the :class:`NoShowDecision` for a client who did not come.
 
     ``None``: no rule here; the next plugin is asked.
@@ -81,7 +126,9 @@ def clinic_no_show_decision(clinic: Any, booking: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_late_arrival_decision(clinic: Any, booking: Any, arrived_at: datetime) -> Any:
+def clinic_late_arrival_decision(
+    clinic: ClinicView, booking: BookingView, arrived_at: datetime
+) -> LateArrivalDecision | None:
     """Return the :class:`LateArrivalDecision` for a client arriving at ``arrived_at``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -91,7 +138,9 @@ def clinic_late_arrival_decision(clinic: Any, booking: Any, arrived_at: datetime
 
 
 @hookspec(firstresult=True)
-def clinic_turned_away_decision(clinic: Any, booking: Any, reason: str) -> Any:
+def clinic_turned_away_decision(
+    clinic: ClinicView, booking: BookingView, reason: str
+) -> RescheduleDecision | None:
     """Return the :class:`RescheduleDecision` for a client the clinic cannot see as they came.
 
     ``reason``: ``"children"`` or ``"pets"``. ``None``: the clinic's policy does
@@ -102,7 +151,9 @@ def clinic_turned_away_decision(clinic: Any, booking: Any, reason: str) -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) -> Any:
+def clinic_refund_decision(
+    clinic: ClinicView, item: RefundItem, reason: str, at: datetime
+) -> RefundDecision | None:
     """Return the :class:`RefundDecision` for a refund, return or exchange request.
 
     ``None``: no rule here; the next plugin is asked.
@@ -112,7 +163,7 @@ def clinic_refund_decision(clinic: Any, item: Any, reason: str, at: datetime) ->
 
 
 @hookspec(firstresult=True)
-def clinic_store_credit_terms(clinic: Any, reason: str) -> Any:
+def clinic_store_credit_terms(clinic: ClinicView, reason: str) -> StoreCreditTerms | None:
     """Return the :class:`StoreCreditTerms` for credit issued for ``reason``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -122,7 +173,7 @@ def clinic_store_credit_terms(clinic: Any, reason: str) -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_package_terms(clinic: Any, package: Any) -> Any:
+def clinic_package_terms(clinic: ClinicView, package: PackageInfo) -> PackageTerms | None:
     """Return the :class:`PackageTerms` for selling and using ``package``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -132,7 +183,7 @@ def clinic_package_terms(clinic: Any, package: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_gift_card_terms(clinic: Any) -> Any:
+def clinic_gift_card_terms(clinic: ClinicView) -> GiftCardTerms | None:
     """Return the :class:`GiftCardTerms` of the clinic's gift cards and certificates.
 
     ``None``: no rule here; the next plugin is asked.
@@ -142,7 +193,9 @@ def clinic_gift_card_terms(clinic: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def clinic_gratuity_allowed(clinic: Any, service: Any, provider: Any) -> Any:
+def clinic_gratuity_allowed(
+    clinic: ClinicView, service: ServiceView, provider: ProviderInfo
+) -> GratuityDecision | None:
     """Return the :class:`GratuityDecision` for a service performed by ``provider``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -155,7 +208,7 @@ def clinic_gratuity_allowed(clinic: Any, service: Any, provider: Any) -> Any:
 
 
 @hookspec
-def clinic_privacy_rights(clinic: Any) -> Any:
+def clinic_privacy_rights(clinic: ClinicView) -> Sequence[RightOffered] | None:
     """Return the :class:`RightOffered` items this plugin grants the clinic's clients.
 
     The core offers the union. ``None`` or an empty list: nothing from here.
@@ -165,7 +218,9 @@ def clinic_privacy_rights(clinic: Any) -> Any:
 
 
 @hookspec
-def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) -> Any:
+def clinic_request_deadline(
+    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+) -> RequestDeadline | None:
     """Return the :class:`RequestDeadline` for a privacy ``request``, or ``None``.
 
     The core takes the earliest ``due_at`` among the answers.
@@ -175,7 +230,9 @@ def clinic_request_deadline(clinic: Any, request: Any, received_at: datetime) ->
 
 
 @hookspec
-def clinic_retention_rule(clinic: Any, record: Any, client: Any) -> Any:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     """Return the :class:`RetentionRule` for ``record`` of ``client``, or ``None``.
 
     The core keeps a record until the latest ``keep_until`` among the answers.
@@ -185,7 +242,7 @@ def clinic_retention_rule(clinic: Any, record: Any, client: Any) -> Any:
 
 
 @hookspec
-def clinic_consent_requirements(clinic: Any, purpose: str) -> Any:
+def clinic_consent_requirements(clinic: ClinicView, purpose: str) -> ConsentRequirement | None:
     """Return the :class:`ConsentRequirement` this plugin sets for ``purpose``, or ``None``.
 
     The core requires a consent if any answer requires it.
@@ -195,7 +252,7 @@ def clinic_consent_requirements(clinic: Any, purpose: str) -> Any:
 
 
 @hookspec
-def clinic_age_rules(clinic: Any) -> Any:
+def clinic_age_rules(clinic: ClinicView) -> Sequence[AgeRule] | None:
     """Return the :class:`AgeRule` items this plugin imposes.
 
     The core applies all of them, so the strictest gate wins.
@@ -205,7 +262,9 @@ def clinic_age_rules(clinic: Any) -> Any:
 
 
 @hookspec
-def clinic_message_allowed(clinic: Any, message: Any, client: Any, now: datetime) -> Any:
+def clinic_message_allowed(
+    clinic: ClinicView, message: MessageInfo, client: ClientView, now: datetime
+) -> MessageDecision | None:
     """Return a :class:`MessageDecision` for sending ``message`` to ``client`` now, or ``None``.
 
     A single refusal stops the message; the latest ``not_before`` wins.
@@ -215,7 +274,9 @@ def clinic_message_allowed(clinic: Any, message: Any, client: Any, now: datetime
 
 
 @hookspec
-def clinic_breach_obligations(clinic: Any, incident: Any) -> Any:
+def clinic_breach_obligations(
+    clinic: ClinicView, incident: IncidentInfo
+) -> Sequence[BreachNotification] | None:
     """Return the :class:`BreachNotification` items ``incident`` requires.
 
     The core lists all of them, each with its own clock.
@@ -225,7 +286,9 @@ def clinic_breach_obligations(clinic: Any, incident: Any) -> Any:
 
 
 @hookspec
-def clinic_disclosure_allowed(clinic: Any, disclosure: Any) -> Any:
+def clinic_disclosure_allowed(
+    clinic: ClinicView, disclosure: DisclosureInfo
+) -> DisclosureDecision | None:
     """Return a :class:`DisclosureDecision` for ``disclosure``, or ``None``.
 
     A single refusal stops the disclosure.
@@ -238,7 +301,7 @@ def clinic_disclosure_allowed(clinic: Any, disclosure: Any) -> Any:
 
 
 @hookspec
-def clinic_booking_confirmed(clinic: Any, booking: Any) -> None:
+def clinic_booking_confirmed(clinic: ClinicView, booking: BookingView) -> None:
     """Tell plugins a booking was confirmed, once that is committed. Return value ignored.
 
     .. versionadded:: 0.1
@@ -247,7 +310,9 @@ def clinic_booking_confirmed(clinic: Any, booking: Any) -> None:
 
 
 @hookspec
-def clinic_booking_cancelled(clinic: Any, booking: Any, decision: Any) -> None:
+def clinic_booking_cancelled(
+    clinic: ClinicView, booking: BookingView, decision: CancellationDecision
+) -> None:
     """Tell plugins a booking was cancelled, with the decision applied, once committed.
 
     Return value ignored.
@@ -258,7 +323,7 @@ def clinic_booking_cancelled(clinic: Any, booking: Any, decision: Any) -> None:
 
 
 @hookspec
-def clinic_payment_received(clinic: Any, payment: Any) -> None:
+def clinic_payment_received(clinic: ClinicView, payment: PaymentView) -> None:
     """Tell plugins a payment was received, once per payment, after it is committed.
 
     Return value ignored.
@@ -266,3 +331,68 @@ def clinic_payment_received(clinic: Any, payment: Any) -> None:
     .. versionadded:: 0.1
     .. versionchanged:: 0.2 called at last (it was specified but never called), after commit.
     """
+
+
+# --- what the host reads of the specs ----------------------------------------
+
+#: What each question hook's answer must be: one of these, or a list of them
+#: where the hook collects several. ``None`` always means "no rule here".
+ANSWER_TYPES: dict[str, type] = {
+    "clinic_booking_requirements": BookingRequirements,
+    "clinic_cancellation_decision": CancellationDecision,
+    "clinic_reschedule_decision": RescheduleDecision,
+    "clinic_no_show_decision": NoShowDecision,
+    "clinic_late_arrival_decision": LateArrivalDecision,
+    "clinic_turned_away_decision": RescheduleDecision,
+    "clinic_refund_decision": RefundDecision,
+    "clinic_store_credit_terms": StoreCreditTerms,
+    "clinic_package_terms": PackageTerms,
+    "clinic_gift_card_terms": GiftCardTerms,
+    "clinic_gratuity_allowed": GratuityDecision,
+    "clinic_privacy_rights": RightOffered,
+    "clinic_request_deadline": RequestDeadline,
+    "clinic_retention_rule": RetentionRule,
+    "clinic_consent_requirements": ConsentRequirement,
+    "clinic_age_rules": AgeRule,
+    "clinic_message_allowed": MessageDecision,
+    "clinic_breach_obligations": BreachNotification,
+    "clinic_disclosure_allowed": DisclosureDecision,
+}
+#: Hooks that may answer with several items (a list or tuple of the answer type).
+MANY_ANSWERS = frozenset({"clinic_privacy_rights", "clinic_age_rules", "clinic_breach_obligations"})
+#: Hooks that are told something; what they return is ignored.
+EVENTS = frozenset(
+    {"clinic_booking_confirmed", "clinic_booking_cancelled", "clinic_payment_received"}
+)
+
+
+def _specs() -> dict[str, Any]:
+    module = sys.modules[__name__]
+    return {
+        name: function
+        for name, function in vars(module).items()
+        if name.startswith("clinic_") and hasattr(function, PROJECT + "_spec")
+    }
+
+
+@functools.cache
+def hook_names() -> frozenset[str]:
+    """Return the name of every hook a plugin may implement."""
+    return frozenset(_specs())
+
+
+@functools.cache
+def argnames(hook_name: str) -> tuple[str, ...]:
+    """Return the arguments the core passes to ``hook_name``, in order."""
+    return tuple(inspect.signature(_specs()[hook_name]).parameters)
+
+
+@functools.cache
+def is_firstresult(hook_name: str) -> bool:
+    """Return whether the first plugin to answer ``hook_name`` decides (a policy hook)."""
+    return bool(getattr(_specs()[hook_name], PROJECT + "_spec").get("firstresult"))
+
+
+def is_event(hook_name: str) -> bool:
+    """Return whether ``hook_name`` tells plugins of an event (its result is ignored)."""
+    return hook_name in EVENTS

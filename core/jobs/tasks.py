@@ -9,6 +9,7 @@ from datetime import timedelta
 from core.bookings.services import expire_holds
 from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
+from core.hooks.views import ClinicView
 from core.messaging.delivery import deliver_due
 from core.payments import services as payments
 from core.privacy import services as privacy
@@ -48,7 +49,7 @@ def privacy_duties() -> tuple[int, int]:
         try:
             with unit_of_work():
                 purged_here = privacy.purge_expired_holds(clinic)
-                days = baseline_settings(clinic)["deadline_alert_days"]
+                days = baseline_settings(ClinicView.of(clinic))["deadline_alert_days"]
                 alerts_here = privacy.alert_nearing_deadlines(clinic, timedelta(days=days))
         except Exception:
             # One clinic's failure must not stop the others' purges, or anyone's messages.

@@ -27,13 +27,20 @@ health = FlaskBlueprint("health", __name__)
 @health.get("/healthz")
 @public
 def healthz() -> Response:
-    """Answer 200 when the app can reach its database, 503 when it cannot."""
+    """Answer 200 when the app can reach its database, 503 when it cannot.
+
+    ``status`` is ``"degraded"`` when a plugin was refused at start: the
+    details name it with the reason, and the clinics that cannot apply their
+    rules until it is fixed (every other clinic is served as usual).
+    """
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as error:  # any database failure means "not healthy"
         db.session.rollback()
         raise Problem(503, f"The database is unreachable ({type(error).__name__}).") from None
-    return jsonify(status="ok", database="ok")
+    plugins = tenancy.plugin_health()
+    degraded = plugins["refused"] or plugins["clinics_unavailable"]
+    return jsonify(status="degraded" if degraded else "ok", database="ok", plugins=plugins)
 
 
 blp = Blueprint(

@@ -63,6 +63,9 @@ class PluginSchema(Schema):
     name = fields.String()
     core_default = fields.Boolean()
     installed = fields.Boolean()
+    refused = fields.String(
+        allow_none=True, metadata={"description": "Why the plugin was refused at start, if it was."}
+    )
     hooks = fields.List(fields.String())
     settings = fields.Dict()
 

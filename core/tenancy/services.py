@@ -103,6 +103,24 @@ def set_status(slug: str, status: ClinicStatus) -> Clinic:
     return clinic
 
 
+def plugin_health() -> dict[str, Any]:
+    """Return the plugins refused at start and the clinics whose rules they make unavailable."""
+    host = plugin_host()
+    unavailable = {}
+    for slug, enabled in db.session.execute(select(Clinic.slug, Clinic.enabled_plugins)):
+        reason = host.unavailable(_Enabled(enabled))
+        if reason is not None:
+            unavailable[slug] = reason
+    return {"refused": dict(sorted(host.refused.items())), "clinics_unavailable": unavailable}
+
+
+class _Enabled:
+    """Just what the host reads of a clinic to say whether its plugins can answer."""
+
+    def __init__(self, enabled: list[str] | None) -> None:
+        self.enabled_plugins = enabled or []
+
+
 def plugins_of(clinic: Clinic) -> list[dict[str, Any]]:
     """Describe the plugins ``clinic``'s hook calls reach, its own first, then the core defaults."""
     host = plugin_host()
@@ -112,6 +130,7 @@ def plugins_of(clinic: Clinic) -> list[dict[str, Any]]:
             "name": name,
             "core_default": name in CORE_DEFAULTS,
             "installed": host.has_plugin(name),
+            "refused": host.refused.get(name),
             "hooks": host.hooks_of(name),
             "settings": clinic.settings_for(name),
         }

@@ -212,11 +212,29 @@ def read_tenant_file(path: Path, host: PluginHost) -> tuple[dict[str, Any] | Non
     """Parse and validate one file; return its clinic data or the reasons it is refused."""
     name = str(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         return None, [FileError(name, "(file)", f"cannot be read: {error.strerror}")]
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         return None, [FileError(name, "(file)", f"is not valid TOML: {error}")]
+    return read_tenant_text(text, name, host)
+
+
+def read_tenant_text(
+    text: str, name: str, host: PluginHost
+) -> tuple[dict[str, Any] | None, list[FileError]]:
+    """Parse and validate one tenants document given as text; ``name`` labels its errors."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        return None, [FileError(name, "(file)", f"is not valid TOML: {error}")]
+    return validate_tenant_document(raw, name, host)
+
+
+def validate_tenant_document(
+    raw: dict[str, Any], name: str, host: PluginHost
+) -> tuple[dict[str, Any] | None, list[FileError]]:
+    """Validate a tenants document already parsed from TOML, plugin settings included."""
     try:
         data = ClinicFileSchema().load(raw)
     except ValidationError as error:
@@ -237,6 +255,14 @@ def _check_plugins(name: str, data: dict[str, Any], host: PluginHost) -> list[Fi
                     name,
                     f"plugins.enabled.{index}",
                     f"{plugin!r} is always enabled; do not list it",
+                )
+            )
+        elif plugin in host.refused:
+            errors.append(
+                FileError(
+                    name,
+                    f"plugins.enabled.{index}",
+                    f"plugin {plugin!r} is installed but refused: {host.refused[plugin]}",
                 )
             )
         elif not host.has_plugin(plugin):

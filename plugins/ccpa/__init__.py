@@ -26,6 +26,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
+from core.hooks.views import ClientView, ClinicView, IncidentInfo, PrivacyRequestInfo
 from core.privacy.calendars import add_us_business_days, end_of_day, local_day
 
 NAME = "ccpa"
@@ -54,7 +55,7 @@ class CcpaSettings(Schema):
     coppa_under = _number(13, 21)
 
 
-def _settings(clinic: Any) -> dict[str, Any]:
+def _settings(clinic: ClinicView) -> dict[str, Any]:
     return settings_of(clinic, NAME, CcpaSettings)
 
 
@@ -76,7 +77,7 @@ def clinic_settings_schema() -> Schema:
 
 
 @hookimpl
-def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
+def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
     clause = _clause(
         "rights",
         "California residents may know, delete and correct their personal information, opt "
@@ -98,7 +99,7 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: Any, request: Any, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
 ) -> RequestDeadline | None:
     settings = _settings(clinic)
     kind = PrivacyRight(request.kind)
@@ -154,7 +155,9 @@ def clinic_request_deadline(
 
 
 @hookimpl
-def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     settings = _settings(clinic)
     if record.kind == RecordKind.privacy_request:
         months = settings["request_record_months"]
@@ -184,7 +187,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
 
 
 @hookimpl
-def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
     settings = _settings(clinic)
     return [
         AgeRule(
@@ -213,7 +216,9 @@ def clinic_age_rules(clinic: Any) -> list[AgeRule]:
 
 
 @hookimpl
-def clinic_breach_obligations(clinic: Any, incident: Any) -> list[BreachNotification]:
+def clinic_breach_obligations(
+    clinic: ClinicView, incident: IncidentInfo
+) -> list[BreachNotification]:
     if incident.encrypted:
         return []  # Civ. 1798.82 applies to unencrypted personal information
     settings = _settings(clinic)

@@ -22,6 +22,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
+from core.hooks.views import ClientView, ClinicView, IncidentInfo
 
 NAME = "florida"
 
@@ -37,7 +38,7 @@ class FloridaSettings(Schema):
     coppa_under = fields.Integer(load_default=13, validate=validate.Range(min=1, max=21))
 
 
-def _settings(clinic: Any) -> dict[str, Any]:
+def _settings(clinic: ClinicView) -> dict[str, Any]:
     return settings_of(clinic, NAME, FloridaSettings)
 
 
@@ -47,7 +48,9 @@ def clinic_settings_schema() -> Schema:
 
 
 @hookimpl
-def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     if record.kind != RecordKind.medical_record or record.last_service_on is None:
         return None
     years = _settings(clinic)["medical_retention_years"]
@@ -62,7 +65,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
 
 
 @hookimpl
-def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
     under = _settings(clinic)["coppa_under"]
     return [
         AgeRule(
@@ -80,7 +83,9 @@ def clinic_age_rules(clinic: Any) -> list[AgeRule]:
 
 
 @hookimpl
-def clinic_breach_obligations(clinic: Any, incident: Any) -> list[BreachNotification]:
+def clinic_breach_obligations(
+    clinic: ClinicView, incident: IncidentInfo
+) -> list[BreachNotification]:
     if incident.encrypted:
         return []  # s 501.171 covers unencrypted personal information
     settings = _settings(clinic)

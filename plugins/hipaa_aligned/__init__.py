@@ -26,6 +26,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
+from core.hooks.views import ClientView, ClinicView, IncidentInfo, PrivacyRequestInfo
 from core.privacy.calendars import end_of_day, local_day
 
 NAME = "hipaa_aligned"
@@ -55,7 +56,7 @@ class HipaaSettings(Schema):
     breach_large_threshold = fields.Integer(load_default=500, validate=validate.Range(min=1))
 
 
-def _settings(clinic: Any) -> dict[str, Any]:
+def _settings(clinic: ClinicView) -> dict[str, Any]:
     return settings_of(clinic, NAME, HipaaSettings)
 
 
@@ -69,7 +70,7 @@ def clinic_settings_schema() -> Schema:
 
 
 @hookimpl
-def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
+def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
     offered = {
         PrivacyRight.access: ("access", "164.524"),
         PrivacyRight.portability: ("access", "164.524(c)(2)"),
@@ -85,7 +86,7 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: Any, request: Any, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
 ) -> RequestDeadline | None:
     settings = _settings(clinic)
     kind = PrivacyRight(request.kind)
@@ -137,7 +138,9 @@ def clinic_request_deadline(
 
 
 @hookimpl
-def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     if record.kind not in (RecordKind.documentation, RecordKind.privacy_request):
         return None
     years = _settings(clinic)["documentation_retention_years"]
@@ -154,7 +157,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
 
 
 @hookimpl
-def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement | None:
+def clinic_consent_requirements(clinic: ClinicView, purpose: str) -> ConsentRequirement | None:
     if not purpose.startswith("marketing"):
         return None
     return ConsentRequirement(
@@ -170,7 +173,9 @@ def clinic_consent_requirements(clinic: Any, purpose: str) -> ConsentRequirement
 
 
 @hookimpl
-def clinic_breach_obligations(clinic: Any, incident: Any) -> list[BreachNotification]:
+def clinic_breach_obligations(
+    clinic: ClinicView, incident: IncidentInfo
+) -> list[BreachNotification]:
     if not incident.health_data or incident.encrypted:
         # Encrypted data lost is not "unsecured PHI" (164.402): nothing to notify here.
         return []

@@ -26,6 +26,13 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
+from core.hooks.views import (
+    ClientView,
+    ClinicView,
+    DisclosureInfo,
+    IncidentInfo,
+    PrivacyRequestInfo,
+)
 from core.privacy.calendars import add_nz_working_days, end_of_day, local_day
 
 NAME = "nz_privacy"
@@ -49,7 +56,7 @@ class NzPrivacySettings(Schema):
     representative_under = fields.Integer(load_default=16, validate=validate.Range(min=1, max=21))
 
 
-def _settings(clinic: Any) -> dict[str, Any]:
+def _settings(clinic: ClinicView) -> dict[str, Any]:
     return settings_of(clinic, NAME, NzPrivacySettings)
 
 
@@ -63,7 +70,7 @@ def clinic_settings_schema() -> Schema:
 
 
 @hookimpl
-def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
+def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
     return [
         RightOffered(
             PrivacyRight.access,
@@ -95,7 +102,7 @@ def clinic_privacy_rights(clinic: Any) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: Any, request: Any, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
 ) -> RequestDeadline | None:
     if PrivacyRight(request.kind) not in (
         PrivacyRight.access,
@@ -121,7 +128,9 @@ def clinic_request_deadline(
 
 
 @hookimpl
-def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> RetentionRule | None:
+def clinic_retention_rule(
+    clinic: ClinicView, record: HeldRecords, client: ClientView
+) -> RetentionRule | None:
     if record.kind != RecordKind.medical_record or record.last_service_on is None:
         return None
     years = _settings(clinic)["health_retention_years"]
@@ -137,7 +146,7 @@ def clinic_retention_rule(clinic: Any, record: HeldRecords, client: Any) -> Rete
 
 
 @hookimpl
-def clinic_age_rules(clinic: Any) -> list[AgeRule]:
+def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
     under = _settings(clinic)["representative_under"]
     return [
         AgeRule(
@@ -155,7 +164,9 @@ def clinic_age_rules(clinic: Any) -> list[AgeRule]:
 
 
 @hookimpl
-def clinic_breach_obligations(clinic: Any, incident: Any) -> list[BreachNotification]:
+def clinic_breach_obligations(
+    clinic: ClinicView, incident: IncidentInfo
+) -> list[BreachNotification]:
     if not incident.serious_harm_likely:
         return []
     hours = _settings(clinic)["commissioner_hours"]
@@ -185,7 +196,9 @@ def clinic_breach_obligations(clinic: Any, incident: Any) -> list[BreachNotifica
 
 
 @hookimpl
-def clinic_disclosure_allowed(clinic: Any, disclosure: Any) -> DisclosureDecision | None:
+def clinic_disclosure_allowed(
+    clinic: ClinicView, disclosure: DisclosureInfo
+) -> DisclosureDecision | None:
     clause = _clause(
         "overseas",
         "Personal information is disclosed to a recipient outside New Zealand only if the person "

@@ -33,7 +33,11 @@ def test_importing_wsgi_does_no_database_work(tmp_path):
 def test_healthz_checks_the_database(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "plugins": {"refused": {}, "clinics_unavailable": {}},
+    }
 
 
 def test_healthz_reports_an_unreachable_database(tmp_path):

@@ -49,3 +49,20 @@ def test_spec_docstring_says_what_none_means_or_is_an_event(name):
     doc = inspect.getdoc(getattr(specs, name)) or ""
     assert "versionadded" in doc
     assert "None" in doc or "ignored" in doc or "all of them" in doc or "lists all" in doc, name
+
+
+def _python_block(after: str) -> str:
+    start = DOCS.index("```python\n", DOCS.index(after)) + len("```python\n")
+    return DOCS[start : DOCS.index("\n```", start)]
+
+
+def test_the_writing_and_testing_examples_run(clinic_kit):
+    # The page's plugin (glow_policy.py) and its test, run as an author would run them.
+    import types
+
+    plugin = types.ModuleType("glow_policy")
+    exec(compile(_python_block("## Writing a plugin"), "glow_policy.py", "exec"), plugin.__dict__)
+    clinic_kit.use(plugin, "glow_policy")
+    tests: dict = {}
+    exec(compile(_python_block("### Testing a plugin"), "test_glow.py", "exec"), tests)
+    tests["test_glow_charges_fifty_inside_48_hours"](clinic_kit)

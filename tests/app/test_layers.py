@@ -55,6 +55,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.jobs",
             "core.cli",
             "core.demo",
+            "core.testing",
             "core.app",
             "core.config",
         ),

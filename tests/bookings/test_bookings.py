@@ -260,6 +260,45 @@ def test_a_client_with_three_incidents_must_prepay(app, client, alpha, frozen):
     )
 
 
+def test_plugins_see_no_shows_and_late_cancellations_counted_apart(app, client, alpha, frozen):
+    # What a policy plugin is shown of a client: each kind of incident on its own.
+    from core.hooks import hookimpl
+    from core.tenancy.services import PLUGIN_HOST_KEY
+
+    seen = []
+
+    class Watcher:
+        @hookimpl
+        def clinic_booking_requirements(self, clinic, service, client, starts_at):
+            seen.append((client.no_shows, client.late_cancellations, client.policy_incidents))
+
+    with app.app_context():
+        set_clinic_settings(
+            "alpha", policy={"late_cancellation_fee": "50.00", "cancellation_window_hours": 24}
+        )
+        db.session.query(Clinic).filter_by(slug="alpha").one().enabled_plugins = ["watcher"]
+        db.session.commit()
+    with app.extensions[PLUGIN_HOST_KEY].registered(Watcher(), "watcher"):
+        for day in (3, 4):
+            made = book_online(client, alpha, f"2026-03-0{day}T10:00:00-08:00").get_json()
+            frozen.move_to(datetime(2026, 3, day, 19, 0, tzinfo=UTC))
+            no_show = client.post(
+                f"/api/v1/clinics/alpha/bookings/{made['booking']['id']}/no-show",
+                headers=alpha["auth"],
+            )
+            assert no_show.status_code == 200
+        late = book_online(client, alpha, "2026-03-06T10:00:00-08:00").get_json()["booking"]
+        frozen.move_to(datetime(2026, 3, 6, 12, 0, tzinfo=UTC))  # 04:00 local, six hours ahead
+        cancelled = client.post(
+            f"/api/v1/clinics/alpha/bookings/{late['id']}/cancellation",
+            json={"by": "client"},
+            headers=alpha["auth"],
+        )
+        assert cancelled.get_json()["decision"]["counts_as_late_cancellation"] is True
+        book_online(client, alpha, "2026-03-10T10:00:00-07:00")
+    assert seen == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (2, 1, 3)]
+
+
 def test_a_held_booking_frees_its_slot_when_the_hold_lapses(app, client, alpha, frozen):
     # Bijoux: "All services require a valid credit card or gift certificate to guarantee the reservation"
     with app.app_context():

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from types import SimpleNamespace
 
-import pluggy
 import pytest
 
 from core.hooks import (
     CORE_DEFAULTS,
+    BookingView,
     CancellationDecision,
     Clause,
     DepositOutcome,
@@ -19,7 +19,9 @@ from core.hooks import (
     Money,
     PluginFailed,
     PluginHost,
+    PluginRefused,
     RefundOutcome,
+    ServiceView,
     hookimpl,
 )
 from core.tenancy.models import Clinic
@@ -75,15 +77,18 @@ def test_a_misspelled_hook_fails_loudly_at_registration(host):
         def clinic_cancelation_decision(self, clinic, booking, at, by):  # one "l"
             return None
 
-    with pytest.raises(pluggy.PluginValidationError):
+    with pytest.raises(PluginRefused) as refused:
         host.register(Misspelled(), "misspelled")
+    assert refused.value.name == "misspelled"
+    assert "did you mean 'clinic_cancellation_decision'" in refused.value.reason
+    assert not host.has_plugin("misspelled")
 
 
 def test_a_clinics_own_plugin_answers_before_the_core_default(host):
     with host.registered(FlatFeePolicy(), "flat_fee"):
         decision = host.for_clinic(clinic(enabled=["flat_fee"])).clinic_cancellation_decision(
             clinic=clinic(enabled=["flat_fee"]),
-            booking=SimpleNamespace(starts_at=STARTS),
+            booking=_booking(),
             at=STARTS,
             by="client",
         )
@@ -96,7 +101,7 @@ def test_a_plugin_reaches_only_the_clinics_that_enable_it(host):
         beta = clinic("beta")
         decision = host.for_clinic(beta).clinic_cancellation_decision(
             clinic=beta,
-            booking=SimpleNamespace(starts_at=STARTS),
+            booking=_booking(),
             at=STARTS - timedelta(days=5),
             by="client",
         )
@@ -109,7 +114,7 @@ def test_a_raising_plugin_fails_closed_and_is_named(host, caplog):
         alpha = clinic(enabled=["broken_policy"])
         with pytest.raises(PluginFailed) as raised:
             host.for_clinic(alpha).clinic_cancellation_decision(
-                clinic=alpha, booking=SimpleNamespace(starts_at=STARTS), at=STARTS, by="client"
+                clinic=alpha, booking=_booking(), at=STARTS, by="client"
             )
     assert raised.value.plugin == "broken_policy"
     assert raised.value.status == 503
@@ -126,7 +131,7 @@ def test_plugin_failure_reaches_the_client_as_a_problem_document(app, host):
         with host.registered(BrokenPolicy(), "broken_policy"):
             alpha = clinic(enabled=["broken_policy"])
             host.for_clinic(alpha).clinic_cancellation_decision(
-                clinic=alpha, booking=SimpleNamespace(starts_at=STARTS), at=STARTS, by="client"
+                clinic=alpha, booking=_booking(), at=STARTS, by="client"
             )
         return {"charged": True}
 
@@ -181,7 +186,7 @@ def test_default_policy_charges_the_configured_fee_inside_the_window(host):
     }
     nz = clinic(settings=settings, currency="NZD")
     hooks = host.for_clinic(nz)
-    booking = SimpleNamespace(starts_at=STARTS, deposit_paid=None)
+    booking = _booking()
     late = hooks.clinic_cancellation_decision(
         clinic=nz, booking=booking, at=STARTS - timedelta(hours=23), by="client"
     )
@@ -216,8 +221,17 @@ def test_default_policy_guarantee_and_deposit_come_from_settings(host):
 
 
 def _booking(minutes=60, category="laser", paid=None):
-    service = SimpleNamespace(category=category, duration_minutes=minutes)
-    return SimpleNamespace(starts_at=STARTS, deposit_paid=paid, service=service, charges=())
+    service = ServiceView(1, "Treatment", category, minutes, Money(10000, "USD"))
+    return BookingView(
+        id=1,
+        status="confirmed",
+        source="online",
+        starts_at=STARTS,
+        ends_at=STARTS + timedelta(minutes=minutes),
+        service=service,
+        price=service.price,
+        deposit_paid=paid,
+    )
 
 
 def test_default_policy_takes_a_fee_table_by_duration_and_the_clinics_own_words(host):
@@ -324,6 +338,6 @@ def test_the_culprit_is_the_clinics_plugin_even_when_another_shares_its_code(hos
         alpha = clinic(enabled=["broken_one"])
         with pytest.raises(PluginFailed) as raised:
             host.for_clinic(alpha).clinic_cancellation_decision(
-                clinic=alpha, booking=SimpleNamespace(starts_at=STARTS), at=STARTS, by="client"
+                clinic=alpha, booking=_booking(), at=STARTS, by="client"
             )
     assert raised.value.plugin == "broken_one"

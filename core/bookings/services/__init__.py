@@ -29,7 +29,7 @@ from core.bookings.services.new_booking import book
 from core.bookings.services.notices import DEPOSIT_TOLD, tell_client
 from core.bookings.services.records import as_record, booking, bookings, policy_version
 from core.bookings.services.requirements import (
-    BookingClient,
+    client_history,
     guest_client,
     policy_incidents,
     requirements_for,
@@ -41,7 +41,6 @@ __all__ = [
     "DEPOSIT_TOLD",
     "REFUSALS",
     "SIGNING_STATEMENT",
-    "BookingClient",
     "ConsentForm",
     "Preparation",
     "ProviderLock",
@@ -55,6 +54,7 @@ __all__ = [
     "bookings",
     "cancel",
     "check_in",
+    "client_history",
     "complete",
     "confirm",
     "consent_forms",

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from core.bookings.models import Booking
+from core.bookings.models import Booking, BookingStatus
 from core.catalog.models import Service
 from core.clients import services as clients
 from core.clients.models import Client
 from core.errors import Refused
 from core.extensions import db
 from core.hooks.decisions import BookingRequirements, Guarantee
+from core.hooks.views import ClientHistory, provide_client_history
 from core.tenancy.models import Clinic
 from core.tenancy.services import hooks_for
 
 
+def client_history(client_id: int) -> ClientHistory:
+    """Return the client's no-shows and late cancellations here, counted apart."""
+    no_show = Booking.status == BookingStatus.no_show
+    row = db.session.execute(
+        select(
+            func.count().filter(no_show),
+            func.count().filter(~no_show),
+        ).where(Booking.client_id == client_id, Booking.policy_incident.is_(True))
+    ).one()
+    return ClientHistory(no_shows=row[0] or 0, late_cancellations=row[1] or 0)
+
+
 def policy_incidents(client_id: int) -> int:
-    """Return how many late cancellations and no-shows the client has had here."""
-    return (
-        db.session.scalar(
-            select(func.count())
-            .select_from(Booking)
-            .where(Booking.client_id == client_id, Booking.policy_incident.is_(True))
-        )
-        or 0
-    )
+    """Return how many late cancellations and no-shows the client has had here, together."""
+    history = client_history(client_id)
+    return history.no_shows + history.late_cancellations
+
+
+# Plugins read a client's history through their view of the client, counted only when read.
+provide_client_history(client_history)
 
 
 def guest_client(data: dict[str, Any]) -> Client:
@@ -63,30 +73,12 @@ def _check_age(clinic: Clinic, client: Client) -> None:
         )
 
 
-class BookingClient:
-    """The client as policy hooks see them: the record, plus their history here.
-
-    ``policy_incidents`` (late cancellations and no-shows) is counted only
-    if a policy asks, since most never do.
-    """
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    @functools.cached_property
-    def policy_incidents(self) -> int:
-        return policy_incidents(self._client.id) if self._client.id else 0
-
-
 def requirements_for(
     clinic: Clinic, service: Service, client: Client, starts_at: datetime
 ) -> BookingRequirements:
     """Ask the clinic's policy what a booking of ``service`` by ``client`` needs."""
     return hooks_for(clinic).clinic_booking_requirements(
-        clinic=clinic, service=service, client=BookingClient(client), starts_at=starts_at
+        clinic=clinic, service=service, client=client, starts_at=starts_at
     )
 
 
