@@ -30,7 +30,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
-from core.hooks.views import ClientView, ClinicView, MessageInfo, PrivacyRequestInfo
+from core.hooks.views import ClientView, ClinicView, MessageView, PrivacyRequestView
 
 #: Opt-outs need no proof of identity: anyone may stop messages to a number or an address.
 OPT_OUTS = (PrivacyRight.opt_out_marketing.value, PrivacyRight.opt_out_sale_sharing.value)
@@ -102,7 +102,7 @@ def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
 
 @hookimpl(trylast=True)
 def clinic_request_deadline(
-    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestView, received_at: datetime
 ) -> RequestDeadline:
     days = baseline_settings(clinic)["request_deadline_days"]
     return RequestDeadline(
@@ -175,7 +175,7 @@ def _quiet(moment: datetime, zone: str, start: int, end: int) -> bool:
 
 @hookimpl(trylast=True)
 def clinic_message_allowed(
-    clinic: ClinicView, message: MessageInfo, client: ClientView, now: datetime
+    clinic: ClinicView, message: MessageView, client: ClientView, now: datetime
 ) -> MessageDecision | None:
     if message.kind != "marketing":
         return None

@@ -51,8 +51,8 @@ from core.hooks.views import (
     BookingView,
     ClientView,
     ClinicView,
-    PackageInfo,
-    ProviderInfo,
+    PackageView,
+    ProviderView,
     RefundItem,
     ServiceView,
 )
@@ -709,7 +709,7 @@ def clinic_store_credit_terms(clinic: ClinicView, reason: str) -> StoreCreditTer
 
 
 @hookimpl(trylast=True)
-def clinic_package_terms(clinic: ClinicView, package: PackageInfo) -> PackageTerms:
+def clinic_package_terms(clinic: ClinicView, package: PackageView) -> PackageTerms:
     policy = _policy(clinic)
     settings = policy.settings
     paid_first = settings["packages_paid_in_full_before_first_treatment"]
@@ -758,7 +758,7 @@ def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
 
 @hookimpl(trylast=True)
 def clinic_gratuity_allowed(
-    clinic: ClinicView, service: ServiceView, provider: ProviderInfo
+    clinic: ClinicView, service: ServiceView, provider: ProviderView
 ) -> GratuityDecision:
     policy = _policy(clinic)
     settings = policy.settings

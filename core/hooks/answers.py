@@ -35,7 +35,7 @@ def problem(hook_name: str, answer: Any, clinic: Any = None) -> str | None:
         items = answer
     currency = getattr(clinic, "currency", None)
     for item in items:
-        if item is None and len(items) > 1:
+        if item is None and hook_name in specs.MANY_ANSWERS:
             continue
         if not isinstance(item, expected):
             many = " (or a list of them)" if hook_name in specs.MANY_ANSWERS else ""
@@ -115,6 +115,8 @@ def _value_problem(value: Any, hint: Any, currency: str | None) -> str | None:
             return f"is {_kind(value)}; amounts are Money (Money.parse('50.00', currency))"
         if currency is not None and value.currency != currency:
             return f"is in {value.currency}; the clinic charges in {currency}"
+        if value.minor < 0:
+            return f"is {value.format()}; amounts owed or returned are never negative"
         return None
     if hint is Clause and not isinstance(value, Clause):
         return f"is {_kind(value)}, not a Clause"
@@ -122,6 +124,8 @@ def _value_problem(value: Any, hint: Any, currency: str | None) -> str | None:
         return "is a bool, not an int"
     if hint is datetime and isinstance(value, datetime) and value.tzinfo is None:
         return "has no time zone; give an aware datetime"
+    if hint is date and isinstance(value, datetime):
+        return "is a datetime; give a date (value.date() in the clinic's zone)"
     if hint in (int, str, bool, date, datetime, timedelta, float) and not isinstance(value, hint):
         return f"is {_kind(value)}, not {hint.__name__}"
     if not isinstance(value, hint):

@@ -107,7 +107,14 @@ def contract_problems(plugin: object) -> list[str]:
         for parameter in parameters.values():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
-            if parameter.name not in allowed:
+            if parameter.default is not parameter.empty:
+                continue  # never passed (pluggy passes only arguments without a default)
+            if parameter.kind is parameter.KEYWORD_ONLY:
+                problems.append(
+                    f"{name} takes {parameter.name!r} after '*'; hooks pass their arguments "
+                    "by position, so take it as an ordinary argument"
+                )
+            elif parameter.name not in allowed:
                 problems.append(
                     f"{name} takes {parameter.name!r}, which the hook does not pass "
                     f"(it passes {', '.join(allowed) or 'nothing'})"
@@ -208,8 +215,8 @@ class PluginHost:
         (the same plugin, from its entry point) steps aside and comes back after.
         """
         installed = self.unregister(name)
-        self.register(plugin, name)
         try:
+            self.register(plugin, name)
             yield plugin
         finally:
             self.unregister(name)
@@ -260,7 +267,7 @@ class PluginHost:
         cannot have its rules applied: :class:`PluginFailed` (503) names it.
         """
         enabled = frozenset(clinic.enabled_plugins or ())
-        for name in sorted(enabled):
+        for name in sorted(enabled) + sorted(CORE_DEFAULTS):
             if name in self.refused:
                 raise PluginFailed(name, "(loading)", self.refused[name])
             if not self.has_plugin(name):
@@ -318,7 +325,12 @@ class ClinicHooks:
         first = specs.is_firstresult(hook_name)
         event = specs.is_event(hook_name)
 
+        expected = specs.argnames(hook_name)
+
         def call(**kwargs: Any) -> Any:
+            if set(kwargs) != set(expected):
+                # The core's own mistake, not a plugin's: it is not blamed on one.
+                raise TypeError(f"{hook_name} takes {expected}, was given {tuple(kwargs)}")
             shown = {
                 name: VIEW_OF[name](value) if name in VIEW_OF and value is not None else value
                 for name, value in kwargs.items()

@@ -8,6 +8,7 @@ each clinic's numbers: an amount (:class:`Amount`), a notice window
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from datetime import date, datetime, timedelta
@@ -80,7 +81,10 @@ def settings_of(clinic: Any, plugin_name: str, schema: type[Schema]) -> dict[str
 
     The way a plugin reads its numbers: ``settings_of(clinic, NAME, MySettings)["window_hours"]``.
     """
-    return _load_settings(schema, json.dumps(clinic.settings_for(plugin_name), sort_keys=True))
+    # A copy: the loaded settings are cached, and one plugin's change must not reach another clinic.
+    return copy.deepcopy(
+        _load_settings(schema, json.dumps(clinic.settings_for(plugin_name), sort_keys=True))
+    )
 
 
 def within_notice(starts_at: datetime, at: datetime, hours: int) -> bool:

@@ -45,13 +45,13 @@ from core.hooks.views import (
     BookingView,
     ClientView,
     ClinicView,
-    DisclosureInfo,
-    IncidentInfo,
-    MessageInfo,
-    PackageInfo,
+    IncidentView,
+    MessageView,
+    PackageView,
     PaymentView,
-    PrivacyRequestInfo,
-    ProviderInfo,
+    PrivacyRequestView,
+    ProviderView,
+    RecipientView,
     RefundItem,
     ServiceView,
 )
@@ -173,7 +173,7 @@ def clinic_store_credit_terms(clinic: ClinicView, reason: str) -> StoreCreditTer
 
 
 @hookspec(firstresult=True)
-def clinic_package_terms(clinic: ClinicView, package: PackageInfo) -> PackageTerms | None:
+def clinic_package_terms(clinic: ClinicView, package: PackageView) -> PackageTerms | None:
     """Return the :class:`PackageTerms` for selling and using ``package``.
 
     ``None``: no rule here; the next plugin is asked.
@@ -194,7 +194,7 @@ def clinic_gift_card_terms(clinic: ClinicView) -> GiftCardTerms | None:
 
 @hookspec(firstresult=True)
 def clinic_gratuity_allowed(
-    clinic: ClinicView, service: ServiceView, provider: ProviderInfo
+    clinic: ClinicView, service: ServiceView, provider: ProviderView
 ) -> GratuityDecision | None:
     """Return the :class:`GratuityDecision` for a service performed by ``provider``.
 
@@ -219,7 +219,7 @@ def clinic_privacy_rights(clinic: ClinicView) -> Sequence[RightOffered] | None:
 
 @hookspec
 def clinic_request_deadline(
-    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestView, received_at: datetime
 ) -> RequestDeadline | None:
     """Return the :class:`RequestDeadline` for a privacy ``request``, or ``None``.
 
@@ -263,7 +263,7 @@ def clinic_age_rules(clinic: ClinicView) -> Sequence[AgeRule] | None:
 
 @hookspec
 def clinic_message_allowed(
-    clinic: ClinicView, message: MessageInfo, client: ClientView, now: datetime
+    clinic: ClinicView, message: MessageView, client: ClientView, now: datetime
 ) -> MessageDecision | None:
     """Return a :class:`MessageDecision` for sending ``message`` to ``client`` now, or ``None``.
 
@@ -275,7 +275,7 @@ def clinic_message_allowed(
 
 @hookspec
 def clinic_breach_obligations(
-    clinic: ClinicView, incident: IncidentInfo
+    clinic: ClinicView, incident: IncidentView
 ) -> Sequence[BreachNotification] | None:
     """Return the :class:`BreachNotification` items ``incident`` requires.
 
@@ -287,7 +287,7 @@ def clinic_breach_obligations(
 
 @hookspec
 def clinic_disclosure_allowed(
-    clinic: ClinicView, disclosure: DisclosureInfo
+    clinic: ClinicView, disclosure: RecipientView
 ) -> DisclosureDecision | None:
     """Return a :class:`DisclosureDecision` for ``disclosure``, or ``None``.
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from core.money import Money
 
@@ -251,6 +251,161 @@ class PaymentView:
         )
 
 
+# --- what other hooks are shown ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefundItem:
+    """What a refund, return or exchange request is about.
+
+    ``kind`` is the sale line's (``service``, ``product``, ``package``,
+    ``gift_certificate``); ``condition`` what the client says of a product
+    (``unopened``, ``opened``, ``defective``, ``allergic_reaction``);
+    ``amount_paid`` what the request could return at most.
+    """
+
+    kind: str
+    description: str
+    amount_paid: Money
+    sold_at: datetime
+    quantity: int
+    condition: str | None
+    has_receipt: bool
+    prescription: bool = False
+    promotional: bool = False
+    service_category: str | None = None
+    #: Whether one of the clinic's providers has assessed the case (a corrective refund).
+    assessed_by_provider: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderView:
+    """A provider who performs services."""
+
+    id: int
+    display_name: str
+    #: Their professional credential as the clinic lists it (``"RN"``, ``"NP"``, ``"MD"``), if any.
+    credential: str | None = None
+
+    @classmethod
+    def of(cls, provider: Any) -> ProviderView:
+        """Return the view of ``provider``."""
+        if isinstance(provider, ProviderView):
+            return provider
+        return cls(provider.id, provider.display_name, getattr(provider, "credential", None))
+
+
+@dataclass(frozen=True, slots=True)
+class PackageView:
+    """A package of treatments a client bought."""
+
+    id: int
+    name: str
+    sessions: int
+    price: Money
+    #: Sold at a promotional price (some policies treat those apart).
+    promotional: bool = False
+
+    @classmethod
+    def of(cls, package: Any) -> PackageView:
+        """Return the view of ``package``."""
+        if isinstance(package, PackageView):
+            return package
+        return cls(
+            id=package.id,
+            name=package.name,
+            sessions=package.sessions,
+            price=Money(package.price_minor, package.currency),
+            promotional=bool(package.promotional),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyRequestView:
+    """A client's privacy request."""
+
+    id: int | None
+    #: A :class:`PrivacyRight` value: ``"access"``, ``"delete"``, ``"opt_out_sale_sharing"`` ...
+    kind: str
+
+    @classmethod
+    def of(cls, request: Any) -> PrivacyRequestView:
+        """Return the view of ``request``."""
+        if isinstance(request, PrivacyRequestView):
+            return request
+        return cls(getattr(request, "id", None), str(request.kind))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """A message about to be sent to a client."""
+
+    #: ``"reminder"``, ``"marketing"``, ``"receipt"`` ...
+    kind: str
+    #: ``"sms"`` or ``"email"``.
+    channel: str
+
+    @classmethod
+    def of(cls, message: Any) -> MessageView:
+        """Return the view of ``message``."""
+        if isinstance(message, MessageView):
+            return message
+        return cls(str(message.kind), str(message.channel))
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """A breach of the clinic's data, as registered."""
+
+    #: When the clinic learned of it: notification clocks start here.
+    discovered_at: datetime
+    #: How many people's data it touched.
+    affected_count: int
+    #: Of them, how many by state or region (``{"CA": 612}``).
+    affected_by_region: Mapping[str, int] = field(default_factory=dict)
+    #: Whether the data was encrypted and the key not taken.
+    encrypted: bool = False
+    #: Whether health information was in it.
+    health_data: bool = True
+    #: The clinic's assessment of serious harm (New Zealand's test).
+    serious_harm_likely: bool = True
+
+    @classmethod
+    def of(cls, incident: Any) -> IncidentView:
+        """Return the view of ``incident``."""
+        if isinstance(incident, IncidentView):
+            return incident
+        return cls(
+            discovered_at=incident.discovered_at,
+            affected_count=incident.affected_count,
+            affected_by_region=MappingProxyType(dict(incident.affected_by_region or {})),
+            encrypted=bool(incident.encrypted),
+            health_data=bool(incident.health_data),
+            serious_harm_likely=bool(incident.serious_harm_likely),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientView:
+    """A recipient the clinic would send a client's data to."""
+
+    name: str
+    #: ISO 3166 country where the recipient holds the data.
+    country: str
+    #: ``"processor"`` (acts for the clinic) or ``"recipient"``.
+    role: str
+    #: The lawful basis the clinic gave for it, if any.
+    basis: str | None = None
+
+    @classmethod
+    def of(cls, recipient: Any) -> RecipientView:
+        """Return the view of ``recipient``."""
+        if isinstance(recipient, RecipientView):
+            return recipient
+        return cls(recipient.name, recipient.country, recipient.role, recipient.basis)
+
+
 #: How the host turns each argument, by its name, into what plugins are shown.
 VIEW_OF: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {
@@ -259,120 +414,11 @@ VIEW_OF: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "client": ClientView.of,
         "booking": BookingView.of,
         "payment": PaymentView.of,
+        "provider": ProviderView.of,
+        "package": PackageView.of,
+        "request": PrivacyRequestView.of,
+        "message": MessageView.of,
+        "incident": IncidentView.of,
+        "disclosure": RecipientView.of,
     }
 )
-
-
-# --- what other hooks are shown: the fields plugins may read -----------------
-
-
-class RefundItem(Protocol):
-    """What a refund, return or exchange is asked for."""
-
-    @property
-    def kind(self) -> str:
-        """``"product"``, ``"service"``, ``"package"``, ``"gift_card"`` ..."""
-
-    @property
-    def amount_paid(self) -> Money:
-        """What the client paid for it and has not had back."""
-
-    @property
-    def sold_at(self) -> datetime | None:
-        """When it was sold."""
-
-    @property
-    def condition(self) -> str | None:
-        """For a product: ``"unopened"``, ``"opened"``, ``"defective"``."""
-
-    @property
-    def quantity(self) -> int:
-        """How many of it."""
-
-
-class PackageInfo(Protocol):
-    """A package of treatments a client bought."""
-
-    @property
-    def id(self) -> int:
-        """The package's id at the clinic."""
-
-    @property
-    def sessions(self) -> int:
-        """How many sessions it holds."""
-
-
-class ProviderInfo(Protocol):
-    """A provider who performs services."""
-
-    @property
-    def id(self) -> int:
-        """The provider's id at the clinic."""
-
-    @property
-    def display_name(self) -> str:
-        """The name clients see."""
-
-
-class PrivacyRequestInfo(Protocol):
-    """A client's privacy request."""
-
-    @property
-    def kind(self) -> str:
-        """``"access"``, ``"delete"``, ``"correct"``, ``"opt_out_sale_sharing"`` ..."""
-
-
-class MessageInfo(Protocol):
-    """A message about to be sent to a client."""
-
-    @property
-    def kind(self) -> str:
-        """``"reminder"``, ``"marketing"``, ``"receipt"`` ..."""
-
-    @property
-    def channel(self) -> str:
-        """``"sms"`` or ``"email"``."""
-
-
-class IncidentInfo(Protocol):
-    """A breach of the clinic's data, as registered."""
-
-    @property
-    def discovered_at(self) -> datetime:
-        """When the clinic learned of it: notification clocks start here."""
-
-    @property
-    def affected_count(self) -> int:
-        """How many people's data it touched."""
-
-    @property
-    def affected_by_region(self) -> Mapping[str, int]:
-        """Of them, how many by state or region (``{"CA": 612}``)."""
-
-    @property
-    def encrypted(self) -> bool:
-        """Whether the data was encrypted and the key not taken."""
-
-    @property
-    def health_data(self) -> bool:
-        """Whether health information was in it."""
-
-    @property
-    def serious_harm_likely(self) -> bool | None:
-        """The clinic's assessment of serious harm (New Zealand's test)."""
-
-
-class DisclosureInfo(Protocol):
-    """A recipient the clinic would send a client's data to."""
-
-    @property
-    def role(self) -> str:
-        """``"service_provider"``, ``"contractor"``, ``"third_party"`` ..."""
-
-    @property
-    def basis(self) -> str | None:
-        """The lawful basis the clinic gave for it."""
-
-    @property
-    def country(self) -> str | None:
-        """Where the recipient holds the data."""

@@ -29,9 +29,11 @@ health = FlaskBlueprint("health", __name__)
 def healthz() -> Response:
     """Answer 200 when the app can reach its database, 503 when it cannot.
 
-    ``status`` is ``"degraded"`` when a plugin was refused at start: the
-    details name it with the reason, and the clinics that cannot apply their
-    rules until it is fixed (every other clinic is served as usual).
+    ``status`` is ``"degraded"`` when a plugin was refused at start: it is
+    named, with how many clinics cannot apply their rules until it is fixed
+    (every other clinic is served as usual). The reasons and the clinics are
+    the operator's to read (``GET /api/v1/platform/plugins``, ``clinics plugins``):
+    an import error's text is no one else's business.
     """
     try:
         db.session.execute(text("SELECT 1"))
@@ -40,7 +42,14 @@ def healthz() -> Response:
         raise Problem(503, f"The database is unreachable ({type(error).__name__}).") from None
     plugins = tenancy.plugin_health()
     degraded = plugins["refused"] or plugins["clinics_unavailable"]
-    return jsonify(status="degraded" if degraded else "ok", database="ok", plugins=plugins)
+    return jsonify(
+        status="degraded" if degraded else "ok",
+        database="ok",
+        plugins={
+            "refused": sorted(plugins["refused"]),
+            "clinics_unavailable": len(plugins["clinics_unavailable"]),
+        },
+    )
 
 
 blp = Blueprint(
@@ -98,6 +107,28 @@ class PlatformClinics(MethodView):
     def get(self) -> dict[str, Any]:
         """List every clinic on the platform."""
         return paginated(tenancy.all_clinics())
+
+
+class PluginHealthSchema(Schema):
+    refused = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Plugins refused at start, with the reason."},
+    )
+    clinics_unavailable = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Clinics whose rules cannot be applied, by slug, with why."},
+    )
+
+
+@blp.route("/plugins")
+class PlatformPlugins(MethodView):
+    @operator_only
+    @blp.response(200, PluginHealthSchema)
+    def get(self) -> dict[str, Any]:
+        """Say which plugins were refused at start and which clinics that leaves without their rules."""
+        return tenancy.plugin_health()
 
 
 @blp.route("/clinics/<slug>")

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from marshmallow import ValidationError
 
+from core.defaults.policy import CREDIT_ORIGIN, REFUND_REASONS
 from core.hooks import answers, specs
 from core.hooks.decisions import (
     CancellationDecision,
@@ -20,16 +20,26 @@ from core.hooks.decisions import (
     HeldRecords,
     RecordKind,
 )
-from core.hooks.host import PluginHost, contract_problems
-from core.hooks.views import ClinicView, PaymentView
+from core.hooks.host import CORE_DEFAULTS, PluginHost, contract_problems
+from core.hooks.views import (
+    ClinicView,
+    IncidentView,
+    MessageView,
+    PackageView,
+    PaymentView,
+    PrivacyRequestView,
+    ProviderView,
+    RecipientView,
+    RefundItem,
+)
 from core.money import Money
 from core.testing.kit import ClinicKit, KitError
 
 #: Reasons each hook that takes one is asked with.
 _REASONS = {
     "clinic_turned_away_decision": ("children", "pets"),
-    "clinic_refund_decision": ("unhappy", "defective", "changed_mind"),
-    "clinic_store_credit_terms": ("refund", "goodwill"),
+    "clinic_refund_decision": REFUND_REASONS,
+    "clinic_store_credit_terms": tuple(CREDIT_ORIGIN),
 }
 
 
@@ -86,10 +96,7 @@ def check_plugin(
     try:
         if tenants is not None:
             clinic = kit.clinic(tenants)
-            if name not in clinic.enabled_plugins and name not in (
-                "default_policy",
-                "default_jurisdiction",
-            ):
+            if name not in clinic.enabled_plugins and name not in CORE_DEFAULTS:
                 report.settings_problem = f"{tenants} does not enable {name!r}"
                 return report
         else:
@@ -104,7 +111,7 @@ def check_plugin(
                         "give --tenants FILE with a clinic that enables it"
                     )
                     return report
-            clinic = kit.clinic(plugins=[name], settings={})
+            clinic = kit.clinic(plugins=[] if name in CORE_DEFAULTS else [name], settings={})
     except (KitError, OSError) as error:
         report.settings_problem = str(error)
         return report
@@ -200,9 +207,15 @@ def _cases(
             ("a product", _item("product", clinic.currency)),
             ("a service", _item("service", clinic.currency)),
         ],
-        "package": [("a package of 6", SimpleNamespace(id=1, sessions=6))],
-        "provider": [("a provider", SimpleNamespace(id=1, display_name="Sample Provider"))],
-        "request": [(f"{k} request", SimpleNamespace(kind=k)) for k in ("access", "delete")],
+        "package": [
+            ("a package of 6", PackageView(1, "Six facials", 6, Money(60000, clinic.currency))),
+            (
+                "a promotional package",
+                PackageView(2, "Summer six", 6, Money(45000, clinic.currency), promotional=True),
+            ),
+        ],
+        "provider": [("a provider", ProviderView(1, "Sample Provider", "RN"))],
+        "request": [(f"{k} request", PrivacyRequestView(1, k)) for k in ("access", "delete")],
         "received_at": [("received", starts)],
         "record": [
             (kind.value, HeldRecords(kind, last_service_on=starts.date(), newest_on=starts.date()))
@@ -210,13 +223,13 @@ def _cases(
         ],
         "purpose": [(p, p) for p in ("marketing", "treatment", "photos")],
         "message": [
-            (f"{k} {c}", SimpleNamespace(kind=k, channel=c))
+            (f"{k} {c}", MessageView(k, c))
             for k, c in (("reminder", "sms"), ("marketing", "email"))
         ],
         "now": [("now", starts - timedelta(days=1))],
         "incident": [("a breach of 600 records", _incident(starts))],
         "disclosure": [
-            ("a third party abroad", SimpleNamespace(role="third_party", basis=None, country="US"))
+            ("a recipient abroad", RecipientView("Sample Lab", "US", "recipient", None))
         ],
         "decision": [
             (
@@ -244,18 +257,20 @@ def _amount(price: Money) -> str:
     return f"{price.minor // 2 / 100:.2f}"
 
 
-def _item(kind: str, currency: str) -> SimpleNamespace:
-    return SimpleNamespace(
+def _item(kind: str, currency: str) -> RefundItem:
+    return RefundItem(
         kind=kind,
+        description=f"A sample {kind}",
         amount_paid=Money(10000, currency),
         sold_at=datetime(2027, 3, 1, tzinfo=UTC),
-        condition="unopened" if kind == "product" else None,
         quantity=1,
+        condition="unopened" if kind == "product" else None,
+        has_receipt=True,
     )
 
 
-def _incident(at: datetime) -> SimpleNamespace:
-    return SimpleNamespace(
+def _incident(at: datetime) -> IncidentView:
+    return IncidentView(
         discovered_at=at,
         affected_count=600,
         affected_by_region={"CA": 600},

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import keyword
 import re
 from pathlib import Path
 from string import Template
 
+#: Names a plugin package may not take: the platform's own top-level packages.
+_RESERVED = frozenset({"core", "plugins", "migrations", "tests", "wsgi", "examples"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
 _FILES: dict[str, str] = {
@@ -18,7 +22,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "$dist"
 version = "0.1.0"
-description = "$title: a clinic's rules as a clinic-saas plugin."
+description = $title_toml
 requires-python = ">=3.11"
 dependencies = ["clinic-saas"]
 
@@ -221,7 +225,13 @@ class ScaffoldError(ValueError):
 
 def write_plugin(name: str, directory: Path, title: str | None = None) -> list[Path]:
     """Write a new plugin package called ``name`` into ``directory``/``name``; return its files."""
-    if not _NAME.match(name) or keyword.iskeyword(name):
+    if _NAME.match(name) and not keyword.iskeyword(name):
+        if name in _RESERVED or importlib.util.find_spec(name) is not None:
+            raise ScaffoldError(
+                f"{name!r} is taken: a module of that name is importable here already, "
+                "and the plugin's package would shadow it or be shadowed"
+            )
+    else:
         raise ScaffoldError(
             f"{name!r} is not a plugin name: use lower-case letters, digits and underscores, "
             "starting with a letter (it is the Python package's name)"
@@ -234,6 +244,10 @@ def write_plugin(name: str, directory: Path, title: str | None = None) -> list[P
         "dist": name.replace("_", "-"),
         "title": title or name.replace("_", " ").capitalize(),
     }
+    # TOML's basic strings take JSON's escapes: a title with quotes stays one string.
+    values["title_toml"] = json.dumps(
+        f"{values['title']}: a clinic's rules as a clinic-saas plugin."
+    )
     written = []
     for template, text in _FILES.items():
         path = root / Template(template).substitute(values)

@@ -26,7 +26,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
-from core.hooks.views import ClientView, ClinicView, IncidentInfo, PrivacyRequestInfo
+from core.hooks.views import ClientView, ClinicView, IncidentView, PrivacyRequestView
 from core.privacy.calendars import add_us_business_days, end_of_day, local_day
 
 NAME = "ccpa"
@@ -99,7 +99,7 @@ def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestView, received_at: datetime
 ) -> RequestDeadline | None:
     settings = _settings(clinic)
     kind = PrivacyRight(request.kind)
@@ -217,7 +217,7 @@ def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
 
 @hookimpl
 def clinic_breach_obligations(
-    clinic: ClinicView, incident: IncidentInfo
+    clinic: ClinicView, incident: IncidentView
 ) -> list[BreachNotification]:
     if incident.encrypted:
         return []  # Civ. 1798.82 applies to unencrypted personal information

@@ -22,7 +22,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
-from core.hooks.views import ClientView, ClinicView, IncidentInfo
+from core.hooks.views import ClientView, ClinicView, IncidentView
 
 NAME = "florida"
 
@@ -84,7 +84,7 @@ def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
 
 @hookimpl
 def clinic_breach_obligations(
-    clinic: ClinicView, incident: IncidentInfo
+    clinic: ClinicView, incident: IncidentView
 ) -> list[BreachNotification]:
     if incident.encrypted:
         return []  # s 501.171 covers unencrypted personal information

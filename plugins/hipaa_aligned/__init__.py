@@ -26,7 +26,7 @@ from core.hooks.decisions import (
 )
 from core.hooks.host import hookimpl
 from core.hooks.settings import settings_of
-from core.hooks.views import ClientView, ClinicView, IncidentInfo, PrivacyRequestInfo
+from core.hooks.views import ClientView, ClinicView, IncidentView, PrivacyRequestView
 from core.privacy.calendars import end_of_day, local_day
 
 NAME = "hipaa_aligned"
@@ -86,7 +86,7 @@ def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestView, received_at: datetime
 ) -> RequestDeadline | None:
     settings = _settings(clinic)
     kind = PrivacyRight(request.kind)
@@ -174,7 +174,7 @@ def clinic_consent_requirements(clinic: ClinicView, purpose: str) -> ConsentRequ
 
 @hookimpl
 def clinic_breach_obligations(
-    clinic: ClinicView, incident: IncidentInfo
+    clinic: ClinicView, incident: IncidentView
 ) -> list[BreachNotification]:
     if not incident.health_data or incident.encrypted:
         # Encrypted data lost is not "unsecured PHI" (164.402): nothing to notify here.

@@ -29,9 +29,9 @@ from core.hooks.settings import settings_of
 from core.hooks.views import (
     ClientView,
     ClinicView,
-    DisclosureInfo,
-    IncidentInfo,
-    PrivacyRequestInfo,
+    IncidentView,
+    PrivacyRequestView,
+    RecipientView,
 )
 from core.privacy.calendars import add_nz_working_days, end_of_day, local_day
 
@@ -102,7 +102,7 @@ def clinic_privacy_rights(clinic: ClinicView) -> list[RightOffered]:
 
 @hookimpl
 def clinic_request_deadline(
-    clinic: ClinicView, request: PrivacyRequestInfo, received_at: datetime
+    clinic: ClinicView, request: PrivacyRequestView, received_at: datetime
 ) -> RequestDeadline | None:
     if PrivacyRight(request.kind) not in (
         PrivacyRight.access,
@@ -165,7 +165,7 @@ def clinic_age_rules(clinic: ClinicView) -> list[AgeRule]:
 
 @hookimpl
 def clinic_breach_obligations(
-    clinic: ClinicView, incident: IncidentInfo
+    clinic: ClinicView, incident: IncidentView
 ) -> list[BreachNotification]:
     if not incident.serious_harm_likely:
         return []
@@ -197,7 +197,7 @@ def clinic_breach_obligations(
 
 @hookimpl
 def clinic_disclosure_allowed(
-    clinic: ClinicView, disclosure: DisclosureInfo
+    clinic: ClinicView, disclosure: RecipientView
 ) -> DisclosureDecision | None:
     clause = _clause(
         "overseas",

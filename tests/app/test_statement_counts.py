@@ -604,6 +604,7 @@ NOT_LISTS = {
     "/api/v1/clinics/<clinic_slug>/services/<id:service_id>": "one service",
     "/api/v1/clinics/<clinic_slug>/session": "who is signed in",
     "/api/v1/clinics/<clinic_slug>/staff/<id:membership_id>": "one staff member",
+    "/api/v1/platform/plugins": "one report on the instance's plugins",
 }
 
 

@@ -8,6 +8,7 @@ transition alike, and nothing is moved when a plugin answers wrongly.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from datetime import timedelta
 from typing import Any
@@ -24,13 +25,22 @@ from core.hooks import (
     Money,
     PluginFailed,
     PluginHost,
+    PluginRefused,
+    contract_problems,
     hookimpl,
 )
 from core.ledger.models import LedgerEntry
 from core.tenancy.models import Clinic
 from core.tenancy.services import PLUGIN_HOST_KEY
 from core.testing import ClinicKit
-from tests.helpers import issue_token, make_clinic, make_provider, make_service, make_staff
+from tests.helpers import (
+    PASSWORD,
+    issue_token,
+    make_clinic,
+    make_provider,
+    make_service,
+    make_staff,
+)
 from tests.local_days import clinic_day, local_time
 
 BROKEN = {
@@ -137,12 +147,28 @@ def test_the_app_starts_and_the_operator_sees_refused_plugins(installed_broken, 
     assert "beta:" in result.output
     health = app.test_client().get("/healthz")
     assert health.status_code == 200
-    body = health.get_json()
-    assert body["status"] == "degraded"
-    assert body["plugins"]["refused"]["typo_policy"].startswith(
+    assert health.get_json()["status"] == "degraded"
+    # Public: the plugins' names and a count; the reasons are the operator's.
+    assert health.get_json()["plugins"] == {
+        "refused": ["import_policy", "signature_policy", "typo_policy"],
+        "clinics_unavailable": 1,
+    }
+    assert "clinic_cancelation_decision" not in health.get_data(as_text=True)
+    created = app.test_cli_runner().invoke(
+        args=["operator", "create", "--email", "ops@example.com", "--name", "Ops"],
+        env={"CLINIC_SAAS_PASSWORD": PASSWORD},
+    )
+    assert created.exit_code == 0, created.output
+    operator = app.test_client()
+    signed_in = operator.post(
+        "/api/v1/platform/session", json={"email": "ops@example.com", "password": PASSWORD}
+    )
+    assert signed_in.status_code == 201
+    details = operator.get("/api/v1/platform/plugins").get_json()
+    assert details["refused"]["typo_policy"].startswith(
         "'clinic_cancelation_decision' is not a hook"
     )
-    assert body["plugins"]["clinics_unavailable"] == {
+    assert details["clinics_unavailable"] == {
         "kowhai": "plugin 'typo_policy': " + installed_broken.refused["typo_policy"]
     }
 
@@ -313,3 +339,129 @@ def test_an_installed_app_keeps_its_instance_files_outside_the_package(tmp_path,
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert config.default_instance_path() == tmp_path / "home" / ".local/share/clinic-saas"
+
+
+# --- the host's own edges ---------------------------------------------------------
+
+
+def test_a_refused_replacement_puts_the_installed_plugin_back():
+    host = PluginHost()
+    installed = host.get_plugin("nz_privacy")
+
+    class Typo:
+        @hookimpl
+        def clinic_privacy_right(self, clinic):
+            return None
+
+    with pytest.raises(PluginRefused), host.registered(Typo(), "nz_privacy"):
+        pass
+    assert host.get_plugin("nz_privacy") is installed
+
+
+def test_arguments_are_checked_as_pluggy_passes_them():
+    class KeywordOnly:
+        @hookimpl
+        def clinic_gift_card_terms(self, *, clinic):
+            return None
+
+    class WithDefault:
+        @hookimpl
+        def clinic_gift_card_terms(self, clinic, note="never passed"):
+            return None
+
+    assert contract_problems(KeywordOnly()) == [
+        "clinic_gift_card_terms takes 'clinic' after '*'; hooks pass their arguments by "
+        "position, so take it as an ordinary argument"
+    ]
+    assert contract_problems(WithDefault()) == []
+
+
+def test_the_cores_own_missing_argument_is_not_blamed_on_a_plugin():
+    host = PluginHost()
+    with pytest.raises(TypeError, match="clinic_cancellation_decision takes"):
+        host.for_clinic(_clinic()).clinic_cancellation_decision(clinic=_clinic(), at=None)
+
+
+def test_a_refused_core_default_leaves_no_clinic_with_half_its_rules():
+    host = PluginHost()
+    host.unregister("default_policy")
+    host.refused["default_policy"] = "cannot be imported (ImportError: broken install)"
+    with pytest.raises(PluginFailed) as failed:
+        host.for_clinic(_clinic())
+    assert failed.value.plugin == "default_policy"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("fee", Money(-500, "NZD"), "fee is -NZ$5.00; amounts owed or returned are never negative"),
+        ("fee", Money(500, "USD"), "fee is in USD; the clinic charges in NZD"),
+        ("deposit", "kept", "deposit is 'kept'; use DepositOutcome"),
+        ("within_notice_window", None, "within_notice_window is missing"),
+    ],
+)
+def test_each_field_of_an_answer_is_checked(field, value, reason):
+    from core.hooks.answers import problem
+
+    decision = CancellationDecision(
+        clause=Clause("k.c", "Words."),
+        fee=Money(500, "NZD"),
+        deposit=DepositOutcome.kept,
+        within_notice_window=True,
+    )
+    wrong = dataclasses.replace(decision, **{field: value})
+    assert problem("clinic_cancellation_decision", decision, _clinic()) is None
+    assert reason in problem("clinic_cancellation_decision", wrong, _clinic())
+
+
+def test_a_date_is_not_a_datetime():
+    from datetime import UTC, datetime
+
+    from core.hooks import RetentionRule
+    from core.hooks.answers import problem
+
+    rule = RetentionRule(Clause("r", "Keep it."), keep_until=datetime(2030, 1, 1, tzinfo=UTC))
+    assert "keep_until is a datetime; give a date" in problem("clinic_retention_rule", rule)
+
+
+def test_plugins_are_shown_frozen_views_never_rows():
+    from types import SimpleNamespace
+
+    from core.hooks import IncidentView
+
+    seen = []
+
+    class Curious:
+        @hookimpl
+        def clinic_breach_obligations(self, clinic, incident):
+            seen.append(incident)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                incident.affected_count = 0
+            return None
+
+    row = SimpleNamespace(
+        discovered_at=None,
+        affected_count=600,
+        affected_by_region={"CA": 600},
+        encrypted=False,
+        health_data=True,
+        serious_harm_likely=True,
+    )
+    host = PluginHost()
+    with host.registered(Curious(), "curious"):
+        host.for_clinic(_clinic("curious")).answers(
+            "clinic_breach_obligations", clinic=_clinic("curious"), incident=row
+        )
+    assert isinstance(seen[0], IncidentView)
+    assert row.affected_count == 600
+    with pytest.raises(TypeError):
+        seen[0].affected_by_region["CA"] = 0
+
+
+def test_settings_a_plugin_changes_stay_its_own_copy():
+    from core.defaults.policy import NAME, DefaultPolicySettings
+    from core.hooks import settings_of
+
+    clinic = ClinicKit().clinic(settings={"default_policy": {"deposit": "25.00"}})
+    settings_of(clinic, NAME, DefaultPolicySettings)["deposit"] = "0.00"
+    assert settings_of(clinic, NAME, DefaultPolicySettings)["deposit"] == "25.00"

@@ -132,7 +132,13 @@ def test_plugins_new_writes_a_plugin_that_keeps_the_contract(tmp_path, clinic_ki
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("Glow", "is not a plugin name"), ("class", "is not a plugin name"), ("x", "plugin name")],
+    [
+        ("Glow", "is not a plugin name"),
+        ("class", "is not a plugin name"),
+        ("x", "is not a plugin name"),
+        ("core", "is taken"),
+        ("pluggy", "is taken"),
+    ],
 )
 def test_plugins_new_refuses_a_name_that_is_not_a_package_name(tmp_path, name, reason):
     with pytest.raises(ScaffoldError, match=reason):
@@ -189,3 +195,11 @@ def test_plugins_check_and_new_on_the_command_line(app, tmp_path):
     made = runner.invoke(args=["plugins", "new", "kauri_policy", "--directory", str(tmp_path)])
     assert made.exit_code == 0, made.output
     assert (tmp_path / "kauri_policy" / "src" / "kauri_policy" / "__init__.py").is_file()
+
+
+def test_a_title_with_quotes_stays_one_string_in_the_pyproject(tmp_path):
+    import tomllib
+
+    write_plugin("quote_policy", tmp_path, 'The "Glow" spa\'s policy')
+    project = tomllib.loads((tmp_path / "quote_policy" / "pyproject.toml").read_text())
+    assert project["project"]["description"].startswith('The "Glow" spa\'s policy')

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
-from datetime import datetime
 from typing import Any
 
 import stripe
@@ -17,6 +15,7 @@ from core.catalog.models import Service
 from core.errors import Invalid, NotFound, Refused, UpstreamFailed
 from core.extensions import db
 from core.hooks.decisions import Clause, RefundDecision, RefundOutcome
+from core.hooks.views import RefundItem
 from core.ledger import LedgerKind
 from core.messaging import outbox
 from core.money import Money
@@ -51,32 +50,6 @@ def refund_request(request_id: int) -> RefundRequest:
     if found is None:
         raise NotFound("No such refund request.")
     return found
-
-
-@dataclasses.dataclass(frozen=True)
-class RefundItem:
-    """What a refund, return or exchange request is about, as policy plugins see it.
-
-    ``kind`` is the sale line's (``service``, ``product``, ``package``,
-    ``gift_certificate``); ``condition`` what the client says of a product
-    (``unopened``, ``opened``, ``defective``, ``allergic_reaction``);
-    ``amount_paid`` what the request could return at most.
-    """
-
-    kind: str
-    description: str
-    amount_paid: Money
-    sold_at: datetime
-    quantity: int
-    condition: str | None
-    has_receipt: bool
-    prescription: bool = False
-    promotional: bool = False
-    service_category: str | None = None
-    #: Whether one of the clinic's providers has assessed the case (a corrective refund).
-    assessed_by_provider: bool = False
-    #: What the client or staff wrote (a documented reaction, the defect).
-    note: str | None = None
 
 
 #: Requests that hold part of a line: returned, or on their way to being returned.
