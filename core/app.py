@@ -182,6 +182,7 @@ def _init_api(app: Flask) -> None:
     from core.clients.routes import blp as clients_blp
     from core.messaging.routes import blp as messaging_blp
     from core.messaging.routes import webhooks as sms_webhooks
+    from core.onboarding.routes import blp as onboarding_blp
     from core.payments.routes import blp as payments_blp
     from core.payments.routes import webhooks as stripe_webhooks
     from core.platform.routes import blp as platform_blp
@@ -209,6 +210,7 @@ def _init_api(app: Flask) -> None:
         payments_blp,
         sales_blp,
         platform_blp,
+        onboarding_blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(client_pages)

@@ -130,6 +130,33 @@ def clinics_list() -> None:
                 click.echo(f"  - {location.slug}\t{location.name}\t{location.phone or ''}{state}")
 
 
+@clinics.command("export")
+@click.argument("slug")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write (default: standard output).",
+)
+@with_appcontext
+def clinics_export(slug: str, output: Path | None) -> None:
+    """Write clinic SLUG back as its tenants/ file: loading it again changes nothing."""
+    import tomli_w
+
+    from core.tenancy.documents import document_of
+
+    clinic = tenancy.clinic_by_slug(slug)
+    if clinic is None:
+        _fail(f"no clinic {slug!r}")
+    text = f"# {clinic.name}, written by `clinics export {slug}`.\n" + tomli_w.dumps(
+        document_of(clinic)
+    )
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
 @clinics.command("plugins")
 @click.argument("slug", required=False)
 @with_appcontext

@@ -27,7 +27,7 @@ from core.accounts.models import ApiToken, Membership, Role, User
 from core.accounts.services import membership_of, staff_token_for_secret
 from core.errors import Problem
 from core.extensions import db, login_manager
-from core.tenancy.models import Clinic
+from core.tenancy.models import Clinic, ClinicStatus
 from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic, scope_in_same_statement
 from core.unit_of_work import unit_of_work
 
@@ -116,8 +116,14 @@ _ACCESS_ATTR = "_clinic_saas_access"
 
 
 def public(view: F) -> F:
-    """Let anyone call ``view``, signed in or not (health checks, sign-in itself)."""
+    """Let anyone call ``view``, signed in or not, at a clinic open for business (its menu, booking)."""
     setattr(view, _ACCESS_ATTR, ("public",))
+    return view
+
+
+def public_while_closed(view: F) -> F:
+    """Let anyone call ``view`` even at a clinic not open to clients: staff signing in to set it up."""
+    setattr(view, _ACCESS_ATTR, ("public", "while_closed"))
     return view
 
 
@@ -299,6 +305,14 @@ def guard() -> None:
     slug = (request.view_args or {}).get(CLINIC_ARG)
     clinic = _enter_clinic_of_request(slug) if slug is not None else None
     if rule[0] == "public":
+        if clinic is not None and not clinic.is_active and "while_closed" not in rule:
+            # What clients use (the menu, times, booking) waits until the clinic opens.
+            raise Problem(
+                403,
+                f"{clinic.name} is not taking bookings online"
+                + (" yet." if clinic.status == ClinicStatus.onboarding else " at the moment."),
+                kind="clinic-closed",
+            )
         return
     principal = _authenticate(clinic)
     if principal is None:
@@ -327,8 +341,10 @@ def guard() -> None:
     membership = principal.membership if principal.via == "token" else membership_of(principal.user)
     if membership is None:
         raise Problem(404)
-    if not clinic.is_active:
-        raise Problem(403, "This clinic is suspended on the platform.", kind="clinic-suspended")
+    if not clinic.staff_may_enter:
+        raise Problem(
+            403, f"This clinic is {clinic.status.value} on the platform.", kind="clinic-suspended"
+        )
     permission = rule[1]
     if permission is not None and not role_may(membership.role, permission):
         raise Problem(

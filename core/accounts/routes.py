@@ -14,7 +14,7 @@ from core.accounts.access import (
     Permission,
     current_clinic,
     current_principal,
-    public,
+    public_while_closed,
     requires,
 )
 from core.accounts.models import ApiToken, Membership
@@ -61,7 +61,7 @@ def end_sessions(user: Any) -> None:
 
 @blp.route("/session")
 class Session(MethodView):
-    @public
+    @public_while_closed
     @blp.arguments(LoginSchema)
     @blp.response(201, SessionSchema)
     def post(self, credentials: dict[str, Any], clinic_slug: str) -> dict[str, Any]:

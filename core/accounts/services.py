@@ -78,8 +78,10 @@ def sign_in(clinic: Clinic, email: str, password: str) -> tuple[User, Membership
     membership = membership_of(user) if user else None
     if user is None or membership is None:
         raise bad_credentials()
-    if not clinic.is_active:
-        raise NotAllowed("This clinic is suspended on the platform.", kind="clinic-suspended")
+    if not clinic.staff_may_enter:
+        raise NotAllowed(
+            f"This clinic is {clinic.status.value} on the platform.", kind="clinic-suspended"
+        )
     return user, membership
 
 

@@ -18,8 +18,10 @@ from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
 from core.api import Blueprint, paginated
 from core.errors import Problem
 from core.extensions import db
+from core.onboarding.routes import ClinicDocumentSchema, SavedDocumentSchema, saved
 from core.tenancy import services as tenancy
 from core.tenancy.models import Clinic, ClinicStatus
+from core.tenancy.tenants_file import apply_document
 
 health = FlaskBlueprint("health", __name__)
 
@@ -108,6 +110,17 @@ class PlatformClinics(MethodView):
         """List every clinic on the platform."""
         return paginated(tenancy.all_clinics())
 
+    @operator_only
+    @blp.arguments(ClinicDocumentSchema)
+    @blp.response(201, SavedDocumentSchema)
+    def post(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Create a clinic from its document (a tenants/ file as JSON); it starts onboarding,
+        its booking pages closed until it is ready and opened."""
+        clinic, outcome = apply_document(
+            document, tenancy.plugin_host(), actor_user_id=current_principal().user.id
+        )
+        return saved(clinic, outcome)
+
 
 class PluginHealthSchema(Schema):
     refused = fields.Dict(
@@ -137,6 +150,8 @@ class PlatformClinic(MethodView):
     @blp.arguments(ClinicStatusSchema)
     @blp.response(200, PlatformClinicSchema)
     def patch(self, data: dict[str, Any], slug: str) -> Clinic:
-        """Suspend or reactivate a clinic."""
-        clinic = tenancy.set_status(slug, data["status"])
-        return clinic
+        """Open, suspend, reactivate or retire a clinic (an onboarding clinic opens once ready;
+        a clinic with bookings still to come is not retired)."""
+        from core.onboarding.services import change_status
+
+        return change_status(slug, data["status"])

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
@@ -18,7 +18,12 @@ class ClinicStatus(enum.StrEnum):
     """Whether a clinic is open for business on the platform."""
 
     active = "active"
+    #: Created through the operator API and not yet open: its booking pages stay closed
+    #: until nothing stands between it and taking bookings (its readiness).
+    onboarding = "onboarding"
     suspended = "suspended"
+    #: Closed for good: its records are kept for their retention periods, nothing else runs.
+    retired = "retired"
 
 
 class Clinic(Model):
@@ -67,8 +72,13 @@ class Clinic(Model):
 
     @property
     def is_active(self) -> bool:
-        """Return whether the clinic may serve staff and clients."""
+        """Return whether the clinic is open: it serves staff and clients."""
         return self.status == ClinicStatus.active
+
+    @property
+    def staff_may_enter(self) -> bool:
+        """Return whether the clinic's staff may work in it (open, or still being set up)."""
+        return self.status in (ClinicStatus.active, ClinicStatus.onboarding)
 
     def settings_for(self, plugin_name: str) -> dict[str, Any]:
         """Return the validated settings of ``plugin_name`` from the clinic's tenants/ file.
@@ -80,6 +90,30 @@ class Clinic(Model):
 
     def __repr__(self) -> str:
         return f"<Clinic {self.slug}>"
+
+
+class ClinicRevision(Model):
+    """One kept version of a clinic's document: its rules, settings, locations and services.
+
+    Written each time the document changes, through the operator API or a
+    tenants/ file, with the whole document as it then was, where it came from
+    and who made the change. Never changed afterwards.
+    """
+
+    __tablename__ = "clinic_revision"
+    __table_args__ = (UniqueConstraint("clinic_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
+    number: Mapped[int]
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: ``"api"``, or the tenants/ file's name.
+    source: Mapped[str] = mapped_column(String(200))
+    changed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    #: The clinic's owner who read and accepted this version of the clinic's rules, and when.
+    accepted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
 class Location(ClinicScoped, Model):

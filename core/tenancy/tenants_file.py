@@ -17,19 +17,20 @@ from marshmallow import (
     validate,
     validates_schema,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.bookings.settings import BookingSettingsSchema, dump_booking_settings
 from core.catalog.models import Service, ServiceLocation
 from core.catalog.services import sync_links
 from core.encryption.services import ensure_data_key
-from core.errors import flatten_messages
+from core.errors import Invalid, NotFound, Refused, field_error, flatten_messages
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS, PluginHost
 from core.hooks.settings import Amount
 from core.money import Money, validate_currency
 from core.schemas import Email, TimeZone, normalise_phone
-from core.tenancy.models import Clinic, ClinicStatus, Location
+from core.tenancy.documents import document_of
+from core.tenancy.models import Clinic, ClinicRevision, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
 from core.unit_of_work import unit_of_work
 
@@ -435,5 +436,81 @@ def load_tenant_files(paths: Iterable[Path], host: PluginHost) -> LoadReport:
         raise TenantFileError(errors)
     report = LoadReport()
     for path, data in parsed:
-        getattr(report, _apply(data, str(path))).append(data["slug"])
+        getattr(report, _apply_and_keep(data, path.name)[1]).append(data["slug"])
     return report
+
+
+def _apply_and_keep(
+    data: dict[str, Any], source: str, actor_user_id: int | None = None
+) -> tuple[Clinic, str]:
+    """Apply a validated document and keep it as the clinic's next revision if anything changed."""
+    outcome = _apply(data, source)
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == data["slug"]))
+    assert clinic is not None  # _apply has just written it
+    if outcome != "unchanged":
+        document = document_of(clinic)
+        with unit_of_work():
+            last = db.session.scalar(
+                select(func.max(ClinicRevision.number)).where(ClinicRevision.clinic_id == clinic.id)
+            )
+            db.session.add(
+                ClinicRevision(
+                    clinic_id=clinic.id,
+                    number=(last or 0) + 1,
+                    document=document,
+                    source=source,
+                    changed_by_user_id=actor_user_id,
+                )
+            )
+    return clinic, outcome
+
+
+def apply_document(
+    raw: dict[str, Any],
+    host: PluginHost,
+    *,
+    actor_user_id: int | None,
+    slug: str | None = None,
+) -> tuple[Clinic, str]:
+    """Create a clinic from a tenants document given through the API, or replace one's (``slug``).
+
+    Validated by the same code as a tenants/ file, with the same field-level
+    errors; a clinic created this way starts ``onboarding``. Returns the
+    clinic and ``"created"``, ``"updated"`` or ``"unchanged"``.
+    """
+    data, errors = validate_tenant_document(raw, "document", host)
+    if "status" in raw:
+        # Opening, suspending and retiring have rules of their own (the clinic's readiness,
+        # its bookings still to come): PATCH /api/v1/platform/clinics/<slug> applies them.
+        data, errors = (
+            None,
+            [
+                *errors,
+                FileError("document", "status", "set with PATCH /api/v1/platform/clinics/<slug>"),
+            ],
+        )
+    if data is None:
+        raise Invalid(
+            "The clinic's document is refused: see errors for each field.",
+            kind="invalid-clinic-document",
+            errors=[field_error(e.field, e.reason) for e in errors],
+        )
+    if slug is None:
+        if db.session.scalar(select(Clinic.id).where(Clinic.slug == data["slug"])) is not None:
+            raise Refused(f"A clinic {data['slug']!r} exists already.", kind="clinic-exists")
+    else:
+        existing = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+        if existing is None:
+            raise NotFound("No such clinic.")
+        if data["slug"] != slug:
+            raise Invalid(
+                "A clinic's slug cannot change: it is in every address of the clinic.",
+                errors=[field_error("slug", f"must be {slug!r}")],
+            )
+        if existing.status == ClinicStatus.retired:
+            raise Refused(
+                "This clinic is retired; its document cannot change.", kind="clinic-retired"
+            )
+    if slug is None and data["status"] is None:
+        data["status"] = ClinicStatus.onboarding
+    return _apply_and_keep(data, "api", actor_user_id)

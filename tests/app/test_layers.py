@@ -46,7 +46,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("catalog and schedules", ("core.catalog", "core.schedules")),
     ("clients and bookings", ("core.clients", "core.bookings", "core.messaging.reminders")),
     ("payments", ("core.payments",)),
-    ("sales, privacy, messaging", ("core.sales", "core.privacy", "core.messaging")),
+    (
+        "sales, privacy, messaging",
+        ("core.sales", "core.privacy", "core.messaging", "core.onboarding"),
+    ),
     (
         "web: routes, jobs, CLI",
         (

@@ -605,6 +605,9 @@ NOT_LISTS = {
     "/api/v1/clinics/<clinic_slug>/session": "who is signed in",
     "/api/v1/clinics/<clinic_slug>/staff/<id:membership_id>": "one staff member",
     "/api/v1/platform/plugins": "one report on the instance's plugins",
+    "/api/v1/clinics/<clinic_slug>/readiness": "one report: what stands between the clinic and opening",
+    "/api/v1/platform/clinics/<slug>/document": "one clinic's document",
+    "/api/v1/platform/clinics/<slug>/revisions": "one clinic's kept documents, in one query whatever their number",
 }
 
 

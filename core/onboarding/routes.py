@@ -1,0 +1,142 @@
+"""HTTP API for a clinic's way onto the instance: the operator's documents, the clinic's readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from marshmallow import INCLUDE, Schema, fields
+
+from core.accounts.access import (
+    Permission,
+    current_clinic,
+    current_principal,
+    operator_only,
+    requires,
+)
+from core.accounts.models import Role
+from core.api import Blueprint, json_response
+from core.errors import NotAllowed, NotFound
+from core.onboarding import services
+from core.tenancy import services as tenancy
+from core.tenancy.models import Clinic
+from core.tenancy.tenants_file import apply_document
+from core.unit_of_work import unit_of_work
+
+blp = Blueprint(
+    "onboarding",
+    __name__,
+    url_prefix="/api/v1",
+    description="Clinics joining the instance: their documents, revisions and readiness.",
+)
+
+
+class ClinicDocumentSchema(Schema):
+    """A clinic's whole document: what a tenants/ file holds, as JSON (see tenants/*.toml)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class SavedDocumentSchema(Schema):
+    slug = fields.String()
+    status = fields.String()
+    outcome = fields.String(metadata={"description": "created, updated or unchanged"})
+    revision = fields.Integer(allow_none=True)
+
+
+class RevisionSchema(Schema):
+    number = fields.Integer()
+    source = fields.String()
+    changed_by_user_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    accepted_by_user_id = fields.Integer(allow_none=True)
+    accepted_at = fields.DateTime(allow_none=True)
+
+
+class RevisionListSchema(Schema):
+    items = fields.List(fields.Nested(RevisionSchema))
+
+
+class MissingSchema(Schema):
+    item = fields.String(
+        metadata={"description": "stripe, plugins, jurisdiction, policy, services, providers"}
+    )
+    detail = fields.String()
+
+
+class ReadinessSchema(Schema):
+    ready = fields.Boolean()
+    status = fields.String()
+    missing = fields.List(fields.Nested(MissingSchema))
+
+
+def saved(clinic: Clinic, outcome: str) -> dict[str, Any]:
+    revision = services.latest_revision(clinic)
+    return {
+        "slug": clinic.slug,
+        "status": clinic.status.value,
+        "outcome": outcome,
+        "revision": revision.number if revision else None,
+    }
+
+
+def _clinic(slug: str) -> Clinic:
+    clinic = tenancy.clinic_by_slug(slug)
+    if clinic is None:
+        raise NotFound("No such clinic.")
+    return clinic
+
+
+@blp.route("/platform/clinics/<slug>/document")
+class ClinicDocument(MethodView):
+    @operator_only
+    @blp.response(200, ClinicDocumentSchema)
+    def get(self, slug: str) -> Any:
+        """Show the clinic's current document, as `clinics export` writes it."""
+        # Returned whole: the schema documents the shape, and would keep none of its fields.
+        return json_response(services.document(_clinic(slug)), 200)
+
+    @operator_only
+    @blp.arguments(ClinicDocumentSchema)
+    @blp.response(200, SavedDocumentSchema)
+    def put(self, document: dict[str, Any], slug: str) -> dict[str, Any]:
+        """Replace the clinic's document; a change is kept as its next revision."""
+        clinic, outcome = apply_document(
+            document, tenancy.plugin_host(), actor_user_id=current_principal().user.id, slug=slug
+        )
+        return saved(clinic, outcome)
+
+
+@blp.route("/platform/clinics/<slug>/revisions")
+class ClinicRevisions(MethodView):
+    @operator_only
+    @blp.response(200, RevisionListSchema)
+    def get(self, slug: str) -> dict[str, Any]:
+        """List the clinic's kept documents, newest first, with who changed and who accepted each."""
+        return {"items": services.revisions(_clinic(slug))}
+
+
+@blp.route("/clinics/<clinic_slug>/readiness")
+class Readiness(MethodView):
+    @requires(Permission.view_clinic)
+    @blp.response(200, ReadinessSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """Say what stands between the clinic and taking bookings; empty when it can open."""
+        clinic = current_clinic()
+        missing = services.readiness(clinic)
+        return {"ready": not missing, "status": clinic.status.value, "missing": missing}
+
+
+@blp.route("/clinics/<clinic_slug>/policy-acceptance")
+class PolicyAcceptance(MethodView):
+    @requires(Permission.edit_clinic)
+    @blp.response(200, RevisionSchema)
+    def post(self, clinic_slug: str) -> Any:
+        """Accept, as the clinic's owner, its policy as its current document states it."""
+        principal = current_principal()
+        if principal.membership is None or principal.membership.role != Role.owner:
+            raise NotAllowed("Only the clinic's owner accepts its policy.")
+        with unit_of_work():
+            revision = services.accept_policy(current_clinic(), principal.user.id)
+        return revision
