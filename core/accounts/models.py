@@ -107,3 +107,25 @@ class ApiToken(ClinicScoped, Model):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.prefix} clinic={self.clinic_id}>"
+
+
+class PasswordLink(Model):
+    """A single-use, expiring link that lets a person set their password at one clinic.
+
+    An invitation (the clinic's first owner, or new staff) and a password reset
+    are the same thing: only the token's SHA-256 is kept, the token itself goes
+    in the email. Used once, then dead; a newer link of the same kind kills
+    the older ones.
+    """
+
+    __tablename__ = "password_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
+    #: ``"invitation"`` or ``"reset"``.
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    used_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from core import clock
-from core.accounts.models import ApiToken, Membership, Role, User
+from core.accounts.models import ApiToken, Membership, PasswordLink, Role, User
 from core.accounts.passwords import hash_password, needs_rehash, password_problem, verify_password
 from core.errors import (
     Invalid,
@@ -312,3 +312,62 @@ def _revoke_tokens_of(user_id: int) -> None:
     for found in tokens():
         if found.user_id == user_id and found.revoked_at is None:
             found.revoked_at = clock.now()
+
+
+#: How long each kind of link to set a password works.
+LINK_LIFETIME = {"invitation": timedelta(days=3), "reset": timedelta(hours=1)}
+
+
+def new_password_link(user: User, clinic: Clinic, purpose: str) -> str:
+    """Make a link for ``user`` to set their password at ``clinic``; return its token.
+
+    Only the token's digest is kept. Older unused links of the same purpose die,
+    so only the newest email works.
+    """
+    now = clock.now()
+    for older in db.session.scalars(
+        select(PasswordLink).where(
+            PasswordLink.user_id == user.id,
+            PasswordLink.purpose == purpose,
+            PasswordLink.used_at.is_(None),
+        )
+    ):
+        older.used_at = now
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        PasswordLink(
+            user_id=user.id,
+            clinic_id=clinic.id,
+            purpose=purpose,
+            token_hash=_digest(token),
+            expires_at=now + LINK_LIFETIME[purpose],
+        )
+    )
+    db.session.flush()
+    return token
+
+
+@transaction
+def set_password_with_link(clinic: Clinic, token: str, password: str) -> User:
+    """Set a password through a link of ``clinic``'s; the link is then spent.
+
+    An unknown token is a 404; a used or lapsed one a 409 saying which, so the
+    person knows to ask for a new one. Every other session of the person ends.
+    """
+    link = db.session.scalar(
+        select(PasswordLink)
+        .where(PasswordLink.token_hash == _digest(token), PasswordLink.clinic_id == clinic.id)
+        .with_for_update()
+    )
+    if link is None:
+        raise NotFound("No such link: ask the clinic for a new one.")
+    if link.used_at is not None:
+        raise Refused("This link has been used already: ask for a new one.", kind="link-used")
+    if clock.as_utc(link.expires_at) <= clock.now():
+        raise Refused("This link has expired: ask for a new one.", kind="link-expired")
+    _check_password(password)
+    user = db.session.get_one(User, link.user_id)
+    user.password_hash = hash_password(password)
+    user.session_epoch += 1
+    link.used_at = clock.now()
+    return user

@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from marshmallow import INCLUDE, Schema, fields
+from marshmallow import INCLUDE, Schema, fields, validate
 
+from core.accounts import services as accounts
 from core.accounts.access import (
     Permission,
     current_clinic,
     current_principal,
     operator_only,
+    public_while_closed,
     requires,
 )
 from core.accounts.models import Role
+from core.accounts.throttle import count_sign_in_attempt
 from core.api import Blueprint, json_response
 from core.errors import NotAllowed, NotFound
-from core.onboarding import services
+from core.onboarding import invitations, services
 from core.tenancy import services as tenancy
 from core.tenancy.models import Clinic
 from core.tenancy.tenants_file import apply_document
@@ -140,3 +143,69 @@ class PolicyAcceptance(MethodView):
         with unit_of_work():
             revision = services.accept_policy(current_clinic(), principal.user.id)
         return revision
+
+
+class InvitationSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    role = fields.Enum(Role, by_value=True, load_default=Role.owner)
+
+
+class InvitedSchema(Schema):
+    email = fields.String()
+    role = fields.String()
+    expires_in_hours = fields.Integer()
+
+
+class ResetRequestSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+
+
+class NewPasswordSchema(Schema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=100))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=256)
+    )
+
+
+class DoneSchema(Schema):
+    detail = fields.String()
+
+
+@blp.route("/platform/clinics/<slug>/invitations")
+class Invitations(MethodView):
+    @operator_only
+    @blp.arguments(InvitationSchema)
+    @blp.response(201, InvitedSchema)
+    def post(self, data: dict[str, Any], slug: str) -> dict[str, Any]:
+        """Invite a clinic's person (its first owner, usually): an email with a link to set a password."""
+        membership = invitations.invite(_clinic(slug), data["email"], data["name"], data["role"])
+        lifetime = accounts.LINK_LIFETIME["invitation"]
+        return {
+            "email": membership.user.email,
+            "role": membership.role.value,
+            "expires_in_hours": int(lifetime.total_seconds() // 3600),
+        }
+
+
+@blp.route("/clinics/<clinic_slug>/password-reset")
+class PasswordReset(MethodView):
+    @public_while_closed
+    @blp.arguments(ResetRequestSchema)
+    @blp.response(202, DoneSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """Ask for a link to reset a staff member's password (the answer is the same for anyone)."""
+        count_sign_in_attempt(data["email"])
+        invitations.request_reset(current_clinic(), data["email"])
+        return {"detail": "If this address belongs to the clinic's staff, an email is on its way."}
+
+
+@blp.route("/clinics/<clinic_slug>/password")
+class NewPassword(MethodView):
+    @public_while_closed
+    @blp.arguments(NewPasswordSchema)
+    @blp.response(200, DoneSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """Set a password with the code from an invitation or reset email (it works once)."""
+        accounts.set_password_with_link(current_clinic(), data["token"], data["password"])
+        return {"detail": "Your password is set: sign in with it."}
