@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint as FlaskBlueprint
 from flask import Response, jsonify
 from flask.views import MethodView
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import text
 
 from core.accounts import services as accounts
@@ -71,11 +71,29 @@ class PlatformClinicSchema(Schema):
     currency = fields.String()
     enabled_plugins = fields.List(fields.String())
     source_file = fields.String(allow_none=True)
+    stripe_connected = fields.Function(lambda clinic: clinic.stripe_account_id is not None)
+    stripe_charges_enabled = fields.Boolean(allow_none=True)
+    rules_unavailable = fields.Function(
+        lambda clinic: tenancy.plugin_host().unavailable(clinic),
+        metadata={"description": "Why the clinic's plugins cannot answer, or null."},
+    )
 
 
 class PlatformClinicListSchema(Schema):
     items = fields.List(fields.Nested(PlatformClinicSchema))
     count = fields.Integer()
+    total = fields.Integer(metadata={"description": "How many clinics match, over every page."})
+
+
+class PlatformClinicQuerySchema(Schema):
+    status = fields.Enum(ClinicStatus, by_value=True, load_default=None)
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Part of the clinic's slug or name."},
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class ClinicStatusSchema(Schema):
@@ -105,10 +123,12 @@ class OperatorSession(MethodView):
 @blp.route("/clinics")
 class PlatformClinics(MethodView):
     @operator_only
+    @blp.arguments(PlatformClinicQuerySchema, location="query")
     @blp.response(200, PlatformClinicListSchema)
-    def get(self) -> dict[str, Any]:
-        """List every clinic on the platform."""
-        return paginated(tenancy.all_clinics())
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List the clinics on the platform by slug, with their state, Stripe and plugins; filtered and paged."""
+        found, total = tenancy.clinics_page(**args)
+        return {**paginated(found), "total": total}
 
     @operator_only
     @blp.arguments(ClinicDocumentSchema)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.errors import Invalid, NotFound, Refused
 from core.extensions import db
@@ -36,6 +36,26 @@ def clinic_by_slug(slug: str) -> Clinic | None:
 def all_clinics() -> list[Clinic]:
     """Return every clinic on the platform, by slug (for the operator)."""
     return list(db.session.scalars(select(Clinic).order_by(Clinic.slug)))
+
+
+def clinics_page(
+    *, status: ClinicStatus | None, q: str | None, limit: int, offset: int
+) -> tuple[list[Clinic], int]:
+    """Return one page of clinics by slug, filtered by status and by part of slug or name, and the total."""
+    statement = select(Clinic)
+    if status is not None:
+        statement = statement.where(Clinic.status == status)
+    if q:
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        statement = statement.where(
+            func.lower(Clinic.slug).like(pattern, escape="\\")
+            | func.lower(Clinic.name).like(pattern, escape="\\")
+        )
+    total = db.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    page = db.session.scalars(statement.order_by(Clinic.slug).limit(limit).offset(offset))
+    return list(page), total
 
 
 def each_active_clinic() -> Iterator[Clinic]:

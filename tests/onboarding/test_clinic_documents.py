@@ -222,3 +222,26 @@ def test_a_clinic_exported_loads_back_to_no_change(app, seed, tmp_path):
     assert again.exit_code == 0, again.output
     assert again.output.strip() == f"unchanged: {slug}"
     assert tomllib.loads(Path(out).read_text())["slug"] == slug
+
+
+def test_the_operator_sees_each_clinics_state_stripe_and_plugins(app, operator):
+    from tests.helpers import make_clinic
+
+    with app.app_context():
+        make_clinic("alpha")
+        make_clinic("beta", enabled_plugins=["no_such_plugin"])
+    operator.post("/api/v1/platform/clinics", json=_document())
+    onboarding = operator.get("/api/v1/platform/clinics", query_string={"status": "onboarding"})
+    assert [c["slug"] for c in onboarding.get_json()["items"]] == ["kowhai-skin"]
+    found = operator.get("/api/v1/platform/clinics", query_string={"q": "KŌWHAI"}).get_json()
+    assert found["total"] == 1
+    (kowhai,) = found["items"]
+    assert kowhai["status"] == "onboarding"
+    assert kowhai["stripe_connected"] is False and kowhai["rules_unavailable"] is None
+    page = operator.get("/api/v1/platform/clinics", query_string={"limit": 1, "offset": 1})
+    assert page.get_json()["total"] == 3
+    (beta,) = page.get_json()["items"]
+    assert beta["slug"] == "beta"
+    assert beta["rules_unavailable"] == "plugin 'no_such_plugin': the plugin is not installed"
+    wild = operator.get("/api/v1/platform/clinics", query_string={"q": "%"}).get_json()
+    assert wild["total"] == 0  # a wildcard is searched for as itself
