@@ -12,7 +12,14 @@ The proxy covers the gaps DESIGN.md lists:
 - it replays the first response for a repeated idempotency key, as Stripe does;
 - it drops parameters localstripe rejects (``setup_future_usage`` ...);
 - it relays localstripe's webhooks to the app with the connected account the
-  object was created on, signed again as Stripe signs them.
+  object was created on, signed again as Stripe signs them;
+- it stands in for Stripe Connect onboarding, which localstripe lacks: it creates
+  connected accounts (``POST /v1/accounts``, ``GET /v1/accounts/<id>``) and Account
+  Links (``POST /v1/account_links``) whose URL is a page of its own
+  (``/_onboarding/<link>``): visiting it completes the onboarding (the account can
+  take charges, and an ``account.updated`` webhook goes to the app, signed) and
+  redirects to the link's ``return_url``; a lapsed or used link redirects to its
+  ``refresh_url``, as Stripe's hosted onboarding does.
 
 localstripe keeps its objects in ``/tmp/localstripe.pickle`` (its own choice), so
 they outlive a restart; :meth:`LocalStripe.reset` empties it.
@@ -103,7 +110,17 @@ class LocalStripe:
     #: Outages in force until cleared: path start -> ("hang", seconds) or ("drop", 0). A hung
     #: Stripe accepts the connection and never answers; a dropped one closes it unanswered.
     outages: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: Connected accounts made through the proxy (localstripe has none), by id.
+    connect_accounts: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: Account Links, by the id in their URL.
+    account_links: dict[str, dict[str, object]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lapse_account_links(self) -> None:
+        """Let every Account Link lapse, as one does a few minutes after it is made."""
+        with self.lock:
+            for link in self.account_links.values():
+                link["expires_at"] = 0
 
     @property
     def stripe_js_url(self) -> str:
@@ -143,6 +160,8 @@ class LocalStripe:
             self.accounts.clear()
             self.deliveries.clear()
             self.faults.clear()
+            self.connect_accounts.clear()
+            self.account_links.clear()
         urllib.request.urlopen(
             urllib.request.Request(self.upstream + "/_config/data", method="DELETE")
         )
@@ -159,6 +178,18 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
             if self.path == "/_relay":
                 return self._relay(body)
             params = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+            if self.path.startswith(("/v1/accounts", "/v1/account_links", "/_onboarding/")):
+                with state.lock:
+                    state.calls.append(
+                        Call(
+                            method,
+                            self.path.split("?")[0],
+                            self.headers.get("Stripe-Account"),
+                            self.headers.get("Idempotency-Key"),
+                            params,
+                        )
+                    )
+                return self._connect(method, params)
             account = self.headers.get("Stripe-Account")
             key = self.headers.get("Idempotency-Key")
             path = self.path.split("?")[0]
@@ -212,6 +243,114 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
                 lost = {"error": {"type": "api_error", "message": "Stripe is having trouble."}}
                 return self._reply(fault[1], json.dumps(lost).encode())
             self._reply(status, payload)
+
+        def _connect(self, method: str, params: dict[str, list[str]]) -> None:
+            """Stripe Connect's accounts and onboarding, which localstripe lacks."""
+            path = self.path.split("?")[0]
+            key = self.headers.get("Idempotency-Key")
+            first = {k: v[0] for k, v in params.items()}
+            with state.lock:
+                replay = state.replies.get((path, key)) if key else None
+            if replay is not None:
+                return self._reply(*replay)
+            now = int(time.time())
+            if method == "POST" and path == "/v1/accounts":
+                account: dict[str, object] = {
+                    "id": "acct_" + os.urandom(8).hex(),
+                    "object": "account",
+                    "type": first.get("type", "standard"),
+                    "country": first.get("country"),
+                    "email": first.get("email"),
+                    "charges_enabled": False,
+                    "details_submitted": False,
+                    "created": now,
+                }
+                with state.lock:
+                    state.connect_accounts[str(account["id"])] = account
+                return self._answer(path, key, 200, account)
+            if method == "GET" and path.startswith("/v1/accounts/"):
+                found = state.connect_accounts.get(path.rsplit("/", 1)[-1])
+                if found is None:
+                    missing = {
+                        "error": {"type": "invalid_request_error", "message": "No such account"}
+                    }
+                    return self._reply(404, json.dumps(missing).encode())
+                return self._reply(200, json.dumps(found).encode())
+            if method == "POST" and path == "/v1/account_links":
+                if first.get("account") not in state.connect_accounts:
+                    missing = {
+                        "error": {"type": "invalid_request_error", "message": "No such account"}
+                    }
+                    return self._reply(400, json.dumps(missing).encode())
+                link_id = os.urandom(8).hex()
+                link = {
+                    "object": "account_link",
+                    "created": now,
+                    "expires_at": now + 300,
+                    "url": f"{state.url}/_onboarding/{link_id}",
+                }
+                with state.lock:
+                    state.account_links[link_id] = {
+                        **link,
+                        "account": first["account"],
+                        "return_url": first.get("return_url"),
+                        "refresh_url": first.get("refresh_url"),
+                        "used": False,
+                    }
+                return self._answer(path, key, 200, link)
+            if method == "GET" and path.startswith("/_onboarding/"):
+                return self._onboard(path.rsplit("/", 1)[-1], now)
+            self._reply(404, b'{"error": {"message": "not emulated"}}')
+
+        def _answer(self, path: str, key: str | None, status: int, body: dict[str, object]) -> None:
+            payload = json.dumps(body).encode()
+            if key:
+                with state.lock:
+                    state.replies[(path, key)] = (status, payload)
+            self._reply(status, payload)
+
+        def _onboard(self, link_id: str, now: int) -> None:
+            """Stripe's hosted onboarding, completed at once: the account can take charges."""
+            with state.lock:
+                link = state.account_links.get(link_id)
+                if link is None:
+                    return self._reply(404, b'{"error": {"message": "No such link"}}')
+                if link["used"] or int(str(link["expires_at"])) <= now:
+                    return self._redirect(str(link["refresh_url"]))
+                link["used"] = True
+                account = state.connect_accounts[str(link["account"])]
+                account.update(charges_enabled=True, details_submitted=True)
+                target = state.webhook_target
+            event = {
+                "id": "evt_" + os.urandom(8).hex(),
+                "object": "event",
+                "type": "account.updated",
+                "created": now,
+                "account": account["id"],
+                "data": {"object": account},
+            }
+            if target:
+                payload = json.dumps(event)
+                request = urllib.request.Request(
+                    target,
+                    data=payload.encode(),
+                    method="POST",
+                    headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)},
+                )
+                try:
+                    with urllib.request.urlopen(request) as response:
+                        status = response.status
+                except urllib.error.HTTPError as error:
+                    status = error.code
+                with state.lock:
+                    state.deliveries.append(("account.updated", status))
+            self._redirect(str(link["return_url"]))
+
+        def _redirect(self, location: str) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _relay(self, body: bytes) -> None:
             event = json.loads(body)

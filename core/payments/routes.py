@@ -5,15 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint as FlaskBlueprint
-from flask import jsonify, request
+from flask import jsonify, redirect, request
 from flask.views import MethodView
 from flask.wrappers import Response
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from core.accounts.access import Permission, current_clinic, public, requires
+from core.accounts.access import (
+    Permission,
+    current_clinic,
+    public,
+    public_while_closed,
+    requires,
+)
 from core.api import Blueprint
 from core.bookings import services as bookings
 from core.payments import services
+from core.payments.services import account
 
 webhooks = FlaskBlueprint("stripe_webhooks", __name__)
 
@@ -55,3 +62,74 @@ class DepositPayment(MethodView):
         """Start (or resume) paying what a held booking owes up front, at the front desk."""
         result = services.deposit_payment(current_clinic(), bookings.booking(booking_id))
         return result
+
+
+class OnboardingLinkSchema(Schema):
+    url = fields.String(
+        metadata={"description": "Stripe's hosted onboarding: send the owner there."}
+    )
+    expires_at = fields.DateTime()
+
+
+class StripeAccountSchema(Schema):
+    account = fields.String(allow_none=True)
+    charges_enabled = fields.Boolean(allow_none=True)
+
+
+class OnboardingStateSchema(Schema):
+    state = fields.String(required=True, validate=validate.Length(min=10, max=500))
+
+
+@blp.route("/stripe/onboarding")
+class StripeOnboarding(MethodView):
+    @requires(Permission.edit_clinic)
+    @blp.response(201, OnboardingLinkSchema)
+    def post(self, clinic_slug: str) -> dict[str, Any]:
+        """Start (or go on with) connecting the clinic's Stripe account: a link to Stripe's onboarding."""
+        url, expires_at = account.onboarding_link(current_clinic())
+        return {"url": url, "expires_at": expires_at}
+
+
+@blp.route("/stripe")
+class StripeAccount(MethodView):
+    @requires(Permission.edit_clinic)
+    @blp.response(200, StripeAccountSchema)
+    def get(self, clinic_slug: str) -> dict[str, Any]:
+        """Show the clinic's Stripe account and whether it can take charges."""
+        clinic = current_clinic()
+        return {
+            "account": clinic.stripe_account_id,
+            "charges_enabled": clinic.stripe_charges_enabled,
+        }
+
+    @requires(Permission.edit_clinic)
+    @blp.response(204)
+    def delete(self, clinic_slug: str) -> None:
+        """Disconnect the clinic's Stripe account; payments made on it keep it for refunds."""
+        account.disconnect(current_clinic())
+
+
+@blp.route("/stripe/onboarding-return")
+class StripeOnboardingReturn(MethodView):
+    @public_while_closed
+    @blp.arguments(OnboardingStateSchema, location="query")
+    @blp.response(200, StripeAccountSchema)
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """Where Stripe sends the owner back: the account is read again from Stripe."""
+        clinic = current_clinic()
+        found = account.clinic_of_state(clinic, args["state"])
+        enabled = account.refresh_from_stripe(clinic)
+        return {"account": found, "charges_enabled": enabled}
+
+
+@blp.route("/stripe/onboarding-refresh")
+class StripeOnboardingRefresh(MethodView):
+    @public_while_closed
+    @blp.arguments(OnboardingStateSchema, location="query")
+    @blp.response(302)
+    def get(self, args: dict[str, Any], clinic_slug: str) -> Any:
+        """Where Stripe sends the owner when the link lapsed: on to a new link."""
+        clinic = current_clinic()
+        account.clinic_of_state(clinic, args["state"])
+        url, _ = account.onboarding_link(clinic)
+        return redirect(url, 302)

@@ -60,6 +60,8 @@ class Clinic(Model):
     stripe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # What Stripe last said of the account (account.updated), and when it said it.
     stripe_charges_enabled: Mapped[bool | None]
+    #: Goes up when the clinic's Stripe account is disconnected: the next onboarding makes a new one.
+    stripe_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import stripe
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from core.bookings.models import Booking
 from core.extensions import db
@@ -25,9 +25,10 @@ from tests.helpers import (
     make_clinic,
     set_clinic_settings,
 )
-from tests.local_days import clinic_today
+from tests.local_days import clinic_day, clinic_today, local_time
 from tests.payment_flows import (
     DEPOSIT,
+    GUEST,
     book,
     pay_in_browser,
     scoped,
@@ -158,13 +159,20 @@ def test_a_clinic_without_a_connected_account_says_so(client, live):
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
         clinic.stripe_account_id = None
         db.session.commit()
-    body = book(client, live)
-    assert body["payment"] is None  # the booking stands, held
+    zone = "America/Los_Angeles"
     refused = client.post(
-        f"/api/v1/clinics/alpha/self-service/{body['self_service_token']}/deposit-payment"
+        "/api/v1/clinics/alpha/bookings/online",
+        json={
+            "client": GUEST,
+            "service_id": live["service"],
+            "location_id": live["location"],
+            "starts_at": local_time(zone, clinic_day(zone, 3), 10).isoformat(),
+        },
     )
+    # No booking is held that the client could not pay for.
     body = assert_problem(refused, 409, "payments-not-connected")
-    assert "cannot take payments online" in body["detail"]
+    assert "cannot take payments online yet" in body["detail"] and "$50.00" in body["detail"]
+    assert scoped(live["app"], lambda: db.session.scalar(select(func.count(Booking.id)))) == 0
     assert live["stripe"].calls_to("/v1/payment_intents") == []
 
 

@@ -108,6 +108,9 @@ def book(
             clauses=[c.id for c in requirements.clauses],
         )
 
+    if online and (requirements.deposit or requirements.prepayment):
+        _check_can_charge(clinic, requirements.deposit or requirements.prepayment)
+
     chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
@@ -212,6 +215,27 @@ def book(
     if not held:
         events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
     return booking
+
+
+def _check_can_charge(clinic: Clinic, owed: Any) -> None:
+    """Refuse an online booking that must be paid for while the clinic cannot take payments.
+
+    Holding the time would leave the client a booking they cannot pay for; staff
+    may still book it (and take the money another way).
+    """
+    if clinic.stripe_account_id is None:
+        raise Refused(
+            f"{clinic.name} cannot take payments online yet, and this booking needs "
+            f"{owed.format()} paid up front: please call the clinic to book.",
+            kind="payments-not-connected",
+        )
+    if clinic.stripe_charges_enabled is False:
+        raise Refused(
+            f"{clinic.name} cannot take payments right now (Stripe has paused charges on its "
+            f"account), and this booking needs {owed.format()} paid up front: please call the "
+            "clinic to book.",
+            kind="payments-paused",
+        )
 
 
 def _row(obj: Any) -> dict[str, Any]:

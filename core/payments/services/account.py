@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime
 from typing import Any
 
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from stripe.params import AccountCreateParams
+
 from core import clock
-from core.errors import Unreadable
+from core.errors import NotFound, Unreadable
+from core.extensions import db
+from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
 from core.tenancy.models import Clinic
+from core.unit_of_work import no_open_unit, transaction
 
 
 def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> str:
@@ -29,3 +38,97 @@ def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> s
             "charges. Check the requirements in your Stripe dashboard.",
         )
     return "charges enabled" if enabled else "charges disabled"
+
+
+#: How long the signed address Stripe sends the owner back to stays good.
+RETURN_MAX_AGE = 24 * 3600
+
+
+def _signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="stripe-onboarding")
+
+
+def onboarding_link(clinic: Clinic) -> tuple[str, datetime]:
+    """Return a link to Stripe's hosted onboarding of the clinic's account, and when it lapses.
+
+    The clinic's connected account is made on the first call (one per clinic:
+    the same idempotency key every time) and kept; each call makes a new link,
+    as links are short-lived and single-use. Stripe sends the owner back to the
+    return address when done, or to the refresh address when the link lapsed,
+    which makes a new one. Both carry a signed, expiring state naming the clinic.
+    """
+    no_open_unit("creating a Stripe account link")
+    stripe = stripe_api.client().v1
+    if clinic.stripe_account_id is None:
+        params: AccountCreateParams = {
+            "type": "standard",
+            "country": clinic.country,
+            "metadata": {"clinic": clinic.slug},
+        }
+        if clinic.contact_email:
+            params["email"] = clinic.contact_email
+        account = stripe.accounts.create(
+            params=params,
+            options={"idempotency_key": f"clinic-account:{clinic.id}:{clinic.stripe_generation}"},
+        )
+        _remember_account(clinic.id, account.id)
+        account_id = account.id
+    else:
+        account_id = clinic.stripe_account_id
+    state = _signer().dumps({"clinic": clinic.id, "account": account_id})
+    base = current_app.config["PUBLIC_URL"].rstrip("/") + f"/api/v1/clinics/{clinic.slug}/stripe"
+    link = stripe.account_links.create(
+        params={
+            "account": account_id,
+            "type": "account_onboarding",
+            "refresh_url": f"{base}/onboarding-refresh?state={state}",
+            "return_url": f"{base}/onboarding-return?state={state}",
+        },
+        options={"idempotency_key": f"account-link:{account_id}:{secrets.token_hex(8)}"},
+    )
+    return link.url, clock.from_timestamp(link.expires_at)
+
+
+@transaction
+def _remember_account(clinic_id: int, account_id: str) -> None:
+    clinic = db.session.get_one(Clinic, clinic_id)
+    clinic.stripe_account_id = account_id
+    clinic.stripe_charges_enabled = False
+
+
+def clinic_of_state(clinic: Clinic, state: str) -> str:
+    """Return the account a signed onboarding state names, refusing one not of ``clinic``'s."""
+    try:
+        found = _signer().loads(state, max_age=RETURN_MAX_AGE)
+    except (BadSignature, SignatureExpired):
+        raise NotFound("This onboarding address is not valid any more.") from None
+    if found.get("clinic") != clinic.id or found.get("account") != clinic.stripe_account_id:
+        raise NotFound("This onboarding address is not this clinic's.")
+    return str(found["account"])
+
+
+def refresh_from_stripe(clinic: Clinic) -> bool:
+    """Read the clinic's account from Stripe and record whether it can take charges."""
+    no_open_unit("reading the clinic's Stripe account")
+    account = stripe_api.client().v1.accounts.retrieve(str(clinic.stripe_account_id))
+    _record_account(clinic.id, account.to_dict())
+    return bool(account.charges_enabled)
+
+
+@transaction
+def _record_account(clinic_id: int, account: dict[str, Any]) -> None:
+    clinic = db.session.get_one(Clinic, clinic_id)
+    _account_updated(clinic, account, account.get("created"))
+
+
+@transaction
+def disconnect(clinic: Clinic) -> None:
+    """Forget the clinic's Stripe account: new payments wait for a new one.
+
+    Payments already made keep the account they were made on, so their
+    refunds, disputes and reconciliation still reach it.
+    """
+    found = db.session.get_one(Clinic, clinic.id)
+    found.stripe_account_id = None
+    found.stripe_charges_enabled = None
+    found.stripe_generation += 1

@@ -1,0 +1,31 @@
+"""Which of a clinic's Stripe accounts is current: a disconnected account is never made again.
+
+The clinic's connected account is created with an idempotency key naming the
+clinic and this number, so a retry makes the same account, and after the
+owner disconnects one (the number goes up) onboarding makes a new one.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-06 07:10:00
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("clinic", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("stripe_generation", sa.Integer(), nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("clinic", schema=None) as batch_op:
+        batch_op.drop_column("stripe_generation")
