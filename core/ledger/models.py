@@ -44,6 +44,9 @@ class LedgerKind(enum.StrEnum):
     dispute_won = "dispute_won"  # funds returned
     dispute_lost = "dispute_lost"
     membership_payment = "membership_payment"  # a membership's invoice, paid
+    platform_fee = (
+        "platform_fee"  # the platform's application fee on a charge, kept by Stripe for it
+    )
 
 
 #: Once per Stripe object: a dispute is opened, won or lost once, whichever of Stripe's events

@@ -209,3 +209,22 @@ class NewPassword(MethodView):
         """Set a password with the code from an invitation or reset email (it works once)."""
         accounts.set_password_with_link(current_clinic(), data["token"], data["password"])
         return {"detail": "Your password is set: sign in with it."}
+
+
+class PlatformFeeSchema(Schema):
+    basis_points = fields.Integer(
+        required=True,
+        validate=validate.Range(min=0, max=3000),
+        metadata={"description": "The fee on each charge: 250 is 2.5%; at most 30%."},
+    )
+
+
+@blp.route("/platform/clinics/<slug>/platform-fee")
+class PlatformFee(MethodView):
+    @operator_only
+    @blp.arguments(PlatformFeeSchema)
+    @blp.response(200, PlatformFeeSchema)
+    def put(self, data: dict[str, Any], slug: str) -> dict[str, Any]:
+        """Set the platform's fee on the clinic's charges from now on (Stripe's application fee)."""
+        clinic = services.set_platform_fee(slug, data["basis_points"])
+        return {"basis_points": clinic.platform_fee_bps}

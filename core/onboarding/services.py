@@ -17,6 +17,7 @@ from core.schedules.models import Provider, WorkingHours
 from core.tenancy import services as tenancy
 from core.tenancy.models import Clinic, ClinicRevision, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
+from core.unit_of_work import transaction
 
 #: Hooks that make a plugin a jurisdiction's: the law the clinic works under.
 JURISDICTION_HOOKS = frozenset(
@@ -190,3 +191,13 @@ def revisions(clinic: Clinic) -> list[ClinicRevision]:
             .order_by(ClinicRevision.number.desc())
         )
     )
+
+
+@transaction
+def set_platform_fee(slug: str, basis_points: int) -> Clinic:
+    """Set the platform's fee on each of the clinic's future charges (payments made keep theirs)."""
+    clinic = tenancy.clinic_by_slug(slug)
+    if clinic is None:
+        raise NotFound("No such clinic.")
+    clinic.platform_fee_bps = basis_points
+    return clinic

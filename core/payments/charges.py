@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from stripe.params import PaymentIntentCreateParams
@@ -80,9 +80,32 @@ def read_ahead(intent: Any, account: str) -> dict[tuple[str, str], Any]:
         return {}  # recording says what a missing card means
 
 
+def platform_fee(clinic: Clinic, amount_minor: int) -> int:
+    """Return the platform's fee on a charge of ``amount_minor`` at ``clinic`` (half up)."""
+    return (amount_minor * (clinic.platform_fee_bps or 0) + 5000) // 10000
+
+
+def _with_platform_fee(
+    clinic: Clinic, params: PaymentIntentCreateParams
+) -> PaymentIntentCreateParams:
+    # The fee goes to the platform as Stripe's application fee, and rides in the metadata so
+    # the ledger records, when the payment succeeds, the fee that was actually asked for.
+    fee = platform_fee(clinic, int(params["amount"]))
+    if not fee:
+        return params
+    metadata = dict(cast(dict[str, str], params.get("metadata") or {}))
+    metadata["platform_fee"] = str(fee)
+    with_fee = params.copy()
+    with_fee["application_fee_amount"] = fee
+    with_fee["metadata"] = metadata
+    return with_fee
+
+
 def start_payment(clinic: Clinic, key: str, params: PaymentIntentCreateParams) -> Any:
     """Create, under ``key``, the PaymentIntent the client confirms; the same intent on every call."""
-    return stripe_api.client().v1.payment_intents.create(params, stripe_api.on(clinic, key))
+    return stripe_api.client().v1.payment_intents.create(
+        _with_platform_fee(clinic, params), stripe_api.on(clinic, key)
+    )
 
 
 def confirm_with_card(payment: Payment, customer_id: str, card_token: str) -> Any:
@@ -143,15 +166,18 @@ def charge_saved_card(
     no_open_unit("charging a saved card")
     try:
         intent = stripe_api.client().v1.payment_intents.create(
-            {
-                "amount": payment.amount_minor,
-                "currency": payment.currency.lower(),
-                "customer": client.stripe_customer_id or "",
-                "payment_method": client.stripe_payment_method_id or "",
-                "off_session": True,
-                "confirm": True,
-                "metadata": {"payment_key": payment.idempotency_key, **metadata},
-            },
+            _with_platform_fee(
+                clinic,
+                {
+                    "amount": payment.amount_minor,
+                    "currency": payment.currency.lower(),
+                    "customer": client.stripe_customer_id or "",
+                    "payment_method": client.stripe_payment_method_id or "",
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": {"payment_key": payment.idempotency_key, **metadata},
+                },
+            ),
             stripe_api.on(clinic, payment.idempotency_key),
         )
     except stripe.CardError as error:

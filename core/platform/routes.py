@@ -73,6 +73,7 @@ class PlatformClinicSchema(Schema):
     source_file = fields.String(allow_none=True)
     stripe_connected = fields.Function(lambda clinic: clinic.stripe_account_id is not None)
     stripe_charges_enabled = fields.Boolean(allow_none=True)
+    platform_fee_bps = fields.Integer()
     rules_unavailable = fields.Function(
         lambda clinic: tenancy.plugin_host().unavailable(clinic),
         metadata={"description": "Why the clinic's plugins cannot answer, or null."},

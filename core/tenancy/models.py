@@ -62,6 +62,8 @@ class Clinic(Model):
     stripe_charges_enabled: Mapped[bool | None]
     #: Goes up when the clinic's Stripe account is disconnected: the next onboarding makes a new one.
     stripe_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: The platform's fee on each charge, in basis points (250 = 2.5%), set by the operator.
+    platform_fee_bps: Mapped[int] = mapped_column(default=0, server_default="0")
     stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(

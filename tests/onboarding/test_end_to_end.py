@@ -161,6 +161,9 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
         "status": "onboarding",
         "missing": [],
     }
+    # The operator's terms: 2.5% of each charge goes to the platform.
+    fee = operator.put(f"/api/v1/platform/clinics/{SLUG}/platform-fee", json={"basis_points": 250})
+    assert fee.get_json() == {"basis_points": 250}
     opened = operator.patch(f"/api/v1/platform/clinics/{SLUG}", json={"status": "active"})
     assert opened.get_json()["status"] == "active"
 
@@ -184,6 +187,7 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
     assert account.startswith("acct_")
     intents = served["stripe"].calls_to("/v1/payment_intents")
     assert intents and {c.account for c in intents} == {account}
+    assert intents[0].params["application_fee_amount"] == ["125"]
 
     def status():
         with app.app_context():
@@ -197,10 +201,11 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
 
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == SLUG))
         with clinic_scope(clinic):
-            ledger = [
+            ledger = sorted(
                 (e.kind.value, e.amount_minor) for e in db.session.scalars(select(LedgerEntry))
-            ]
-    assert ledger == [("deposit_received", 5000)]
+            )
+    # The deposit, and the platform's 2.5% of it (Stripe's application fee), recorded together.
+    assert ledger == [("deposit_received", 5000), ("platform_fee", 125)]
 
     # The owner replaces the account: the deposit keeps the account it was paid on.
     assert owner.delete(f"{api}/stripe").status_code == 204
@@ -244,3 +249,13 @@ def test_a_clinic_whose_account_cannot_charge_refuses_deposits(app, served):
     )
     body = assert_problem(refused, 409, "payments-paused")
     assert "cannot take payments right now" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("basis_points", "amount", "fee"),
+    [(250, 5000, 125), (250, 199, 5), (250, 198, 5), (250, 197, 5), (0, 5000, 0), (3000, 1, 0)],
+)
+def test_the_platform_fee_is_its_share_of_each_charge_rounded_half_up(basis_points, amount, fee):
+    from core.payments.charges import platform_fee
+
+    assert platform_fee(Clinic(platform_fee_bps=basis_points), amount) == fee

@@ -13,6 +13,7 @@ from core.clients.models import Client
 from core.errors import DomainError
 from core.extensions import db
 from core.ledger import LedgerKind
+from core.money import Money
 from core.payments import handlers, stripe_api
 from core.payments.models import FORWARD, Payment, PaymentStatus
 from core.payments.services.cards import keep_card
@@ -75,6 +76,7 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
     if status == PaymentStatus.succeeded:
         # Once per payment: the row is locked and the state only moves forward.
         events.announce("clinic_payment_received", clinic=clinic, payment=payment)
+        _platform_fee(payment, intent)
     if payment.purpose == SALE:
         _sale_payment_moved(clinic, payment, status, intent)
         return status.value
@@ -93,6 +95,23 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
             # The card just used is the one kept for fees the policy may make due.
             keep_card(clinic, client, method)
     return status.value
+
+
+def _platform_fee(payment: Payment, intent: Any) -> None:
+    """Record the platform's fee on a payment that succeeded, as the intent asked for it."""
+    metadata = getattr(intent, "metadata", None)
+    if metadata is not None and hasattr(metadata, "to_dict"):
+        metadata = metadata.to_dict()
+    fee = int((metadata or {}).get("platform_fee") or 0) if isinstance(metadata, dict) else 0
+    if fee:
+        ledger.record(
+            LedgerKind.platform_fee,
+            Money(fee, payment.currency),
+            booking_id=payment.booking_id,
+            payment_id=payment.id,
+            reference=payment.stripe_payment_intent_id,
+            purpose=payment.purpose,
+        )
 
 
 #: A card payment toward a bill at checkout (core.sales).
