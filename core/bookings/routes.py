@@ -10,7 +10,14 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.accounts.access import Permission, current_clinic, current_principal, public, requires
+from core.accounts.access import (
+    Permission,
+    current_clinic,
+    current_principal,
+    public,
+    public_while_closed,
+    requires,
+)
 from core.api import Blueprint, json_response, paginated
 from core.bookings import availability, links
 from core.bookings import services as bookings
@@ -401,7 +408,7 @@ def _own_booking(token: str) -> Booking:
 
 @self_service.route("")
 class OwnBooking(MethodView):
-    @public
+    @public_while_closed
     @self_service.response(200, OwnBookingSchema)
     def get(self, clinic_slug: str, token: str) -> Booking:
         """Show my booking."""
@@ -412,7 +419,7 @@ class OwnBooking(MethodView):
 
 @self_service.route("/cancellation-preview")
 class OwnCancellationPreview(MethodView):
-    @public
+    @public_while_closed
     @self_service.response(200, OwnDecisionSchema)
     def get(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """What happens if I cancel now? The policy's answer, without cancelling."""
@@ -424,7 +431,7 @@ class OwnCancellationPreview(MethodView):
 
 @self_service.route("/cancellation")
 class OwnCancellation(MethodView):
-    @public
+    @public_while_closed
     @self_service.response(200, OwnDecisionSchema)
     def post(self, clinic_slug: str, token: str) -> dict[str, Any]:
         """Cancel my booking; the response says what it cost and why."""

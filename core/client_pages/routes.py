@@ -37,7 +37,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms.validators import ValidationError as CsrfRefused
 
 from core import clock
-from core.accounts.access import current_clinic, public
+from core.accounts.access import current_clinic, public, public_while_closed
 from core.bookings import availability, links
 from core.bookings import services as bookings
 from core.bookings.calendar import calendar_file
@@ -241,14 +241,14 @@ def _problem_text(error: DomainError | Problem) -> str:
 
 
 @pages.get("/static/<path:filename>")
-@public
+@public_while_closed
 def static(clinic_slug: str, filename: str) -> Response:
     """The pages' stylesheet and script (Flask's own static view takes no clinic in its URL)."""
     return send_from_directory(STATIC, filename, max_age=3600)
 
 
 @pages.get("/logo")
-@public
+@public_while_closed
 def logo(clinic_slug: str) -> Response:
     """The clinic's logo, from the file its tenants/ file names (404 when it names none)."""
     name = booking_settings(current_clinic())["logo"]
@@ -258,7 +258,7 @@ def logo(clinic_slug: str) -> Response:
 
 
 @pages.get("/brand.css")
-@public
+@public_while_closed
 def brand(clinic_slug: str) -> Response:
     """The clinic's colour for its pages, from its tenants/ file (checked readable there)."""
     colour = booking_settings(current_clinic())["page_colour"]
@@ -579,7 +579,7 @@ def _visit_context(booking: Booking) -> dict[str, Any]:
 
 
 @pages.get("/visit/<token>")
-@public
+@public_while_closed
 def open_link(clinic_slug: str, token: str) -> BaseResponse:
     """The link from the booking email: kept in the session, then the visit's page without it."""
     _remember(links.booking_for(token, current_clinic().id))
@@ -587,7 +587,7 @@ def open_link(clinic_slug: str, token: str) -> BaseResponse:
 
 
 @pages.get("/visit")
-@public
+@public_while_closed
 def visit(clinic_slug: str) -> Response:
     """My booking: when, where, its status, and what cancelling now would cost."""
     booking = _visit()
@@ -681,7 +681,7 @@ def consent(clinic_slug: str, form_id: str) -> BaseResponse:
 
 
 @pages.post("/visit/cancel")
-@public
+@public_while_closed
 def cancel(clinic_slug: str) -> BaseResponse:
     """Cancel my booking, after seeing what it costs; the policy decides the fee."""
     booking = _visit()
@@ -753,7 +753,7 @@ def move_terms(clinic_slug: str) -> BaseResponse:
 
 
 @pages.get("/visit/calendar.ics")
-@public
+@public_while_closed
 def calendar(clinic_slug: str) -> Response:
     """The visit as a calendar file (RFC 5545), to add it to the client's own calendar."""
     booking = _visit()

@@ -14,7 +14,7 @@ from core.messaging.delivery import deliver_due
 from core.payments import services as payments
 from core.privacy import services as privacy
 from core.sales import services as sales
-from core.tenancy.services import each_active_clinic
+from core.tenancy.services import each_clinic
 from core.unit_of_work import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class TickReport:
 def expire_all_holds() -> int:
     """Free the slots of every clinic's lapsed holds."""
     total = 0
-    for _ in each_active_clinic():
+    for _ in each_clinic():
         with unit_of_work():
             total += expire_holds()
     return total
@@ -45,7 +45,7 @@ def expire_all_holds() -> int:
 def privacy_duties() -> tuple[int, int]:
     """Purge records whose retention hold has ended; alert clinics to privacy deadlines near."""
     purged = alerts = 0
-    for clinic in each_active_clinic():
+    for clinic in each_clinic():
         try:
             with unit_of_work():
                 purged_here = privacy.purge_expired_holds(clinic)
@@ -63,7 +63,7 @@ def privacy_duties() -> tuple[int, int]:
 def charge_fees() -> int:
     """Charge the fees clinics' policies made due, and refund or keep deposits as they decided."""
     charged = 0
-    for clinic in each_active_clinic():
+    for clinic in each_clinic():
         if not clinic.stripe_account_id:
             continue
         try:
@@ -80,7 +80,7 @@ def charge_fees() -> int:
 def expire_store_credit() -> int:
     """Record the expiry of store credit past its date, at every clinic."""
     expired = 0
-    for clinic in each_active_clinic():
+    for clinic in each_clinic():
         try:
             expired += sales.expire_store_credit(clinic)
         except Exception:

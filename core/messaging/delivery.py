@@ -34,7 +34,7 @@ from core.messaging.channels import (
 )
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.tenancy.models import Clinic, Location
-from core.tenancy.services import each_active_clinic, hooks_for
+from core.tenancy.services import each_clinic, hooks_for
 from core.unit_of_work import transaction, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -324,9 +324,9 @@ def deliver_for_clinic(
 
 
 def deliver_due(now: datetime | None = None) -> DeliveryReport:
-    """Deliver every active clinic's due messages, one clinic scope at a time."""
+    """Deliver every clinic's due messages, one clinic scope at a time."""
     total = DeliveryReport()
-    for clinic in each_active_clinic():
+    for clinic in each_clinic():
         report = deliver_for_clinic(clinic, now)
         for name in ("sent", "skipped", "deferred", "retried", "failed"):
             setattr(total, name, getattr(total, name) + getattr(report, name))

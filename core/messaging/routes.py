@@ -11,7 +11,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from twilio.request_validator import RequestValidator
 
-from core.accounts.access import Permission, current_clinic, public, requires
+from core.accounts.access import Permission, current_clinic, public_while_closed, requires
 from core.api import Blueprint
 from core.errors import Problem
 from core.messaging import campaigns, inbound
@@ -21,7 +21,7 @@ webhooks = FlaskBlueprint("sms_webhooks", __name__)
 
 
 @webhooks.post("/webhooks/sms/<clinic_slug>")
-@public
+@public_while_closed
 def sms_inbound(clinic_slug: str) -> Response:
     """Receive a text a client sent the clinic (Twilio's webhook), signature verified."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN")

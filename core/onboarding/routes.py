@@ -131,17 +131,45 @@ class Readiness(MethodView):
         return {"ready": not missing, "status": clinic.status.value, "missing": missing}
 
 
+class AcceptanceSchema(Schema):
+    revision = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": "The revision read (GET .../document): only the newest is accepted."
+        },
+    )
+
+
+@blp.route("/clinics/<clinic_slug>/document")
+class OwnDocument(MethodView):
+    @requires(Permission.view_clinic)
+    @blp.response(200, ClinicDocumentSchema)
+    def get(self, clinic_slug: str) -> Any:
+        """Read the clinic's document (its rules, settings, locations, services) and its revision."""
+        clinic = current_clinic()
+        revision = services.latest_revision(clinic)
+        return json_response(
+            {
+                "revision": revision.number if revision else None,
+                "document": services.document(clinic),
+            },
+            200,
+        )
+
+
 @blp.route("/clinics/<clinic_slug>/policy-acceptance")
 class PolicyAcceptance(MethodView):
     @requires(Permission.edit_clinic)
+    @blp.arguments(AcceptanceSchema)
     @blp.response(200, RevisionSchema)
-    def post(self, clinic_slug: str) -> Any:
-        """Accept, as the clinic's owner, its policy as its current document states it."""
+    def post(self, data: dict[str, Any], clinic_slug: str) -> Any:
+        """Accept, as the clinic's owner, its policy as the revision read states it."""
         principal = current_principal()
         if principal.membership is None or principal.membership.role != Role.owner:
             raise NotAllowed("Only the clinic's owner accepts its policy.")
         with unit_of_work():
-            revision = services.accept_policy(current_clinic(), principal.user.id)
+            revision = services.accept_policy(current_clinic(), principal.user.id, data["revision"])
         return revision
 
 

@@ -111,18 +111,40 @@ def readiness(clinic: Clinic) -> list[Missing]:
     return missing
 
 
-def accept_policy(clinic: Clinic, user_id: int) -> ClinicRevision:
-    """Record that the clinic's owner accepted its current document (its policy)."""
+def accept_policy(clinic: Clinic, user_id: int, number: int) -> ClinicRevision:
+    """Record that the clinic's owner accepted revision ``number`` of its document (its policy).
+
+    Only the newest revision can be accepted: one the owner read before the
+    operator changed the document again is refused, so what is accepted is
+    what the clinic runs under.
+    """
     revision = latest_revision(clinic)
     if revision is None:
         raise Refused(
             "The clinic has no kept document to accept yet; the operator saves it first.",
             kind="no-document",
         )
+    if revision.number != number:
+        raise Refused(
+            f"The clinic's document changed: revision {revision.number} is the current one. "
+            "Read it, then accept that.",
+            kind="revision-changed",
+            current=revision.number,
+        )
     if revision.accepted_at is None:
         revision.accepted_at = clock.now()
         revision.accepted_by_user_id = user_id
     return revision
+
+
+def _joined_through_api(clinic: Clinic) -> bool:
+    first = db.session.scalar(
+        select(ClinicRevision.source)
+        .where(ClinicRevision.clinic_id == clinic.id)
+        .order_by(ClinicRevision.number)
+        .limit(1)
+    )
+    return first == "api"
 
 
 def bookings_ahead(clinic: Clinic) -> int:
@@ -156,7 +178,10 @@ def change_status(slug: str, status: ClinicStatus) -> Clinic:
         raise Refused("A retired clinic stays retired.", kind="clinic-retired")
     if status == ClinicStatus.onboarding:
         raise Refused("A clinic cannot go back to onboarding.", kind="invalid-transition")
-    if clinic.status == ClinicStatus.onboarding and status == ClinicStatus.active:
+    if status == ClinicStatus.active and (
+        clinic.status == ClinicStatus.onboarding or _joined_through_api(clinic)
+    ):
+        # A clinic that joined through the API opens, and reopens, only when ready.
         missing = readiness(clinic)
         if missing:
             raise Refused(

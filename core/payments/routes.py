@@ -13,12 +13,15 @@ from marshmallow import Schema, fields, validate
 from core.accounts.access import (
     Permission,
     current_clinic,
+    current_principal,
     public,
     public_while_closed,
     requires,
 )
+from core.accounts.models import Role
 from core.api import Blueprint
 from core.bookings import services as bookings
+from core.errors import NotAllowed
 from core.payments import services
 from core.payments.services import account
 
@@ -64,6 +67,12 @@ class DepositPayment(MethodView):
         return result
 
 
+def _owner_only() -> None:
+    membership = current_principal().membership
+    if membership is None or membership.role != Role.owner:
+        raise NotAllowed("Only the clinic's owner connects or disconnects its Stripe account.")
+
+
 class OnboardingLinkSchema(Schema):
     url = fields.String(
         metadata={"description": "Stripe's hosted onboarding: send the owner there."}
@@ -85,7 +94,10 @@ class StripeOnboarding(MethodView):
     @requires(Permission.edit_clinic)
     @blp.response(201, OnboardingLinkSchema)
     def post(self, clinic_slug: str) -> dict[str, Any]:
-        """Start (or go on with) connecting the clinic's Stripe account: a link to Stripe's onboarding."""
+        """Start (or go on with) connecting the clinic's Stripe account: a link to Stripe's onboarding.
+
+        The owner only: the account is where the clinic's money goes."""
+        _owner_only()
         url, expires_at = account.onboarding_link(current_clinic())
         return {"url": url, "expires_at": expires_at}
 
@@ -105,7 +117,8 @@ class StripeAccount(MethodView):
     @requires(Permission.edit_clinic)
     @blp.response(204)
     def delete(self, clinic_slug: str) -> None:
-        """Disconnect the clinic's Stripe account; payments made on it keep it for refunds."""
+        """Disconnect the clinic's Stripe account (the owner only); payments made on it keep it."""
+        _owner_only()
         account.disconnect(current_clinic())
 
 

@@ -11,7 +11,7 @@ from core.accounts.access import (
     Permission,
     current_clinic,
     current_principal,
-    public,
+    public_while_closed,
     requires,
 )
 from core.api import Blueprint, paginated
@@ -72,7 +72,7 @@ blp = Blueprint(
 
 @blp.route("/privacy-rights")
 class PrivacyRights(MethodView):
-    @public
+    @public_while_closed
     @blp.response(200, RightListSchema)
     def get(self, clinic_slug: str) -> dict[str, Any]:
         """The privacy rights this clinic's clients may exercise, each with the rule that grants it."""
@@ -90,7 +90,7 @@ class PrivacyRights(MethodView):
 
 @blp.route("/privacy-requests")
 class PrivacyRequests(MethodView):
-    @public
+    @public_while_closed
     @blp.arguments(PrivacyRequestInputSchema)
     @blp.response(201, PrivacyRequestSchema)
     def post(self, data: dict[str, Any], clinic_slug: str) -> Any:

@@ -147,3 +147,17 @@ class Location(ClinicScoped, Model):
 
     def __repr__(self) -> str:
         return f"<Location {self.slug} of clinic {self.clinic_id}>"
+
+
+class FormerStripeAccount(Model):
+    """A Stripe account a clinic took payments on before it connected another.
+
+    Payments keep the account they were made on; their refunds and disputes
+    come back as events on it, which reach the clinic through this row.
+    """
+
+    __tablename__ = "former_stripe_account"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
+    disconnected_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

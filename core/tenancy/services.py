@@ -58,17 +58,17 @@ def clinics_page(
     return list(page), total
 
 
-def each_active_clinic() -> Iterator[Clinic]:
-    """Yield every active clinic, each inside its own scope (for jobs, which have no request).
+def each_clinic() -> Iterator[Clinic]:
+    """Yield every clinic, each inside its own scope (for jobs, which have no request).
 
+    Whatever its state: a clinic not open to clients (onboarding, suspended,
+    retired) still has duties that jobs carry out: its staff's invitations,
+    refunds of deposits it owes, messages about cancellations, holds that
+    lapse, privacy deadlines and the end of retention holds.
     Commit inside the loop body: what is left uncommitted when the next
     clinic begins is rolled back with the scope.
     """
-    clinic_ids = list(
-        db.session.scalars(
-            select(Clinic.id).where(Clinic.status == ClinicStatus.active).order_by(Clinic.id)
-        )
-    )
+    clinic_ids = list(db.session.scalars(select(Clinic.id).order_by(Clinic.id)))
     db.session.remove()
     for clinic_id in clinic_ids:
         clinic = db.session.get(Clinic, clinic_id)

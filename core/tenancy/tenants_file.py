@@ -450,6 +450,8 @@ def _apply_and_keep(
     if outcome != "unchanged":
         document = document_of(clinic)
         with unit_of_work():
+            # One writer of a clinic's revisions at a time: the next number is read under the lock.
+            db.session.execute(select(Clinic.id).where(Clinic.id == clinic.id).with_for_update())
             last = db.session.scalar(
                 select(func.max(ClinicRevision.number)).where(ClinicRevision.clinic_id == clinic.id)
             )

@@ -164,8 +164,20 @@ def test_an_onboarding_clinic_is_closed_to_clients_and_opens_once_ready(app, ope
         "policy",
         "providers",
     ]
-    accepted = http.post("/api/v1/clinics/kowhai-skin/policy-acceptance", headers=owner)
-    assert accepted.status_code == 200 and accepted.get_json()["number"] == 1
+    read = http.get("/api/v1/clinics/kowhai-skin/document", headers=owner).get_json()
+    assert read["revision"] == 1 and read["document"]["slug"] == "kowhai-skin"
+    # The operator changes the document after the owner read it: the old revision is refused.
+    dearer = _document()
+    dearer["services"][0]["price"] = "269.00"
+    operator.put("/api/v1/platform/clinics/kowhai-skin/document", json=dearer)
+    stale = http.post(
+        "/api/v1/clinics/kowhai-skin/policy-acceptance", json={"revision": 1}, headers=owner
+    )
+    assert assert_problem(stale, 409, "revision-changed")["current"] == 2
+    accepted = http.post(
+        "/api/v1/clinics/kowhai-skin/policy-acceptance", json={"revision": 2}, headers=owner
+    )
+    assert accepted.status_code == 200 and accepted.get_json()["number"] == 2
     with app.app_context():
         provider = make_provider("kowhai-skin", "aroha@kowhai.example.nz", location="ponsonby")
         clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "kowhai-skin"))
@@ -183,6 +195,14 @@ def test_an_onboarding_clinic_is_closed_to_clients_and_opens_once_ready(app, ope
     opened = operator.patch("/api/v1/platform/clinics/kowhai-skin", json={"status": "active"})
     assert opened.get_json()["status"] == "active"
     assert http.get("/api/v1/clinics/kowhai-skin/services").status_code == 200
+    # Suspended and reopened, it must still be ready: its Stripe account has lost charges.
+    operator.patch("/api/v1/platform/clinics/kowhai-skin", json={"status": "suspended"})
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "kowhai-skin"))
+        clinic.stripe_charges_enabled = False
+        db.session.commit()
+    reopen = operator.patch("/api/v1/platform/clinics/kowhai-skin", json={"status": "active"})
+    assert assert_problem(reopen, 409, "clinic-not-ready")["missing"] == ["stripe"]
 
 
 def test_a_clinic_with_bookings_to_come_is_not_retired(app, operator):

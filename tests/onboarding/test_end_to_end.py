@@ -26,7 +26,7 @@ from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 from tests.helpers import PASSWORD, assert_problem
 from tests.local_days import clinic_day, local_time
-from tests.payment_flows import GUEST, pay_in_browser, wait_for
+from tests.payment_flows import GUEST, deliver_intent_event, pay_in_browser, wait_for
 
 SLUG = "glow-spa"
 OWNER = {"email": "mia@glowspa.example.com", "password": "glow glow glow every day"}
@@ -139,7 +139,9 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
     )
     assert service.status_code == 201, service.get_data(as_text=True)
     service_id = service.get_json()["id"]
-    assert owner.post(f"{api}/policy-acceptance").status_code == 200
+    read = owner.get(f"{api}/document").get_json()
+    accepted = owner.post(f"{api}/policy-acceptance", json={"revision": read["revision"]})
+    assert accepted.status_code == 200
     missing = owner.get(f"{api}/readiness").get_json()["missing"]
     assert [m["item"] for m in missing] == ["stripe"]
 
@@ -182,7 +184,7 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
     assert booked.status_code == 201, booked.get_data(as_text=True)
     body = booked.get_json()
     assert body["booking"]["status"] == "held"
-    pay_in_browser(served, body["payment"])
+    intent_id = pay_in_browser(served, body["payment"])
     account = owner.get(f"{api}/stripe").get_json()["account"]
     assert account.startswith("acct_")
     intents = served["stripe"].calls_to("/v1/payment_intents")
@@ -222,6 +224,9 @@ def test_a_new_clinic_joins_connects_stripe_opens_and_takes_a_deposit(served):
     assert replacement.startswith("acct_") and replacement != account
     assert paid_on == [account]
     assert len(served["stripe"].connect_accounts) == 2
+    # Stripe's later events about the deposit (a refund, a dispute) still reach the clinic.
+    late = deliver_intent_event(app.test_client(), intent_id, "evt_after_replacing", account)
+    assert late.status_code == 200, late.get_data(as_text=True)
 
 
 def test_a_clinic_whose_account_cannot_charge_refuses_deposits(app, served):

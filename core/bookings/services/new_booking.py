@@ -109,6 +109,8 @@ def book(
         )
 
     if online and (requirements.deposit or requirements.prepayment):
+        # Money up front, which only Stripe takes online. A card guarantee alone is left
+        # to the hold: a gift certificate can stand for it, and staff can take a card.
         _check_can_charge(clinic, requirements.deposit or requirements.prepayment)
 
     chosen: int | None = None
@@ -218,22 +220,22 @@ def book(
 
 
 def _check_can_charge(clinic: Clinic, owed: Any) -> None:
-    """Refuse an online booking that must be paid for while the clinic cannot take payments.
+    """Refuse an online booking that needs a payment or a card while the clinic cannot take them.
 
-    Holding the time would leave the client a booking they cannot pay for; staff
-    may still book it (and take the money another way).
+    Holding the time would leave the client a booking they cannot pay for or
+    guarantee; staff may still book it (and take the money another way).
     """
+    needs = f"{owed.format()} paid up front" if owed else "a card on file to guarantee it"
     if clinic.stripe_account_id is None:
         raise Refused(
             f"{clinic.name} cannot take payments online yet, and this booking needs "
-            f"{owed.format()} paid up front: please call the clinic to book.",
+            f"{needs}: please call the clinic to book.",
             kind="payments-not-connected",
         )
     if clinic.stripe_charges_enabled is False:
         raise Refused(
             f"{clinic.name} cannot take payments right now (Stripe has paused charges on its "
-            f"account), and this booking needs {owed.format()} paid up front: please call the "
-            "clinic to book.",
+            f"account), and this booking needs {needs}: please call the clinic to book.",
             kind="payments-paused",
         )
 

@@ -15,7 +15,7 @@ from core.errors import NotFound, Unreadable
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
-from core.tenancy.models import Clinic
+from core.tenancy.models import Clinic, FormerStripeAccount
 from core.unit_of_work import no_open_unit, transaction
 
 
@@ -40,8 +40,9 @@ def _account_updated(clinic: Clinic, account: dict[str, Any], created: Any) -> s
     return "charges enabled" if enabled else "charges disabled"
 
 
-#: How long the signed address Stripe sends the owner back to stays good.
-RETURN_MAX_AGE = 24 * 3600
+#: How long the signed addresses Stripe sends the owner back to stay good: they are bearer
+#: credentials (the refresh address makes a new onboarding link), so not long.
+RETURN_MAX_AGE = 3600
 
 
 def _signer() -> URLSafeTimedSerializer:
@@ -118,7 +119,8 @@ def refresh_from_stripe(clinic: Clinic) -> bool:
 @transaction
 def _record_account(clinic_id: int, account: dict[str, Any]) -> None:
     clinic = db.session.get_one(Clinic, clinic_id)
-    _account_updated(clinic, account, account.get("created"))
+    # Read now, so as new as anything a webhook said: the account's creation time is not when.
+    _account_updated(clinic, account, None)
 
 
 @transaction
@@ -129,6 +131,8 @@ def disconnect(clinic: Clinic) -> None:
     refunds, disputes and reconciliation still reach it.
     """
     found = db.session.get_one(Clinic, clinic.id)
+    if found.stripe_account_id is not None:
+        db.session.add(FormerStripeAccount(account=found.stripe_account_id, clinic_id=found.id))
     found.stripe_account_id = None
     found.stripe_charges_enabled = None
     found.stripe_generation += 1

@@ -20,7 +20,7 @@ from core.payments.services.common import PAID_UP_FRONT
 from core.payments.services.disputes import _sync_dispute
 from core.payments.services.received import _sync_intent
 from core.payments.services.refunds import _sync_refunds
-from core.tenancy.models import Clinic
+from core.tenancy.models import Clinic, FormerStripeAccount
 from core.tenancy.scope import clinic_scope
 from core.unit_of_work import transaction, unit_of_work
 
@@ -63,6 +63,13 @@ def apply_event(event: dict[str, Any]) -> str:
         if isinstance(account, str)
         else None
     )
+    if clinic is None and isinstance(account, str):
+        # An account the clinic has since replaced: its payments' refunds and disputes.
+        clinic = db.session.scalar(
+            select(Clinic)
+            .join(FormerStripeAccount, FormerStripeAccount.clinic_id == Clinic.id)
+            .where(FormerStripeAccount.account == account)
+        )
     if clinic is None:
         raise Unreadable(
             "The event's account is not a clinic of this platform.", kind="unknown-account"
