@@ -109,7 +109,7 @@ class ApiToken(ClinicScoped, Model):
         return f"<ApiToken {self.prefix} clinic={self.clinic_id}>"
 
 
-class PasswordLink(Model):
+class PasswordLink(ClinicScoped, Model):
     """A single-use, expiring link that lets a person set their password at one clinic.
 
     An invitation (the clinic's first owner, or new staff) and a password reset
@@ -119,13 +119,13 @@ class PasswordLink(Model):
     """
 
     __tablename__ = "password_link"
+    __table_args__ = (UniqueConstraint("clinic_id", "token_hash"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
-    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
     #: ``"invitation"`` or ``"reset"``.
     purpose: Mapped[str] = mapped_column(String(16))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     used_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -40,12 +40,10 @@ class Missing:
 
 def latest_revision(clinic: Clinic) -> ClinicRevision | None:
     """Return the clinic's newest kept document, or None (a clinic from before revisions)."""
-    return db.session.scalar(
-        select(ClinicRevision)
-        .where(ClinicRevision.clinic_id == clinic.id)
-        .order_by(ClinicRevision.number.desc())
-        .limit(1)
-    )
+    with clinic_scope(clinic):
+        return db.session.scalar(
+            select(ClinicRevision).order_by(ClinicRevision.number.desc()).limit(1)
+        )
 
 
 def readiness(clinic: Clinic) -> list[Missing]:
@@ -138,12 +136,10 @@ def accept_policy(clinic: Clinic, user_id: int, number: int) -> ClinicRevision:
 
 
 def _joined_through_api(clinic: Clinic) -> bool:
-    first = db.session.scalar(
-        select(ClinicRevision.source)
-        .where(ClinicRevision.clinic_id == clinic.id)
-        .order_by(ClinicRevision.number)
-        .limit(1)
-    )
+    with clinic_scope(clinic):
+        first = db.session.scalar(
+            select(ClinicRevision.source).order_by(ClinicRevision.number).limit(1)
+        )
     return first == "api"
 
 
@@ -209,13 +205,10 @@ def document(clinic: Clinic) -> dict[str, Any]:
 
 def revisions(clinic: Clinic) -> list[ClinicRevision]:
     """Return the clinic's kept documents, newest first."""
-    return list(
-        db.session.scalars(
-            select(ClinicRevision)
-            .where(ClinicRevision.clinic_id == clinic.id)
-            .order_by(ClinicRevision.number.desc())
+    with clinic_scope(clinic):
+        return list(
+            db.session.scalars(select(ClinicRevision).order_by(ClinicRevision.number.desc()))
         )
-    )
 
 
 @transaction

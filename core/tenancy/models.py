@@ -64,6 +64,8 @@ class Clinic(Model):
     stripe_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     #: The platform's fee on each charge, in basis points (250 = 2.5%), set by the operator.
     platform_fee_bps: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Accounts the clinic took payments on before: Stripe's events about them still reach it.
+    former_stripe_accounts: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
@@ -96,7 +98,7 @@ class Clinic(Model):
         return f"<Clinic {self.slug}>"
 
 
-class ClinicRevision(Model):
+class ClinicRevision(ClinicScoped, Model):
     """One kept version of a clinic's document: its rules, settings, locations and services.
 
     Written each time the document changes, through the operator API or a
@@ -108,7 +110,6 @@ class ClinicRevision(Model):
     __table_args__ = (UniqueConstraint("clinic_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
     number: Mapped[int]
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     #: ``"api"``, or the tenants/ file's name.
@@ -147,17 +148,3 @@ class Location(ClinicScoped, Model):
 
     def __repr__(self) -> str:
         return f"<Location {self.slug} of clinic {self.clinic_id}>"
-
-
-class FormerStripeAccount(Model):
-    """A Stripe account a clinic took payments on before it connected another.
-
-    Payments keep the account they were made on; their refunds and disputes
-    come back as events on it, which reach the clinic through this row.
-    """
-
-    __tablename__ = "former_stripe_account"
-
-    account: Mapped[str] = mapped_column(String(64), primary_key=True)
-    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
-    disconnected_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

@@ -448,8 +448,8 @@ def _apply_and_keep(
     clinic = db.session.scalar(select(Clinic).where(Clinic.slug == data["slug"]))
     assert clinic is not None  # _apply has just written it
     if outcome != "unchanged":
-        document = document_of(clinic)
-        with unit_of_work():
+        with clinic_scope(clinic), unit_of_work():
+            document = document_of(clinic)
             # One writer of a clinic's revisions at a time: the next number is read under the lock.
             db.session.execute(select(Clinic.id).where(Clinic.id == clinic.id).with_for_update())
             last = db.session.scalar(

@@ -3,7 +3,7 @@
 The clinic's connected account is created with an idempotency key naming the
 clinic and a generation number, so a retry makes the same account, and after
 the owner disconnects one (the number goes up) onboarding makes a new one. A
-disconnected account is remembered with its clinic, so Stripe's events about
+disconnected account is remembered on its clinic, so Stripe's events about
 payments made on it (a refund, a dispute) still reach the clinic.
 
 Revision ID: 0014
@@ -14,8 +14,6 @@ Create Date: 2026-12-06 07:10:00
 
 import sqlalchemy as sa
 from alembic import op
-
-from core.tenancy.rls import grant_app_role
 
 revision = "0014"
 down_revision = "0013"
@@ -28,20 +26,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("stripe_generation", sa.Integer(), nullable=False, server_default="0")
         )
-    op.create_table(
-        "former_stripe_account",
-        sa.Column("account", sa.String(length=64), nullable=False),
-        sa.Column("clinic_id", sa.Integer(), nullable=False),
-        sa.Column("disconnected_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["clinic_id"], ["clinic.id"], name=op.f("fk_former_stripe_account_clinic_id_clinic")
-        ),
-        sa.PrimaryKeyConstraint("account", name=op.f("pk_former_stripe_account")),
-    )
-    grant_app_role(op)
+        batch_op.add_column(sa.Column("former_stripe_accounts", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_table("former_stripe_account")
     with op.batch_alter_table("clinic", schema=None) as batch_op:
+        batch_op.drop_column("former_stripe_accounts")
         batch_op.drop_column("stripe_generation")

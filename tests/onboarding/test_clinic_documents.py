@@ -130,10 +130,12 @@ def test_each_change_is_kept_with_who_made_it(app, operator):
     revisions = operator.get("/api/v1/platform/clinics/kowhai-skin/revisions").get_json()["items"]
     assert [(r["number"], r["source"]) for r in revisions] == [(2, "api"), (1, "api")]
     with app.app_context():
-        kept = db.session.scalars(
-            select(ClinicRevision.document).order_by(ClinicRevision.number)
-        ).all()
-        operator_id = db.session.scalar(select(ClinicRevision.changed_by_user_id))
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "kowhai-skin"))
+        with clinic_scope(clinic):
+            kept = db.session.scalars(
+                select(ClinicRevision.document).order_by(ClinicRevision.number)
+            ).all()
+            operator_id = db.session.scalar(select(ClinicRevision.changed_by_user_id))
     assert [d["services"][0]["price"] for d in kept] == ["249.00", "269.00"]
     assert operator_id is not None
     renamed = operator.put(

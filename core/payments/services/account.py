@@ -15,7 +15,7 @@ from core.errors import NotFound, Unreadable
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
-from core.tenancy.models import Clinic, FormerStripeAccount
+from core.tenancy.models import Clinic
 from core.unit_of_work import no_open_unit, transaction
 
 
@@ -132,7 +132,10 @@ def disconnect(clinic: Clinic) -> None:
     """
     found = db.session.get_one(Clinic, clinic.id)
     if found.stripe_account_id is not None:
-        db.session.add(FormerStripeAccount(account=found.stripe_account_id, clinic_id=found.id))
+        found.former_stripe_accounts = [
+            *(found.former_stripe_accounts or []),
+            found.stripe_account_id,
+        ]
     found.stripe_account_id = None
     found.stripe_charges_enabled = None
     found.stripe_generation += 1
