@@ -578,7 +578,7 @@ LIST_ROUTES: dict[str, ListRoute] = {
     "providers": ListRoute("/providers", seed_providers, present=1),
     "time-off": ListRoute("/providers/{provider_id}/time-off", seed_time_off),
     "platform-clinics": ListRoute(
-        "/api/v1/platform/clinics", seed_clinics, present=1, operator=True
+        "/api/v1/platform/clinics", seed_clinics, present=1, operator=True, query={"limit": 200}
     ),
 }
 
@@ -606,6 +606,10 @@ NOT_LISTS = {
     "/api/v1/clinics/<clinic_slug>/staff/<id:membership_id>": "one staff member",
     "/api/v1/platform/plugins": "one report on the instance's plugins",
     "/api/v1/clinics/<clinic_slug>/readiness": "one report: what stands between the clinic and opening",
+    "/api/v1/clinics/<clinic_slug>/document": "the clinic's document and its revision",
+    "/api/v1/clinics/<clinic_slug>/stripe": "the clinic's Stripe account",
+    "/api/v1/clinics/<clinic_slug>/stripe/onboarding-return": "where Stripe sends the owner back",
+    "/api/v1/clinics/<clinic_slug>/stripe/onboarding-refresh": "a redirect to a new onboarding link",
     "/api/v1/platform/clinics/<slug>/document": "one clinic's document",
     "/api/v1/platform/clinics/<slug>/revisions": "one clinic's kept documents, in one query whatever their number",
 }

@@ -222,6 +222,9 @@ def test_a_client_with_three_incidents_must_prepay(app, client, alpha, frozen):
     # Bijoux: "if a client has three instances of no-show or late cancellation, they will be required
     # to prepay for future services at the time of booking."
     with app.app_context():
+        # Prepayment is taken online: the clinic has a Stripe account (none is called here).
+        db.session.query(Clinic).filter_by(slug="alpha").one().stripe_account_id = "acct_alpha"
+        db.session.commit()
         set_clinic_settings(
             "alpha",
             policy={

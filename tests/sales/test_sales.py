@@ -626,6 +626,7 @@ def test_an_account_stripe_paused_cannot_take_payments_until_it_is_enabled_again
     from tests.payment_flows import book
 
     now = int(time.time())
+    held = book(client, live)  # booked while the account could take charges
     paused = _deliver(
         client,
         "account.updated",
@@ -642,10 +643,21 @@ def test_an_account_stripe_paused_cannot_take_payments_until_it_is_enabled_again
         now - 60,
     )
     assert stale.get_json()["outcome"] == "unchanged (older than what is recorded)"
-    held = book(client, live)
-    assert held.get("payment") is None
     refused = client.post(f"{API}/self-service/{held['self_service_token']}/deposit-payment")
     assert_problem(refused, 409, "payments-paused")
+    # A new booking that must be paid up front is not held while no payment can be taken.
+    from tests.payment_flows import GUEST
+
+    again = client.post(
+        f"{API}/bookings/online",
+        json={
+            "client": {**GUEST, "email": "second@example.com"},
+            "service_id": live["service"],
+            "location_id": live["location"],
+            "starts_at": held["booking"]["starts_at"].replace("T10:", "T12:"),
+        },
+    )
+    assert_problem(again, 409, "payments-paused")
     enabled = _deliver(
         client,
         "account.updated",

@@ -11,7 +11,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from stripe.params import AccountCreateParams
 
 from core import clock
-from core.errors import NotFound, Unreadable
+from core.errors import NotFound, Refused, Unreadable
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
@@ -59,6 +59,12 @@ def onboarding_link(clinic: Clinic) -> tuple[str, datetime]:
     which makes a new one. Both carry a signed, expiring state naming the clinic.
     """
     no_open_unit("creating a Stripe account link")
+    if not current_app.config.get("STRIPE_SECRET_KEY"):
+        # The platform's own setting, not an outage: nothing to retry until the operator sets it.
+        raise Refused(
+            "Online payments are not configured on this platform yet: ask its operator.",
+            kind="payments-not-configured",
+        )
     stripe = stripe_api.client().v1
     if clinic.stripe_account_id is None:
         params: AccountCreateParams = {
