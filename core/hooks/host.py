@@ -6,7 +6,6 @@ import difflib
 import importlib.metadata
 import inspect
 import logging
-import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -296,11 +295,6 @@ class PluginHost:
             ]
             self._impl_cache[key] = found
         return found
-
-
-def _code_of(function: Callable[..., Any]) -> types.CodeType | None:
-    function = getattr(function, "__func__", function)
-    return getattr(function, "__code__", None)
 
 
 class ClinicHooks:

@@ -22,6 +22,7 @@ from core.api import Blueprint, json_response
 from core.errors import NotAllowed, NotFound
 from core.onboarding import invitations, services
 from core.tenancy import services as tenancy
+from core.tenancy.documents import document_of
 from core.tenancy.models import Clinic
 from core.tenancy.tenants_file import apply_document
 from core.unit_of_work import unit_of_work
@@ -98,7 +99,7 @@ class ClinicDocument(MethodView):
     def get(self, slug: str) -> Any:
         """Show the clinic's current document, as `clinics export` writes it."""
         # Returned whole: the schema documents the shape, and would keep none of its fields.
-        return json_response(services.document(_clinic(slug)), 200)
+        return json_response(document_of(_clinic(slug)), 200)
 
     @operator_only
     @blp.arguments(ClinicDocumentSchema)
@@ -152,7 +153,7 @@ class OwnDocument(MethodView):
         return json_response(
             {
                 "revision": revision.number if revision else None,
-                "document": services.document(clinic),
+                "document": document_of(clinic),
             },
             200,
         )

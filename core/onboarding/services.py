@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import exists, func, select
 
@@ -194,13 +193,6 @@ def change_status(slug: str, status: ClinicStatus) -> Clinic:
                 bookings=ahead,
             )
     return tenancy.set_status(slug, status)
-
-
-def document(clinic: Clinic) -> dict[str, Any]:
-    """Return the clinic's current document, as ``clinics export`` writes it."""
-    from core.tenancy.documents import document_of
-
-    return document_of(clinic)
 
 
 def revisions(clinic: Clinic) -> list[ClinicRevision]:

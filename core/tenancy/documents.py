@@ -17,8 +17,8 @@ from core.money import Money
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import clinic_scope
 
-_LOCATION_FIELDS = (
-    "slug",
+#: A location's fields as a tenants document writes them (its slug names it).
+LOCATION_FIELDS = (
     "name",
     "street",
     "unit",
@@ -78,7 +78,7 @@ def document_of(clinic: Clinic) -> dict[str, Any]:
                 "website": clinic.website,
             },
             "locations": [
-                {field: getattr(location, field) for field in _LOCATION_FIELDS}
+                {field: getattr(location, field) for field in ("slug", *LOCATION_FIELDS)}
                 for location in locations
             ],
             "plugins": {

@@ -29,7 +29,7 @@ from core.hooks.host import CORE_DEFAULTS, PluginHost
 from core.hooks.settings import Amount
 from core.money import Money, validate_currency
 from core.schemas import Email, TimeZone, normalise_phone
-from core.tenancy.documents import document_of
+from core.tenancy.documents import LOCATION_FIELDS, document_of
 from core.tenancy.models import Clinic, ClinicRevision, ClinicStatus, Location
 from core.tenancy.scope import clinic_scope
 from core.unit_of_work import unit_of_work
@@ -307,18 +307,6 @@ _CLINIC_FIELDS = (
     "status",
     "idle_timeout_minutes",
 )
-_LOCATION_FIELDS = (
-    "name",
-    "street",
-    "unit",
-    "city",
-    "region",
-    "postal_code",
-    "country",
-    "phone",
-    "timezone",
-    "active",
-)
 
 
 def _assign(obj: Any, values: dict[str, Any]) -> bool:
@@ -359,7 +347,7 @@ def _apply(data: dict[str, Any], source: str) -> str:
                 location = Location(slug=declared["slug"])
                 db.session.add(location)
                 changed = True
-            changed |= _assign(location, {k: declared[k] for k in _LOCATION_FIELDS})
+            changed |= _assign(location, {k: declared[k] for k in LOCATION_FIELDS})
         for gone in existing.values():
             # Locations are never deleted: bookings and records point at them.
             changed |= _assign(gone, {"active": False})

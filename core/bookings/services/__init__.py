@@ -31,7 +31,6 @@ from core.bookings.services.records import as_record, booking, bookings, policy_
 from core.bookings.services.requirements import (
     client_history,
     guest_client,
-    policy_incidents,
     requirements_for,
 )
 from core.bookings.services.rescheduling import preview_reschedule, reschedule
@@ -63,7 +62,6 @@ __all__ = [
     "intake_questions",
     "mark_no_show",
     "policy_clause_ids",
-    "policy_incidents",
     "policy_version",
     "preparation",
     "preview_cancellation",

@@ -31,12 +31,6 @@ def client_history(client_id: int) -> ClientHistory:
     return ClientHistory(no_shows=row[0] or 0, late_cancellations=row[1] or 0)
 
 
-def policy_incidents(client_id: int) -> int:
-    """Return how many late cancellations and no-shows the client has had here, together."""
-    history = client_history(client_id)
-    return history.no_shows + history.late_cancellations
-
-
 # Plugins read a client's history through their view of the client, counted only when read.
 provide_client_history(client_history)
 
