@@ -122,6 +122,10 @@ def _init_extensions(app: Flask) -> None:
     # Event hooks are told after commit, when a clinic scope ends.
     import core.events
     import core.idempotency
+
+    # Outbound webhooks: their tables, and the publisher writing their outbox rows.
+    import core.integrations.models
+    import core.integrations.publishing
     import core.ledger.models
     import core.messaging.models
     import core.schedules.models
@@ -180,6 +184,7 @@ def _init_api(app: Flask) -> None:
     from core.catalog.routes import blp as catalog_blp
     from core.client_pages.routes import pages as client_pages
     from core.clients.routes import blp as clients_blp
+    from core.integrations.routes import blp as integrations_blp
     from core.messaging.routes import blp as messaging_blp
     from core.messaging.routes import webhooks as sms_webhooks
     from core.onboarding.routes import blp as onboarding_blp
@@ -189,6 +194,7 @@ def _init_api(app: Flask) -> None:
     from core.platform.routes import health
     from core.privacy.routes import blp as privacy_blp
     from core.privacy.routes import remember_gpc
+    from core.reports.routes import blp as reports_blp
     from core.sales.routes import blp as sales_blp
     from core.schedules.routes import blp as schedules_blp
     from core.tenancy.routes import blp as clinics_blp
@@ -211,6 +217,8 @@ def _init_api(app: Flask) -> None:
         sales_blp,
         platform_blp,
         onboarding_blp,
+        integrations_blp,
+        reports_blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(client_pages)

@@ -182,6 +182,12 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "STRIPE_JOB_RETRIES": int(env.get("STRIPE_JOB_RETRIES", "2")),
         "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT", "10")),
         "SMS_TIMEOUT": float(env.get("SMS_TIMEOUT", "10")),
+        # Outbound webhooks to clinics' systems: https:// to public addresses only, unless
+        # the operator allows http:// or private and loopback addresses (a private network).
+        "WEBHOOKS_ALLOW_HTTP": _bool(env.get("WEBHOOKS_ALLOW_HTTP"), False),
+        "WEBHOOKS_ALLOW_PRIVATE": _bool(env.get("WEBHOOKS_ALLOW_PRIVATE"), False),
+        "WEBHOOKS_CONNECT_TIMEOUT": float(env.get("WEBHOOKS_CONNECT_TIMEOUT", "3")),
+        "WEBHOOKS_READ_TIMEOUT": float(env.get("WEBHOOKS_READ_TIMEOUT", "5")),
         # Self-service links for clients stay valid this long after the appointment.
         "SELF_SERVICE_LINK_DAYS": int(env.get("SELF_SERVICE_LINK_DAYS", "30")),
         # OpenAPI, served by flask-smorest at /api/openapi.json.

@@ -9,11 +9,18 @@ command), after every commit of that scope and outside any open transaction.
 
 A plugin that fails in an event hook is logged with its name; what was committed
 stands. Anything an event hook writes to the database is its own to commit.
+
+Publications are the other door, for what must be written with its cause rather
+than told after it: :func:`publish` hands the event, at once and inside the open
+transaction, to the publishers a higher layer registered with :func:`on_publish`
+(the clinic's outbound webhooks write their outbox rows there). Lower layers call
+it without knowing who listens.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,3 +97,46 @@ def tell_plugins() -> int:
 
 
 scope.before_leaving(tell_plugins)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Something that happened to one of the clinic's records, published in its transaction.
+
+    ``type`` is the event's name (``booking.created``, ``payment.refunded``, ...),
+    ``subject`` the row it happened to (a booking, a payment, a client; None when
+    there is none, as for a dispute on a payment this clinic never recorded), and
+    ``details`` whatever else the event carries (the amount refunded, the dispute).
+    """
+
+    type: str
+    subject: Any
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Publisher = Callable[[Publication], None]
+
+_publishers: list[Publisher] = []
+
+
+def on_publish(publisher: Publisher) -> Publisher:
+    """Register ``publisher`` to be handed every publication; registering twice is a no-op.
+
+    A publisher runs inside the cause's transaction: what it writes commits or rolls
+    back with the cause, so it must write rows only and never wait on the network.
+    """
+    if publisher not in _publishers:
+        _publishers.append(publisher)
+    return publisher
+
+
+def publish(event_type: str, subject: Any, **details: Any) -> None:
+    """Publish that ``event_type`` happened to ``subject``, now, in the open transaction.
+
+    Call it where the change is made, inside the service's unit of work. A
+    publisher that raises fails the unit: an event must not be lost while its
+    cause commits.
+    """
+    publication = Publication(event_type, subject, details)
+    for publisher in _publishers:
+        publisher(publication)

@@ -59,6 +59,9 @@ class Permission(enum.StrEnum):
     send_marketing = "send_marketing"
     take_payments = "take_payments"
     approve_refunds = "approve_refunds"
+    manage_webhooks = "manage_webhooks"
+    answer_disputes = "answer_disputes"
+    view_reports = "view_reports"
 
 
 _ALL = frozenset(Role)
@@ -86,12 +89,18 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     # management's to approve where the policy says so.
     Permission.take_payments: _ALL,
     Permission.approve_refunds: _LEADS,
+    # A dispute's evidence names the client and speaks for the clinic to the card network.
+    Permission.answer_disputes: _LEADS,
+    # The clinic's takings, fees and utilisation by provider are the business's own.
+    Permission.view_reports: _LEADS,
     Permission.view_clinic: _ALL,
     Permission.edit_clinic: _LEADS,
     Permission.view_staff: _LEADS,
     Permission.manage_staff: _LEADS,
     Permission.manage_tokens: _LEADS,
     Permission.view_plugins: _LEADS,
+    # Webhook endpoints send clients' contact details to systems outside the platform.
+    Permission.manage_webhooks: _LEADS,
 }
 
 

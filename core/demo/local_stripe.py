@@ -19,7 +19,14 @@ The proxy covers the gaps DESIGN.md lists:
   (``/_onboarding/<link>``): visiting it completes the onboarding (the account can
   take charges, and an ``account.updated`` webhook goes to the app, signed) and
   redirects to the link's ``return_url``; a lapsed or used link redirects to its
-  ``refresh_url``, as Stripe's hosted onboarding does.
+  ``refresh_url``, as Stripe's hosted onboarding does;
+- it stands in for disputes, which localstripe lacks and never sends events of:
+  :meth:`LocalStripe.open_dispute` disputes a real payment made on localstripe,
+  ``GET /v1/disputes/<id>`` reads it, ``POST /v1/disputes/<id>`` takes
+  ``evidence[...]`` and ``submit`` as Stripe does (once, before ``due_by``; a
+  repeated ``Idempotency-Key`` gets the first answer) and keeps what was submitted,
+  and :meth:`LocalStripe.send_dispute_event` posts ``charge.dispute.*`` to the app,
+  signed as Stripe signs it.
 
 localstripe keeps its objects in ``/tmp/localstripe.pickle`` (its own choice), so
 they outlive a restart; :meth:`LocalStripe.reset` empties it.
@@ -39,9 +46,10 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import stripe
 
@@ -114,6 +122,10 @@ class LocalStripe:
     connect_accounts: dict[str, dict[str, object]] = field(default_factory=dict)
     #: Account Links, by the id in their URL.
     account_links: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: Disputes (localstripe has none), by id.
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Evidence submitted for each dispute, as it arrived: one entry per accepted submission.
+    dispute_submissions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def lapse_account_links(self) -> None:
@@ -162,9 +174,95 @@ class LocalStripe:
             self.faults.clear()
             self.connect_accounts.clear()
             self.account_links.clear()
+            self.disputes.clear()
+            self.dispute_submissions.clear()
         urllib.request.urlopen(
             urllib.request.Request(self.upstream + "/_config/data", method="DELETE")
         )
+
+    def open_dispute(
+        self,
+        payment_intent: str,
+        *,
+        account: str,
+        reason: str = "fraudulent",
+        due_in: timedelta = timedelta(days=7),
+    ) -> dict[str, Any]:
+        """Dispute a payment made on localstripe, as a client's bank would; return the dispute."""
+        read = urllib.request.Request(
+            f"{self.upstream}/v1/payment_intents/{payment_intent}",
+            headers={"Authorization": "Bearer sk_test_local"},
+        )
+        with urllib.request.urlopen(read) as response:
+            intent = json.loads(response.read())
+        charges = (intent.get("charges") or {}).get("data") or []
+        charge = intent.get("latest_charge") or (charges[-1]["id"] if charges else None)
+        now = int(time.time())
+        dispute: dict[str, Any] = {
+            "id": "dp_" + os.urandom(8).hex(),
+            "object": "dispute",
+            "amount": intent["amount"],
+            "currency": intent["currency"],
+            "charge": charge,
+            "payment_intent": payment_intent,
+            "reason": reason,
+            "status": "needs_response",
+            "created": now,
+            "livemode": False,
+            "metadata": {},
+            "evidence": {},
+            "evidence_details": {
+                "due_by": now + int(due_in.total_seconds()),
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+        }
+        with self.lock:
+            self.disputes[dispute["id"]] = dispute
+            self.accounts[dispute["id"]] = account
+        return dict(dispute)
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
+        """End a dispute as the card network decided: ``won`` or ``lost``."""
+        with self.lock:
+            self.disputes[dispute_id]["status"] = status
+            return dict(self.disputes[dispute_id])
+
+    def send_dispute_event(
+        self, kind: str, dispute_id: str, event_id: str | None = None
+    ) -> tuple[int, bytes]:
+        """Post ``charge.dispute.<kind>`` about the dispute, as it stands, to the app; its answer."""
+        with self.lock:
+            dispute = json.loads(json.dumps(self.disputes[dispute_id]))
+            account = self.accounts.get(dispute_id)
+            target = self.webhook_target
+        if not target:
+            raise LocalStripeError("no app to send the event to (webhook_target is unset)")
+        payload = json.dumps(
+            {
+                "id": event_id or "evt_" + os.urandom(8).hex(),
+                "object": "event",
+                "type": f"charge.dispute.{kind}",
+                "account": account,
+                "created": int(time.time()),
+                "data": {"object": dispute},
+            }
+        )
+        request = urllib.request.Request(
+            target,
+            data=payload.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)},
+        )
+        try:
+            with urllib.request.urlopen(request) as response:
+                answer = (response.status, response.read())
+        except urllib.error.HTTPError as error:
+            answer = (error.code, error.read())
+        with self.lock:
+            self.deliveries.append((f"charge.dispute.{kind}", answer[0]))
+        return answer
 
 
 def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
@@ -193,6 +291,10 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
             account = self.headers.get("Stripe-Account")
             key = self.headers.get("Idempotency-Key")
             path = self.path.split("?")[0]
+            if path.startswith("/v1/disputes/"):
+                with state.lock:
+                    state.calls.append(Call(method, path, account, key, params))
+                return self._dispute(method, path, key, params)
             with state.lock:
                 state.calls.append(Call(method, path, account, key, params))
                 outage = next((o for p, o in state.outages.items() if path.startswith(p)), None)
@@ -301,6 +403,73 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
             if method == "GET" and path.startswith("/_onboarding/"):
                 return self._onboard(path.rsplit("/", 1)[-1], now)
             self._reply(404, b'{"error": {"message": "not emulated"}}')
+
+        def _dispute(
+            self, method: str, path: str, key: str | None, params: dict[str, list[str]]
+        ) -> None:
+            """Stripe's dispute API: read one; add evidence and submit it, once, before it is due."""
+            with state.lock:
+                replay = state.replies.get((path, key)) if key and method == "POST" else None
+                found = state.disputes.get(path.rsplit("/", 1)[-1])
+            if replay is not None:
+                return self._unless_lost(path, *replay)
+
+            def refuse(status: int, message: str, code: str) -> None:
+                error: dict[str, object] = {
+                    "error": {"type": "invalid_request_error", "message": message, "code": code}
+                }
+                return self._answer(path, key, status, error)
+
+            if found is None:
+                return refuse(404, "No such dispute", "resource_missing")
+            if method == "GET":
+                with state.lock:
+                    payload = json.dumps(found).encode()
+                return self._reply(200, payload)
+            evidence = {
+                k[len("evidence[") : -1]: v[0]
+                for k, v in params.items()
+                if k.startswith("evidence[") and k.endswith("]")
+            }
+            submit = params.get("submit", ["false"])[0] == "true"
+            with state.lock:
+                details = found["evidence_details"]
+                if found["status"] not in ("needs_response", "warning_needs_response"):
+                    answer = (
+                        400,
+                        "This dispute is no longer accepting evidence.",
+                        "dispute_closed",
+                    )
+                elif details["due_by"] <= time.time():
+                    details["past_due"] = True
+                    answer = (400, "The deadline for submitting evidence has passed.", "past_due")
+                else:
+                    found["evidence"] = {**found["evidence"], **evidence}
+                    if submit:
+                        found["status"] = "under_review"
+                        details["submission_count"] += 1
+                        details["has_evidence"] = True
+                        state.dispute_submissions.setdefault(found["id"], []).append(evidence)
+                    answer = None
+                body = dict(found)
+            if answer is not None:
+                return refuse(*answer)
+            payload = json.dumps(body).encode()
+            if key:
+                with state.lock:
+                    state.replies[(path, key)] = (200, payload)
+            return self._unless_lost(path, 200, payload)
+
+        def _unless_lost(self, path: str, status: int, payload: bytes) -> None:
+            """Answer, unless a fault asks to lose the answer: the change is made all the same."""
+            with state.lock:
+                fault = next((f for f in state.faults if path.startswith(f[0])), None)
+                if fault is not None:
+                    state.faults.remove(fault)
+            if fault is not None:
+                lost = {"error": {"type": "api_error", "message": "Stripe is having trouble."}}
+                return self._reply(fault[1], json.dumps(lost).encode())
+            return self._reply(status, payload)
 
         def _answer(self, path: str, key: str | None, status: int, body: dict[str, object]) -> None:
             payload = json.dumps(body).encode()

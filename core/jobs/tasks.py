@@ -10,6 +10,7 @@ from core.bookings.services import expire_holds
 from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
 from core.hooks.views import ClinicView
+from core.integrations.delivery import deliver_due as deliver_webhooks
 from core.messaging.delivery import deliver_due
 from core.payments import services as payments
 from core.privacy import services as privacy
@@ -31,6 +32,8 @@ class TickReport:
     records_purged: int = 0
     deadline_alerts: int = 0
     fees_charged: int = 0
+    evidence_submitted: int = 0
+    webhooks_sent: int = 0
 
 
 def expire_all_holds() -> int:
@@ -77,6 +80,20 @@ def charge_fees() -> int:
     return charged
 
 
+def submit_dispute_evidence() -> int:
+    """Submit the evidence of disputes at every clinic that sends it without review."""
+    submitted = 0
+    for clinic in each_clinic():
+        # Not only clinics with an account now: a dispute is answered on the account it was
+        # made on, which a clinic that disconnected still has at Stripe.
+        try:
+            submitted += payments.submit_queued_evidence(clinic)
+        except Exception:
+            db.session.rollback()
+            log.exception("dispute evidence failed for clinic %s; retried next tick", clinic.slug)
+    return submitted
+
+
 def expire_store_credit() -> int:
     """Record the expiry of store credit past its date, at every clinic."""
     expired = 0
@@ -96,7 +113,10 @@ def tick() -> TickReport:
     expired = expire_all_holds()
     purged, alerts = privacy_duties()
     fees = charge_fees()
+    evidence = submit_dispute_evidence()
     expire_store_credit()
+    # Webhooks first: an endpoint disabled now has its owner's email sent in this tick.
+    webhooks = deliver_webhooks()
     delivered = deliver_due()
     if expired or delivered.sent or delivered.retried or purged or alerts or fees:
         log.info(
@@ -109,5 +129,13 @@ def tick() -> TickReport:
             delivered.sent,
         )
     return TickReport(
-        expired, delivered.sent, delivered.skipped, delivered.retried, purged, alerts, fees
+        expired,
+        delivered.sent,
+        delivered.skipped,
+        delivered.retried,
+        purged,
+        alerts,
+        fees,
+        evidence,
+        webhooks.succeeded,
     )

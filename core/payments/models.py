@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import clock
@@ -105,3 +106,56 @@ class CardAgreement(ClinicScoped, Model):
         StoredEnum(PaymentStatus, 20), default=PaymentStatus.pending
     )
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+
+
+class EvidenceStatus(enum.StrEnum):
+    """Where the evidence answering a dispute stands."""
+
+    held = "held"  # assembled, waiting for a manager to read and submit it
+    queued = "queued"  # the clinic submits without review: the next job run sends it
+    submitting = "submitting"  # claimed and sent (or about to be): retried under the same key
+    submitted = "submitted"
+    no_evidence = "no_evidence"  # not a booking's charge: nothing stored speaks to it
+    lapsed = "lapsed"  # the dispute closed, or its due date passed, before anything was sent
+    refused = "refused"  # Stripe would not take it (see last_error)
+
+
+#: Evidence that may still be sent to Stripe.
+UNSENT = (EvidenceStatus.held, EvidenceStatus.queued, EvidenceStatus.submitting)
+
+
+class Dispute(ClinicScoped, Model):
+    """A card dispute on one of the clinic's payments, and the evidence that answers it."""
+
+    __tablename__ = "dispute"
+    __table_args__ = (UniqueConstraint("clinic_id", "stripe_dispute_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(64))
+    # The account the disputed charge was made on, which the clinic may since have replaced.
+    stripe_account: Mapped[str] = mapped_column(String(64))
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(64))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(
+        String(32)
+    )  # Stripe's: needs_response, under_review, won ...
+    due_by: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    evidence_status: Mapped[EvidenceStatus] = mapped_column(StoredEnum(EvidenceStatus, 16))
+    submitted_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    # None with a submitted_at: the platform sent it, as the clinic's setting asks.
+    submitted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # won, lost
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcTimestamp(), default=clock.now, onupdate=clock.now
+    )
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)

@@ -1,4 +1,4 @@
-"""HTTP endpoints for payments: a booking's deposit, and Stripe's webhook."""
+"""HTTP endpoints for payments: a booking's deposit, Stripe's webhook, the account, disputes."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from core.accounts.access import (
     requires,
 )
 from core.accounts.models import Role
-from core.api import Blueprint
+from core.api import Blueprint, paginated
 from core.bookings import services as bookings
 from core.errors import NotAllowed
 from core.payments import services
+from core.payments.models import Dispute
 from core.payments.services import account
+from core.payments.services.dispute_evidence import FIELD_LENGTH, TEXT_FIELDS
+from core.schemas import UtcDateTime
 
 webhooks = FlaskBlueprint("stripe_webhooks", __name__)
 
@@ -146,3 +149,106 @@ class StripeOnboardingRefresh(MethodView):
         account.clinic_of_state(clinic, args["state"])
         url, _ = account.onboarding_link(clinic)
         return redirect(url, 302)
+
+
+# --- disputes -------------------------------------------------------------------------------------
+
+
+class DisputeSchema(Schema):
+    """A card dispute on one of the clinic's payments, and where its evidence stands."""
+
+    id = fields.Integer()
+    stripe_dispute_id = fields.String()
+    payment_id = fields.Integer(allow_none=True)
+    booking_id = fields.Integer(allow_none=True)
+    amount = fields.Function(lambda d: d.amount.to_dict())
+    reason = fields.String(allow_none=True)
+    status = fields.String(
+        metadata={"description": "Stripe's: needs_response, under_review, won ..."}
+    )
+    due_by = UtcDateTime(allow_none=True)
+    evidence_status = fields.Function(
+        lambda d: d.evidence_status.value,
+        metadata={
+            "description": "held (for a manager), queued, submitting, submitted, no_evidence, "
+            "lapsed (closed or past due unsent), refused (by Stripe)"
+        },
+    )
+    submitted_at = UtcDateTime(allow_none=True)
+    submitted_by = fields.Function(
+        lambda d: (
+            None if d.submitted_at is None else ("staff" if d.submitted_by_user_id else "platform")
+        )
+    )
+    submitted_by_user_id = fields.Integer(allow_none=True)
+    outcome = fields.String(allow_none=True, metadata={"description": "won, lost"})
+    last_error = fields.String(allow_none=True)
+    created_at = UtcDateTime()
+
+
+class DisputeDetailSchema(DisputeSchema):
+    evidence = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        allow_none=True,
+        metadata={"description": "Stripe's evidence text fields, as they are or were sent."},
+    )
+
+
+class DisputeListSchema(Schema):
+    items = fields.List(fields.Nested(DisputeSchema))
+    count = fields.Integer()
+    total = fields.Integer()
+
+
+class DisputeQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class EvidenceEditsSchema(Schema):
+    """Changes to the evidence before it goes: a text field's new words, or "" to leave it out."""
+
+    evidence = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(TEXT_FIELDS)),
+        values=fields.String(validate=validate.Length(max=FIELD_LENGTH)),
+        load_default=dict,
+    )
+
+
+@blp.route("/disputes")
+class Disputes(MethodView):
+    @requires(Permission.answer_disputes)
+    @blp.arguments(DisputeQuerySchema, location="query")
+    @blp.response(200, DisputeListSchema)
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
+        """List the clinic's card disputes, newest first, with where each one's evidence stands."""
+        found, total = services.disputes(**args)
+        return {**paginated(found), "total": total}
+
+
+@blp.route("/disputes/<id:dispute_id>")
+class DisputeItem(MethodView):
+    @requires(Permission.answer_disputes)
+    @blp.response(200, DisputeDetailSchema)
+    def get(self, clinic_slug: str, dispute_id: int) -> Dispute:
+        """Show a dispute with its evidence: what was, or will be, sent to Stripe."""
+        return services.dispute(dispute_id)
+
+
+@blp.route("/disputes/<id:dispute_id>/submit")
+class DisputeSubmission(MethodView):
+    @requires(Permission.answer_disputes)
+    @blp.arguments(EvidenceEditsSchema)
+    @blp.response(200, DisputeDetailSchema)
+    def post(self, data: dict[str, Any], clinic_slug: str, dispute_id: int) -> Dispute:
+        """Submit the dispute's evidence to Stripe, with any edits to its text fields.
+
+        Stripe takes evidence once: a second submission, or one after the due date, is refused.
+        """
+        return services.submit_evidence(
+            current_clinic(),
+            dispute_id,
+            user_id=current_principal().user.id,
+            edits=data["evidence"],
+        )

@@ -179,6 +179,24 @@ def retrieve(resource: str, object_id: str, account: str) -> Any:
     return getattr(client().v1, resource).retrieve(object_id, options=on_account(account))
 
 
+def read_ahead(resource: str, object_id: str) -> Any:
+    """Return the object :func:`fetched` holds, or None: never asks Stripe (a transaction is open)."""
+    held = _FETCHED.get()
+    return None if held is None else held.get((resource, object_id))
+
+
+def submit_dispute_evidence(account: str, dispute_id: str, evidence: dict[str, str]) -> Any:
+    """Send ``evidence`` for a dispute on ``account`` and submit it; return Stripe's dispute.
+
+    Stripe takes one submission per dispute; its key (``dispute-evidence:<dispute>``)
+    makes a retry after a lost answer the same request, answered the same way.
+    """
+    params: Any = {"evidence": evidence, "submit": True}  # the text fields, as Stripe names them
+    return client().v1.disputes.update(
+        dispute_id, params, options=on_account(account, f"dispute-evidence:{dispute_id}")
+    )
+
+
 def delete_customer(account: str, customer_id: str) -> bool:
     """Delete a customer and its saved cards on ``account``; return False if it was already gone.
 

@@ -26,6 +26,11 @@ class ClinicStatus(enum.StrEnum):
     retired = "retired"
 
 
+#: How a clinic's evidence answering a card dispute goes to Stripe: held for a manager to
+#: review and submit (the default), or submitted as soon as it is assembled.
+DISPUTE_EVIDENCE_CHOICES = ("review", "submit")
+
+
 class Clinic(Model):
     """A clinic using the platform: the unit of tenancy.
 
@@ -66,6 +71,11 @@ class Clinic(Model):
     platform_fee_bps: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Accounts the clinic took payments on before: Stripe's events about them still reach it.
     former_stripe_accounts: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    #: How evidence answering a card dispute goes to Stripe: ``review`` holds it for a manager,
+    #: ``submit`` sends it as soon as it is assembled.
+    dispute_evidence: Mapped[str] = mapped_column(
+        String(8), default="review", server_default="review"
+    )
     stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(

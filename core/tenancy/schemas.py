@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from core.schemas import Email, Phone, TimeZone, text
-from core.tenancy.models import ClinicStatus
+from core.tenancy.models import DISPUTE_EVIDENCE_CHOICES, ClinicStatus
 
 
 class LocationSchema(Schema):
@@ -40,6 +40,12 @@ class ClinicSchema(Schema):
     privacy_email = fields.String(dump_only=True, allow_none=True)
     website = fields.String(dump_only=True, allow_none=True)
     idle_timeout_minutes = fields.Integer(dump_only=True)
+    dispute_evidence = fields.String(
+        dump_only=True,
+        metadata={
+            "description": "review: a manager submits dispute evidence; submit: sent at once"
+        },
+    )
     locations = fields.List(fields.Nested(LocationSchema), dump_only=True)
 
 
@@ -55,6 +61,13 @@ class ClinicUpdateSchema(Schema):
     )
     timezone = TimeZone()
     idle_timeout_minutes = fields.Integer(validate=validate.Range(min=1, max=60))
+    dispute_evidence = fields.String(
+        validate=validate.OneOf(DISPUTE_EVIDENCE_CHOICES),
+        metadata={
+            "description": "How evidence answering a card dispute goes to Stripe: review (held "
+            "for a manager to submit; the default) or submit (sent as soon as it is assembled)."
+        },
+    )
 
 
 class PluginSchema(Schema):

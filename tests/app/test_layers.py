@@ -48,7 +48,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("payments", ("core.payments",)),
     (
         "sales, privacy, messaging",
-        ("core.sales", "core.privacy", "core.messaging", "core.onboarding"),
+        (
+            "core.sales",
+            "core.privacy",
+            "core.messaging",
+            "core.onboarding",
+            "core.integrations",
+            "core.reports",
+        ),
     ),
     (
         "web: routes, jobs, CLI",

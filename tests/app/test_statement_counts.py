@@ -39,9 +39,11 @@ from core.clients.models import (
 from core.clients.services import fold
 from core.extensions import db
 from core.hooks.host import CORE_DEFAULTS
+from core.integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.ledger import services as ledger
 from core.ledger.models import LedgerKind
 from core.money import Money
+from core.payments.models import Dispute, EvidenceStatus
 from core.privacy.models import (
     BreachIncident,
     BreachNotice,
@@ -86,6 +88,7 @@ class World:
     service_id: int
     client_id: int
     policy_version_id: int
+    webhook_endpoint_id: int
 
 
 Seeder = Callable[[World, int, int], None]
@@ -524,6 +527,47 @@ def seed_clinics(w: World, start: int, stop: int) -> None:
     )
 
 
+def seed_webhook_endpoints(w: World, start: int, stop: int) -> None:
+    db.session.add_all(
+        WebhookEndpoint(
+            url=f"https://hooks{n}.example.com/in", event_types=["booking.created"], secret="s"
+        )
+        for n in range(start, stop)
+    )
+
+
+def seed_webhook_deliveries(w: World, start: int, stop: int) -> None:
+    for n in range(start, stop):
+        event = WebhookEvent(
+            public_id=f"evt_{n:024d}", type="client.created", order_key=f"client:{n}", payload={}
+        )
+        db.session.add(
+            WebhookDelivery(endpoint_id=w.webhook_endpoint_id, event=event, order_key=f"client:{n}")
+        )
+
+
+def seed_disputes(w: World, start: int, stop: int) -> None:
+    # Each of another booking's fee: a list that loaded each dispute's booking would show it.
+    seed_bookings(w, 10_000 + start, 10_000 + stop)
+    bookings = db.session.scalars(
+        select(Booking.id).order_by(Booking.id.desc()).limit(stop - start)
+    ).all()
+    db.session.add_all(
+        Dispute(
+            stripe_dispute_id=f"dp_{n}",
+            stripe_account="acct_alpha",
+            booking_id=booking_id,
+            amount_minor=5000,
+            currency="USD",
+            reason="fraudulent",
+            status="needs_response",
+            evidence={"customer_name": f"Client {n}"},
+            evidence_status=EvidenceStatus.held,
+        )
+        for n, booking_id in zip(range(start, stop), bookings, strict=True)
+    )
+
+
 def _client_path(tail: str) -> str:
     return f"/clients/{{client_id}}/{tail}"
 
@@ -575,8 +619,15 @@ LIST_ROUTES: dict[str, ListRoute] = {
     "retail-products": ListRoute("/products", seed_products_for_sale),
     "refund-requests": ListRoute("/refund-requests", seed_refund_requests),
     "membership-plans": ListRoute("/membership-plans", seed_membership_plans),
+    "disputes": ListRoute("/disputes", seed_disputes, query={"limit": 100}),
     "providers": ListRoute("/providers", seed_providers, present=1),
     "time-off": ListRoute("/providers/{provider_id}/time-off", seed_time_off),
+    "webhook-endpoints": ListRoute("/webhook-endpoints", seed_webhook_endpoints, present=1),
+    "webhook-deliveries": ListRoute(
+        "/webhook-endpoints/{endpoint_id}/deliveries",
+        seed_webhook_deliveries,
+        query={"limit": 100},
+    ),
     "platform-clinics": ListRoute(
         "/api/v1/platform/clinics", seed_clinics, present=1, operator=True, query={"limit": 200}
     ),
@@ -596,6 +647,7 @@ NOT_LISTS = {
     "/api/v1/clinics/<clinic_slug>/clients/<id:client_id>/photos/<id:photo_id>/image": "an image",
     "/api/v1/clinics/<clinic_slug>/packages/<id:package_id>": "one package",
     "/api/v1/clinics/<clinic_slug>/privacy-requests/<id:request_id>": "one request",
+    "/api/v1/clinics/<clinic_slug>/reports/<name>": "a report (its fixed count: tests/reports)",
     "/api/v1/clinics/<clinic_slug>/privacy-requests/<id:request_id>/export": "one document",
     "/api/v1/clinics/<clinic_slug>/privacy-requests/<id:request_id>/export.html": "one page",
     "/api/v1/clinics/<clinic_slug>/sales/<id:sale_id>": "one bill",
@@ -605,8 +657,11 @@ NOT_LISTS = {
     "/api/v1/clinics/<clinic_slug>/session": "who is signed in",
     "/api/v1/clinics/<clinic_slug>/staff/<id:membership_id>": "one staff member",
     "/api/v1/platform/plugins": "one report on the instance's plugins",
+    "/api/v1/clinics/<clinic_slug>/webhook-endpoints/<id:endpoint_id>": "one webhook endpoint",
+    "/api/v1/clinics/<clinic_slug>/events/types": "the fixed catalogue of event types, no rows",
     "/api/v1/clinics/<clinic_slug>/readiness": "one report: what stands between the clinic and opening",
     "/api/v1/clinics/<clinic_slug>/document": "the clinic's document and its revision",
+    "/api/v1/clinics/<clinic_slug>/disputes/<id:dispute_id>": "one dispute and its evidence",
     "/api/v1/clinics/<clinic_slug>/stripe": "the clinic's Stripe account",
     "/api/v1/clinics/<clinic_slug>/stripe/onboarding-return": "where Stripe sends the owner back",
     "/api/v1/clinics/<clinic_slug>/stripe/onboarding-refresh": "a redirect to a new onboarding link",
@@ -619,8 +674,10 @@ def _rule(route: ListRoute) -> str:
     if route.path.startswith("/api/"):
         return route.path
     rule = f"/api/v1/clinics/<clinic_slug>{route.path}"
-    return rule.replace("{client_id}", "<id:client_id>").replace(
-        "{provider_id}", "<id:provider_id>"
+    return (
+        rule.replace("{client_id}", "<id:client_id>")
+        .replace("{provider_id}", "<id:provider_id>")
+        .replace("{endpoint_id}", "<id:endpoint_id>")
     )
 
 
@@ -669,6 +726,10 @@ def world(app: Flask) -> World:
             db.session.flush()
             db.session.add(ServiceLocation(service_id=service.id, location_id=location_id))
             db.session.add(ServiceProvider(service_id=service.id, provider_id=provider.id))
+            endpoint = WebhookEndpoint(
+                url="https://hooks.example.com/in", event_types=["client.created"], secret="s"
+            )
+            db.session.add(endpoint)
             db.session.commit()
             return World(
                 clinic_id=clinic_id,
@@ -677,6 +738,7 @@ def world(app: Flask) -> World:
                 service_id=service.id,
                 client_id=client.id,
                 policy_version_id=version.id,
+                webhook_endpoint_id=endpoint.id,
             )
 
 
@@ -736,7 +798,11 @@ def test_a_list_route_issues_a_fixed_number_of_statements(
     app: Flask, world: World, name: str
 ) -> None:
     route = LIST_ROUTES[name]
-    ids = {"client_id": world.client_id, "provider_id": world.provider_id}
+    ids = {
+        "client_id": world.client_id,
+        "provider_id": world.provider_id,
+        "endpoint_id": world.webhook_endpoint_id,
+    }
     path = route.path.format(**ids)
     url = path if path.startswith("/api/") else f"/api/v1/clinics/{SLUG}{path}"
     next_week = clock.now().date() + timedelta(days=7)

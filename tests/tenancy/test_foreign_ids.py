@@ -17,6 +17,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from core.extensions import db
+from core.integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 from tests.helpers import issue_token, login, make_clinic, make_provider, make_service, make_staff
@@ -40,10 +41,13 @@ TABLES: dict[str, str] = {
     "sale_id": "sale",
     "line_id": "sale_line",
     "package_id": "client_package",
+    "endpoint_id": "webhook_endpoint",
+    "delivery_id": "webhook_delivery",
+    "dispute_id": "dispute",
 }
 #: Path parameters that are not row ids: a signed self-service link (tested with the
 #: bookings), a version number within a client's intake, the platform's clinic slug.
-NOT_IDS = {"clinic_slug", "token", "payment_id", "version", "slug"}
+NOT_IDS = {"clinic_slug", "token", "payment_id", "version", "slug", "name"}  # name: a report
 NEVER_USED = 987_654
 
 
@@ -126,6 +130,17 @@ def beta_rows(app):
     with app.app_context():
         clinic = db.session.query(Clinic).filter_by(slug="beta").one()
         with clinic_scope(clinic):
+            # A webhook endpoint with a delivery of beta's client to it.
+            endpoint = WebhookEndpoint(
+                url="https://hooks.beta.example.com/in", event_types=["client.created"], secret="s"
+            )
+            event = WebhookEvent(
+                public_id="evt_beta", type="client.created", order_key="client:1", payload={}
+            )
+            db.session.add(endpoint)
+            db.session.flush()
+            db.session.add(WebhookDelivery(endpoint_id=endpoint.id, event=event, order_key="x"))
+            db.session.commit()
             ids = {}
             for table in {*TABLES.values(), "membership", "client_membership"} | {
                 "privacy_request",
@@ -135,7 +150,8 @@ def beta_rows(app):
                     text(f'SELECT min(id) FROM "{table}" WHERE clinic_id = :c'), {"c": clinic.id}
                 )
     # The rows that make this test worth running exist; the rest answer as never-used ids do.
-    assert all(ids[t] for t in ("client", "clinical_note", "consent", "photo", "booking"))
+    made = ("client", "clinical_note", "consent", "photo", "booking", "webhook_endpoint")
+    assert all(ids[t] for t in (*made, "webhook_delivery"))
     return ids
 
 

@@ -44,6 +44,7 @@ def cancel(clinic: Clinic, booking: Booking, *, by: str, actor_user_id: int | No
     _close(
         booking, decision, ChargeKind.late_cancellation_fee, decision.counts_as_late_cancellation
     )
+    events.publish("booking.cancelled", booking, cancelled_by=by)
     events.announce("clinic_booking_cancelled", clinic=clinic, booking=booking, decision=decision)
     return decision
 
@@ -87,4 +88,5 @@ def mark_no_show(clinic: Clinic, booking: Booking, actor_user_id: int | None) ->
         decision=decision,
     )
     _close(booking, decision, ChargeKind.no_show_fee, decision.counts_toward_prepayment)
+    events.publish("booking.no_show", booking)
     return decision

@@ -17,6 +17,7 @@ from core.unit_of_work import transaction
 def _confirmed(clinic: Clinic, booking: Booking) -> None:
     # book() does the same, writing the reminders with the booking.
     reminders.schedule(clinic, booking)
+    events.publish("booking.confirmed", booking)
     events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
 
 

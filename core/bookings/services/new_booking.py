@@ -214,7 +214,9 @@ def book(
             requirements.prepayment,
             requirements.clauses[0] if requirements.clauses else None,
         )
+    events.publish("booking.created", booking)
     if not held:
+        events.publish("booking.confirmed", booking)
         events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
     return booking
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from core import clock, ledger
+from core import clock, events, ledger
 from core.bookings.availability import check_slot
 from core.bookings.models import Booking, BookingStatus, ChargeKind, ChargeStatus
 from core.bookings.services.notices import tell_client
@@ -114,6 +114,7 @@ def reschedule(
     reminders.withdraw(booking)
     if booking.status == BookingStatus.confirmed:
         reminders.schedule(clinic, booking)
+    events.publish("booking.rescheduled", booking, previous_starts_at=old)
     db.session.flush()
     return decision
 

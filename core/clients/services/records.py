@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from core import events
 from core.clients.models import Client, Guardian
 from core.errors import Invalid, NotFound, field_error
 from core.extensions import db
@@ -133,6 +134,7 @@ def create_client(data: dict[str, Any]) -> Client:
     _apply_contact(record, data)
     db.session.add(record)
     db.session.flush()
+    events.publish("client.created", record)
     return record
 
 
@@ -142,6 +144,7 @@ def update_client(record: Client, data: dict[str, Any]) -> Client:
     _check_location(data.get("preferred_location_id"))
     _apply_contact(record, data)
     db.session.flush()
+    events.publish("client.updated", record)
     return record
 
 

@@ -20,7 +20,13 @@ from core.payments.services.common import (
     for_stripe_js,
 )
 from core.payments.services.deposits import deposit_payment, pay_with_card, settle_deposits
-from core.payments.services.disputes import DISPUTE_CLOSED
+from core.payments.services.disputes import (
+    DISPUTE_CLOSED,
+    dispute,
+    disputes,
+    submit_evidence,
+    submit_queued_evidence,
+)
 from core.payments.services.fees import charge_fee, charge_owed_fees, payment_to_approve, recorded
 from core.payments.services.received import INTENT_STATUS, LEDGER_KIND, SALE
 from core.payments.services.reconciliation import Reconciliation, reconcile
@@ -46,6 +52,8 @@ __all__ = [
     "check_card_step",
     "customer_for",
     "deposit_payment",
+    "dispute",
+    "disputes",
     "flag_expiring_cards",
     "for_stripe_js",
     "keep_card",
@@ -56,5 +64,7 @@ __all__ = [
     "recorded",
     "refunded_so_far",
     "settle_deposits",
+    "submit_evidence",
+    "submit_queued_evidence",
     "verified_event",
 ]

@@ -9,7 +9,7 @@ import stripe
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import ledger
+from core import events, ledger
 from core.bookings.models import Booking, BookingCharge, BookingStatus, ChargeStatus
 from core.clients.models import Client
 from core.errors import Refused
@@ -251,6 +251,7 @@ def _refund_claimed(clinic: Clinic, charge_id: int) -> None:
             payment = locked(payment.id)
             booking = db.session.get_one(Booking, charge.booking_id)
             _ledger(LedgerKind.refund, booking, charge, payment, "refunded", amount, refund.id)
+            events.publish("payment.refunded", payment, refunded=amount, refund_id=refund.id)
         charge.status = ChargeStatus.refunded
 
 

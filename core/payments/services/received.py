@@ -75,6 +75,7 @@ def _apply_intent(clinic: Clinic, payment: Payment, intent: Any) -> str:
     payment.status = status
     if status == PaymentStatus.succeeded:
         # Once per payment: the row is locked and the state only moves forward.
+        events.publish("payment.succeeded", payment)
         events.announce("clinic_payment_received", clinic=clinic, payment=payment)
         _platform_fee(payment, intent)
     if payment.purpose == SALE:

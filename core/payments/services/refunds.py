@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from core import clock, ledger
+from core import clock, events, ledger
 from core.bookings.models import Booking
 from core.extensions import db
 from core.ledger import LedgerEntry, LedgerKind
@@ -73,4 +73,5 @@ def _sync_refunds(clinic: Clinic, charge_id: str | None) -> str:
         purpose=payment.purpose,
         outcome="refunded on Stripe",
     )
+    events.publish("payment.refunded", payment, refunded=missing, refund_id=None)
     return f"refund of {missing} recorded"

@@ -105,6 +105,16 @@ def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tupl
                 )
                 or account
             )
+        elif kind.startswith("charge.dispute.") and isinstance(obj.get("payment_intent"), str):
+            # Disputed on the account the payment was made on, which the clinic may have changed.
+            account = (
+                db.session.scalar(
+                    select(Payment.stripe_account).where(
+                        Payment.stripe_payment_intent_id == obj["payment_intent"]
+                    )
+                )
+                or account
+            )
     found: dict[tuple[str, str], Any] = {}
 
     def read(resource: str, read_id: Any) -> Any:
@@ -122,6 +132,8 @@ def _read_for_event(clinic: Clinic, kind: str, obj: dict[str, Any]) -> dict[tupl
         found.update(charges.read_ahead(intent, account))  # the card recording will keep
     elif kind == "charge.refunded":
         read("charges", object_id)
+    elif kind.startswith("charge.dispute."):
+        read("disputes", object_id)  # as it stands now: its events may arrive in any order
     elif kind.startswith(("customer.subscription.", "invoice.")):
         subscription = object_id if kind.startswith("customer.subscription.") else None
         read("subscriptions", subscription or obj.get("subscription"))

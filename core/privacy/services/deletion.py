@@ -32,6 +32,7 @@ from core.clients.models import (
 from core.clients.photos import forget_after_commit
 from core.extensions import db
 from core.hooks.decisions import HeldRecords, RecordKind
+from core.integrations import services as webhooks
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.payments.models import Payment
 from core.privacy.calendars import local_day
@@ -286,6 +287,8 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
         ):
             setattr(record, name, None)
         record.search_preferred = None
+        # Events sent to the clinic's own systems kept a copy of them for replays.
+        webhooks.forget_client(record.id)
         if not identity_kept:
             _anonymise(record)
 

@@ -10,7 +10,7 @@ import stripe
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from core import clock, ledger
+from core import clock, events, ledger
 from core.catalog.models import Service
 from core.errors import Invalid, NotFound, Refused, UpstreamFailed
 from core.extensions import db
@@ -378,6 +378,7 @@ def _refund_card(clinic: Clinic, bill: Sale, request: RefundRequest, amount: Mon
             purpose="sale",
             clause=request.clause_id,
         )
+        events.publish("payment.refunded", payment, refunded=part, refund_id=refund.id)
         refunded_ids.append(refund.id)
         left -= part
     if left > 0:
