@@ -79,6 +79,8 @@ class Attempt:
     event_id: str
     event_type: str
     payload: dict[str, Any]
+    #: The claim's lease: only the worker holding this lease records the outcome.
+    leased_until: datetime | None = None
 
 
 @dataclass
@@ -133,6 +135,9 @@ def _due_ids(now: datetime, limit: int) -> list[tuple[int, int]]:
 @transaction
 def claim(delivery_id: int, now: datetime) -> Attempt | None:
     """Take a due delivery for this worker; return None if another worker has it or it may not go."""
+    # The lease runs from the claim itself, not from the start of the pass: a pass
+    # that has spent minutes on slow endpoints must not claim with a lapsed lease.
+    leased_until = clock.now() + LEASE
     # An UPDATE's result is a cursor's: it says how many rows matched.
     taken = cast(
         "CursorResult[Any]",
@@ -141,7 +146,7 @@ def claim(delivery_id: int, now: datetime) -> Attempt | None:
             .where(WebhookDelivery.id == delivery_id, _due(now))
             .values(
                 status=DeliveryStatus.sending,
-                lease_expires_at=now + LEASE,
+                lease_expires_at=leased_until,
                 attempts=WebhookDelivery.attempts + 1,
             ),
         ),
@@ -175,7 +180,16 @@ def claim(delivery_id: int, now: datetime) -> Attempt | None:
             )
         )
         return None
-    return Attempt(delivery_id, row.id, row.url, row.secret, row.public_id, row.type, row.payload)
+    return Attempt(
+        delivery_id,
+        row.id,
+        row.url,
+        row.secret,
+        row.public_id,
+        row.type,
+        row.payload,
+        leased_until,
+    )
 
 
 def _settings() -> dict[str, Any]:
@@ -250,9 +264,11 @@ def _disable(clinic: Clinic, endpoint: WebhookEndpoint, now: datetime) -> None:
         subject=f"Webhook endpoint disabled: {endpoint.url}"[:200],
         body=(
             f"{clinic.name} stopped sending events to {endpoint.url}: "
-            f"{endpoint.disabled_reason} Events since then wait for it. Fix the receiving "
-            "system, then enable the endpoint again (PATCH .../webhook-endpoints/"
-            f'{endpoint.id} with {{"enabled": true}}); what is waiting is sent in order.'
+            f"{endpoint.disabled_reason} New events are not kept for it while it is disabled; "
+            "deliveries still waiting are kept, and those given up stay in its log to replay. "
+            "Fix the receiving system, then enable the endpoint again (PATCH "
+            f'.../webhook-endpoints/{endpoint.id} with {{"enabled": true}}); what is waiting '
+            "is sent in order."
         ),
     )
 
@@ -270,7 +286,12 @@ def record_outcome(clinic: Clinic, attempt: Attempt, outcome: sending.Outcome) -
     """Record what the endpoint answered; schedule the retry, give up, or disable the endpoint."""
     now = clock.now()
     delivery = db.session.get(WebhookDelivery, attempt.delivery_id, populate_existing=True)
-    if delivery is None or delivery.status != DeliveryStatus.sending:
+    if (
+        delivery is None
+        or delivery.status != DeliveryStatus.sending
+        or delivery.lease_expires_at is None
+        or clock.as_utc(delivery.lease_expires_at) != attempt.leased_until
+    ):
         # Deleted with its endpoint, or taken over by another worker after the lease lapsed.
         return Recorded(DeliveryStatus.sending)
     endpoint = db.session.get_one(

@@ -42,10 +42,18 @@ class Destination:
     address: str  # the IP address checked, connected to as it is
 
 
+#: What an operator may allow for clinics' systems on its own network; never the rest
+#: (link-local holds cloud metadata services, 169.254.169.254).
+RELAXABLE = frozenset({"a loopback address", "a private address", "an address that is not public"})
+
+
 def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Return why ``address`` is not one the platform calls, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv6 address can carry an IPv4 one the network delivers to: mapped, 6to4, Teredo.
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is not None:
+            return _refusal(embedded)
     for flag, words in (
         ("is_unspecified", "an unspecified address"),
         ("is_loopback", "a loopback address"),
@@ -104,8 +112,8 @@ def check(url: str, *, allow_http: bool, allow_private: bool) -> Destination:
     for _family, _type, _proto, _name, sockaddr in found:
         text = str(sockaddr[0]).split("%", 1)[0]  # an IPv6 zone (fe80::1%eth0) names no network
         address = ipaddress.ip_address(text)
-        why = None if allow_private else _refusal(address)
-        if why is not None:
+        why = _refusal(address)
+        if why is not None and not (allow_private and why in RELAXABLE):
             raise UnsafeDestination(f"names a host, {host!r}, that resolves to {why} ({address})")
         addresses.append(text)
     if not addresses:

@@ -35,7 +35,7 @@ from core.tenancy.scope import require_clinic_ref
 EVENT_TYPES: dict[str, str] = {
     "booking.created": "A booking was made: held for its guarantee, or confirmed at once.",
     "booking.confirmed": "A booking was confirmed (at once, or when its guarantee came in).",
-    "booking.cancelled": "A booking was cancelled, by the client or by staff.",
+    "booking.cancelled": "A booking was cancelled (by the client or staff), or its hold lapsed.",
     "booking.rescheduled": "A booking moved to a new time; it keeps its id.",
     "booking.no_show": "The client did not come to a confirmed booking.",
     "payment.succeeded": "Money was received by card: a deposit, prepayment, fee or bill.",

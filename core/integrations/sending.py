@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +69,13 @@ def post(
     call an address nobody checked.
     """
     connection = _connection(destination, connect_timeout)
+    # The read timeout bounds each read, not the answer: an endpoint dripping a byte at a
+    # time could hold the worker past its lease. The whole call gets a budget too.
+    seconds = connect_timeout + 2 * read_timeout
+    overran = threading.Event()
+    budget = threading.Timer(seconds, _cut, (connection, overran))
+    budget.daemon = True
+    budget.start()
     try:
         connection.connect()
         assert connection.sock is not None
@@ -83,12 +92,27 @@ def post(
         )
         answer = connection.getresponse()
         answer.read(MAX_ANSWER_BYTES)
+        if overran.is_set():
+            # A cut connection can read as an answer that simply ended: it is not one.
+            return Outcome(error=f"the endpoint took longer than {seconds:g} s to answer")
         return Outcome(status_code=answer.status)
     except TimeoutError:
         return Outcome(error="timed out waiting for the endpoint")
     except ssl.SSLError as error:
         return Outcome(error=f"TLS failed: {error.reason or error}")
     except (OSError, http.client.HTTPException) as error:
+        if overran.is_set():
+            return Outcome(error=f"the endpoint took longer than {seconds:g} s to answer")
         return Outcome(error=f"{type(error).__name__}: {error}"[:500])
     finally:
+        budget.cancel()
         connection.close()
+
+
+def _cut(connection: http.client.HTTPConnection, overran: threading.Event) -> None:
+    """End a call that overran its budget: a blocked read wakes with an error or an end."""
+    overran.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)

@@ -135,8 +135,10 @@ class Dispute(ClinicScoped, Model):
     # The account the disputed charge was made on, which the clinic may since have replaced.
     stripe_account: Mapped[str] = mapped_column(String(64))
     stripe_charge_id: Mapped[str | None] = mapped_column(String(64))
-    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
-    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), index=True)
+    # By id, without foreign keys, as the ledger names them: a dispute outlives a client's
+    # bookings and payments when their records are erased (its evidence goes with them).
+    payment_id: Mapped[int | None]
+    booking_id: Mapped[int | None] = mapped_column(index=True)
     amount_minor: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(String(64))

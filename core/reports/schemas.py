@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.reports.periods import MAX_DAYS, Grouping, Interval
 
+#: The dates a report may name: any the clinic's books could hold, none a clock cannot.
+EARLIEST, LATEST = date(1970, 1, 1), date(2199, 12, 31)
+
 
 class ReportArgs(Schema):
     date_from = fields.Date(
         required=True,
         data_key="from",
+        validate=validate.Range(min=EARLIEST, max=LATEST),
         metadata={"description": "The first day, on the clinic's calendar (YYYY-MM-DD)."},
     )
     date_to = fields.Date(
         required=True,
         data_key="to",
+        validate=validate.Range(min=EARLIEST, max=LATEST),
         metadata={"description": f"The last day, inclusive; at most {MAX_DAYS} days after `from`."},
     )
     interval = fields.Enum(Interval, load_default=Interval.month, by_value=True)

@@ -120,10 +120,14 @@ BOOKED = (
     BookingStatus.completed,
     BookingStatus.no_show,
 )
-#: A late arrival is recorded as the option the clinic chose, or as turning the client away.
+#: A late arrival is recorded as the option the clinic chose: seen late (``checked_in_<option>``)
+#: or moved to a later time (a reschedule ``because`` of it).
 LATE_ARRIVAL = or_(
     BookingEvent.action.like("checked\\_in\\_%", escape="\\"),
-    BookingEvent.action == "turned_away",
+    and_(
+        BookingEvent.action == "rescheduled",
+        BookingEvent.details["because"].as_string() == "late_arrival",
+    ),
 )
 #: Payment attempts that did not take the money.
 UNSUCCESSFUL = (PaymentStatus.failed, PaymentStatus.requires_action, PaymentStatus.canceled)
@@ -403,6 +407,8 @@ def utilisation(clinic: Clinic, span: Span, by: Grouping) -> Report:
         )
     ):
         away[provider_id].append((starts_at, ends_at))
+    # Overlapping time off (a holiday inside a leave) is one absence, subtracted once.
+    away = defaultdict(list, {p: _merged(periods) for p, periods in away.items()})
     blocks = db.session.execute(
         select(
             WorkingHours.provider_id,
@@ -447,6 +453,16 @@ def utilisation(clinic: Clinic, span: Span, by: Grouping) -> Report:
         groups,
         _utilisation_rate,
     )
+
+
+def _merged(periods: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(periods):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _utilisation_rate(row: dict[str, Any]) -> None:

@@ -60,12 +60,6 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["payment_id"], ["payment.id"], name=op.f("fk_dispute_payment_id_payment")
-        ),
-        sa.ForeignKeyConstraint(
-            ["booking_id"], ["booking.id"], name=op.f("fk_dispute_booking_id_booking")
-        ),
-        sa.ForeignKeyConstraint(
             ["submitted_by_user_id"],
             ["user_account.id"],
             name=op.f("fk_dispute_submitted_by_user_id_user_account"),

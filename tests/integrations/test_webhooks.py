@@ -306,6 +306,10 @@ def test_a_delivery_is_replayed_on_request_with_the_same_event_id(
         ("https://[::1]/hooks", "loopback"),
         ("https://localhost/hooks", "loopback"),
         ("https://0.0.0.0/hooks", "unspecified"),
+        ("https://[::ffff:127.0.0.1]/hooks", "loopback"),  # IPv4-mapped
+        ("https://[2002:a9fe:a9fe::]/hooks", "link-local"),  # 6to4 wrapping 169.254.169.254
+        ("https://2130706433/hooks", "loopback"),  # 127.0.0.1 written as one number
+        ("https://0177.0.0.1/hooks", "loopback"),  # and in octal
         ("http://hooks.example.com/in", "https://"),
         ("https://user:pw@hooks.example.com/in", "password"),
     ],
@@ -512,3 +516,122 @@ def test_the_delivery_log_forgets_events_a_month_after_nothing_is_left_to_send(
     frozen.shift(timedelta(days=2))
     run_jobs(app)
     assert _events(app) == []
+
+
+def test_an_endpoint_dripping_its_answer_is_cut_off_within_its_budget(app, client, alpha, frozen):
+    import socket
+    import threading
+    import time
+
+    # Each byte comes within the read timeout (0.5 s), so only the call's budget
+    # (connect + twice the read timeout) ends it.
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"X-Slow: a\r\n")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        port = server.getsockname()[1]
+        endpoint = register(client, alpha, f"http://127.0.0.1:{port}/hook", ["booking.created"])
+        book(client, alpha)
+        started = time.monotonic()
+        run_jobs(app)
+        took = time.monotonic() - started
+        [cut] = log_of(client, alpha, endpoint["id"])
+        assert cut["status"] == "pending" and cut["last_status_code"] is None, cut
+        assert "took longer than 2 s" in cut["last_error"]
+        assert took < 30  # a drip with no budget would never end
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[2002:a9fe:a9fe::]/hooks", "link-local"),
+        ("http://0.0.0.0/hooks", "unspecified"),
+        ("http://224.0.0.1/hooks", "multicast"),
+    ],
+)
+def test_a_private_network_allowed_still_refuses_metadata_and_multicast(
+    app, client, alpha, url, reason
+):
+    # alpha runs with WEBHOOKS_ALLOW_PRIVATE: loopback and 10.x are allowed, these never are.
+    refused = client.post(
+        f"{alpha['api']}/webhook-endpoints",
+        json={"url": url, "event_types": ["booking.created"]},
+        headers=alpha["auth"],
+    )
+    problem = assert_problem(refused, 422, "webhook-url-refused")
+    assert reason in problem["errors"][0]["detail"]
+    allowed = client.post(
+        f"{alpha['api']}/webhook-endpoints",
+        json={"url": "http://10.20.30.40/hooks", "event_types": ["booking.created"]},
+        headers=alpha["auth"],
+    )
+    assert allowed.status_code == 201, allowed.get_json()
+
+
+def test_a_hold_that_lapses_is_sent_as_a_cancellation_after_its_creation(
+    app, client, alpha, frozen, receiver: Receiver
+):
+    from core.jobs.tasks import expire_all_holds
+    from tests.helpers import set_clinic_settings
+
+    with app.app_context():
+        set_clinic_settings("alpha", policy={"guarantee": "card_on_file"})
+    register(client, alpha, receiver.url, ["booking.created", "booking.cancelled"])
+    made = book(client, alpha)
+    assert made["status"] == "held"
+    frozen.shift(timedelta(minutes=16))  # past the 15-minute hold
+    with app.app_context():
+        assert expire_all_holds() == 1
+    run_jobs(app)
+    run_jobs(app)
+    assert receiver.types() == ["booking.created", "booking.cancelled"]
+    data = json.loads(receiver.requests[1].body)["data"]
+    assert (data["cancelled_by"], data["reason"]) == ("system", "hold_expired")
+    assert data["booking"]["status"] == "expired"
+
+
+def test_an_outcome_is_recorded_only_by_the_worker_holding_the_lease(
+    app, client, alpha, frozen, receiver: Receiver
+):
+
+    from core import clock
+    from core.integrations import sending
+    from core.integrations.delivery import LEASE, claim, record_outcome
+    from core.integrations.models import WebhookDelivery
+
+    register(client, alpha, receiver.url, ["booking.created"])
+    book(client, alpha)
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        with clinic_scope(clinic):
+            delivery_id = db.session.scalar(select(WebhookDelivery.id))
+            first = claim(delivery_id, clock.now())
+            assert first is not None and first.leased_until == clock.now() + LEASE
+            # The first worker stalls past its lease; a second takes the delivery over.
+            frozen.shift(LEASE + timedelta(seconds=1))
+            second = claim(delivery_id, clock.now())
+            assert second is not None and second.leased_until != first.leased_until
+            late = record_outcome(clinic, first, sending.Outcome(error="stalled"))
+            assert late.status == "sending"  # the stale worker's answer changes nothing
+            kept = record_outcome(clinic, second, sending.Outcome(status_code=204))
+            assert kept.status == "succeeded"
+            with unit_of_work():
+                row = db.session.get_one(WebhookDelivery, delivery_id, populate_existing=True)
+                assert (row.status, row.attempts, row.last_error) == ("succeeded", 2, None)

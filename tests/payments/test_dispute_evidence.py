@@ -387,3 +387,45 @@ def test_the_clinic_setting_defaults_to_review(app):
     with app.app_context():
         clinic = db.session.get(Clinic, make_clinic("gamma"))
         assert clinic.dispute_evidence == "review"
+
+
+def test_erasing_a_clients_bookings_keeps_the_dispute_and_drops_its_evidence(client, live):
+    from core.bookings.models import Booking
+    from core.clients.models import Client
+    from core.hooks.decisions import RecordKind
+    from core.privacy.services.deletion import _purge
+    from core.unit_of_work import unit_of_work
+
+    dispute = _late_fee_disputed(client, live)
+    _deliver(live, "created", dispute, "evt_dp_erase")
+    assert _row(live, dispute).evidence["customer_email_address"]
+
+    def erase():
+        booking = db.session.get_one(Booking, dispute["booking_id"])
+        with unit_of_work():
+            _purge(
+                db.session.get_one(Client, booking.client_id),
+                RecordKind.financial,
+                identity_kept=True,
+            )
+        return True
+
+    # The bookings and payments go; the dispute's record stays, naming them by id.
+    assert scoped(live["app"], erase)
+    row = _row(live, dispute)
+    assert row.evidence is None
+    assert row.booking_id == dispute["booking_id"] and row.amount_minor == dispute["amount"]
+    assert scoped(live["app"], lambda: db.session.get(Booking, dispute["booking_id"])) is None
+
+
+def test_an_inquiry_withdraws_nothing_until_it_becomes_a_dispute(client, live):
+    dispute = _late_fee_disputed(client, live)
+    live["stripe"].close_dispute(dispute["id"], "warning_needs_response")
+    assert _deliver(live, "created", dispute, "evt_inquiry") == "inquiry recorded"
+    kinds = [kind for kind, _ in ledger_of(live) if kind.startswith("dispute")]
+    assert kinds == []
+    assert _row(live, dispute).status == "warning_needs_response"
+    live["stripe"].close_dispute(dispute["id"], "needs_response")
+    assert "dispute opened" in _deliver(live, "updated", dispute, "evt_escalated")
+    kinds = [kind for kind, _ in ledger_of(live) if kind.startswith("dispute")]
+    assert kinds == ["dispute_opened"]

@@ -25,7 +25,8 @@ from core.hooks.decisions import LateArrivalOption
 from core.ledger import LedgerKind
 from core.money import Money
 from core.payments.models import Payment, PaymentStatus
-from core.tenancy.models import Clinic, Location
+from core.schedules.models import WorkingHours
+from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
 
 #: Kinds written with a booking, and with the purpose their entry names.
@@ -41,11 +42,15 @@ WITH_BOOKING: list[tuple[LedgerKind, str | None]] = [
     (LedgerKind.refund, "deposit"),
     (LedgerKind.refund, "prepayment"),
     (LedgerKind.refund, "no_show_fee"),
+    (LedgerKind.refund, "late_arrival_fee"),
+    (LedgerKind.refund, "late_cancellation_fee"),
+    (LedgerKind.refund, "membership"),  # a purpose the reports name "other"
     (LedgerKind.card_payment, None),
     (LedgerKind.gratuity, None),
     (LedgerKind.platform_fee, "deposit"),
     (LedgerKind.dispute_opened, None),
     (LedgerKind.dispute_lost, None),
+    (LedgerKind.dispute_won, None),
 ]
 #: Kinds written at the desk, with the account they move.
 WITHOUT_BOOKING: list[tuple[LedgerKind, str | None, str | None]] = [
@@ -97,7 +102,10 @@ def generate(
     last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     planned: list[tuple[int, str]] = []
     with clinic_scope(clinic):
-        locations = list(db.session.scalars(select(Location.id).order_by(Location.id)))
+        # Each provider is booked where they work.
+        works_at = dict(
+            db.session.execute(select(WorkingHours.provider_id, WorkingHours.location_id)).all()
+        )
         with time_machine.travel(local(zone, first - timedelta(days=10), 8), tick=False):
             day = first
             while day <= last:
@@ -115,7 +123,7 @@ def generate(
                         clinic,
                         client=guest,
                         service_id=service_id,
-                        location_id=locations[0],
+                        location_id=works_at[provider],
                         provider_id=provider,
                         starts_at=local(zone, day, 10 + 2 * slot),
                         online=rng.random() < 0.5,
@@ -129,6 +137,7 @@ def generate(
                             "late",
                             "no_show",
                             "late_arrival",
+                            "late_moved",
                             "kept",
                         ]
                     )
@@ -146,6 +155,20 @@ def generate(
             elif outcome == "no_show":
                 with time_machine.travel(starts + timedelta(hours=1), tick=False):
                     bookings.mark_no_show(clinic, booking, actor_user_id=None)
+            elif outcome == "late_moved":
+                # Twenty minutes late, moved an hour on: the hour after is always free.
+                arrived = starts + timedelta(minutes=20)
+                with time_machine.travel(arrived, tick=False):
+                    decision = bookings.check_in(clinic, booking, None, arrived_at=arrived)
+                    option = next(o for o in decision.options if o.value.startswith("reschedule"))
+                    bookings.resolve_late_arrival(
+                        clinic,
+                        booking,
+                        option,
+                        None,
+                        new_starts_at=starts + timedelta(hours=1),
+                        arrived_at=arrived,
+                    )
             elif outcome in ("completed", "late_arrival"):
                 arrived = starts + timedelta(minutes=20 if outcome == "late_arrival" else 0)
                 with time_machine.travel(arrived, tick=False):
@@ -210,16 +233,24 @@ def _ledger(
     moments += [span_start - timedelta(seconds=1), span_end]  # just outside
     seconds = int((span_end - span_start).total_seconds())
     moments += [span_start + timedelta(seconds=rng.randrange(seconds)) for _ in range(160)]
-    written = 0
-    for index, moment in enumerate(moments):
-        details: dict[str, Any] = {}
+    # Every kind at least once inside the month, then a random mix.
+    plan: list[tuple[LedgerKind, str | None, bool, str | None]] = [
+        (kind, purpose, True, None) for kind, purpose in WITH_BOOKING
+    ] + [(kind, purpose, False, prefix) for kind, purpose, prefix in WITHOUT_BOOKING]
+    for _ in range(len(moments) - len(plan)):
         if rng.random() < 0.6:
-            kind, purpose = rng.choice(WITH_BOOKING)
-            booking_id, account = rng.choice(booking_ids), None
+            plan.append((*rng.choice(WITH_BOOKING), True, None))
         else:
             kind, purpose, prefix = rng.choice(WITHOUT_BOOKING)
-            booking_id = None
-            account = f"{prefix}:{rng.randrange(1, 6)}" if prefix else None
+            plan.append((kind, purpose, False, prefix))
+    moments = moments[4:] + moments[:4]  # the edges take random kinds
+    written = 0
+    for index, (moment, (kind, purpose, with_booking, prefix)) in enumerate(
+        zip(moments, plan, strict=True)
+    ):
+        details: dict[str, Any] = {}
+        booking_id = rng.choice(booking_ids) if with_booking else None
+        account = f"{prefix}:{rng.randrange(1, 6)}" if prefix else None
         if purpose is not None:
             details["purpose"] = purpose
         entry = ledger.record(

@@ -28,11 +28,20 @@ from tests.helpers import (
     issue_token,
     make_clinic,
     make_provider,
-    make_service,
     make_staff,
     set_clinic_settings,
 )
 from tests.reports.busy_month import generate
+
+#: The purposes a refund is reported by; any other is "other".
+NAMED_PURPOSES = {
+    "deposit",
+    "prepayment",
+    "no_show_fee",
+    "late_cancellation_fee",
+    "late_arrival_fee",
+    "sale",
+}
 
 #: The report's money columns, written out here from the ledger's kinds and not taken
 #: from the report's own table: (kind, the purpose its entry names or None for any, sign).
@@ -54,6 +63,8 @@ LEDGER_COLUMNS: dict[str, list[tuple[str, Any, int]]] = {
     "refunds_no_show_fee": [("refund", "no_show_fee", 1)],
     "refunds_late_cancellation_fee": [("refund", "late_cancellation_fee", 1)],
     "refunds_sale": [("refund", "sale", 1)],
+    "refunds_late_arrival_fee": [("refund", "late_arrival_fee", 1)],
+    "refunds_other": [("refund", "other", 1)],
     "store_credit_issued": [("store_credit_issued", None, 1)],
     "store_credit_redeemed": [("store_credit_used", None, 1)],
     "store_credit_expired": [("store_credit_expired", None, 1)],
@@ -64,17 +75,47 @@ LEDGER_COLUMNS: dict[str, list[tuple[str, Any, int]]] = {
     "packages_closed": [("package_closed", None, 1)],
     "memberships_paid": [("membership_payment", None, 1)],
     "disputes_opened": [("dispute_opened", None, 1)],
+    "disputes_won": [("dispute_won", None, 1)],
     "disputes_lost": [("dispute_lost", None, 1)],
     "platform_fees": [("platform_fee", None, 1)],
 }
 
 
 def _clinic(slug: str, timezone: str, currency: str, country: str) -> dict[str, Any]:
-    make_clinic(slug, timezone=timezone, currency=currency, country=country)
+    from core.catalog import services as catalog
+    from core.tenancy.models import Location
+
+    make_clinic(
+        slug,
+        locations=("main", "harbourside"),
+        timezone=timezone,
+        currency=currency,
+        country=country,
+    )
     make_staff(slug, f"owner@{slug}.example.com", Role.owner)
     make_staff(slug, f"desk@{slug}.example.com", Role.front_desk)
-    providers = [make_provider(slug, f"{name}@{slug}.example.com") for name in ("ana", "ben")]
-    service = make_service(slug, "facial", provider_ids=providers, duration=60)
+    # Ana works at the main location, Ben at the other: rows by location differ from the clinic's.
+    providers = [
+        make_provider(slug, f"ana@{slug}.example.com"),
+        make_provider(slug, f"ben@{slug}.example.com", location="harbourside"),
+    ]
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+    with clinic_scope(clinic):
+        service = catalog.save_service(
+            None,
+            {
+                "slug": "facial",
+                "name": "Facial",
+                "category": "esthetician",
+                "duration_minutes": 60,
+                "buffer_minutes": 0,
+                "price": "100.00",
+                "location_ids": list(db.session.scalars(select(Location.id))),
+                "provider_ids": providers,
+            },
+            clinic.currency,
+        ).id
+        db.session.commit()
     # Fees for a late cancellation and a no-show, so the month has fees to report.
     set_clinic_settings(slug, policy={"late_cancellation_fee": "40.00", "no_show_fee": "75.00"})
     return {"slug": slug, "providers": providers, "service": service, "tz": timezone}
@@ -110,10 +151,19 @@ def _march(clinic: Clinic, interval: Interval) -> Span:
     return Span(date(2026, 3, 1), date(2026, 3, 31), interval, clinic.timezone)
 
 
-def _expected_money(clinic: Clinic, span: Span) -> dict[tuple[str, int | None], dict[str, int]]:
-    """Sum the clinic's ledger by period and provider, straight from its entries."""
+def _matches(purpose: str | None, wanted: str | None) -> bool:
+    if wanted == "other":
+        return purpose not in NAMED_PURPOSES
+    return wanted is None or purpose == wanted
+
+
+def _expected_money(
+    clinic: Clinic, by: str = "provider"
+) -> dict[tuple[str, int | None], dict[str, int]]:
+    """Sum the clinic's March ledger by week and provider (or location), straight from its entries."""
     zone = ZoneInfo(clinic.timezone)
-    providers = {b: p for b, p in db.session.execute(select(Booking.id, Booking.provider_id))}
+    column = Booking.provider_id if by == "provider" else Booking.location_id
+    providers = {b: p for b, p in db.session.execute(select(Booking.id, column))}
     sums: dict[tuple[str, int | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     start = datetime(2026, 3, 1, tzinfo=zone)
     end = datetime(2026, 4, 1, tzinfo=zone)
@@ -126,7 +176,7 @@ def _expected_money(clinic: Clinic, span: Span) -> dict[tuple[str, int | None], 
         key = (monday.isoformat(), providers.get(entry.booking_id))
         for column, parts in LEDGER_COLUMNS.items():
             for kind, purpose, sign in parts:
-                if entry.kind.value == kind and purpose in (None, entry.details.get("purpose")):
+                if entry.kind.value == kind and _matches(entry.details.get("purpose"), purpose):
                     sums[key][column] += sign * entry.amount_minor
     return sums
 
@@ -139,16 +189,19 @@ def test_every_money_figure_reconciles_to_the_ledger_at_each_clinic(busy):
             clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
             with clinic_scope(clinic):
                 span = _march(clinic, Interval.week)
+                for by in (Grouping.provider, Grouping.location):
+                    report = reports.money(clinic, span, by)
+                    expected = _expected_money(clinic, by.value)
+                    assert expected, "the generated month wrote money"
+                    shown = {(row["period"], row[f"{by.value}_id"]): row for row in report.rows}
+                    for key, figures in expected.items():
+                        for column, amount in figures.items():
+                            assert shown[key][column] == amount, (slug, key, column)
+                    for key, row in shown.items():
+                        for column in LEDGER_COLUMNS:
+                            expect = expected.get(key, {}).get(column, 0)
+                            assert row[column] == expect, (slug, by, key, column)
                 report = reports.money(clinic, span, Grouping.provider)
-                expected = _expected_money(clinic, span)
-                assert expected, "the generated month wrote money"
-                shown = {(row["period"], row["provider_id"]): row for row in report.rows}
-                for key, figures in expected.items():
-                    for column, amount in figures.items():
-                        assert shown[key][column] == amount, (slug, key, column)
-                for key, row in shown.items():
-                    for column in LEDGER_COLUMNS:
-                        assert row[column] == expected.get(key, {}).get(column, 0), (key, column)
                 # The providers are this clinic's own, plus the desk's row.
                 assert {row["provider_id"] for row in report.rows} == {
                     *busy[slug]["providers"],
@@ -173,6 +226,9 @@ def test_every_money_figure_reconciles_to_the_ledger_at_each_clinic(busy):
                 both_totals[slug] = whole.totals
         # Neither clinic's figures appear in the other's report.
         assert both_totals["harbour"]["deposits_taken"] != both_totals["sunset"]["deposits_taken"]
+        # Every figure was exercised: a column summing nothing would prove nothing.
+        for column in LEDGER_COLUMNS:
+            assert both_totals["harbour"][column] or both_totals["sunset"][column], column
 
 
 def test_fee_outcomes_are_read_from_the_fees_owed(busy):
@@ -208,10 +264,11 @@ def test_fee_outcomes_are_read_from_the_fees_owed(busy):
                 assert report.totals[column] == amount, column
 
 
-def test_booking_figures_count_each_booking_by_its_visit_date(busy):
+@pytest.mark.parametrize("slug", ["harbour", "sunset"])
+def test_booking_figures_count_each_booking_by_its_visit_date(busy, slug):
     app = busy["app"]
     with app.app_context():
-        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "sunset"))
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
         with clinic_scope(clinic):
             span = _march(clinic, Interval.day)
             report = reports.bookings(clinic, span, Grouping.provider)
@@ -219,7 +276,8 @@ def test_booking_figures_count_each_booking_by_its_visit_date(busy):
             late = {
                 e.booking_id
                 for e in db.session.scalars(select(BookingEvent))
-                if e.action.startswith("checked_in_") or e.action == "turned_away"
+                if e.action.startswith("checked_in_")
+                or (e.action == "rescheduled" and e.details.get("because") == "late_arrival")
             }
             expected: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
             for b in db.session.scalars(select(Booking)):
@@ -243,12 +301,13 @@ def test_booking_figures_count_each_booking_by_its_visit_date(busy):
                 row = shown[key]
                 assert row["no_show_rate"] == round(row["no_shows"] / row["bookings"], 4)
             totals = report.totals
-            outcomes = busy["sunset"]["month"].outcomes
+            outcomes = busy[slug]["month"].outcomes
             # Every ending occurred, so every count is tested against a real case.
             assert totals["no_shows"] == outcomes["no_show"] > 0
             assert totals["cancellations_inside_window"] == outcomes["late"] > 0
             assert totals["cancellations_outside_window"] == outcomes["early"] > 0
-            assert totals["late_arrivals"] == outcomes["late_arrival"] > 0
+            assert outcomes["late_arrival"] > 0 and outcomes["late_moved"] > 0
+            assert totals["late_arrivals"] == outcomes["late_arrival"] + outcomes["late_moved"]
             assert totals["bookings_online"] > 0 and totals["bookings_staff"] > 0
             assert totals["no_show_fees"] > 0
             assert totals["cancellation_rate"] == round(
@@ -274,6 +333,15 @@ def test_liabilities_at_each_period_end_are_the_ledger_balances(busy):
                 )
                 assert report.totals[column] == held, column
             assert any(report.totals.values())
+            # At the end of March: only what was written before April began in Auckland.
+            april = datetime(2026, 4, 1, tzinfo=ZoneInfo(clinic.timezone))
+            signs = {"package_sold": 1, "package_session_used": -1, "package_closed": -1}
+            march_packages = sum(
+                signs.get(e.kind.value, 0) * e.amount_minor
+                for e in db.session.scalars(select(LedgerEntry))
+                if (e.account or "").startswith("package:") and e.at.replace(tzinfo=UTC) < april
+            )
+            assert report.rows[0]["package_liability"] == march_packages
 
 
 def test_utilisation_is_booked_over_working_minutes_less_time_off(app):
@@ -298,6 +366,13 @@ def test_utilisation_is_booked_over_working_minutes_less_time_off(app):
                 datetime(2026, 6, 10, 7, tzinfo=UTC),
                 datetime(2026, 6, 11, 7, tzinfo=UTC),
                 "holiday",
+            )
+            # A training morning inside the holiday takes nothing more.
+            schedules.add_time_off(
+                ana,
+                datetime(2026, 6, 10, 16, tzinfo=UTC),
+                datetime(2026, 6, 10, 20, tzinfo=UTC),
+                "training",
             )
             db.session.commit()
             span = Span(date(2026, 6, 1), date(2026, 6, 30), Interval.month, clinic.timezone)
@@ -386,6 +461,8 @@ def test_a_report_is_json_or_csv_on_the_clinics_own_calendar(client, small):
         ("from=2026-03-01&to=2026-03-05&by=room", "by"),
         ("from=yesterday&to=2026-03-05", "from"),
         ("to=2026-03-05", "from"),
+        ("from=9999-12-30&to=9999-12-31", "from"),
+        ("from=0001-01-01&to=0001-01-02", "to"),
     ],
 )
 def test_a_report_asked_badly_names_the_field(client, small, query, field):

@@ -122,6 +122,7 @@ def resolve_late_arrival(
         actor_user_id=actor_user_id,
         online=False,
         decision=as_reschedule,
+        because="late_arrival",
     )
 
 
@@ -151,4 +152,5 @@ def turn_away(
         actor_user_id=actor_user_id,
         online=False,
         decision=decision,
+        because="turned_away",
     )

@@ -43,8 +43,13 @@ def reschedule(
     provider_id: int | None = None,
     online: bool,
     decision: Any = None,
+    because: str | None = None,
 ) -> Any:
-    """Move a booking to a new time under the clinic's policy; the booking keeps its identity."""
+    """Move a booking to a new time under the clinic's policy; the booking keeps its identity.
+
+    ``because`` names what moved it when it was not simply asked for (``late_arrival``,
+    ``turned_away``): it is kept with the booking's event, for the clinic's reports.
+    """
     _require(booking, BookingStatus.held, BookingStatus.confirmed)
     now = clock.now()
     new_starts_at = clock.as_utc(new_starts_at)
@@ -96,7 +101,11 @@ def reschedule(
         actor=by,
         actor_user_id=actor_user_id,
         decision=decision,
-        details={"from": clock.as_utc(old).isoformat(), "to": new_starts_at.isoformat()},
+        details={
+            "from": clock.as_utc(old).isoformat(),
+            "to": new_starts_at.isoformat(),
+            **({"because": because} if because else {}),
+        },
     )
     if decision.counts_as_late_cancellation:
         booking.policy_incident = True

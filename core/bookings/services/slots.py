@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, bindparam, cast, exists, func, select, update
 
-from core import clock
+from core import clock, events
 from core.bookings.models import Booking, BookingStatus, ChargeStatus
 from core.bookings.services.records import _event
 from core.catalog.models import Resource, ServiceProvider
@@ -136,6 +136,8 @@ def expire_holds(
     lapsed = list(db.session.scalars(statement))
     for booking in lapsed:
         _event(booking, "hold_expired", BookingStatus.expired, actor="system", actor_user_id=None)
+        # Systems told of the booking's creation learn that it is gone.
+        events.publish("booking.cancelled", booking, cancelled_by="system", reason="hold_expired")
         for charge in booking.charges:
             if charge.status == ChargeStatus.owed:
                 charge.status = ChargeStatus.waived

@@ -86,6 +86,17 @@ def _sync_dispute(clinic: Clinic, dispute: dict[str, Any]) -> str:
     }
     kept = _keep(clinic, dispute, payment, money)
     done = []
+    if str(dispute.get("status", "")).startswith("warning_"):
+        # An inquiry: the bank asks, but withdraws nothing, so the ledger has nothing to
+        # record until it becomes a dispute. The clinic is told it may answer.
+        alert_clinic(
+            clinic,
+            f"dispute-inquiry:{dispute['id']}",
+            f"A client's bank asks about a card payment of {money.format()}",
+            f"The bank has withdrawn nothing yet (reason: {dispute.get('reason')}). "
+            + _next_step(kept),
+        )
+        return "inquiry recorded"
     if _once(LedgerKind.dispute_opened, money, found):
         done.append("opened")
         events.publish("dispute.opened", payment, dispute=dispute)
@@ -134,7 +145,11 @@ def _keep(
 ) -> Dispute:
     """Write or move forward the clinic's row for this dispute; assemble its evidence when new."""
     status = str(dispute.get("status") or "needs_response")
-    row = db.session.scalar(select(Dispute).where(Dispute.stripe_dispute_id == dispute["id"]))
+    # Locked: a submission claiming the row at the same moment waits, rather than being
+    # overwritten by this event's view of the evidence.
+    row = db.session.scalar(
+        select(Dispute).where(Dispute.stripe_dispute_id == dispute["id"]).with_for_update()
+    )
     if row is None:
         row = _first_seen(clinic, dispute, payment, money, status)
         try:

@@ -34,7 +34,7 @@ from core.extensions import db
 from core.hooks.decisions import HeldRecords, RecordKind
 from core.integrations import services as webhooks
 from core.messaging.models import OutboxMessage, OutboxStatus
-from core.payments.models import Payment
+from core.payments.models import Dispute, Payment
 from core.privacy.calendars import local_day
 from core.privacy.models import HoldStatus, PrivacyRequest, ProcessorNotice, RetentionHold
 from core.privacy.services.consents import MARKETING_CONSENTS, _revoke
@@ -262,6 +262,10 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
             delete(PolicyAcceptance).where(PolicyAcceptance.booking_id.in_(bookings))
         )
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.booking_id.in_(bookings)))
+        # A dispute's record stays with the ledger; the evidence naming the client goes.
+        db.session.execute(
+            update(Dispute).where(Dispute.booking_id.in_(bookings)).values(evidence=None)
+        )
         # The ledger keeps the money trail by id; the payment rows go with their bookings.
         db.session.execute(delete(Payment).where(Payment.booking_id.in_(bookings)))
         db.session.execute(delete(Booking).where(Booking.client_id == record.id))
