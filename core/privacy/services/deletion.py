@@ -256,6 +256,9 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
     elif kind == RecordKind.financial:
         bookings = select(Booking.id).where(Booking.client_id == record.id)
         db.session.execute(delete(BookingEvent).where(BookingEvent.booking_id.in_(bookings)))
+        # The ledger keeps the money trail by id; the payment rows go with their bookings,
+        # before the charges they paid (a payment names its charge).
+        db.session.execute(delete(Payment).where(Payment.booking_id.in_(bookings)))
         db.session.execute(delete(BookingCharge).where(BookingCharge.booking_id.in_(bookings)))
         # The evidence for the bookings' fees goes with them.
         db.session.execute(
@@ -266,8 +269,6 @@ def _purge(record: Client, kind: RecordKind, *, identity_kept: bool) -> None:
         db.session.execute(
             update(Dispute).where(Dispute.booking_id.in_(bookings)).values(evidence=None)
         )
-        # The ledger keeps the money trail by id; the payment rows go with their bookings.
-        db.session.execute(delete(Payment).where(Payment.booking_id.in_(bookings)))
         db.session.execute(delete(Booking).where(Booking.client_id == record.id))
     elif kind == RecordKind.documentation:
         _delete_consents(record)
