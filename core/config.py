@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,21 +24,57 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+class SettingError(RuntimeError):
+    """A setting is missing where it must be given, or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise SettingError(f"{name} must be a number (seconds), got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _secret_key(instance_path: Path) -> str:
-    """Return SECRET_KEY from the environment, or one kept in the instance folder.
+def _secret_key(instance_path: Path, production: bool) -> str:
+    """Return SECRET_KEY from the environment; outside production, one kept in the instance folder.
 
     A key generated once and kept on disk lets the embedded default survive
-    restarts without anyone choosing a key; production sets SECRET_KEY.
+    restarts without anyone choosing a key. Production must set SECRET_KEY: a key
+    made silently on one server would not match its neighbours', and replacing it
+    would break every self-service link already sent (rotate with
+    SECRET_KEY_FALLBACKS instead).
     """
     key = os.environ.get("SECRET_KEY")
     if key:
         return key
+    if production:
+        raise SettingError(
+            "SECRET_KEY must be set in production (see README: Configuration); "
+            "to replace one, keep the old key in SECRET_KEY_FALLBACKS"
+        )
     key_file = instance_path / "secret_key"
     if key_file.exists():
         return key_file.read_text().strip()
@@ -112,7 +149,10 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
     production = env.get("CLINIC_SAAS_ENV", "development") == "production"
     return {
         "ENV_NAME": "production" if production else "development",
-        "SECRET_KEY": _secret_key(instance_path),
+        "SECRET_KEY": _secret_key(instance_path, production),
+        # Former keys, oldest first: what they signed (self-service links, sessions) still
+        # verifies; only SECRET_KEY signs.
+        "SECRET_KEY_FALLBACKS": _list(env, "SECRET_KEY_FALLBACKS"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DATABASE_OWNER_URL": normalise_database_url(owner_url) if owner_url else None,
         # hide_parameters: an error about a statement must never put its
@@ -123,8 +163,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # stored encrypted under PHOTO_STORAGE_DIR.
         "MASTER_KEYS": _master_keys(instance_path, production),
         "PHOTO_STORAGE_DIR": env.get("PHOTO_STORAGE_DIR", str(instance_path / "photos")),
-        "PHOTO_MAX_BYTES": int(env.get("PHOTO_MAX_BYTES", str(15 * 1024 * 1024))),
-        "MAX_CONTENT_LENGTH": int(env.get("PHOTO_MAX_BYTES", str(15 * 1024 * 1024))) + 1024 * 1024,
+        "PHOTO_MAX_BYTES": _int(env, "PHOTO_MAX_BYTES", 15 * 1024 * 1024),
+        "MAX_CONTENT_LENGTH": _int(env, "PHOTO_MAX_BYTES", 15 * 1024 * 1024) + 1024 * 1024,
         # Sessions: the cookie is HTTP-only and same-site; Secure in production.
         "SESSION_COOKIE_NAME": "clinic_session",
         "SESSION_COOKIE_HTTPONLY": True,
@@ -132,9 +172,9 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
         "REMEMBER_COOKIE_DURATION": 0,
         # Idle timeout for clinics that do not set their own (HIPAA automatic logoff).
-        "DEFAULT_IDLE_TIMEOUT_MINUTES": int(env.get("DEFAULT_IDLE_TIMEOUT_MINUTES", "15")),
+        "DEFAULT_IDLE_TIMEOUT_MINUTES": _int(env, "DEFAULT_IDLE_TIMEOUT_MINUTES", 15),
         # However active, a session ends this long after sign-in.
-        "SESSION_MAX_HOURS": int(env.get("SESSION_MAX_HOURS", "12")),
+        "SESSION_MAX_HOURS": _int(env, "SESSION_MAX_HOURS", 12),
         # Throttling counters: shared in Redis wherever Redis is configured, so every web
         # worker counts the same attempts; per-process memory only for one process.
         "REDIS_URL": env.get("REDIS_URL"),
@@ -146,18 +186,21 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # Jobs: "inprocess" runs them in the web process (embedded default),
         # "celery" leaves them to Celery workers and beat, "none" to nobody.
         "JOBS_BACKEND": env.get("JOBS_BACKEND", "inprocess"),
-        "JOBS_TICK_SECONDS": float(env.get("JOBS_TICK_SECONDS", "60")),
+        "JOBS_TICK_SECONDS": _float(env, "JOBS_TICK_SECONDS", 60),
         "CELERY_BROKER_URL": env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
         "CELERY_RESULT_BACKEND": env.get("CELERY_RESULT_BACKEND"),
         # Email: SMTP when SMTP_HOST is set, else written to the log.
         "SMTP_HOST": env.get("SMTP_HOST"),
-        "SMTP_PORT": int(env.get("SMTP_PORT", "25")),
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25),
         "SMTP_USERNAME": env.get("SMTP_USERNAME"),
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
         # SMS: Twilio when TWILIO_ACCOUNT_SID is set, else written to the log.
         # The address clients reach the booking pages at, for links in messages.
         "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
+        # The right-hand side of every email's Message-ID: the instance's own domain.
+        "MESSAGE_ID_DOMAIN": env.get("MESSAGE_ID_DOMAIN")
+        or (urlsplit(env.get("PUBLIC_URL", "http://localhost:5000")).hostname or "localhost"),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_FROM_NUMBER": env.get("TWILIO_FROM_NUMBER"),
@@ -174,22 +217,22 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # Outbound time budgets (seconds). One Stripe call on a page waits at most
         # (retries + 1) x (connect + read) + back-off, and all of a request's Stripe calls
         # together at most STRIPE_WEB_BUDGET; jobs may wait longer.
-        "STRIPE_CONNECT_TIMEOUT": float(env.get("STRIPE_CONNECT_TIMEOUT", "2")),
-        "STRIPE_WEB_TIMEOUT": float(env.get("STRIPE_WEB_TIMEOUT", "4")),
-        "STRIPE_WEB_RETRIES": int(env.get("STRIPE_WEB_RETRIES", "1")),
-        "STRIPE_WEB_BUDGET": float(env.get("STRIPE_WEB_BUDGET", "10")),
-        "STRIPE_JOB_TIMEOUT": float(env.get("STRIPE_JOB_TIMEOUT", "20")),
-        "STRIPE_JOB_RETRIES": int(env.get("STRIPE_JOB_RETRIES", "2")),
-        "SMTP_TIMEOUT": float(env.get("SMTP_TIMEOUT", "10")),
-        "SMS_TIMEOUT": float(env.get("SMS_TIMEOUT", "10")),
+        "STRIPE_CONNECT_TIMEOUT": _float(env, "STRIPE_CONNECT_TIMEOUT", 2),
+        "STRIPE_WEB_TIMEOUT": _float(env, "STRIPE_WEB_TIMEOUT", 4),
+        "STRIPE_WEB_RETRIES": _int(env, "STRIPE_WEB_RETRIES", 1),
+        "STRIPE_WEB_BUDGET": _float(env, "STRIPE_WEB_BUDGET", 10),
+        "STRIPE_JOB_TIMEOUT": _float(env, "STRIPE_JOB_TIMEOUT", 20),
+        "STRIPE_JOB_RETRIES": _int(env, "STRIPE_JOB_RETRIES", 2),
+        "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 10),
+        "SMS_TIMEOUT": _float(env, "SMS_TIMEOUT", 10),
         # Outbound webhooks to clinics' systems: https:// to public addresses only, unless
         # the operator allows http:// or private and loopback addresses (a private network).
         "WEBHOOKS_ALLOW_HTTP": _bool(env.get("WEBHOOKS_ALLOW_HTTP"), False),
         "WEBHOOKS_ALLOW_PRIVATE": _bool(env.get("WEBHOOKS_ALLOW_PRIVATE"), False),
-        "WEBHOOKS_CONNECT_TIMEOUT": float(env.get("WEBHOOKS_CONNECT_TIMEOUT", "3")),
-        "WEBHOOKS_READ_TIMEOUT": float(env.get("WEBHOOKS_READ_TIMEOUT", "5")),
+        "WEBHOOKS_CONNECT_TIMEOUT": _float(env, "WEBHOOKS_CONNECT_TIMEOUT", 3),
+        "WEBHOOKS_READ_TIMEOUT": _float(env, "WEBHOOKS_READ_TIMEOUT", 5),
         # Self-service links for clients stay valid this long after the appointment.
-        "SELF_SERVICE_LINK_DAYS": int(env.get("SELF_SERVICE_LINK_DAYS", "30")),
+        "SELF_SERVICE_LINK_DAYS": _int(env, "SELF_SERVICE_LINK_DAYS", 30),
         # OpenAPI, served by flask-smorest at /api/openapi.json.
         "API_TITLE": "clinic-saas",
         "API_VERSION": "v1",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, request
 from flask import json as flask_json
-from sqlalchemy import JSON, String, UniqueConstraint, select
+from sqlalchemy import JSON, String, UniqueConstraint, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +21,8 @@ from core.tenancy.scope import ClinicScoped
 from core.unit_of_work import transaction
 
 MAX_KEY_LENGTH = 200
+#: How long a key's answer is kept for retries (Stripe keeps its own keys as long).
+KEPT_FOR = timedelta(hours=24)
 
 
 class IdempotencyRecord(ClinicScoped, Model):
@@ -111,6 +113,11 @@ class Idempotent:
         if self.key is None:
             return None
         stored = self._stored()
+        if stored is not None and clock.as_utc(stored.created_at) <= clock.now() - KEPT_FOR:
+            # Past its day the key is forgotten, as Stripe forgets its own: a new request.
+            db.session.delete(stored)
+            db.session.flush()
+            stored = None
         if stored is not None:
             return self._answer(stored)
         record = IdempotencyRecord(scope=self.scope, key=self.key, request_digest=self.digest)
@@ -146,3 +153,13 @@ class Idempotent:
             self.record.status_code = status_code
             self.record.response = body
             db.session.flush()
+
+
+@transaction
+def forget_old_keys(now: datetime | None = None) -> int:
+    """Delete the current clinic's keys past their day; return how many."""
+    cutoff = (now or clock.now()) - KEPT_FOR
+    found = db.session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= cutoff)
+    )
+    return int(getattr(found, "rowcount", 0) or 0)

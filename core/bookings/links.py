@@ -14,12 +14,13 @@ from core import clock
 from core.bookings.models import Booking
 from core.errors import NotFound
 from core.extensions import db
+from core.signing import secret_keys
 
 SALT = "booking-self-service"
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+    return URLSafeSerializer(secret_keys(), salt=SALT)
 
 
 def token_for(booking: Any) -> str:

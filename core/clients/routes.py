@@ -70,16 +70,17 @@ class Clients(MethodView):
     @blp.response(200, ClientListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """Search clients by name, email or phone (no query: all, by name)."""
+        after = services.position_of(args["after"]) if "after" in args else None
         found = services.search(
             args.get("q"),
-            limit=args["limit"],
-            after_id=args.get("after"),
+            limit=args["limit"] + 1,  # one more than the page: whether another follows
+            after=after,
             country=current_clinic().country,
         )
-        result = paginated(found)
-        result["next_after"] = (
-            found[-1].id if len(found) == args["limit"] and "after" in args else None
-        )
+        page, has_more = found[: args["limit"]], len(found) > args["limit"]
+        result = paginated(page)
+        result["has_more"] = has_more
+        result["next_after"] = services.cursor_of(page[-1]) if has_more else None
         return result
 
     @requires(Permission.edit_clients)

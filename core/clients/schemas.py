@@ -110,14 +110,24 @@ class ClientSummarySchema(Schema):
 
 class ClientListSchema(Schema):
     items = fields.List(fields.Nested(ClientSummarySchema))
-    count = fields.Integer()
-    next_after = fields.Integer(allow_none=True)
+    count = fields.Integer(metadata={"description": "How many clients are on this page."})
+    has_more = fields.Boolean(metadata={"description": "Whether another page follows."})
+    next_after = fields.String(
+        allow_none=True, metadata={"description": "Pass as `after` for the next page."}
+    )
 
 
 class ClientSearchArgs(Schema):
     q = fields.String(validate=validate.Length(max=200))
-    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
-    after = Id()
+    limit = fields.Integer(
+        load_default=25,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Clients per page, at most 100."},
+    )
+    after = fields.String(
+        validate=validate.Length(min=1, max=400),
+        metadata={"description": "The `next_after` of the page before."},
+    )
 
 
 class SensitivitiesSchema(Schema):

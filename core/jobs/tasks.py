@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from core import idempotency
 from core.bookings.services import expire_holds
 from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
@@ -108,6 +109,14 @@ def expire_store_credit() -> int:
     return expired
 
 
+def forget_old_idempotency_keys() -> int:
+    """Delete Idempotency-Key answers past their day, at every clinic."""
+    forgotten = 0
+    for _clinic in each_clinic():
+        forgotten += idempotency.forget_old_keys()
+    return forgotten
+
+
 def tick() -> TickReport:
     """Run every periodic job once: expire holds, privacy duties, fees, then deliver due messages."""
     expired = expire_all_holds()
@@ -115,6 +124,7 @@ def tick() -> TickReport:
     fees = charge_fees()
     evidence = submit_dispute_evidence()
     expire_store_credit()
+    forget_old_idempotency_keys()
     # Webhooks first: an endpoint disabled now has its owner's email sent in this tick.
     webhooks = deliver_webhooks()
     delivered = deliver_due()

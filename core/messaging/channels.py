@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any, Protocol
 
 from flask import Flask, current_app
@@ -127,9 +127,16 @@ class LoggingSms:
         return "logged"
 
 
-def make_message_id(domain: str, key: str) -> str:
-    """Return a Message-ID derived from the outbox key, the same on every attempt."""
-    return make_msgid(idstring=key.replace(":", ".")[:60], domain=domain)
+def make_message_id(domain: str, key: str, *, clinic_id: int) -> str:
+    """Return a Message-ID derived from the clinic and the outbox key, the same on every attempt.
+
+    A message sent again after its first answer was lost must read as the same
+    message to the receiver, so nothing in it is random or timed (``make_msgid``
+    adds both). Keys are unique within a clinic, so the clinic's id makes them
+    unique on the instance.
+    """
+    local = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", ".", key).strip(".")[:120]
+    return f"<{local}.{clinic_id}@{domain}>"
 
 
 def install(app: Flask) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import or_, select, update
 
 from core import clock
@@ -234,6 +235,10 @@ def _recipient(
     return to, details.get("subject", ""), body
 
 
+def _message_id_domain() -> str:
+    return str(current_app.config.get("MESSAGE_ID_DOMAIN") or "localhost")
+
+
 def deliver_for_clinic(
     clinic: Clinic, now: datetime | None = None, limit: int = 200
 ) -> DeliveryReport:
@@ -297,7 +302,9 @@ def deliver_for_clinic(
                         to,
                         subject,
                         body,
-                        make_message_id("clinic-saas.dev", message.dedupe_key),
+                        make_message_id(
+                            _message_id_domain(), message.dedupe_key, clinic_id=clinic.id
+                        ),
                         attachments,
                     ),
                     sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.schemas",
             "core.api",
             "core.security_headers",
+            "core.signing",
         ),
     ),
     (

@@ -678,3 +678,32 @@ def test_a_room_with_capacity_one_is_not_double_booked_across_providers(app, cli
 def _location_id_in(app):
     with app.app_context():
         return _location_id("alpha")
+
+
+def test_an_idempotency_key_is_kept_a_day_and_then_forgotten(app, client, alpha, frozen):
+    from core.idempotency import IdempotencyRecord
+    from core.jobs.tasks import tick
+
+    headers = {"Idempotency-Key": "4f1c2a9e-booking-2"}
+    first = book_online(client, alpha, "2026-03-05T10:00:00-08:00", headers=headers)
+    assert first.status_code == 201
+    frozen.shift(timedelta(hours=23))
+    again = book_online(client, alpha, "2026-03-05T10:00:00-08:00", headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"  # within the day: replayed
+    frozen.shift(timedelta(hours=2))
+    # A day on, the key names a new request, as Stripe's keys do.
+    later = book_online(client, alpha, "2026-03-05T13:00:00-08:00", headers=headers)
+    assert later.status_code == 201 and "Idempotent-Replayed" not in later.headers
+    assert count_bookings(app) == 2
+
+    def records() -> int:
+        with app.app_context():
+            clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+            with clinic_scope(clinic):
+                return db.session.scalar(select(func.count()).select_from(IdempotencyRecord))
+
+    assert records() == 1
+    frozen.shift(timedelta(hours=25))
+    with app.app_context():
+        tick()  # the jobs delete records past their day
+    assert records() == 0

@@ -1050,3 +1050,51 @@ def test_a_later_verbal_consent_does_not_hide_standing_written_permission(app):
         g for g in http.get(base).get_json()["age_rules"] if g["applies_to"] == "treatment"
     )
     assert treatment["satisfied"] is True
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+
+def _walk(http, query: str, limit: int) -> tuple[list[int], list[dict]]:
+    """Follow next_after from the first page to the last; return every id and the pages."""
+    seen, pages, after = [], [], None
+    while True:
+        url = f"/api/v1/clinics/alpha/clients?limit={limit}{query}"
+        page = http.get(url + (f"&after={after}" if after else "")).get_json()
+        pages.append(page)
+        seen += [item["id"] for item in page["items"]]
+        if not page["has_more"]:
+            assert page["next_after"] is None
+            return seen, pages
+        after = page["next_after"]
+        assert after, "a page with more after it says where to go on"
+
+
+def test_every_client_is_reached_page_by_page_in_name_order(desk):
+    # The first client made (id 1) sorts last by name: it must still be reached.
+    names = [("Zed", "Young"), ("Ana", "Diaz"), ("Bo", "Diaz"), ("Cy", "Adams"), ("Di", "Diaz")]
+    ids = {
+        new_client(desk, legal_first_name=first, legal_last_name=last, email=None, phone=None): (
+            last,
+            first,
+        )
+        for first, last in names
+    }
+    expected = sorted(ids, key=lambda i: (ids[i][0].lower(), ids[i][1].lower(), i))
+    for limit in (1, 2, 4, 5, 100):
+        seen, pages = _walk(desk, "", limit)
+        assert seen == expected, limit
+        assert pages[0]["has_more"] == (limit < len(names))
+        assert all(page["count"] == len(page["items"]) for page in pages)
+    assert min(ids) in _walk(desk, "", 2)[0]
+    # A search pages the same way, in the same order.
+    diaz, _ = _walk(desk, "&q=diaz", 1)
+    assert diaz == [i for i in expected if ids[i][0] == "Diaz"]
+
+
+def test_a_cursor_that_is_not_one_is_refused_naming_the_field(desk):
+    from tests.helpers import assert_problem
+
+    refused = desk.get("/api/v1/clinics/alpha/clients?after=not-a-cursor")
+    body = assert_problem(refused, 422)
+    assert [e["field"] for e in body["errors"]] == ["after"]

@@ -327,3 +327,36 @@ def test_celery_delivers_due_reminders_through_redis(clinic, inbox):
         result = celery.send_task("clinic_saas.tick").get(timeout=30)
     assert result["messages_sent"] == 1
     assert [m["to"] for m in handler.messages] == ["maya@example.com"]
+
+
+def test_a_message_sent_again_keeps_its_message_id_so_the_receiver_sees_one_message(clinic, inbox):
+    # The server takes the message but its answer is lost (here: it answers 451 after
+    # keeping it), so the platform sends it again: the receiver must see the same message.
+    handler, _ = inbox
+    app = clinic["app"]
+    app.config.update(MESSAGE_ID_DOMAIN="mail.alpha-clinic.example")
+    original = handler.handle_DATA
+    answers = iter(["451 4.3.0 answer lost"])
+
+    async def keep_then_fail(server, session, envelope):
+        await original(server, session, envelope)
+        return next(answers, "250 OK")
+
+    with time_machine.travel(NOW, tick=False) as traveller:
+        book(app, clinic, "2026-03-06T14:00:00-08:00")
+        handler.handle_DATA = keep_then_fail
+        traveller.move_to(datetime(2026, 3, 4, 22, 1, tzinfo=UTC))
+        assert run_jobs(app).retried == 1
+        traveller.shift(3 * 60)
+        assert run_jobs(app).sent == 1
+    first, second = (message_from_string(m["data"]) for m in handler.messages)
+    assert first["Subject"] == second["Subject"]
+    assert first["Message-ID"] == second["Message-ID"]
+    assert first["Message-ID"].endswith("@mail.alpha-clinic.example>")
+
+
+def test_message_ids_are_the_same_for_one_message_and_differ_between_clinics():
+    one = channels.make_message_id("mail.example", "reminder:12:48h", clinic_id=1)
+    assert one == channels.make_message_id("mail.example", "reminder:12:48h", clinic_id=1)
+    assert one != channels.make_message_id("mail.example", "reminder:12:48h", clinic_id=2)
+    assert one.startswith("<") and one.endswith("@mail.example>") and " " not in one

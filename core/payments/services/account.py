@@ -15,6 +15,7 @@ from core.errors import NotFound, Refused, Unreadable
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
+from core.signing import secret_keys
 from core.tenancy.models import Clinic
 from core.unit_of_work import no_open_unit, transaction
 
@@ -46,7 +47,7 @@ RETURN_MAX_AGE = 3600
 
 
 def _signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="stripe-onboarding")
+    return URLSafeTimedSerializer(secret_keys(), salt="stripe-onboarding")
 
 
 def onboarding_link(clinic: Clinic) -> tuple[str, datetime]:
