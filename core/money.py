@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -14,6 +15,23 @@ def _format(minor: int, currency: str, locale: str) -> str:
     # Babel's formatting is slow next to everything else a request does.
     amount = Decimal(minor).scaleb(-get_currency_precision(currency))
     return format_currency(amount, currency, locale=locale)
+
+
+def _en_us() -> str:
+    return "en_US"
+
+
+_locale_now: Callable[[], str] = _en_us
+
+
+def speak_as(locale_now: Callable[[], str]) -> None:
+    """Set where amounts find their locale when none is given (the clinic scope sets it).
+
+    Money sits below the clinics: the layer that knows them tells it, rather than
+    money asking for it.
+    """
+    global _locale_now
+    _locale_now = locale_now
 
 
 class CurrencyMismatch(ValueError):
@@ -81,9 +99,13 @@ class Money:
         """Return the amount as a Decimal in major units (``Money(5000, "USD")`` is 50.00)."""
         return Decimal(self.minor).scaleb(-self.exponent)
 
-    def format(self, locale: str = "en_US") -> str:
-        """Return the amount as people read it, for example ``$50.00`` or ``NZ$40.00``."""
-        return _format(self.minor, self.currency, locale)
+    def format(self, locale: str | None = None) -> str:
+        """Return the amount as people read it: ``$40.00`` in Auckland, ``NZ$40.00`` in Boston.
+
+        Without ``locale``, in the locale of the clinic whose scope is active (see
+        :func:`speak_as`), else ``en_US``.
+        """
+        return _format(self.minor, self.currency, locale or _locale_now())
 
     def _same(self, other: Money) -> None:
         if not isinstance(other, Money):

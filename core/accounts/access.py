@@ -295,7 +295,9 @@ def _enter_clinic_of_request(slug: str) -> Clinic:
     if found is None:
         raise Problem(404, "No such clinic.")
     clinic = found[0]
-    g.clinic_scope_token = enter_clinic(ClinicRef(clinic.id, clinic.slug), database_told=True)
+    g.clinic_scope_token = enter_clinic(
+        ClinicRef(clinic.id, clinic.slug, clinic.locale), database_told=True
+    )
     g.clinic = clinic
     return clinic
 

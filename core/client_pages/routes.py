@@ -88,7 +88,7 @@ _TYPICAL_AGE_YEARS = 30
 
 def _locale() -> str:
     """The clinic's locale for money and dates: English, as written in the clinic's country."""
-    return f"en_{current_clinic().country}"
+    return current_clinic().locale
 
 
 @functools.lru_cache(maxsize=4096)

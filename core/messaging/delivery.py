@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, format_time
 from flask import current_app
 from sqlalchemy import or_, select, update
 
@@ -87,11 +88,19 @@ def _finish(message_id: int, status: OutboxStatus, **values: object) -> None:
     )
 
 
+def _local_when(local: datetime, locale: str) -> str:
+    """A visit's day and time in the clinic's locale: "Friday, March 6, 2026 at 2:00 PM" in
+    Boston, "Friday, 6 March 2026 at 2:00 pm" in Auckland."""
+    day = format_date(local, "full", locale=locale)
+    # CLDR puts a narrow no-break space before AM/PM: a plain one keeps an SMS in GSM-7.
+    return f"{day} at {format_time(local, 'short', locale=locale)}".replace("\u202f", " ")
+
+
 def _confirmation(clinic: Clinic, booking: Booking) -> tuple[str, str, tuple[tuple[str, str, str]]]:
     """The confirmation of a booking: when and where, its own page, a calendar file."""
     location = db.session.get_one(Location, booking.location_id)
     local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
-    when = local.strftime("%A %d %B %Y at %I:%M %p").replace(" 0", " ")
+    when = _local_when(local, clinic.locale)
     service = booking.service.name
     body = (
         f"Your {service} at {clinic.name} ({location.name}) is booked for {when}.\n\n"
@@ -111,7 +120,7 @@ def _render(
 ) -> tuple[str, str]:
     location = db.session.get_one(Location, booking.location_id)
     local = clock.as_utc(booking.starts_at).astimezone(ZoneInfo(location.timezone))
-    when = local.strftime("%A %d %B at %I:%M %p").replace(" 0", " ")
+    when = _local_when(local, clinic.locale)
     subject = f"Reminder: your appointment at {clinic.name}"
     body = (
         f"Hello {client.display_name}, this is a reminder of your appointment at {clinic.name}"

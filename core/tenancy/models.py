@@ -87,6 +87,14 @@ class Clinic(Model):
     )
 
     @property
+    def locale(self) -> str:
+        """How the clinic's clients read money and dates: English, as written in its country.
+
+        An Auckland clinic's NZ$40.00 is "$40.00" and its dates run day, month, year.
+        """
+        return f"en_{self.country}"
+
+    @property
     def is_active(self) -> bool:
         """Return whether the clinic is open: it serves staff and clients."""
         return self.status == ClinicStatus.active

@@ -29,6 +29,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.strategy_options import Load, _AbstractLoad
 from sqlalchemy.sql.util import find_tables
 
+from core import money
 from core.extensions import db
 
 
@@ -46,6 +47,8 @@ class ClinicRef:
 
     id: int
     slug: str
+    #: How the clinic's clients read money and dates (English as written in its country).
+    locale: str = "en_US"
 
 
 _current: ContextVar[ClinicRef | None] = ContextVar("current_clinic", default=None)
@@ -54,6 +57,14 @@ _current: ContextVar[ClinicRef | None] = ContextVar("current_clinic", default=No
 def current_clinic_ref() -> ClinicRef | None:
     """Return the clinic whose scope is active, or None outside any scope."""
     return _current.get()
+
+
+def _clinic_locale() -> str:
+    ref = _current.get()
+    return ref.locale if ref is not None else "en_US"
+
+
+money.speak_as(_clinic_locale)
 
 
 def require_clinic_ref() -> ClinicRef:
@@ -137,7 +148,11 @@ def clinic_scope(clinic: Any) -> Iterator[ClinicRef]:
     jobs, webhooks. ``clinic`` is a ``Clinic`` or a :class:`ClinicRef`.
     Commit inside the block; what is not committed is rolled back at its end.
     """
-    ref = clinic if isinstance(clinic, ClinicRef) else ClinicRef(clinic.id, clinic.slug)
+    ref = (
+        clinic
+        if isinstance(clinic, ClinicRef)
+        else ClinicRef(clinic.id, clinic.slug, clinic.locale)
+    )
     token = enter_clinic(ref)
     try:
         yield ref

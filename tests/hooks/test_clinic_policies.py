@@ -720,7 +720,8 @@ def test_an_auckland_clinic_from_a_file_alone_charges_nz40_inside_24_hours(clien
     late = auckland.book("facial", auckland.at(4))
     auckland.save_card(late)
     decision = auckland.cancel(late, hours_before=23)["decision"]
-    assert decision["fee"] == {"amount": 4000, "currency": "NZD", "display": "NZ$40.00"}
+    # Shown as its clients read it: "$40.00" in New Zealand (en_NZ).
+    assert decision["fee"] == {"amount": 4000, "currency": "NZD", "display": "$40.00"}
     assert decision["clause"]["text"].startswith("Please give us 24 hours' notice")
     missed = auckland.book("facial", auckland.at(5))
     auckland.save_card(missed)

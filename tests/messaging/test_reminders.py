@@ -113,7 +113,9 @@ def test_a_reminder_is_emailed_over_smtp_when_due_and_only_once(clinic, inbox):
     message = handler.messages[0]
     assert message["to"] == "maya@example.com"
     assert "Subject: Reminder: your appointment at Alpha" in message["data"]
-    assert "Friday 6 March at 2:00 PM" in message["data"]
+    # In the clinic's locale (Los Angeles: en_US): weekday, month, day, year.
+    body = message_from_string(message["data"], policy=default_policy).get_content()
+    assert "Friday, March 6, 2026 at 2:00 PM" in body
     assert ("sms", "skipped", "48h", "no consent to appointment texts") in outbox(app)
 
 
@@ -189,7 +191,7 @@ def test_moving_a_booking_moves_its_reminders(clinic, inbox):
     assert len(handler.messages) == 3
     confirmation = message_from_string(handler.messages[0]["data"], policy=default_policy)
     text = next(p for p in confirmation.walk() if p.get_content_type() == "text/plain")
-    assert "Monday 9 March 2026 at 10:00 AM" in text.get_content()
+    assert "Monday, March 9, 2026 at 10:00 AM" in text.get_content()
 
 
 def test_two_workers_at_once_send_each_reminder_once(clinic, inbox):
@@ -360,3 +362,41 @@ def test_message_ids_are_the_same_for_one_message_and_differ_between_clinics():
     assert one == channels.make_message_id("mail.example", "reminder:12:48h", clinic_id=1)
     assert one != channels.make_message_id("mail.example", "reminder:12:48h", clinic_id=2)
     assert one.startswith("<") and one.endswith("@mail.example>") and " " not in one
+
+
+def test_an_auckland_clinics_messages_write_its_dates_and_money_as_new_zealanders_do(app, inbox):
+    from core.money import Money
+
+    _, port = inbox
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port)
+    channels.install(app)
+    with time_machine.travel(NOW, tick=False), app.app_context():
+        make_clinic("kowhai", timezone="Pacific/Auckland", currency="NZD", country="NZ")
+        provider = make_provider("kowhai", "ana@kowhai.example.com")
+        service = make_service("kowhai", "facial", provider_ids=[provider])
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "kowhai"))
+        with clinic_scope(clinic):
+            # Inside the clinic's scope an amount is written as its clients read it.
+            assert Money(4000, "NZD").format() == "$40.00"
+            assert Money(4000, "USD").format() == "US$40.00"
+        assert Money(4000, "NZD").format() == "NZ$40.00"  # outside any clinic: en_US
+    from core.tenancy.models import Location
+
+    with app.app_context(), clinic_scope(clinic):
+        location_id = db.session.scalar(select(Location.id))
+    with time_machine.travel(NOW, tick=False):
+        made = app.test_client().post(
+            "/api/v1/clinics/kowhai/bookings/online",
+            json={
+                "service_id": service,
+                "location_id": location_id,
+                "starts_at": "2026-03-06T14:00:00+13:00",
+                "client": GUEST,
+            },
+        )
+        assert made.status_code == 201, made.get_json()
+        assert run_jobs(app).sent == 1
+    inbox_handler, _ = inbox
+    confirmation = message_from_string(inbox_handler.messages[-1]["data"], policy=default_policy)
+    text = next(p for p in confirmation.walk() if not p.is_multipart()).get_content()
+    assert "Friday, 6 March 2026 at 2:00 pm" in text
