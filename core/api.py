@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -167,3 +170,47 @@ def json_response(body: Any, status: int) -> Response:
 def paginated(items: list[Any]) -> dict[str, Any]:
     """Wrap a list as the API's list envelope."""
     return {"items": items, "count": len(items)}
+
+
+def cursor(*position: str | int | datetime) -> str:
+    """Return the opaque cursor of a list's position: the sort values of the last item shown."""
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in position]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def position(text: str, kinds: tuple[type, ...], field: str = "after") -> tuple[Any, ...]:
+    """Read a cursor from :func:`cursor`, of values of ``kinds``; else a problem naming ``field``.
+
+    A ``datetime`` travels as ISO 8601 text and is read back aware.
+    """
+    try:
+        found = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(found, list) or len(found) != len(kinds):
+            raise ValueError(text)
+        for index, (value, kind) in enumerate(zip(found, kinds, strict=True)):
+            if kind is datetime and isinstance(value, str):
+                found[index] = datetime.fromisoformat(value)
+                if found[index].tzinfo is None:
+                    raise ValueError(text)
+            elif type(value) is not kind:
+                raise ValueError(text)
+    except (ValueError, TypeError, binascii.Error):
+        raise Problem(
+            422,
+            "The cursor is not one this list gave.",
+            errors=[field_error(field, "not a cursor from next_after", "query")],
+        ) from None
+    return tuple(found)
+
+
+def keyset_page(found: list[Any], limit: int, position_of: Any) -> dict[str, Any]:
+    """The list envelope for ``found``, read with one row more than ``limit``.
+
+    ``has_more`` says whether another page follows and ``next_after`` is the cursor
+    to ask for it with (None on the last page), as Stripe's lists do.
+    """
+    page, has_more = found[:limit], len(found) > limit
+    envelope = paginated(page)
+    envelope["has_more"] = has_more
+    envelope["next_after"] = cursor(*position_of(page[-1])) if has_more else None
+    return envelope

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -18,7 +19,7 @@ from core.accounts.access import (
     public_while_closed,
     requires,
 )
-from core.api import Blueprint, json_response, paginated
+from core.api import Blueprint, json_response, keyset_page, position
 from core.bookings import availability, links
 from core.bookings import services as bookings
 from core.bookings.models import Booking, BookingStatus, ChargeStatus
@@ -227,14 +228,25 @@ def _online_replay(clinic: Any, idempotent: Idempotent, replay: StoredAnswer) ->
     return idempotent.replayed(replay.status, body)
 
 
+def _booking_position(booking: Booking) -> tuple[datetime, int]:
+    return booking.starts_at, booking.id
+
+
 @blp.route("/bookings")
 class Bookings(MethodView):
     @requires(Permission.view_bookings)
     @blp.arguments(BookingQueryArgs, location="query")
     @blp.response(200, BookingListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
-        """List bookings (the day's schedule, a provider's week, a client's history)."""
-        return paginated(bookings.bookings(**args))
+        """List bookings (the day's schedule, a provider's week, a client's history).
+
+        By start, then id; `has_more` says another page follows, `next_after` asks for it.
+        """
+        limit = args.pop("limit")
+        if "after" in args:
+            args["after"] = position(args["after"], (datetime, int))
+        found = bookings.bookings(limit=limit + 1, **args)
+        return keyset_page(found, limit, _booking_position)
 
     @requires(Permission.manage_bookings)
     @blp.arguments(StaffBookingSchema)

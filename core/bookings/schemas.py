@@ -205,7 +205,11 @@ class OwnBookingSchema(BookingSchema):
 
 class BookingListSchema(Schema):
     items = fields.List(fields.Nested(BookingSummarySchema))
-    count = fields.Integer()
+    count = fields.Integer(metadata={"description": "How many bookings are on this page."})
+    has_more = fields.Boolean(metadata={"description": "Whether another page follows."})
+    next_after = fields.String(
+        allow_none=True, metadata={"description": "Pass as `after` for the next page."}
+    )
 
 
 class BookingQueryArgs(Schema):
@@ -214,7 +218,15 @@ class BookingQueryArgs(Schema):
     provider_id = Id()
     client_id = Id()
     status = fields.Enum(BookingStatus, by_value=True)
-    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=500))
+    limit = fields.Integer(
+        load_default=200,
+        validate=validate.Range(min=1, max=500),
+        metadata={"description": "Bookings per page, at most 500."},
+    )
+    after = fields.String(
+        validate=validate.Length(min=1, max=400),
+        metadata={"description": "The `next_after` of the page before."},
+    )
 
 
 class ConfirmSchema(Schema):

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from werkzeug.datastructures import FileStorage
 
 from core.accounts.access import Permission, current_clinic, current_principal, requires
-from core.api import Blueprint, paginated
+from core.api import Blueprint, keyset_page, paginated, position
 from core.clients import services
 from core.clients.models import Client
 from core.clients.schemas import (
@@ -63,6 +63,10 @@ def _with_gates(record: Client) -> Client:
     return record
 
 
+def _client_position(record: Client) -> tuple[str, str, int]:
+    return record.search_last, record.search_first, record.id
+
+
 @blp.route("/clients")
 class Clients(MethodView):
     @requires(Permission.view_clients)
@@ -70,18 +74,14 @@ class Clients(MethodView):
     @blp.response(200, ClientListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """Search clients by name, email or phone (no query: all, by name)."""
-        after = services.position_of(args["after"]) if "after" in args else None
+        after = position(args["after"], (str, str, int)) if "after" in args else None
         found = services.search(
             args.get("q"),
             limit=args["limit"] + 1,  # one more than the page: whether another follows
             after=after,
             country=current_clinic().country,
         )
-        page, has_more = found[: args["limit"]], len(found) > args["limit"]
-        result = paginated(page)
-        result["has_more"] = has_more
-        result["next_after"] = services.cursor_of(page[-1]) if has_more else None
-        return result
+        return keyset_page(found, args["limit"], _client_position)
 
     @requires(Permission.edit_clients)
     @blp.arguments(ClientInputSchema)

@@ -707,3 +707,32 @@ def test_an_idempotency_key_is_kept_a_day_and_then_forgotten(app, client, alpha,
     with app.app_context():
         tick()  # the jobs delete records past their day
     assert records() == 0
+
+
+def test_the_bookings_list_is_walked_to_its_end_page_by_page(client, alpha):
+    # Six bookings over three days, walked at page sizes that divide them and that do not.
+    made = []
+    for day in (3, 4, 5):
+        for hour in (10, 12):
+            guest = {**GUEST, "email": f"g{day}{hour}@example.com"}
+            answer = book_online(client, alpha, f"2026-03-0{day}T{hour}:00:00-08:00", guest=guest)
+            assert answer.status_code == 201, answer.get_json()
+            made.append(answer.get_json()["booking"]["id"])
+    url = "/api/v1/clinics/alpha/bookings"
+    for limit in (1, 2, 4, 6, 7):
+        seen, after, pages = [], None, 0
+        while True:
+            query = {"limit": limit, **({"after": after} if after else {})}
+            page = client.get(url, query_string=query, headers=alpha["auth"]).get_json()
+            pages += 1
+            seen += [b["id"] for b in page["items"]]
+            assert page["count"] == len(page["items"]) <= limit
+            if not page["has_more"]:
+                assert page["next_after"] is None
+                break
+            after = page["next_after"]
+        assert seen == made, limit  # in start order, each once, none cut off
+        assert pages == -(-len(made) // limit)  # no empty page at the end
+    refused = client.get(url, query_string={"after": "bm9wZQ"}, headers=alpha["auth"])
+    assert_problem(refused, 422)
+    assert [e["field"] for e in refused.get_json()["errors"]] == ["after"]

@@ -1072,16 +1072,23 @@ def _walk(http, query: str, limit: int) -> tuple[list[int], list[dict]]:
 
 def test_every_client_is_reached_page_by_page_in_name_order(desk):
     # The first client made (id 1) sorts last by name: it must still be reached.
-    names = [("Zed", "Young"), ("Ana", "Diaz"), ("Bo", "Diaz"), ("Cy", "Adams"), ("Di", "Diaz")]
-    ids = {
-        new_client(desk, legal_first_name=first, legal_last_name=last, email=None, phone=None): (
-            last,
-            first,
+    # Two clients share a name: only the id tells them apart, so the cursor carries it.
+    names = [
+        ("Zed", "Young"),
+        ("Ana", "Diaz"),
+        ("Bo", "Diaz"),
+        ("Cy", "Adams"),
+        ("Ana", "Diaz"),
+        ("Di", "Diaz"),
+    ]
+    ids = {}
+    for first, last in names:
+        made = new_client(
+            desk, legal_first_name=first, legal_last_name=last, email=None, phone=None
         )
-        for first, last in names
-    }
+        ids[made] = (last, first)
     expected = sorted(ids, key=lambda i: (ids[i][0].lower(), ids[i][1].lower(), i))
-    for limit in (1, 2, 4, 5, 100):
+    for limit in (1, 2, 4, 6, 100):
         seen, pages = _walk(desk, "", limit)
         assert seen == expected, limit
         assert pages[0]["has_more"] == (limit < len(names))

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -139,8 +139,11 @@ def bookings(
     client_id: int | None = None,
     status: BookingStatus | None = None,
     limit: int = 200,
+    after: tuple[datetime, int] | None = None,
 ) -> list[Booking]:
-    """Return the current clinic's bookings matching the filters, by start time.
+    """Return the current clinic's bookings matching the filters, by start time, then id.
+
+    ``after`` is the (start, id) of the last booking of the page before.
 
     Each comes with its location (its times are shown in the location's zone) and
     its charges, loaded for the whole page at once rather than booking by booking.
@@ -161,6 +164,8 @@ def bookings(
         statement = statement.where(Booking.client_id == client_id)
     if status is not None:
         statement = statement.where(Booking.status == status)
+    if after is not None:
+        statement = statement.where(tuple_(Booking.starts_at, Booking.id) > tuple_(*after))
     return list(db.session.scalars(statement))
 
 

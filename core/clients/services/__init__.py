@@ -51,9 +51,7 @@ from core.clients.services.records import (
     add_guardian,
     client,
     create_client,
-    cursor_of,
     fold,
-    position_of,
     search,
     update_client,
 )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import unicodedata
 from typing import Any
 
@@ -45,7 +42,7 @@ def search(
     Every word of ``query`` must start one of the client's names; a query
     with ``@`` matches an email prefix; digits match a phone number (a whole
     number read in ``country``, or the end of one). Sorted by name, then id;
-    ``after`` is the position (:func:`position_of`) the page starts after.
+    ``after`` is the (last name, first name, id) the page starts after.
     """
     statement = select(Client).order_by(Client.search_last, Client.search_first, Client.id)
     text = (query or "").strip()
@@ -79,27 +76,6 @@ def search(
             tuple_(Client.search_last, Client.search_first, Client.id) > tuple_(*after)
         )
     return list(db.session.scalars(statement.limit(limit)))
-
-
-def cursor_of(record: Client) -> str:
-    """The opaque cursor of the page that follows ``record`` in the clients' name order."""
-    position = [record.search_last, record.search_first, record.id]
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
-
-
-def position_of(cursor: str) -> tuple[str, str, int]:
-    """Read a cursor from :func:`cursor_of`, or raise the field error naming ``after``."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        last, first, record_id = json.loads(base64.urlsafe_b64decode(padded))
-        if not (isinstance(last, str) and isinstance(first, str) and isinstance(record_id, int)):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error):
-        raise Invalid(
-            "The cursor is not one this list gave.",
-            errors=[field_error("after", "not a cursor from next_after", "query")],
-        ) from None
-    return last, first, record_id
 
 
 # --- contact records (all staff) -----------------------------------------------
