@@ -195,12 +195,12 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SMTP_USERNAME": env.get("SMTP_USERNAME"),
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
-        # SMS: Twilio when TWILIO_ACCOUNT_SID is set, else written to the log.
         # The address clients reach the booking pages at, for links in messages.
         "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
         # The right-hand side of every email's Message-ID: the instance's own domain.
         "MESSAGE_ID_DOMAIN": env.get("MESSAGE_ID_DOMAIN")
         or (urlsplit(env.get("PUBLIC_URL", "http://localhost:5000")).hostname or "localhost"),
+        # SMS: Twilio when TWILIO_ACCOUNT_SID is set, else written to the log.
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_FROM_NUMBER": env.get("TWILIO_FROM_NUMBER"),

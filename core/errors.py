@@ -12,6 +12,8 @@ from sqlalchemy import MetaData
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
+from core import request_ids
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -90,6 +92,9 @@ class Problem(Exception):
         if self.errors:
             body["errors"] = self.errors
         body.update(self.extensions)
+        request_id = request_ids.current()
+        if request_id is not None:
+            body["request_id"] = request_id  # what the operator finds the logs by
         return body
 
 

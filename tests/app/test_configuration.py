@@ -79,3 +79,35 @@ def test_links_sent_before_the_secret_key_was_rotated_still_open(environment, tm
         assert links.read_token(fresh, 7) == (41, "n0nce")
         with pytest.raises(NotFound):
             links.read_token(sent, 7)
+
+
+def _read_by_the_app() -> set[str]:
+    """Every variable the app reads, found in the code that reads them."""
+    import re
+
+    from core.config import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "core" / "config.py").read_text()
+    text += (PROJECT_ROOT / "core" / "app.py").read_text()
+    found = re.findall(
+        r'(?:env\.get|environ\.get|_int\(env,|_float\(env,|_list\(env,)\s*\(?"([A-Z_]+)"', text
+    )
+    return set(found) - {"XDG_DATA_HOME"}  # the system's, not the app's
+
+
+def test_every_setting_is_in_env_example_and_the_readme():
+    from core.config import PROJECT_ROOT
+
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    listed = {
+        line.split("=", 1)[0]
+        for line in example.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("### When a dependency fails")]
+    read = _read_by_the_app()
+    assert len(read) > 40
+    assert sorted(read - listed) == []
+    assert sorted(listed - read) == []  # nothing listed that the app ignores
+    assert sorted(name for name in read if f"`{name}`" not in table) == []

@@ -279,3 +279,18 @@ def test_each_domain_refusal_has_one_status_and_keeps_its_kind_fields_and_detail
     assert problem["type"].endswith("/used-up")
     assert problem["detail"] == "This gift certificate has been used up."
     assert problem["errors"][0]["field"] == "code" and problem["tender"] == 7
+
+
+def test_every_answer_carries_a_request_id_and_problems_quote_it(client):
+    answer = client.get("/api/v1/clinics/nowhere/clients")
+    problem = answer.get_json()
+    assert answer.headers["Request-Id"] == problem["request_id"]
+    assert len(problem["request_id"]) == 32
+    # A caller's own id is kept, so one request can be followed across systems ...
+    given = client.get("/healthz", headers={"Request-Id": "lb-7f3a.42"})
+    assert given.headers["Request-Id"] == "lb-7f3a.42"
+    # ... unless it could forge a log line or a header.
+    forged = client.get("/healthz", headers={"Request-Id": "a b\tc" + "x" * 200})
+    assert forged.headers["Request-Id"] != "a b\tc" + "x" * 200
+    assert len(forged.headers["Request-Id"]) == 32
+    assert client.get("/healthz").headers["Request-Id"] != forged.headers["Request-Id"]

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.api",
             "core.security_headers",
             "core.signing",
+            "core.request_ids",
         ),
     ),
     (
