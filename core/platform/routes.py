@@ -19,6 +19,7 @@ from core.api import Blueprint, paginated
 from core.errors import Problem
 from core.extensions import db
 from core.onboarding.routes import ClinicDocumentSchema, SavedDocumentSchema, saved
+from core.platform import readiness
 from core.tenancy import services as tenancy
 from core.tenancy.models import Clinic, ClinicStatus
 from core.tenancy.tenants_file import apply_document
@@ -52,6 +53,33 @@ def healthz() -> Response:
             "clinics_unavailable": len(plugins["clinics_unavailable"]),
         },
     )
+
+
+@health.get("/livez")
+@public
+def livez() -> Response:
+    """Answer 200 while this process serves requests: it checks nothing else, by design.
+
+    A failing database makes a server unready, not dead: restarting it would not help.
+    """
+    return jsonify(status="ok")
+
+
+@health.get("/readyz")
+@public
+def readyz() -> Response:
+    """Answer 200 when this server should get traffic: database reachable, its schema at
+    this code's newest migration, and its Redis (throttling, jobs) answering; else 503
+    naming what is not."""
+    found = readiness.checks()
+    if not readiness.ready(found):
+        failing = sorted(
+            name
+            for name, value in found.items()
+            if (value.get("state") if isinstance(value, dict) else value) != "ok"
+        )
+        raise Problem(503, f"Not ready: {', '.join(failing)}.", kind="not-ready", checks=found)
+    return jsonify(status="ok", checks=found)
 
 
 blp = Blueprint(

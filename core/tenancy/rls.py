@@ -68,8 +68,9 @@ def grant_app_role(op: Any) -> None:
     op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
-    # The app never changes which migrations ran.
+    # The app never changes which migrations ran; it reads which did (for /readyz).
     op.execute(f"REVOKE ALL ON alembic_version FROM {APP_ROLE}")
+    op.execute(f"GRANT SELECT ON alembic_version TO {APP_ROLE}")
     # Granting on every table must not give back what an append-only table
     # (audit trail, ledger) took away: find them by their trigger.
     op.execute(
