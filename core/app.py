@@ -99,7 +99,7 @@ def create_app(
 
 
 def _init_extensions(app: Flask) -> None:
-    from core import errors, request_ids, security_headers
+    from core import errors, request_ids, request_log, security_headers
     from core.accounts import throttle
 
     db.init_app(app)
@@ -110,6 +110,7 @@ def _init_extensions(app: Flask) -> None:
     throttle.check_counters_are_shared(app)
     errors.register_error_handlers(app, db.metadata)
     request_ids.init_app(app)
+    request_log.init_app(app)
     security_headers.init_app(app)
 
     # Import every model so metadata (and Alembic's autogenerate) sees it.

@@ -182,6 +182,10 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "RATELIMIT_ALLOW_PER_PROCESS": _bool(env.get("RATELIMIT_ALLOW_PER_PROCESS"), False),
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        # A clinic's public routes (times, booking, clients' links, privacy requests), per
+        # address: reads are cheap and many (a booking page asks for times as it is used).
+        "PUBLIC_READ_RATE_LIMIT": env.get("PUBLIC_READ_RATE_LIMIT", "300 per minute"),
+        "PUBLIC_WRITE_RATE_LIMIT": env.get("PUBLIC_WRITE_RATE_LIMIT", "30 per minute;300 per hour"),
         "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour"),
         # Jobs: "inprocess" runs them in the web process (embedded default),
         # "celery" leaves them to Celery workers and beat, "none" to nobody.
@@ -196,6 +200,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
         # The address clients reach the booking pages at, for links in messages.
+        # One JSON event per request on standard error (route, status, duration, clinic).
+        "LOG_REQUESTS": _bool(env.get("LOG_REQUESTS"), True),
         "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
         # The right-hand side of every email's Message-ID: the instance's own domain.
         "MESSAGE_ID_DOMAIN": env.get("MESSAGE_ID_DOMAIN")

@@ -23,6 +23,7 @@ from flask_login import current_user, logout_user
 from sqlalchemy import bindparam, select
 
 from core import clock
+from core.accounts import throttle
 from core.accounts.models import ApiToken, Membership, Role, User
 from core.accounts.services import membership_of, staff_token_for_secret
 from core.errors import Problem
@@ -316,6 +317,12 @@ def guard() -> None:
     slug = (request.view_args or {}).get(CLINIC_ARG)
     clinic = _enter_clinic_of_request(slug) if slug is not None else None
     if rule[0] == "public":
+        if clinic is not None and throttle.is_counted(
+            current_app.view_functions.get(request.endpoint)
+        ):
+            # A clinic's public routes (its menu, times, booking, clients' links) are
+            # anyone's to call: each address gets a number of calls, on every server.
+            throttle.count_public_request(reading=request.method in ("GET", "HEAD"))
         if clinic is not None and not clinic.is_active and "while_closed" not in rule:
             # What clients use (the menu, times, booking) waits until the clinic opens.
             raise Problem(
@@ -395,4 +402,5 @@ def current_clinic() -> Clinic:
 def init_app(app: Flask) -> None:
     """Install the guard on ``app``."""
     app.before_request(guard)
+    app.after_request(throttle.rate_limit_headers)
     app.teardown_request(close_request_scope)

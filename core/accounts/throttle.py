@@ -1,4 +1,4 @@
-"""Sign-in throttling: each attempt is counted before the password is checked.
+"""Throttling: sign-in attempts, counted before the password is checked, and public requests.
 
 Counting first (an atomic hit on the limiter's storage) means parallel
 guesses cannot slip past the limit while earlier ones are still being
@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
@@ -29,6 +31,7 @@ from core.errors import Problem
 from core.extensions import limiter
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 #: What the shared store raises when it cannot be reached.
 STORE_DOWN = (RedisConnectionError, RedisTimeout, StorageError, ConnectionError, TimeoutError)
 #: While counting in-process, how often (seconds) to try the shared store again.
@@ -53,7 +56,7 @@ def _fallback(error: Exception) -> RateLimiter:
     process keeps the limit (per worker) until the store answers again.
     """
     log.warning(
-        "sign-in counters unreachable (%s): counting in this process until they answer",
+        "rate-limit counters unreachable (%s): counting in this process until they answer",
         error.__class__.__name__,
     )
     own = type(limiter.limiter)(MemoryStorage())
@@ -76,7 +79,7 @@ def _hit(item: RateLimitItem, *identity: str) -> tuple[bool, RateLimiter]:
         if counters is limiter.limiter and since is not None:
             current_app.extensions.pop(_FALLBACK, None)
             current_app.extensions.pop(_FALLBACK_SINCE, None)
-            log.warning("sign-in counters reachable again")
+            log.warning("rate-limit counters reachable again")
     return allowed, counters
 
 
@@ -102,6 +105,69 @@ def count_sign_in_attempt(email: str) -> None:
         allowed, counters = _hit(item, "sign-in-account", account)
         if not allowed:
             raise _refuse(counters, item, "sign-in-account", account)
+
+
+_NOT_COUNTED = "_clinic_saas_not_counted"
+
+
+def not_counted(view: F) -> F:
+    """Leave ``view`` out of the public limits: a provider's signed callback (an SMS reply
+    relayed by Twilio) comes from the provider's few addresses, for every client at once."""
+    setattr(view, _NOT_COUNTED, True)
+    return view
+
+
+def is_counted(view: Any) -> bool:
+    """Whether requests to ``view`` count against the public limits."""
+    return not getattr(view, _NOT_COUNTED, False)
+
+
+#: Where the current request's tightest public limit is kept for its response headers.
+_PUBLIC_LIMIT = "clinic_saas_rate_limit"
+
+
+def count_public_request(reading: bool) -> None:
+    """Count a request to a clinic's public routes from this address; raise 429 past a limit.
+
+    Anyone may call them (times, booking, a client's own link, privacy requests), so
+    each address gets PUBLIC_READ_RATE_LIMIT reads and PUBLIC_WRITE_RATE_LIMIT writes,
+    counted on the shared store: every server enforces the same count. The tightest
+    window is told in ``RateLimit-*`` headers (see :func:`rate_limit_headers`).
+    """
+    kind = "public-read" if reading else "public-write"
+    address = request.remote_addr or "unknown"
+    setting = "PUBLIC_READ_RATE_LIMIT" if reading else "PUBLIC_WRITE_RATE_LIMIT"
+    tightest: tuple[int, int, int] | None = None
+    for item in _limits(setting):
+        allowed, counters = _hit(item, kind, address)
+        stats = counters.get_window_stats(item, kind, address)
+        reset = max(1, math.ceil(stats.reset_time - clock.now().timestamp()))
+        if not allowed:
+            raise Problem(
+                429,
+                "Too many requests from this address; wait before trying again.",
+                kind="rate-limited",
+                headers={
+                    "Retry-After": str(reset),
+                    "RateLimit-Limit": str(item.amount),
+                    "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": str(reset),
+                },
+            )
+        if tightest is None or stats.remaining < tightest[1]:
+            tightest = (item.amount, stats.remaining, reset)
+    g.setdefault(_PUBLIC_LIMIT, tightest)
+
+
+def rate_limit_headers(response: Response) -> Response:
+    """Tell the caller of a public route where it stands against its tightest limit."""
+    found = g.get(_PUBLIC_LIMIT)
+    if found is not None:
+        limit, remaining, reset = found
+        response.headers.setdefault("RateLimit-Limit", str(limit))
+        response.headers.setdefault("RateLimit-Remaining", str(remaining))
+        response.headers.setdefault("RateLimit-Reset", str(reset))
+    return response
 
 
 def sign_in_succeeded(email: str) -> None:

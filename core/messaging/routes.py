@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from twilio.request_validator import RequestValidator
 
 from core.accounts.access import Permission, current_clinic, public_while_closed, requires
+from core.accounts.throttle import not_counted
 from core.api import Blueprint
 from core.errors import Problem
 from core.messaging import campaigns, inbound
@@ -22,6 +23,7 @@ webhooks = FlaskBlueprint("sms_webhooks", __name__)
 
 @webhooks.post("/webhooks/sms/<clinic_slug>")
 @public_while_closed
+@not_counted
 def sms_inbound(clinic_slug: str) -> Response:
     """Receive a text a client sent the clinic (Twilio's webhook), signature verified."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN")

@@ -126,3 +126,49 @@ def test_several_workers_on_per_process_counters_refuse_to_start(test_db, tmp_pa
         server.kill()
     assert server.returncode != 0
     assert "RATELIMIT_STORAGE_URI" in output and "2 workers" in output
+
+
+def test_public_routes_are_limited_per_address_and_say_where_the_caller_stands(test_db, tmp_path):
+    from tests.conftest import built_app
+    from tests.helpers import assert_problem, make_clinic, make_provider, make_service
+
+    with built_app(
+        test_db,
+        tmp_path,
+        PUBLIC_READ_RATE_LIMIT="3 per minute",
+        PUBLIC_WRITE_RATE_LIMIT="2 per minute;5 per hour",
+        RATELIMIT_STORAGE_URI="memory://",
+    ) as app:
+        with app.app_context():
+            make_clinic("alpha")
+            provider = make_provider("alpha", "kim@alpha.example.com")
+            service = make_service("alpha", "facial", provider_ids=[provider])
+        http = app.test_client()
+        times = "/api/v1/clinics/alpha/availability"
+        from datetime import timedelta
+
+        from core import clock
+
+        soon = clock.now().date() + timedelta(days=2)
+        query = {"service_id": service, "from": soon.isoformat(), "to": soon.isoformat()}
+        answers = [http.get(times, query_string=query) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+        assert answers[0].headers["RateLimit-Limit"] == "3"
+        assert 0 < int(answers[0].headers["RateLimit-Reset"]) <= 60
+        refused = assert_problem(http.get(times, query_string=query), 429, "rate-limited")
+        assert refused["status"] == 429
+        over = http.get(times, query_string=query)
+        assert int(over.headers["Retry-After"]) >= 1 and over.headers["RateLimit-Remaining"] == "0"
+        # Writes count apart from reads, against the tighter of their windows.
+        privacy = "/api/v1/clinics/alpha/privacy-requests"
+        writes = [http.post(privacy, json={}) for _ in range(3)]
+        assert [w.status_code for w in writes][:2] == [422, 422]  # counted, then judged
+        assert writes[2].status_code == 429
+        # A provider's signed callback is not a client: Twilio relays every client's reply.
+        relayed = http.post("/webhooks/sms/alpha", data={"Body": "C"})
+        assert relayed.status_code != 429 and "RateLimit-Limit" not in relayed.headers
+        # Another address has its own count; staff routes are not limited this way.
+        other = http.get(times, query_string=query, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+        assert other.status_code == 200
+        assert "RateLimit-Limit" not in http.get("/healthz").headers

@@ -294,3 +294,24 @@ def test_every_answer_carries_a_request_id_and_problems_quote_it(client):
     assert forged.headers["Request-Id"] != "a b\tc" + "x" * 200
     assert len(forged.headers["Request-Id"]) == 32
     assert client.get("/healthz").headers["Request-Id"] != forged.headers["Request-Id"]
+
+
+def test_each_request_is_one_json_log_event_with_no_token_or_client_data(client, caplog):
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="clinic_saas.requests")
+    secret_link = "eyJjIjoxLCJiIjo0Mn0.c2lnbmF0dXJl"
+    client.get(
+        f"/api/v1/clinics/nowhere/self-service/{secret_link}?email=maya@example.com",
+        headers={"Authorization": "Bearer cst_secret-token", "Request-Id": "trace-1"},
+    )
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("requests")]
+    assert len(events) == 1
+    event = events[0]
+    assert event["request_id"] == "trace-1" and event["method"] == "GET"
+    assert event["route"] == "/api/v1/clinics/<clinic_slug>/self-service/<token>"
+    assert event["status"] == 404 and event["duration_ms"] >= 0
+    logged = json.dumps(event)
+    for secret in (secret_link, "maya@example.com", "cst_secret-token"):
+        assert secret not in logged

@@ -78,7 +78,7 @@ def test_staff_sign_in_without_redis_and_the_limit_still_holds(without_redis, ca
             for _ in range(7)
         ]
     assert answers == [401] * 5 + [429] * 2
-    assert "sign-in counters unreachable" in caplog.text
+    assert "rate-limit counters unreachable" in caplog.text
 
 
 # --- Stripe that hangs, drops or refuses --------------------------------------------------

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.security_headers",
             "core.signing",
             "core.request_ids",
+            "core.request_log",
         ),
     ),
     (
