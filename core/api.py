@@ -12,7 +12,7 @@ import orjson
 from flask import Response, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict
@@ -170,6 +170,25 @@ def json_response(body: Any, status: int) -> Response:
 def paginated(items: list[Any]) -> dict[str, Any]:
     """Wrap a list as the API's list envelope."""
     return {"items": items, "count": len(items)}
+
+
+class CursorArgs(Schema):
+    """The query of a list paged by cursor; each list adds its own ``limit`` and filters."""
+
+    after = fields.String(
+        validate=validate.Length(min=1, max=400),
+        metadata={"description": "The `next_after` of the page before."},
+    )
+
+
+class CursorPage(Schema):
+    """The answer of a list paged by cursor; each list adds its ``items``."""
+
+    count = fields.Integer(metadata={"description": "How many items are on this page."})
+    has_more = fields.Boolean(metadata={"description": "Whether another page follows."})
+    next_after = fields.String(
+        allow_none=True, metadata={"description": "Pass as `after` for the next page."}
+    )
 
 
 def cursor(*position: str | int | datetime) -> str:

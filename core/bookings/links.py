@@ -14,7 +14,7 @@ from core import clock
 from core.bookings.models import Booking
 from core.errors import NotFound
 from core.extensions import db
-from core.signing import secret_keys
+from core.secret_keys import secret_keys
 
 SALT = "booking-self-service"
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core import clock
+from core.api import CursorArgs, CursorPage
 from core.bookings.models import BookingStatus
 from core.hooks.decisions import LateArrivalOption
 from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
@@ -203,16 +204,11 @@ class OwnBookingSchema(BookingSchema):
         exclude = ("events", "requirements", "policy_acceptances")
 
 
-class BookingListSchema(Schema):
+class BookingListSchema(CursorPage):
     items = fields.List(fields.Nested(BookingSummarySchema))
-    count = fields.Integer(metadata={"description": "How many bookings are on this page."})
-    has_more = fields.Boolean(metadata={"description": "Whether another page follows."})
-    next_after = fields.String(
-        allow_none=True, metadata={"description": "Pass as `after` for the next page."}
-    )
 
 
-class BookingQueryArgs(Schema):
+class BookingQueryArgs(CursorArgs):
     starts_from = Moment(data_key="from")
     starts_before = Moment(data_key="before")
     provider_id = Id()
@@ -222,10 +218,6 @@ class BookingQueryArgs(Schema):
         load_default=200,
         validate=validate.Range(min=1, max=500),
         metadata={"description": "Bookings per page, at most 500."},
-    )
-    after = fields.String(
-        validate=validate.Length(min=1, max=400),
-        metadata={"description": "The `next_after` of the page before."},
     )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from core.api import CursorArgs, CursorPage
 from core.clients.models import (
     Channel,
     ConsentKind,
@@ -108,25 +109,16 @@ class ClientSummarySchema(Schema):
     phone = fields.String(allow_none=True)
 
 
-class ClientListSchema(Schema):
+class ClientListSchema(CursorPage):
     items = fields.List(fields.Nested(ClientSummarySchema))
-    count = fields.Integer(metadata={"description": "How many clients are on this page."})
-    has_more = fields.Boolean(metadata={"description": "Whether another page follows."})
-    next_after = fields.String(
-        allow_none=True, metadata={"description": "Pass as `after` for the next page."}
-    )
 
 
-class ClientSearchArgs(Schema):
+class ClientSearchArgs(CursorArgs):
     q = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(
         load_default=25,
         validate=validate.Range(min=1, max=100),
         metadata={"description": "Clients per page, at most 100."},
-    )
-    after = fields.String(
-        validate=validate.Length(min=1, max=400),
-        metadata={"description": "The `next_after` of the page before."},
     )
 
 

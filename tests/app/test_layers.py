@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "core.schemas",
             "core.api",
             "core.security_headers",
-            "core.signing",
+            "core.secret_keys",
             "core.request_ids",
             "core.request_log",
         ),

@@ -15,7 +15,7 @@ from core.errors import NotFound, Refused, Unreadable
 from core.extensions import db
 from core.payments import stripe_api
 from core.payments.services.common import alert_clinic
-from core.signing import secret_keys
+from core.secret_keys import secret_keys
 from core.tenancy.models import Clinic
 from core.unit_of_work import no_open_unit, transaction
 
