@@ -143,11 +143,11 @@ def _init_plugins(app: Flask) -> None:
 
 
 def _init_health_data(app: Flask) -> None:
-    from core.clients.photos import LocalPhotoStore
+    from core.clients.photos import make_photo_store
     from core.encryption.keys import MasterKeys, install
 
     install(app, MasterKeys.parse(app.config["MASTER_KEYS"]))
-    app.extensions["clinic_saas.photo_store"] = LocalPhotoStore(app.config["PHOTO_STORAGE_DIR"])
+    app.extensions["clinic_saas.photo_store"] = make_photo_store(app.config)
 
 
 def _init_jobs(app: Flask) -> None:

@@ -118,6 +118,24 @@ def _throttle_store(env: Mapping[str, str]) -> str:
     return "memory://"
 
 
+def _photo_store(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
+    """Return the photo store's settings; an S3 store must name its bucket."""
+    kind = (env.get("PHOTO_STORE") or "local").strip().lower()
+    if kind not in {"local", "s3"}:
+        raise SettingError(f"PHOTO_STORE must be local or s3, got {env['PHOTO_STORE']!r}")
+    bucket = (env.get("PHOTO_S3_BUCKET") or "").strip() or None
+    if kind == "s3" and not bucket:
+        raise SettingError("PHOTO_S3_BUCKET must name the bucket when PHOTO_STORE is s3")
+    return {
+        "PHOTO_STORE": kind,
+        "PHOTO_STORAGE_DIR": env.get("PHOTO_STORAGE_DIR") or str(instance_path / "photos"),
+        "PHOTO_S3_BUCKET": bucket,
+        "PHOTO_S3_PREFIX": env.get("PHOTO_S3_PREFIX", ""),
+        "PHOTO_S3_ENDPOINT_URL": env.get("PHOTO_S3_ENDPOINT_URL") or None,
+        "PHOTO_S3_REGION": env.get("PHOTO_S3_REGION") or None,
+    }
+
+
 def _default_tenants_dir(instance_path: Path) -> Path:
     checkout = PROJECT_ROOT / "tenants"
     return checkout if checkout.is_dir() else instance_path / "tenants"
@@ -159,10 +177,11 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         # values (health data, before encryption) into a log.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
         "TENANTS_DIR": env.get("TENANTS_DIR", str(_default_tenants_dir(instance_path))),
-        # Health data: master keys wrap each clinic's data keys; photos are
-        # stored encrypted under PHOTO_STORAGE_DIR.
+        # Health data: master keys wrap each clinic's data keys; photos are stored
+        # encrypted, under PHOTO_STORAGE_DIR (one machine) or in an S3-compatible bucket
+        # (more than one app server).
         "MASTER_KEYS": _master_keys(instance_path, production),
-        "PHOTO_STORAGE_DIR": env.get("PHOTO_STORAGE_DIR", str(instance_path / "photos")),
+        **_photo_store(env, instance_path),
         "PHOTO_MAX_BYTES": _int(env, "PHOTO_MAX_BYTES", 15 * 1024 * 1024),
         "MAX_CONTENT_LENGTH": _int(env, "PHOTO_MAX_BYTES", 15 * 1024 * 1024) + 1024 * 1024,
         # Sessions: the cookie is HTTP-only and same-site; Secure in production.
@@ -199,9 +218,9 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SMTP_USERNAME": env.get("SMTP_USERNAME"),
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
-        # The address clients reach the booking pages at, for links in messages.
         # One JSON event per request on standard error (route, status, duration, clinic).
         "LOG_REQUESTS": _bool(env.get("LOG_REQUESTS"), True),
+        # The address clients reach the booking pages at, for links in messages.
         "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
         # The right-hand side of every email's Message-ID: the instance's own domain.
         "MESSAGE_ID_DOMAIN": env.get("MESSAGE_ID_DOMAIN")

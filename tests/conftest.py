@@ -26,10 +26,12 @@ from core.config import PROJECT_ROOT
 from core.extensions import db
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 
-#: Shared fixtures: `inbox` (a real SMTP server on loopback), `local_stripe` and `browser`.
+#: Shared fixtures: `inbox` (a real SMTP server on loopback), `object_store` (a real
+#: S3-compatible server on loopback), `local_stripe` and `browser`.
 pytest_plugins = [
     "tests.frozen_clock",
     "tests.mail",
+    "tests.object_store",
     "tests.stripe_server",
     "tests.payment_flows",
     "tests.browser",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -55,6 +56,89 @@ class LocalPhotoStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+class S3PhotoStore:
+    """A photo store in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2): shared by every
+    app server, so a photo uploaded through one is served by any other.
+
+    Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` and friends, an
+    instance role); objects hold ciphertext only, so the bucket never sees a photo.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client or boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region or None,
+            # Standard retries cover throttling and dropped connections; a page
+            # waiting on a photo should fail in seconds, not hang on a dead store.
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+
+    def _key(self, key: str) -> str:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError("photo key escapes the store")
+        return self.prefix + key
+
+    def put(self, key: str, data: bytes) -> None:
+        # A PUT is atomic: readers see the old object or the new one, never a part.
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                # The same signal as the local store, so callers need not know which it is.
+                raise FileNotFoundError(key) from None
+            raise
+        return bytes(answer["Body"].read())
+
+    def delete(self, key: str) -> None:
+        # Deleting a missing object succeeds, as the local store's unlink(missing_ok) does.
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def check(self) -> str:
+        """Whether the bucket answers: "ok", or what is wrong (for the readiness probe)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as error:
+            return f"unreachable ({type(error).__name__})"
+        return "ok"
+
+
+def make_photo_store(config: Mapping[str, Any]) -> PhotoStore:
+    """Build the photo store the settings name: ``PHOTO_STORE`` is ``local`` or ``s3``."""
+    if config.get("PHOTO_STORE", "local") == "s3":
+        return S3PhotoStore(
+            config["PHOTO_S3_BUCKET"],
+            prefix=config.get("PHOTO_S3_PREFIX") or "",
+            endpoint_url=config.get("PHOTO_S3_ENDPOINT_URL"),
+            region=config.get("PHOTO_S3_REGION"),
+        )
+    return LocalPhotoStore(config["PHOTO_STORAGE_DIR"])
 
 
 def photo_store() -> PhotoStore:

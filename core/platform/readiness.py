@@ -1,4 +1,4 @@
-"""Whether this server should be sent traffic: its database, its Redis, its schema current."""
+"""Whether this server should be sent traffic: its database, Redis and photo bucket, its schema current."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def checks() -> dict[str, Any]:
         found["migrations"] = {"state": state, "at": version, "head": head}
     for index, url in enumerate(redis_urls()):
         found["redis" if index == 0 else f"redis_{index + 1}"] = _redis(url)
+    # A shared photo store (a bucket) is checked; a local directory has nothing to answer.
+    check_store = getattr(current_app.extensions.get("clinic_saas.photo_store"), "check", None)
+    if check_store is not None:
+        found["photo_store"] = check_store()
     return found
 
 

@@ -90,7 +90,8 @@ def _read_by_the_app() -> set[str]:
     text = (PROJECT_ROOT / "core" / "config.py").read_text()
     text += (PROJECT_ROOT / "core" / "app.py").read_text()
     found = re.findall(
-        r'(?:env\.get|environ\.get|_int\(env,|_float\(env,|_list\(env,)\s*\(?"([A-Z_]+)"', text
+        r'(?:env\.get|environ\.get|_int\(env,|_float\(env,|_list\(env,)\s*\(?"([A-Z][A-Z0-9_]*)"',
+        text,
     )
     return set(found) - {"XDG_DATA_HOME"}  # the system's, not the app's
 
