@@ -98,6 +98,8 @@ class Call:
     account: str | None
     idempotency_key: str | None
     params: dict[str, list[str]]
+    #: The app's Request-Id for the call: the request (or job) that made it.
+    request_id: str | None = None
 
 
 @dataclass
@@ -296,7 +298,9 @@ def _handler(state: LocalStripe) -> type[BaseHTTPRequestHandler]:
                     state.calls.append(Call(method, path, account, key, params))
                 return self._dispute(method, path, key, params)
             with state.lock:
-                state.calls.append(Call(method, path, account, key, params))
+                state.calls.append(
+                    Call(method, path, account, key, params, self.headers.get("Request-Id"))
+                )
                 outage = next((o for p, o in state.outages.items() if path.startswith(p)), None)
                 replay = state.replies.get((path, key)) if key else None
             if outage is not None:

@@ -33,7 +33,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import aliased
 
-from core import clock
+from core import clock, request_ids
 from core.accounts.models import Membership, Role, User
 from core.extensions import db
 from core.integrations import destinations, sending
@@ -81,6 +81,8 @@ class Attempt:
     payload: dict[str, Any]
     #: The claim's lease: only the worker holding this lease records the outcome.
     leased_until: datetime | None = None
+    #: The request that caused the event, passed on as Request-Id.
+    request_id: str | None = None
 
 
 @dataclass
@@ -162,6 +164,7 @@ def claim(delivery_id: int, now: datetime) -> Attempt | None:
             WebhookEvent.public_id,
             WebhookEvent.type,
             WebhookEvent.payload,
+            WebhookEvent.request_id,
         )
         .select_from(WebhookDelivery)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
@@ -189,6 +192,7 @@ def claim(delivery_id: int, now: datetime) -> Attempt | None:
         row.type,
         row.payload,
         leased_until,
+        row.request_id,
     )
 
 
@@ -226,6 +230,7 @@ def send(attempt: Attempt, settings: dict[str, Any] | None = None) -> sending.Ou
         "ClinicSaas-Event-Id": attempt.event_id,
         "ClinicSaas-Event-Type": attempt.event_type,
         "ClinicSaas-Delivery": str(attempt.delivery_id),
+        **({request_ids.HEADER: attempt.request_id} if attempt.request_id else {}),
     }
     return sending.post(
         destination,
@@ -340,7 +345,8 @@ def deliver_for_clinic(
         attempt = claim(delivery_id, now)
         if attempt is None:
             continue
-        outcome = send(attempt, settings)
+        with request_ids.carrying(attempt.request_id or request_ids.current()):
+            outcome = send(attempt, settings)
         recorded = record_outcome(clinic, attempt, outcome)
         report.disabled += recorded.disabled
         if recorded.status == DeliveryStatus.succeeded:

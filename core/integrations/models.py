@@ -53,6 +53,9 @@ class WebhookEvent(ClinicScoped, Model):
     order_key: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
+    # The request that caused it, sent as Request-Id with every delivery: a clinic's
+    # developer can quote it to find the cause in the platform's logs.
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class DeliveryStatus(enum.StrEnum):

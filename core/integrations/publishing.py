@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from core import clock
+from core import clock, request_ids
 from core.bookings.models import Booking
 from core.clients.models import Client
 from core.events import Publication, on_publish
@@ -189,6 +189,7 @@ def record(publication: Publication) -> None:
         type=publication.type,
         order_key=order_key,
         created_at=now,
+        request_id=request_ids.current(),
     )
     event.payload = {
         "id": event.public_id,

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core import idempotency
+from core import idempotency, request_ids
 from core.bookings.services import expire_holds
 from core.defaults.jurisdiction import baseline_settings
 from core.extensions import db
@@ -118,7 +118,16 @@ def forget_old_idempotency_keys() -> int:
 
 
 def tick() -> TickReport:
-    """Run every periodic job once: expire holds, privacy duties, fees, then deliver due messages."""
+    """Run every periodic job once: expire holds, privacy duties, fees, then deliver due messages.
+
+    The pass has an id of its own (``tick-...``), carried into its log lines and its calls
+    to Stripe; a message or webhook a request left carries that request's id instead.
+    """
+    with request_ids.carrying(request_ids.new("tick-")):
+        return _tick()
+
+
+def _tick() -> TickReport:
     expired = expire_all_holds()
     purged, alerts = privacy_duties()
     fees = charge_fees()
@@ -130,8 +139,9 @@ def tick() -> TickReport:
     delivered = deliver_due()
     if expired or delivered.sent or delivered.retried or purged or alerts or fees:
         log.info(
-            "jobs: %s holds expired, %s record groups purged, %s deadline alerts, "
+            "jobs %s: %s holds expired, %s record groups purged, %s deadline alerts, "
             "%s fees charged, %s messages sent",
+            request_ids.current(),
             expired,
             purged,
             alerts,

@@ -21,7 +21,7 @@ from babel.dates import format_date, format_time
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from core import clock
+from core import clock, request_ids
 from core.bookings import links
 from core.bookings.calendar import calendar_file
 from core.bookings.models import Booking, BookingStatus
@@ -267,76 +267,86 @@ def deliver_for_clinic(
         if not claim(message_id, now):
             continue
         message = db.session.get_one(OutboxMessage, message_id)
-        booking = db.session.get(Booking, message.booking_id) if message.booking_id else None
-        client = db.session.get(Client, message.client_id) if message.client_id else None
-        if message.kind in ("reminder", "booking_confirmed") and (
-            booking is None or booking.status not in (BookingStatus.confirmed,)
-        ):
-            _finish(message_id, OutboxStatus.withdrawn)
-            continue
-        if message.kind in TO_CLIENT:
-            permit = _allowed(clinic, message, client, now)
-            if permit.not_before is not None:
-                # Quiet hours: the message waits for the client's morning.
-                _finish(
-                    message_id,
-                    OutboxStatus.pending,
-                    due_at=permit.not_before,
-                    last_error=permit.reason,
-                    attempts=OutboxMessage.attempts - 1,
-                )
-                report.deferred += 1
-                continue
-            if permit.reason:
-                _finish(message_id, OutboxStatus.skipped, last_error=permit.reason)
-                report.skipped += 1
-                continue
-        attachments: tuple[tuple[str, str, str], ...] = ()
-        if message.kind == "reminder":
-            subject, body = _render(clinic, message, booking, client)
-            to = client.email if message.channel == "email" else client.phone
-        elif message.kind == "booking_confirmed":
-            subject, body, attachments = _confirmation(clinic, booking)
-            to = client.email if client else None
-        else:
-            to, subject, body = _recipient(clinic, message, client)
-        if not to:
-            _finish(message_id, OutboxStatus.skipped, last_error="no address to send to")
-            report.skipped += 1
-            continue
-        try:
-            if message.channel == "email":
-                email_sender().send(
-                    Outgoing(
-                        to,
-                        subject,
-                        body,
-                        make_message_id(
-                            _message_id_domain(), message.dedupe_key, clinic_id=clinic.id
-                        ),
-                        attachments,
-                    ),
-                    sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",
-                    reply_to=clinic.contact_email,
-                )
-            else:
-                sms_sender().send(to, body)
-        except DeliveryError as error:
-            log.warning("delivery of outbox message %s failed: %s", message_id, error)
-            if message.attempts >= MAX_ATTEMPTS:
-                _finish(message_id, OutboxStatus.failed, last_error=str(error))
-                report.failed += 1
-            else:
-                backoff = timedelta(minutes=2 ** min(message.attempts, 6))
-                _finish(
-                    message_id, OutboxStatus.pending, last_error=str(error), due_at=now + backoff
-                )
-                report.retried += 1
-            report.errors.append(str(error))
-            continue
-        _finish(message_id, OutboxStatus.sent, sent_at=clock.now())
-        report.sent += 1
+        with request_ids.carrying(message.request_id or request_ids.current()):
+            _deliver_one(clinic, message, now, report)
     return report
+
+
+def _deliver_one(
+    clinic: Clinic, message: OutboxMessage, now: datetime, report: DeliveryReport
+) -> None:
+    """Send one claimed message, or settle why it is not sent (yet); count it in ``report``."""
+    message_id = message.id
+    booking = db.session.get(Booking, message.booking_id) if message.booking_id else None
+    client = db.session.get(Client, message.client_id) if message.client_id else None
+    if message.kind in ("reminder", "booking_confirmed") and (
+        booking is None or booking.status not in (BookingStatus.confirmed,)
+    ):
+        _finish(message_id, OutboxStatus.withdrawn)
+        return
+    if message.kind in TO_CLIENT:
+        permit = _allowed(clinic, message, client, now)
+        if permit.not_before is not None:
+            # Quiet hours: the message waits for the client's morning.
+            _finish(
+                message_id,
+                OutboxStatus.pending,
+                due_at=permit.not_before,
+                last_error=permit.reason,
+                attempts=OutboxMessage.attempts - 1,
+            )
+            report.deferred += 1
+            return
+        if permit.reason:
+            _finish(message_id, OutboxStatus.skipped, last_error=permit.reason)
+            report.skipped += 1
+            return
+    attachments: tuple[tuple[str, str, str], ...] = ()
+    if message.kind == "reminder":
+        subject, body = _render(clinic, message, booking, client)
+        to = client.email if message.channel == "email" else client.phone
+    elif message.kind == "booking_confirmed":
+        subject, body, attachments = _confirmation(clinic, booking)
+        to = client.email if client else None
+    else:
+        to, subject, body = _recipient(clinic, message, client)
+    if not to:
+        _finish(message_id, OutboxStatus.skipped, last_error="no address to send to")
+        report.skipped += 1
+        return
+    try:
+        if message.channel == "email":
+            email_sender().send(
+                Outgoing(
+                    to,
+                    subject,
+                    body,
+                    make_message_id(_message_id_domain(), message.dedupe_key, clinic_id=clinic.id),
+                    attachments,
+                ),
+                sender=f"{clinic.name} <{clinic.contact_email or 'no-reply@clinic-saas.dev'}>",
+                reply_to=clinic.contact_email,
+            )
+        else:
+            sms_sender().send(to, body)
+    except DeliveryError as error:
+        log.warning(
+            "delivery of outbox message %s failed (request %s): %s",
+            message_id,
+            request_ids.current(),
+            error,
+        )
+        if message.attempts >= MAX_ATTEMPTS:
+            _finish(message_id, OutboxStatus.failed, last_error=str(error))
+            report.failed += 1
+        else:
+            backoff = timedelta(minutes=2 ** min(message.attempts, 6))
+            _finish(message_id, OutboxStatus.pending, last_error=str(error), due_at=now + backoff)
+            report.retried += 1
+        report.errors.append(str(error))
+        return
+    _finish(message_id, OutboxStatus.sent, sent_at=clock.now())
+    report.sent += 1
 
 
 def deliver_due(now: datetime | None = None) -> DeliveryReport:

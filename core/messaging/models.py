@@ -50,4 +50,6 @@ class OutboxMessage(ClinicScoped, Model):
     sent_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     last_error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The request that queued it: sending it carries that id (logs, calls out).
+    request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)

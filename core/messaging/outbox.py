@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import clock
+from core import clock, request_ids
 from core.extensions import db
 from core.messaging.models import OutboxMessage
 
@@ -39,6 +39,7 @@ def queue(
         booking_id=booking_id,
         dedupe_key=dedupe_key,
         due_at=due_at or clock.now(),
+        request_id=request_ids.current(),
         details={
             "subject": subject,
             "body": body,

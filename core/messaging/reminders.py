@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, update
 
-from core import clock
+from core import clock, request_ids
 from core.bookings.settings import booking_settings
 from core.extensions import db
 from core.messaging.models import OutboxMessage, OutboxStatus
@@ -43,6 +43,7 @@ def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
     :func:`dedupe_key` for the rest of each row.
     """
     now = clock.now()
+    request_id = request_ids.current()
     channels = booking_settings(clinic)["reminder_channels"]
     starts_at = clock.as_utc(booking.starts_at)
     reminders = [
@@ -56,6 +57,7 @@ def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
             "attempts": 0,
             "details": {"rule": rule},
             "created_at": now,
+            "request_id": request_id,
         }
         for rule, when in due_times(clinic, starts_at, timezone)
         if now < when < starts_at
@@ -76,6 +78,7 @@ def due(clinic: Clinic, booking: Any, timezone: str) -> list[dict[str, Any]]:
             "attempts": 0,
             "details": {"rule": "confirmed"},
             "created_at": now,
+            "request_id": request_id,
         },
         *reminders,
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -12,8 +12,36 @@ from typing import Any
 import stripe
 from flask import current_app, g, has_request_context
 
+from core import request_ids
 from core.errors import Refused, Unavailable
 from core.tenancy.models import Clinic
+
+#: Told how each request to Stripe ended (see :func:`on_request`).
+_request_listeners: list[Callable[[str], None]] = []
+
+
+def on_request(listener: Callable[[str], None]) -> None:
+    """Tell ``listener`` how each request sent to Stripe ends: ``"ok"`` or ``"error"``.
+
+    ``"error"``: Stripe gave no answer, refused the platform's key (401), was overloaded
+    (429) or failed (5xx). A declined card or a missing object is Stripe working: ``"ok"``.
+    Each retry is a request of its own. The platform's metrics listen; this module knows
+    nothing of them.
+    """
+    if listener not in _request_listeners:
+        _request_listeners.append(listener)
+
+
+def _reported(send: Callable[..., Any], *args: Any) -> Any:
+    outcome = "error"
+    try:
+        answer = send(*args)
+        if answer[1] < 500 and answer[1] not in (401, 429):
+            outcome = "ok"
+        return answer
+    finally:
+        for listener in _request_listeners:
+            listener(outcome)
 
 
 class BudgetedRequests(stripe.RequestsClient):
@@ -57,19 +85,28 @@ class BudgetedRequests(stripe.RequestsClient):
         connect, read = self._default_timeout
         self._local.timeout = (min(connect, left), min(read, left))
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+    ) -> Any:
         self._within_budget()
-        return super().request(*args, **kwargs)
+        return _reported(super().request, method, url, _with_request_id(headers), post_data)
 
-    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+    def request_stream(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+    ) -> Any:
         self._within_budget()
-        return super().request_stream(*args, **kwargs)
+        return _reported(super().request_stream, method, url, _with_request_id(headers), post_data)
 
     def _should_retry(self, *args: Any, **kwargs: Any) -> bool:
         left = self._left()
         if left is not None and left < 1.0:
             return False  # no time left for a back-off and another attempt
         return bool(super()._should_retry(*args, **kwargs))
+
+
+def _with_request_id(headers: Mapping[str, str] | None) -> dict[str, str]:
+    # Our id beside Stripe's own, so a call in our logs and in Stripe's can be matched.
+    return {**(headers or {}), **request_ids.outbound_headers()}
 
 
 def client() -> stripe.StripeClient:
