@@ -101,6 +101,7 @@ def create_app(
 def _init_extensions(app: Flask) -> None:
     from core import errors, request_ids, request_log, security_headers
     from core.accounts import throttle
+    from core.platform import metrics
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
@@ -112,6 +113,7 @@ def _init_extensions(app: Flask) -> None:
     request_ids.init_app(app)
     request_log.init_app(app)
     security_headers.init_app(app)
+    metrics.init_app(app)  # after request_log: its start time times each request
 
     # Import every model so metadata (and Alembic's autogenerate) sees it.
     import core.accounts.models
@@ -172,6 +174,8 @@ def _init_jobs(app: Flask) -> None:
 
                 runner = InProcessRunner(app, app.config["JOBS_TICK_SECONDS"])
                 app.extensions["clinic_saas.jobs"] = runner
+                # Stopped when the process exits (a gunicorn worker after SIGTERM): the
+                # tick in progress finishes, no other starts (see InProcessRunner).
                 runner.start()
 
 
@@ -194,6 +198,7 @@ def _init_api(app: Flask) -> None:
     from core.payments.routes import webhooks as stripe_webhooks
     from core.platform.routes import blp as platform_blp
     from core.platform.routes import health
+    from core.platform.routes import scrape as metrics_scrape
     from core.privacy.routes import blp as privacy_blp
     from core.privacy.routes import remember_gpc
     from core.reports.routes import blp as reports_blp
@@ -225,6 +230,7 @@ def _init_api(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(client_pages)
     app.register_blueprint(health)
+    app.register_blueprint(metrics_scrape)
     app.register_blueprint(sms_webhooks)
     app.register_blueprint(stripe_webhooks)
     access.init_app(app)

@@ -136,6 +136,19 @@ def _photo_store(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
     }
 
 
+def _metrics(env: Mapping[str, str]) -> dict[str, Any]:
+    """Return the metrics settings: the scraper's token, and where workers share their counts."""
+    token = (env.get("METRICS_TOKEN") or "").strip() or None
+    if token is not None and len(token) < 32:
+        # It guards a route on the open internet: a short token would be guessed.
+        raise SettingError(f"METRICS_TOKEN must be at least 32 characters, got {len(token)}")
+    directory = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+    if directory is not None and not Path(directory).is_dir():
+        # prometheus_client writes each worker's counts there and would fail at the first one.
+        raise SettingError(f"PROMETHEUS_MULTIPROC_DIR must be a directory, got {directory!r}")
+    return {"METRICS_TOKEN": token, "PROMETHEUS_MULTIPROC_DIR": directory}
+
+
 def _default_tenants_dir(instance_path: Path) -> Path:
     checkout = PROJECT_ROOT / "tenants"
     return checkout if checkout.is_dir() else instance_path / "tenants"
@@ -220,6 +233,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS"), False),
         # One JSON event per request on standard error (route, status, duration, clinic).
         "LOG_REQUESTS": _bool(env.get("LOG_REQUESTS"), True),
+        # GET /metrics for the operator's Prometheus (README: Running in production).
+        **_metrics(env),
         # The address clients reach the booking pages at, for links in messages.
         "PUBLIC_URL": env.get("PUBLIC_URL", "http://localhost:5000"),
         # The right-hand side of every email's Message-ID: the instance's own domain.

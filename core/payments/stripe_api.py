@@ -32,10 +32,10 @@ def on_request(listener: Callable[[str], None]) -> None:
         _request_listeners.append(listener)
 
 
-def _reported(send: Callable[..., Any], *args: Any) -> Any:
+def _reported(send: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     outcome = "error"
     try:
-        answer = send(*args)
+        answer = send(*args, **kwargs)
         if answer[1] < 500 and answer[1] not in (401, 429):
             outcome = "ok"
         return answer
@@ -86,16 +86,30 @@ class BudgetedRequests(stripe.RequestsClient):
         self._local.timeout = (min(connect, left), min(read, left))
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        **options: Any,
     ) -> Any:
         self._within_budget()
-        return _reported(super().request, method, url, _with_request_id(headers), post_data)
+        return _reported(
+            super().request, method, url, _with_request_id(headers), post_data, **options
+        )
 
     def request_stream(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        **options: Any,
     ) -> Any:
         self._within_budget()
-        return _reported(super().request_stream, method, url, _with_request_id(headers), post_data)
+        return _reported(
+            super().request_stream, method, url, _with_request_id(headers), post_data, **options
+        )
 
     def _should_retry(self, *args: Any, **kwargs: Any) -> bool:
         left = self._left()
