@@ -394,9 +394,22 @@ def register_error_handlers(app: Flask, metadata: MetaData) -> None:
             return problem_response(original)
         if isinstance(original, DomainError):
             return problem_response(as_problem(original))
-        if type(original).__name__ in {"KeyUnavailable", "DecryptionFailed"}:
+        # Named, not imported (encryption sits above this layer); raised by a read itself,
+        # or wrapped by SQLAlchemy when a write's value cannot be encrypted.
+        keys_failed = next(
+            (
+                found
+                for found in (error, original)
+                if any(kind.__name__ == "KeyUnavailable" for kind in type(found).__mro__)
+            ),
+            None,
+        )
+        if keys_failed is not None:
             log.error(
-                "encryption keys unavailable on %s %s: %s", request.method, request.path, original
+                "encryption keys unavailable on %s %s: %s",
+                request.method,
+                request.path,
+                keys_failed,
             )
             return problem_response(
                 Problem(

@@ -74,6 +74,8 @@ def _empty(database: TestDatabase) -> None:
 
 @dataclass(frozen=True)
 class TestSettings:
+    __test__ = False  # a settings holder, not a test class
+
     app_url: str
     owner_url: str | None
 

@@ -30,6 +30,8 @@ TEST_MASTER_KEYS = "test1:" + "A" * 43 + "="
 class TestDatabase:
     """A migrated database: where the app connects, where its owner does, and its kind."""
 
+    __test__ = False  # a settings holder, not a test class
+
     kind: str
     app_url: str
     owner_url: str | None
