@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 import orjson
 from flask import Response, request
@@ -19,7 +20,10 @@ from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from core.clock import as_utc
 from core.errors import Problem, field_error, problem_from_http_exception, problem_response
+
+T = TypeVar("T")
 
 
 class FieldErrorSchema(Schema):
@@ -167,11 +171,6 @@ def json_response(body: Any, status: int) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def paginated(items: list[Any]) -> dict[str, Any]:
-    """Wrap a list as the API's list envelope."""
-    return {"items": items, "count": len(items)}
-
-
 class CursorArgs(Schema):
     """The query of a list paged by cursor; each list adds its own ``limit`` and filters."""
 
@@ -228,8 +227,107 @@ def keyset_page(found: list[Any], limit: int, position_of: Any) -> dict[str, Any
     ``has_more`` says whether another page follows and ``next_after`` is the cursor
     to ask for it with (None on the last page), as Stripe's lists do.
     """
-    page, has_more = found[:limit], len(found) > limit
-    envelope = paginated(page)
-    envelope["has_more"] = has_more
-    envelope["next_after"] = cursor(*position_of(page[-1])) if has_more else None
-    return envelope
+    shown, has_more = found[:limit], len(found) > limit
+    return {
+        "items": shown,
+        "count": len(shown),
+        "has_more": has_more,
+        "next_after": cursor(*position_of(shown[-1])) if has_more else None,
+    }
+
+
+#: Items on a page of a list that does not say otherwise, and the most any page holds.
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+#: A list's sort key: JSON-safe values (text, whole numbers), the last one unique.
+SortKey = tuple[str | int | float, ...]
+
+
+class PageArgs(CursorArgs):
+    """The query of a list paged by cursor in a fixed order, ``PAGE_SIZE`` items at a time."""
+
+    limit = fields.Integer(
+        load_default=PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"Items per page, at most {MAX_PAGE_SIZE}."},
+    )
+
+
+def _value(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, Mapping) else getattr(item, name)
+
+
+def by_id(item: Any) -> SortKey:
+    """Oldest first: the order of ids."""
+    return (int(_value(item, "id")),)
+
+
+def newest_first(item: Any) -> SortKey:
+    """Newest first: the order of ids, reversed."""
+    return (-int(_value(item, "id")),)
+
+
+def _sortable(value: Any) -> str | int | float:
+    if value is None:
+        return "\uffff"  # after any text, as a database sorts NULL last
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()  # one zone and format: text sorts as time does
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def by(*names: str) -> Callable[[Any], SortKey]:
+    """The sort key of items (objects or dicts) by the values of ``names``, the last unique."""
+
+    def key(item: Any) -> SortKey:
+        return tuple(_sortable(_value(item, name)) for name in names)
+
+    return key
+
+
+def _sort_position(text: str) -> SortKey:
+    try:
+        found = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(found, list) or not found:
+            raise ValueError(text)
+        if not all(type(value) in (str, int, float) for value in found):
+            raise ValueError(text)
+    except (ValueError, TypeError, binascii.Error):
+        raise _not_a_cursor() from None
+    return tuple(found)
+
+
+def _not_a_cursor() -> Problem:
+    return Problem(
+        422,
+        "The cursor is not one this list gave.",
+        errors=[field_error("after", "not a cursor from next_after", "query")],
+    )
+
+
+def page(
+    items: Iterable[T], args: Mapping[str, Any], key: Callable[[T], SortKey]
+) -> dict[str, Any]:
+    """Page a list held whole (a clinic's staff, a client's consents) by cursor.
+
+    Items are put in ``key`` order (whose last value is unique, so no two tie); a page
+    starts after the ``after`` cursor's position, so an item added or removed between
+    pages moves nothing else, and ``has_more`` says when a page follows: nothing is ever
+    cut off without saying so.
+    """
+    ordered = sorted(items, key=key)
+    after = args.get("after")
+    if after:
+        mark = _sort_position(after)
+        try:
+            ordered = [item for item in ordered if key(item) > mark]
+        except TypeError:  # a cursor of another list, whose values do not compare
+            raise _not_a_cursor() from None
+    limit = int(args.get("limit") or PAGE_SIZE)
+    return keyset_page(ordered[: limit + 1], limit, key)

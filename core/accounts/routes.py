@@ -30,7 +30,7 @@ from core.accounts.schemas import (
     TokenListSchema,
 )
 from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
-from core.api import Blueprint, paginated
+from core.api import Blueprint, PageArgs, by_id, newest_first, page
 
 blp = Blueprint(
     "accounts",
@@ -102,10 +102,11 @@ def _describe(user: Any, membership: Membership | None, via: str) -> dict[str, A
 @blp.route("/staff")
 class Staff(MethodView):
     @requires(Permission.view_staff)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, MembershipListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's staff and their roles."""
-        return paginated(services.staff())
+        return page(services.staff(), args, by_id)
 
     @requires(Permission.manage_staff)
     @blp.arguments(StaffCreateSchema)
@@ -155,10 +156,11 @@ class StaffMember(MethodView):
 @blp.route("/tokens")
 class Tokens(MethodView):
     @requires(Permission.manage_tokens)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, TokenListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's API tokens (never their secrets)."""
-        return paginated(services.tokens())
+        return page(services.tokens(), args, newest_first)
 
     @requires(Permission.manage_tokens)
     @blp.arguments(TokenCreateSchema)

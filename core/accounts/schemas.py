@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from core.accounts.models import Role
+from core.api import CursorPage
 from core.schemas import Email, UtcDateTime, text
 
 
@@ -46,9 +47,8 @@ class MembershipSchema(Schema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class MembershipListSchema(Schema):
+class MembershipListSchema(CursorPage):
     items = fields.List(fields.Nested(MembershipSchema))
-    count = fields.Integer()
 
 
 class StaffCreateSchema(Schema):
@@ -93,6 +93,5 @@ class IssuedTokenSchema(TokenSchema):
     token = fields.String(attribute="secret", dump_only=True)
 
 
-class TokenListSchema(Schema):
+class TokenListSchema(CursorPage):
     items = fields.List(fields.Nested(TokenSchema))
-    count = fields.Integer()

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from core.accounts.access import Permission, requires
-from core.api import Blueprint
+from core.api import Blueprint, keyset_page, position
 from core.audit import services
 from core.audit.schemas import AuditEventListSchema, AuditQueryArgs, ChainReportSchema
 
@@ -27,13 +27,11 @@ class AuditEvents(MethodView):
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """Query audit events, newest first (owners and managers)."""
         limit = args.pop("limit")
-        before = args.pop("before", None)
-        found = services.events(limit=limit, before_seq=before, **args)
-        return {
-            "items": found,
-            "count": len(found),
-            "next_before": found[-1].seq if len(found) == limit else None,
-        }
+        after = args.pop("after", None)
+        before_seq = position(after, (int,))[0] if after else None
+        # One more than the page: whether another follows.
+        found = services.events(limit=limit + 1, before_seq=before_seq, **args)
+        return keyset_page(found, limit, lambda event: (event.seq,))
 
 
 @blp.route("/verification")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from core.api import CursorArgs, CursorPage
 from core.audit.models import AuditAction
 from core.schemas import Id, Moment, UtcDateTime
 
@@ -28,21 +29,22 @@ class AuditEventSchema(Schema):
     hash = fields.String()
 
 
-class AuditEventListSchema(Schema):
+class AuditEventListSchema(CursorPage):
     items = fields.List(fields.Nested(AuditEventSchema))
-    count = fields.Integer()
-    next_before = fields.Integer(allow_none=True)
 
 
-class AuditQueryArgs(Schema):
+class AuditQueryArgs(CursorArgs):
     client_id = Id()
     actor_user_id = Id()
     action = fields.Enum(AuditAction, by_value=True)
     emergency = fields.Boolean()
     since = Moment()
     until = Moment()
-    before = Id()
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=500),
+        metadata={"description": "Events per page, at most 500."},
+    )
 
 
 class ChainReportSchema(Schema):

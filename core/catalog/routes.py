@@ -8,7 +8,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from core.accounts.access import Permission, current_clinic, public, requires
-from core.api import Blueprint, paginated
+from core.api import Blueprint, CursorPage, PageArgs, by, page
 from core.catalog import services
 from core.catalog.models import Resource, Service
 from core.hooks.settings import Amount
@@ -71,9 +71,8 @@ class ServiceSchema(Schema):
     provider_ids = fields.List(Id())
 
 
-class ServiceListSchema(Schema):
+class ServiceListSchema(CursorPage):
     items = fields.List(fields.Nested(ServiceSchema))
-    count = fields.Integer()
 
 
 class ResourceSchema(Schema):
@@ -83,18 +82,22 @@ class ResourceSchema(Schema):
     capacity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
 
 
-class ResourceListSchema(Schema):
+class ResourceListSchema(CursorPage):
     items = fields.List(fields.Nested(ResourceSchema))
-    count = fields.Integer()
 
 
 @blp.route("/services")
 class Services(MethodView):
     @public
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ServiceListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the services clients can book online (public: the clinic's menu)."""
-        return paginated(services.services(online_only=True, with_links=True))
+        return page(
+            services.services(online_only=True, with_links=True),
+            args,
+            by("category", "name", "id"),
+        )
 
     @requires(Permission.edit_catalog)
     @blp.arguments(ServiceInputSchema)
@@ -125,10 +128,11 @@ class ServiceItem(MethodView):
 @blp.route("/resources")
 class Resources(MethodView):
     @requires(Permission.view_bookings)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ResourceListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List rooms and devices."""
-        return paginated(services.resources())
+        return page(services.resources(), args, by("location_id", "name", "id"))
 
     @requires(Permission.edit_catalog)
     @blp.arguments(ResourceSchema)

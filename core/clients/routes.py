@@ -9,7 +9,7 @@ from flask.views import MethodView
 from werkzeug.datastructures import FileStorage
 
 from core.accounts.access import Permission, current_clinic, current_principal, requires
-from core.api import Blueprint, keyset_page, paginated, position
+from core.api import Blueprint, PageArgs, by, by_id, keyset_page, newest_first, page, position
 from core.clients import services
 from core.clients.models import Client
 from core.clients.schemas import (
@@ -146,11 +146,12 @@ class Intake(MethodView):
 @blp.route("/clients/<id:client_id>/intake/versions")
 class IntakeVersions(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, IntakeListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List every version of the health intake, oldest first."""
         found = services.intake_versions(current_principal(), services.client(client_id))
-        return paginated(found)
+        return page(found, args, by("version"))
 
 
 @blp.route("/clients/<id:client_id>/intake/versions/<id:version>")
@@ -166,11 +167,12 @@ class IntakeVersion(MethodView):
 @blp.route("/clients/<id:client_id>/notes")
 class Notes(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, NoteListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List file notes (skin, treatment, medical conditions, leisure activities)."""
         found = services.notes(current_principal(), services.client(client_id))
-        return paginated(found)
+        return page(found, args, by_id)
 
     @requires(Permission.view_clients)
     @blp.arguments(NoteInputSchema)
@@ -203,11 +205,12 @@ class NoteAmendments(MethodView):
 @blp.route("/clients/<id:client_id>/products")
 class Products(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ProductListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List products used in the clinic and at home."""
         found = services.products(current_principal(), services.client(client_id))
-        return paginated(found)
+        return page(found, args, by_id)
 
     @requires(Permission.view_clients)
     @blp.arguments(ProductInputSchema)
@@ -221,11 +224,12 @@ class Products(MethodView):
 @blp.route("/clients/<id:client_id>/adverse-reactions")
 class Reactions(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ReactionListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List adverse reactions."""
         found = services.reactions(current_principal(), services.client(client_id))
-        return paginated(found)
+        return page(found, args, by_id)
 
     @requires(Permission.view_clients)
     @blp.arguments(ReactionInputSchema)
@@ -239,10 +243,11 @@ class Reactions(MethodView):
 @blp.route("/clients/<id:client_id>/consents")
 class Consents(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ConsentListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List the client's consents, given and revoked."""
-        return paginated(services.consents(services.client(client_id)))
+        return page(services.consents(services.client(client_id)), args, by_id)
 
     @requires(Permission.edit_clients)
     @blp.arguments(ConsentInputSchema)
@@ -277,13 +282,14 @@ def _photo_view(photo: Any, in_marketing_use: bool | None = None) -> Any:
 @blp.route("/clients/<id:client_id>/photos")
 class Photos(MethodView):
     @requires(Permission.view_clients)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, PhotoListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List the client's photos (details only)."""
         record = services.client(client_id)
         found = services.photos(current_principal(), record)
         in_use = services.photos_in_marketing_use(record, found)
-        return paginated([_photo_view(p, p.id in in_use) for p in found])
+        return page([_photo_view(p, p.id in in_use) for p in found], args, by_id)
 
     @requires(Permission.view_clients)
     @blp.arguments(PhotoUploadSchema, location="form_and_files")
@@ -348,15 +354,16 @@ class Export(MethodView):
 @blp.route("/clients/<id:client_id>/disclosures")
 class Disclosures(MethodView):
     @requires(Permission.view_audit)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """Account for every disclosure of the client's data (exports and disclosures to others)."""
         from core.audit import services as audit
         from core.audit.schemas import AuditEventSchema
 
         services.client(client_id)
         found = audit.disclosures(client_id)
-        return paginated(AuditEventSchema(many=True).dump(found))
+        return page(AuditEventSchema(many=True).dump(found), args, by("seq"))
 
     @requires(Permission.view_clients)
     @blp.arguments(DisclosureInputSchema)
@@ -379,7 +386,7 @@ class EmergencyAccessGrants(MethodView):
     @blp.response(200, EmergencyAccessListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List break-glass grants for review (owners and managers)."""
-        return paginated(services.emergency_grants(args["unreviewed"]))
+        return page(services.emergency_grants(args["unreviewed"]), args, newest_first)
 
     @requires(Permission.view_clients)
     @blp.arguments(EmergencyAccessInputSchema)

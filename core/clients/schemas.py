@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from core.api import CursorArgs, CursorPage
+from core.api import CursorArgs, CursorPage, PageArgs
 from core.clients.models import (
     Channel,
     ConsentKind,
@@ -166,9 +166,8 @@ class IntakeSchema(Schema):
     recorded_at = UtcDateTime()
 
 
-class IntakeListSchema(Schema):
+class IntakeListSchema(CursorPage):
     items = fields.List(fields.Nested(IntakeSchema))
-    count = fields.Integer()
 
 
 class NoteInputSchema(Schema):
@@ -183,9 +182,8 @@ class NoteSchema(NoteInputSchema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class NoteListSchema(Schema):
+class NoteListSchema(CursorPage):
     items = fields.List(fields.Nested(NoteSchema))
-    count = fields.Integer()
 
 
 class ProductInputSchema(Schema):
@@ -200,9 +198,8 @@ class ProductSchema(ProductInputSchema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class ProductListSchema(Schema):
+class ProductListSchema(CursorPage):
     items = fields.List(fields.Nested(ProductSchema))
-    count = fields.Integer()
 
 
 class ReactionInputSchema(Schema):
@@ -218,9 +215,8 @@ class ReactionSchema(ReactionInputSchema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class ReactionListSchema(Schema):
+class ReactionListSchema(CursorPage):
     items = fields.List(fields.Nested(ReactionSchema))
-    count = fields.Integer()
 
 
 class ConsentInputSchema(Schema):
@@ -245,9 +241,8 @@ class ConsentSchema(ConsentInputSchema):
     revocation_method = fields.String(dump_only=True, allow_none=True)
 
 
-class ConsentListSchema(Schema):
+class ConsentListSchema(CursorPage):
     items = fields.List(fields.Nested(ConsentSchema))
-    count = fields.Integer()
 
 
 class RevokeSchema(Schema):
@@ -281,9 +276,8 @@ class PhotoSchema(Schema):
     created_at = UtcDateTime()
 
 
-class PhotoListSchema(Schema):
+class PhotoListSchema(CursorPage):
     items = fields.List(fields.Nested(PhotoSchema))
-    count = fields.Integer()
 
 
 class EmergencyAccessInputSchema(Schema):
@@ -304,12 +298,11 @@ class EmergencyAccessSchema(Schema):
     review_note = fields.String(allow_none=True)
 
 
-class EmergencyAccessListSchema(Schema):
+class EmergencyAccessListSchema(CursorPage):
     items = fields.List(fields.Nested(EmergencyAccessSchema))
-    count = fields.Integer()
 
 
-class EmergencyAccessArgs(Schema):
+class EmergencyAccessArgs(PageArgs):
     unreviewed = fields.Boolean(load_default=False)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from core.accounts.access import Permission, requires
-from core.api import Blueprint, json_response, paginated
+from core.api import Blueprint, PageArgs, by, by_id, json_response, keyset_page, page, position
 from core.idempotency import Idempotent
 from core.integrations import services
 from core.integrations.models import WebhookEndpoint
@@ -37,19 +37,21 @@ _DELIVERY_SCHEMA = DeliverySchema()
 @blp.route("/events/types")
 class EventTypes(MethodView):
     @requires(Permission.manage_webhooks)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, EventTypeListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the event types an endpoint may listen for."""
-        return paginated(services.event_types())
+        return page(services.event_types(), args, by("type"))
 
 
 @blp.route("/webhook-endpoints")
 class Endpoints(MethodView):
     @requires(Permission.manage_webhooks)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, EndpointListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's webhook endpoints (never their secrets)."""
-        return paginated(services.endpoints())
+        return page(services.endpoints(), args, by_id)
 
     @requires(Permission.manage_webhooks)
     @blp.arguments(EndpointInputSchema)
@@ -92,12 +94,9 @@ class Deliveries(MethodView):
     def get(self, args: dict[str, Any], clinic_slug: str, endpoint_id: int) -> dict[str, Any]:
         """List an endpoint's deliveries, newest first: status, attempts, the last answer or error."""
         limit = args["limit"]
-        found = services.deliveries(endpoint_id, limit=limit, before=args.get("before"))
-        return {
-            "items": found,
-            "count": len(found),
-            "next_before": found[-1]["id"] if len(found) == limit else None,
-        }
+        before = position(args["after"], (int,))[0] if args.get("after") else None
+        found = services.deliveries(endpoint_id, limit=limit + 1, before=before)
+        return keyset_page(found, limit, lambda line: (line["id"],))
 
 
 @blp.route("/webhook-deliveries/<id:delivery_id>/replay")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from core.api import CursorArgs, CursorPage
 from core.integrations.models import DeliveryStatus
 from core.integrations.publishing import EVENT_TYPES
 from core.schemas import Id, UtcDateTime, text
@@ -58,9 +59,8 @@ class CreatedEndpointSchema(EndpointSchema):
     )
 
 
-class EndpointListSchema(Schema):
+class EndpointListSchema(CursorPage):
     items = fields.List(fields.Nested(EndpointSchema))
-    count = fields.Integer()
 
 
 class DeliverySchema(Schema):
@@ -81,17 +81,16 @@ class DeliverySchema(Schema):
     replay_of_id = Id(allow_none=True)
 
 
-class DeliveryListSchema(Schema):
+class DeliveryListSchema(CursorPage):
     items = fields.List(fields.Nested(DeliverySchema))
-    count = fields.Integer()
-    next_before = fields.Integer(
-        allow_none=True, metadata={"description": "Pass as ?before= for the next page."}
+
+
+class DeliveryQueryArgs(CursorArgs):
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "Deliveries per page, at most 200."},
     )
-
-
-class DeliveryQueryArgs(Schema):
-    before = Id()
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class EventTypeSchema(Schema):
@@ -99,6 +98,5 @@ class EventTypeSchema(Schema):
     description = fields.String()
 
 
-class EventTypeListSchema(Schema):
+class EventTypeListSchema(CursorPage):
     items = fields.List(fields.Nested(EventTypeSchema))
-    count = fields.Integer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint as FlaskBlueprint
@@ -19,8 +20,9 @@ from core.accounts.access import (
     requires,
 )
 from core.accounts.models import Role
-from core.api import Blueprint, paginated
+from core.api import Blueprint, CursorArgs, CursorPage, keyset_page, position
 from core.bookings import services as bookings
+from core.clock import as_utc
 from core.errors import NotAllowed
 from core.payments import services
 from core.payments.models import Dispute
@@ -195,15 +197,17 @@ class DisputeDetailSchema(DisputeSchema):
     )
 
 
-class DisputeListSchema(Schema):
+class DisputeListSchema(CursorPage):
     items = fields.List(fields.Nested(DisputeSchema))
-    count = fields.Integer()
-    total = fields.Integer()
+    total = fields.Integer(metadata={"description": "How many disputes the clinic has had."})
 
 
-class DisputeQuerySchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+class DisputeQuerySchema(CursorArgs):
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "Disputes per page, at most 200."},
+    )
 
 
 class EvidenceEditsSchema(Schema):
@@ -223,8 +227,13 @@ class Disputes(MethodView):
     @blp.response(200, DisputeListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's card disputes, newest first, with where each one's evidence stands."""
-        found, total = services.disputes(**args)
-        return {**paginated(found), "total": total}
+        limit = args["limit"]
+        after = position(args["after"], (datetime, int)) if args.get("after") else None
+        found, total = services.disputes(limit=limit + 1, after=after)
+        return {
+            **keyset_page(found, limit, lambda d: (as_utc(d.created_at), d.id)),
+            "total": total,
+        }
 
 
 @blp.route("/disputes/<id:dispute_id>")

@@ -1,11 +1,12 @@
-"""HTTP API for the operator (clinic administration) and the health check."""
+"""HTTP API for the operator (clinic administration), the health checks and the metrics."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from flask import Blueprint as FlaskBlueprint
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 from sqlalchemy import text
@@ -15,10 +16,11 @@ from core.accounts.access import current_principal, operator_only, public
 from core.accounts.routes import begin_session, end_sessions
 from core.accounts.schemas import LoginSchema, SessionSchema
 from core.accounts.throttle import count_sign_in_attempt, sign_in_succeeded
-from core.api import Blueprint, paginated
+from core.api import Blueprint, CursorArgs, CursorPage, keyset_page, position
 from core.errors import Problem
 from core.extensions import db
 from core.onboarding.routes import ClinicDocumentSchema, SavedDocumentSchema, saved
+from core.platform import metrics as platform_metrics
 from core.platform import readiness
 from core.tenancy import services as tenancy
 from core.tenancy.models import Clinic, ClinicStatus
@@ -82,6 +84,34 @@ def readyz() -> Response:
     return jsonify(status="ok", checks=found)
 
 
+scrape = FlaskBlueprint("metrics", __name__)
+
+
+@scrape.get("/metrics")
+@public
+def metrics() -> Response:
+    """Answer a Prometheus scrape: requests by route, Stripe's answers, the work due (README).
+
+    For the operator's scraper alone, with ``METRICS_TOKEN`` as its bearer token. The guard
+    admits the operator by session only, and a scraper keeps none; so the guard is told
+    "public" and the token is checked here: anonymous 401, any other token 403.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if not header or scheme.lower() != "bearer":
+        raise Problem(
+            401,
+            "Send the metrics token: 'Authorization: Bearer <METRICS_TOKEN>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="clinic-saas"'},
+        )
+    expected = current_app.config.get("METRICS_TOKEN") or ""
+    # Compared in constant time; with no METRICS_TOKEN set, no token opens it.
+    if not expected or not hmac.compare_digest(secret.strip().encode(), expected.encode()):
+        raise Problem(403, "Only the platform operator may do this.")
+    body, content_type = platform_metrics.exposition(request.headers.get("Accept"))
+    return Response(body, content_type=content_type)
+
+
 blp = Blueprint(
     "platform",
     __name__,
@@ -108,21 +138,23 @@ class PlatformClinicSchema(Schema):
     )
 
 
-class PlatformClinicListSchema(Schema):
+class PlatformClinicListSchema(CursorPage):
     items = fields.List(fields.Nested(PlatformClinicSchema))
-    count = fields.Integer()
     total = fields.Integer(metadata={"description": "How many clinics match, over every page."})
 
 
-class PlatformClinicQuerySchema(Schema):
+class PlatformClinicQuerySchema(CursorArgs):
     status = fields.Enum(ClinicStatus, by_value=True, load_default=None)
     q = fields.String(
         load_default=None,
         validate=validate.Length(min=1, max=100),
         metadata={"description": "Part of the clinic's slug or name."},
     )
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "Clinics per page, at most 200."},
+    )
 
 
 class ClinicStatusSchema(Schema):
@@ -156,8 +188,12 @@ class PlatformClinics(MethodView):
     @blp.response(200, PlatformClinicListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List the clinics on the platform by slug, with their state, Stripe and plugins; filtered and paged."""
-        found, total = tenancy.clinics_page(**args)
-        return {**paginated(found), "total": total}
+        limit = args.pop("limit")
+        after = args.pop("after", None)
+        found, total = tenancy.clinics_page(
+            **args, limit=limit + 1, after=position(after, (str,))[0] if after else None
+        )
+        return {**keyset_page(found, limit, lambda clinic: (clinic.slug,)), "total": total}
 
     @operator_only
     @blp.arguments(ClinicDocumentSchema)

@@ -14,7 +14,7 @@ from core.accounts.access import (
     public_while_closed,
     requires,
 )
-from core.api import Blueprint, paginated
+from core.api import Blueprint, PageArgs, by, by_id, newest_first, page
 from core.clients import services as clients
 from core.messaging import inbound
 from core.privacy import services
@@ -73,18 +73,21 @@ blp = Blueprint(
 @blp.route("/privacy-rights")
 class PrivacyRights(MethodView):
     @public_while_closed
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, RightListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """The privacy rights this clinic's clients may exercise, each with the rule that grants it."""
         offered = services.rights_offered(current_clinic())
-        return paginated(
+        return page(
             [
                 {
                     "right": right.value,
                     "clauses": [{"id": c.id, "text": c.text, "source": c.source} for c in clauses],
                 }
                 for right, clauses in sorted(offered.items())
-            ]
+            ],
+            args,
+            by("right"),
         )
 
 
@@ -104,7 +107,7 @@ class PrivacyRequests(MethodView):
     @blp.response(200, PrivacyRequestListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """The queue of privacy requests, the nearest deadline first."""
-        return paginated(services.queue(args["include_closed"]))
+        return page(services.queue(args["include_closed"]), args, by("due_at", "id"))
 
 
 @blp.route("/privacy-requests/recorded")
@@ -255,10 +258,11 @@ class Breaches(MethodView):
         return incident
 
     @requires(Permission.manage_privacy)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, BreachListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """The breach register."""
-        return paginated(services.breaches())
+        return page(services.breaches(), args, newest_first)
 
 
 @blp.route("/breaches/<id:incident_id>/notices/<id:notice_id>/sent")
@@ -281,10 +285,11 @@ class DataRecipients(MethodView):
         return services.add_data_recipient(data)
 
     @requires(Permission.manage_privacy)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, DataRecipientListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """The clinic's data recipients."""
-        return paginated(services.data_recipients())
+        return page(services.data_recipients(), args, by_id)
 
 
 @blp.route("/data-recipients/<id:recipient_id>/transfers")
@@ -301,10 +306,11 @@ class Transfers(MethodView):
 @blp.route("/sms-opt-out-reviews")
 class OptOutReviews(MethodView):
     @requires(Permission.manage_privacy)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, OptOutReviewListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """Texts that may be opt-outs in the client's own words, the earliest honour-by date first."""
-        return paginated(services.opt_out_reviews())
+        return page(services.opt_out_reviews(), args, by("honour_by", "id"))
 
 
 @blp.route("/sms-opt-out-reviews/<id:review_id>/decision")

@@ -8,6 +8,7 @@ from flask import g
 from marshmallow import Schema, fields, validate
 
 from core import clock
+from core.api import CursorPage, PageArgs
 from core.hooks.decisions import PrivacyRight
 from core.privacy.calendars import local_day
 from core.schemas import Email, Id, Moment, Phone, UtcDateTime, text
@@ -107,12 +108,11 @@ class PrivacyRequestSchema(Schema):
     )
 
 
-class PrivacyRequestListSchema(Schema):
+class PrivacyRequestListSchema(CursorPage):
     items = fields.List(fields.Nested(PrivacyRequestSchema))
-    count = fields.Integer()
 
 
-class QueueArgs(Schema):
+class QueueArgs(PageArgs):
     include_closed = fields.Boolean(load_default=False)
 
 
@@ -212,9 +212,8 @@ class BreachSchema(Schema):
     notices = fields.List(fields.Nested(BreachNoticeSchema))
 
 
-class BreachListSchema(Schema):
+class BreachListSchema(CursorPage):
     items = fields.List(fields.Nested(BreachSchema))
-    count = fields.Integer()
 
 
 class DataRecipientSchema(Schema):
@@ -232,9 +231,8 @@ class DataRecipientSchema(Schema):
     basis_note = fields.String(allow_none=True, validate=text(2000))
 
 
-class DataRecipientListSchema(Schema):
+class DataRecipientListSchema(CursorPage):
     items = fields.List(fields.Nested(DataRecipientSchema))
-    count = fields.Integer()
 
 
 class TransferSchema(Schema):
@@ -254,9 +252,8 @@ class OptOutReviewSchema(Schema):
     decision = fields.String(allow_none=True)
 
 
-class OptOutReviewListSchema(Schema):
+class OptOutReviewListSchema(CursorPage):
     items = fields.List(fields.Nested(OptOutReviewSchema))
-    count = fields.Integer()
 
 
 class ReviewDecisionSchema(Schema):
@@ -270,6 +267,5 @@ class RightSchema(Schema):
     clauses = fields.List(fields.Dict())
 
 
-class RightListSchema(Schema):
+class RightListSchema(CursorPage):
     items = fields.List(fields.Nested(RightSchema))
-    count = fields.Integer()

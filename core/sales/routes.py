@@ -10,7 +10,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from core.accounts.access import Permission, current_clinic, current_principal, requires
-from core.api import Blueprint, json_response, paginated
+from core.api import Blueprint, PageArgs, by, by_id, json_response, page
 from core.clients import services as clients
 from core.errors import Problem
 from core.extensions import db
@@ -59,10 +59,15 @@ def _sale_body(bill: Any, codes: list[str] | None = None) -> dict[str, Any]:
 @blp.route("/products")
 class Products(MethodView):
     @requires(Permission.take_payments)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, schemas.RetailProductListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's retail products."""
-        return paginated(list(db.session.scalars(select(Product).order_by(Product.name))))
+        return page(
+            list(db.session.scalars(select(Product).order_by(Product.name))),
+            args,
+            by("name", "id"),
+        )
 
     @requires(Permission.edit_catalog)
     @blp.arguments(schemas.RetailProductInputSchema)
@@ -163,12 +168,13 @@ def _credit_body(credit: Any, balance: Any) -> dict[str, Any]:
 @blp.route("/clients/<id:client_id>/store-credit")
 class ClientStoreCredit(MethodView):
     @requires(Permission.take_payments)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List a client's store credit with what each has left and when it expires."""
         found = sales.client_store_credit(clients.client(client_id).id)
         items = [_credit_body(c, left) for c, left in found]
-        return paginated(items)
+        return page(items, args, by("expires_on", "id"))
 
 
 def _package_body(package: ClientPackage, credit: Any = None) -> dict[str, Any]:
@@ -227,15 +233,16 @@ class RefundRequests(MethodView):
 @blp.route("/refund-requests")
 class RefundQueue(MethodView):
     @requires(Permission.approve_refunds)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List refund requests waiting for a manager, oldest first."""
         waiting = db.session.scalars(
             select(RefundRequest)
             .where(RefundRequest.status == "awaiting_approval")
             .order_by(RefundRequest.id)
         )
-        return paginated(schemas.RefundRequestSchema(many=True).dump(list(waiting)))
+        return page(schemas.RefundRequestSchema(many=True).dump(list(waiting)), args, by_id)
 
 
 @blp.route("/refund-requests/<id:request_id>/approval")
@@ -253,13 +260,14 @@ class RefundApproval(MethodView):
 @blp.route("/membership-plans")
 class MembershipPlans(MethodView):
     @requires(Permission.take_payments)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, schemas.MembershipPlanListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the memberships the clinic offers."""
         found = db.session.scalars(
             select(MembershipPlan).where(MembershipPlan.active).order_by(MembershipPlan.id)
         )
-        return paginated(list(found))
+        return page(list(found), args, by_id)
 
     @requires(Permission.edit_catalog)
     @blp.arguments(schemas.MembershipPlanInputSchema)
@@ -273,10 +281,11 @@ class MembershipPlans(MethodView):
 @blp.route("/clients/<id:client_id>/memberships")
 class ClientMemberships(MethodView):
     @requires(Permission.take_payments)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, schemas.ClientMembershipListSchema)
-    def get(self, clinic_slug: str, client_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, client_id: int) -> dict[str, Any]:
         """List a client's memberships and where each stands."""
-        return paginated(memberships.client_memberships(clients.client(client_id)))
+        return page(memberships.client_memberships(clients.client(client_id)), args, by_id)
 
     @requires(Permission.take_payments)
     @blp.arguments(schemas.EnrolmentSchema)

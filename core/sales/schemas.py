@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from core.api import CursorPage
 from core.hooks.settings import Amount
 from core.sales.models import TenderKind
 from core.schemas import Id, UtcDateTime, text
@@ -29,9 +30,8 @@ class RetailProductSchema(Schema):
     active = fields.Boolean()
 
 
-class RetailProductListSchema(Schema):
+class RetailProductListSchema(CursorPage):
     items = fields.List(fields.Nested(RetailProductSchema))
-    count = fields.Integer()
 
 
 class SaleItemSchema(Schema):
@@ -206,9 +206,8 @@ class MembershipPlanSchema(Schema):
     stripe_plan_id = fields.String(allow_none=True)
 
 
-class MembershipPlanListSchema(Schema):
+class MembershipPlanListSchema(CursorPage):
     items = fields.List(fields.Nested(MembershipPlanSchema))
-    count = fields.Integer()
 
 
 class EnrolmentSchema(Schema):
@@ -225,6 +224,5 @@ class ClientMembershipSchema(Schema):
     canceled_at = UtcDateTime(allow_none=True)
 
 
-class ClientMembershipListSchema(Schema):
+class ClientMembershipListSchema(CursorPage):
     items = fields.List(fields.Nested(ClientMembershipSchema))
-    count = fields.Integer()

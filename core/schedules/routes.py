@@ -8,7 +8,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from core.accounts.access import Permission, requires
-from core.api import Blueprint, paginated
+from core.api import Blueprint, CursorPage, PageArgs, by, page
 from core.extensions import db
 from core.schedules import services
 from core.schedules.models import Provider
@@ -52,9 +52,8 @@ class ProviderPatchSchema(Schema):
     active = fields.Boolean()
 
 
-class ProviderListSchema(Schema):
+class ProviderListSchema(CursorPage):
     items = fields.List(fields.Nested(ProviderSchema))
-    count = fields.Integer()
 
 
 class TimeOffSchema(Schema):
@@ -71,18 +70,18 @@ class TimeOffOutSchema(Schema):
     reason = fields.String(allow_none=True)
 
 
-class TimeOffListSchema(Schema):
+class TimeOffListSchema(CursorPage):
     items = fields.List(fields.Nested(TimeOffOutSchema))
-    count = fields.Integer()
 
 
 @blp.route("/providers")
 class Providers(MethodView):
     @requires(Permission.view_bookings)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, ProviderListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List providers and their weekly hours."""
-        return paginated(services.providers(with_hours=True))
+        return page(services.providers(with_hours=True), args, by("display_name", "id"))
 
     @requires(Permission.manage_schedules)
     @blp.arguments(ProviderSchema)
@@ -122,10 +121,15 @@ class ProviderHours(MethodView):
 @blp.route("/providers/<id:provider_id>/time-off")
 class ProviderTimeOff(MethodView):
     @requires(Permission.view_bookings)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, TimeOffListSchema)
-    def get(self, clinic_slug: str, provider_id: int) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str, provider_id: int) -> dict[str, Any]:
         """List a provider's time off."""
-        return paginated(services.time_off(services.provider(provider_id)))
+        return page(
+            services.time_off(services.provider(provider_id)),
+            args,
+            by("starts_at", "id"),
+        )
 
     @requires(Permission.manage_schedules)
     @blp.arguments(TimeOffSchema)

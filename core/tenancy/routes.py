@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from core.accounts.access import Permission, current_clinic, requires
-from core.api import Blueprint, paginated
+from core.api import Blueprint, CursorPage, PageArgs, by, page
 from core.tenancy import services
 from core.tenancy.models import Clinic
 from core.tenancy.schemas import ClinicSchema, ClinicUpdateSchema, LocationSchema, PluginListSchema
@@ -21,9 +21,8 @@ blp = Blueprint(
 )
 
 
-class LocationListSchema(Schema):
+class LocationListSchema(CursorPage):
     items = fields.List(fields.Nested(LocationSchema))
-    count = fields.Integer()
 
 
 @blp.route("")
@@ -46,16 +45,22 @@ class ClinicProfile(MethodView):
 @blp.route("/locations")
 class Locations(MethodView):
     @requires(Permission.view_clinic)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, LocationListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the clinic's locations."""
-        return paginated(services.locations())
+        return page(services.locations(), args, lambda loc: (0 if loc.active else 1, loc.id))
 
 
 @blp.route("/plugins")
 class Plugins(MethodView):
     @requires(Permission.view_plugins)
+    @blp.arguments(PageArgs, location="query")
     @blp.response(200, PluginListSchema)
-    def get(self, clinic_slug: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], clinic_slug: str) -> dict[str, Any]:
         """List the plugins that answer the clinic's hook calls, with their settings."""
-        return paginated(services.plugins_of(current_clinic()))
+        return page(
+            services.plugins_of(current_clinic()),
+            args,
+            by("core_default", "name"),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from core.api import CursorPage
 from core.schemas import Email, Phone, TimeZone, text
 from core.tenancy.models import DISPUTE_EVIDENCE_CHOICES, ClinicStatus
 
@@ -34,6 +35,9 @@ class ClinicSchema(Schema):
     timezone = fields.String(dump_only=True)
     currency = fields.String(dump_only=True)
     country = fields.String(dump_only=True)
+    locale = fields.String(
+        dump_only=True, metadata={"description": "How money and dates are written (en_NZ)."}
+    )
     status = fields.Enum(ClinicStatus, by_value=True, dump_only=True)
     contact_email = fields.String(dump_only=True, allow_none=True)
     contact_phone = fields.String(dump_only=True, allow_none=True)
@@ -83,7 +87,7 @@ class PluginSchema(Schema):
     settings = fields.Dict()
 
 
-class PluginListSchema(Schema):
+class PluginListSchema(CursorPage):
     """The plugins a clinic's hook calls reach."""
 
     items = fields.List(fields.Nested(PluginSchema))

@@ -39,9 +39,10 @@ def all_clinics() -> list[Clinic]:
 
 
 def clinics_page(
-    *, status: ClinicStatus | None, q: str | None, limit: int, offset: int
+    *, status: ClinicStatus | None, q: str | None, limit: int, after: str | None = None
 ) -> tuple[list[Clinic], int]:
-    """Return one page of clinics by slug, filtered by status and by part of slug or name, and the total."""
+    """Return clinics by slug after ``after``, ``limit`` at most, filtered by status and by
+    part of slug or name; and how many match in all."""
     statement = select(Clinic)
     if status is not None:
         statement = statement.where(Clinic.status == status)
@@ -54,7 +55,9 @@ def clinics_page(
             | func.lower(Clinic.name).like(pattern, escape="\\")
         )
     total = db.session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    page = db.session.scalars(statement.order_by(Clinic.slug).limit(limit).offset(offset))
+    if after is not None:
+        statement = statement.where(Clinic.slug > after)
+    page = db.session.scalars(statement.order_by(Clinic.slug).limit(limit))
     return list(page), total
 
 

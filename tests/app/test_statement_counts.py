@@ -851,3 +851,73 @@ def test_a_list_route_issues_a_fixed_number_of_statements(
     assert at_big == at_small, (
         f"{at_small} statements for {items_small}, {at_big} for {items_big}: {grew}"
     )
+
+
+#: Lists that are not paged: times to book are asked for by date range, not by page.
+NOT_PAGED = {"availability"}
+
+
+def _identity(item: dict[str, Any]) -> Any:
+    for name in ("id", "seq", "name", "right", "type"):
+        if name in item:
+            return item[name]
+    raise AssertionError(f"no identity in {item}")
+
+
+@pytest.mark.parametrize("name", [n for n in LIST_ROUTES if n not in NOT_PAGED])
+def test_every_list_is_walked_to_its_end_by_cursor(app: Flask, world: World, name: str) -> None:
+    # The API's one paging convention: a stable order, pages of at most `limit`, `has_more`
+    # while another follows and `next_after` to ask for it; nothing skipped, nothing twice.
+    route = LIST_ROUTES[name]
+    ids = {
+        "client_id": world.client_id,
+        "provider_id": world.provider_id,
+        "endpoint_id": world.webhook_endpoint_id,
+    }
+    path = route.path.format(**ids)
+    url = path if path.startswith("/api/") else f"/api/v1/clinics/{SLUG}{path}"
+    http = app.test_client()
+    headers = {}
+    if route.operator:
+        with app.app_context():
+            accounts.create_user(OPERATOR, "Ops", PASSWORD, is_operator=True)
+        assert (
+            http.post(
+                "/api/v1/platform/session", json={"email": OPERATOR, "password": PASSWORD}
+            ).status_code
+            == 201
+        )
+    else:
+        headers = {"Authorization": f"Bearer {issue_token(app, SLUG, OWNER)}"}
+    size = route.sizes[1] if route.sizes != (1, 100) else 12
+    _seed(app, world, route, route.present, size)
+    query = {key: value for key, value in route.query.items() if key != "limit"}
+
+    largest = route.query.get("limit", 500)  # the most one page may hold
+    whole = http.get(url, query_string={**query, "limit": largest}, headers=headers).get_json()
+    assert whole["has_more"] is False and whole["next_after"] is None
+    expected = [_identity(item) for item in whole["items"]]
+    assert len(expected) == len(set(expected)) >= min(size, 5)
+
+    walked: list[Any] = []
+    after = None
+    for _ in range(len(expected) + 1):
+        answer = http.get(
+            url,
+            query_string={**query, "limit": 3, **({"after": after} if after else {})},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        body = answer.get_json()
+        assert len(body["items"]) == body["count"] <= 3
+        walked += [_identity(item) for item in body["items"]]
+        if not body["has_more"]:
+            assert body["next_after"] is None
+            break
+        assert len(body["items"]) == 3
+        after = body["next_after"]
+    assert walked == expected
+
+    refused = http.get(url, query_string={**query, "after": "not-a-cursor"}, headers=headers)
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert refused.get_json()["errors"][0]["field"] == "after"

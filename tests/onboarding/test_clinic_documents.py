@@ -260,7 +260,11 @@ def test_the_operator_sees_each_clinics_state_stripe_and_plugins(app, operator):
     (kowhai,) = found["items"]
     assert kowhai["status"] == "onboarding"
     assert kowhai["stripe_connected"] is False and kowhai["rules_unavailable"] is None
-    page = operator.get("/api/v1/platform/clinics", query_string={"limit": 1, "offset": 1})
+    first = operator.get("/api/v1/platform/clinics", query_string={"limit": 1}).get_json()
+    assert first["has_more"] is True
+    page = operator.get(
+        "/api/v1/platform/clinics", query_string={"limit": 1, "after": first["next_after"]}
+    )
     assert page.get_json()["total"] == 3
     (beta,) = page.get_json()["items"]
     assert beta["slug"] == "beta"

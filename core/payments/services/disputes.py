@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from core import clock, events, ledger
@@ -225,15 +225,15 @@ def _once(kind: LedgerKind, amount: Money, found: dict[str, Any]) -> bool:
 # --- reading and submitting ------------------------------------------------------------------------
 
 
-def disputes(*, limit: int = 50, offset: int = 0) -> tuple[list[Dispute], int]:
-    """Return a page of the current clinic's disputes, newest first, and how many there are."""
-    found = db.session.scalars(
-        select(Dispute)
-        .order_by(Dispute.created_at.desc(), Dispute.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(found), db.session.scalar(select(func.count(Dispute.id))) or 0
+def disputes(
+    *, limit: int = 50, after: tuple[datetime, int] | None = None
+) -> tuple[list[Dispute], int]:
+    """Return the current clinic's disputes, newest first, after the position ``after`` (the
+    ``created_at`` and id of the last one shown), ``limit`` at most; and how many there are."""
+    query = select(Dispute).order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(tuple_(Dispute.created_at, Dispute.id) < tuple_(*after))
+    return list(db.session.scalars(query)), db.session.scalar(select(func.count(Dispute.id))) or 0
 
 
 def dispute(dispute_id: int) -> Dispute:
