@@ -70,6 +70,7 @@ def document_of(clinic: Clinic) -> dict[str, Any]:
             "country": clinic.country,
             "timezone": clinic.timezone,
             "currency": clinic.currency,
+            "locale": clinic.chosen_locale,
             "idle_timeout_minutes": clinic.idle_timeout_minutes,
             "contact": {
                 "email": clinic.contact_email,

@@ -47,6 +47,8 @@ class Clinic(Model):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     country: Mapped[str] = mapped_column(String(2))
+    # The locale its file chose (``en_GB`` at a US clinic run by British staff), if any.
+    chosen_locale: Mapped[str | None] = mapped_column("locale", String(16))
     status: Mapped[ClinicStatus] = mapped_column(
         StoredEnum(ClinicStatus, 16),
         default=ClinicStatus.active,
@@ -88,11 +90,12 @@ class Clinic(Model):
 
     @property
     def locale(self) -> str:
-        """How the clinic's clients read money and dates: English, as written in its country.
+        """How the clinic's clients read money and dates: as its tenants/ file says, else
+        English as written in its country.
 
         An Auckland clinic's NZ$40.00 is "$40.00" and its dates run day, month, year.
         """
-        return f"en_{self.country}"
+        return self.chosen_locale or f"en_{self.country}"
 
     @property
     def is_active(self) -> bool:

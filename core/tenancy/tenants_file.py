@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from marshmallow import (
     RAISE,
     Schema,
@@ -121,6 +122,24 @@ class ServiceFileSchema(Schema):
     )
 
 
+def _parse_locale(value: str) -> Locale:
+    return Locale.parse(value, sep="-" if "-" in value else "_")
+
+
+def _check_locale(value: str) -> None:
+    """Refuse a locale Babel does not know, or one not in English (the messages' language)."""
+    try:
+        found = _parse_locale(value)
+    except (ValueError, TypeError, UnknownLocaleError):
+        raise ValidationError(f"{value!r} is not a locale (en_GB, en_AU...)", "locale") from None
+    if found.language != "en":
+        raise ValidationError(
+            f"{value!r} is not in English: messages and pages are written in English, "
+            "so the locale sets how money and dates are written (en_GB, en_AU...)",
+            "locale",
+        )
+
+
 class ClinicFileSchema(Schema):
     """A whole tenants/ file: one clinic."""
 
@@ -133,6 +152,14 @@ class ClinicFileSchema(Schema):
     country = fields.String(required=True, validate=validate.Length(equal=2))
     timezone = TimeZone(required=True)
     currency = fields.String(required=True)
+    locale = fields.String(
+        load_default=None,
+        validate=validate.Length(max=16),
+        metadata={
+            "description": "How money and dates are written for its clients (en_GB, en_AU...); "
+            "English as written in its country when omitted."
+        },
+    )
     # Omitted: a new clinic starts active, and a reload leaves the operator's
     # suspension alone.
     status = fields.Enum(ClinicStatus, by_value=True, load_default=None)
@@ -153,6 +180,8 @@ class ClinicFileSchema(Schema):
             validate_currency(data["currency"])
         except ValueError as error:
             raise ValidationError(str(error), "currency") from None
+        if data.get("locale") is not None:
+            _check_locale(data["locale"])
         slugs = [loc["slug"] for loc in data["locations"]]
         duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
         if duplicates:
@@ -171,6 +200,8 @@ class ClinicFileSchema(Schema):
 
     @post_load
     def _normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data.get("locale") is not None:
+            data["locale"] = str(_parse_locale(data["locale"]))  # en-gb and en_GB: "en_GB"
         data["currency"] = data["currency"].upper()
         data["country"] = data["country"].upper()
         errors: dict[str, Any] = {}
@@ -336,6 +367,8 @@ def _apply(data: dict[str, Any], source: str) -> str:
         plugin_settings=dict(data["plugins"]["settings"]),
         booking_settings=dump_booking_settings(data["bookings"]),
         source_file=Path(source).name,
+        # Dropped from the file, it goes back to English as written in the clinic's country.
+        chosen_locale=data.get("locale"),
     )
     changed = _assign(clinic, values)
     db.session.flush()

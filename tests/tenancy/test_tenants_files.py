@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,16 @@ def test_an_edited_file_updates_the_clinic_and_retires_dropped_locations(app, tm
             "lower-case",
         ),
         (lambda t: "surprise = true\n" + t, "surprise", "Unknown field"),
+        (
+            lambda t: t.replace('currency = "USD"', 'currency = "USD"\nlocale = "fr_FR"'),
+            "locale",
+            "not in English",
+        ),
+        (
+            lambda t: t.replace('currency = "USD"', 'currency = "USD"\nlocale = "en_QQQ"'),
+            "locale",
+            "not a locale",
+        ),
         (lambda t: t.replace("[contact]", "[contact"), "(file)", "not valid TOML"),
     ],
 )
@@ -369,3 +380,39 @@ def test_each_clinic_offers_the_privacy_rights_its_policy_and_law_give(app):
     # Bijoux (Florida) promises no deletion right; the baseline gives access, correction and
     # the marketing opt-out.
     assert set(_rights(http, "bijoux")) == {"access", "correct", "opt_out_marketing"}
+
+
+def test_a_clinic_writes_money_and_dates_in_the_locale_its_file_chooses(app, client, tmp_path):
+    from babel.dates import format_date
+
+    from core.accounts.models import Role
+    from core.money import Money
+    from core.tenancy.documents import document_of
+    from tests.helpers import issue_token, make_staff
+
+    path = _copy(tmp_path, "california-aesthetics.toml")
+    text = path.read_text()
+    path.write_text(text.replace('currency = "USD"', 'currency = "USD"\nlocale = "en-gb"'))
+    with app.app_context():
+        _load([path])
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "california-aesthetics"))
+        assert clinic.locale == "en_GB"
+        with clinic_scope(clinic):
+            assert Money(4000, "USD").format() == "US$40.00"
+            assert format_date(date(2026, 3, 6), "long", locale=clinic.locale) == "6 March 2026"
+            assert document_of(clinic)["locale"] == "en_GB"  # written back as it was read
+        make_staff("california-aesthetics", "owner@ca.example.com", Role.owner)
+    token = issue_token(app, "california-aesthetics", "owner@ca.example.com")
+    profile = client.get(
+        "/api/v1/clinics/california-aesthetics", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert profile.get_json()["locale"] == "en_GB"
+
+    path.write_text(text)  # the choice dropped: English as written in its country again
+    with app.app_context():
+        _load([path])
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "california-aesthetics"))
+        assert clinic.locale == "en_US"
+        with clinic_scope(clinic):
+            assert Money(4000, "USD").format() == "$40.00"
+            assert "locale" not in document_of(clinic)
