@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import statistics
@@ -15,8 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -28,8 +26,7 @@ from sqlalchemy import insert, select, text
 from core import create_app
 from core.bookings.models import Booking, BookingStatus
 from core.clients.models import Client
-from core.config import PROJECT_ROOT
-from core.demo.local_stripe import WEBHOOK_SECRET, free_port, localstripe_python, running
+from core.demo.local_stripe import WEBHOOK_SECRET, localstripe_python, running
 from core.extensions import db
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
@@ -38,6 +35,7 @@ from tests.benchmarks.bookings import PROVIDERS, _load_history, _setup
 from tests.benchmarks.client_search import _seed as seed_clients
 from tests.database import TEST_MASTER_KEYS, TestDatabase, migrated_database
 from tests.helpers import issue_token, set_clinic_settings
+from tests.live_servers import environment, gunicorn, wait_until_up
 from tests.local_days import clinic_day, local_time
 
 ZONE = "America/Los_Angeles"  # make_clinic's default, which _setup keeps
@@ -327,70 +325,6 @@ def _seed(database: TestDatabase, instance: Path, history: int, clients: int) ->
     return {"bench": bench, "cards": cards, "token": token}
 
 
-@contextmanager
-def _gunicorn(app: str, env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
-    """Serve ``app`` with gunicorn -w 2 on a free loopback port; yield its URL and master's pid."""
-    port = free_port()
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "2",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--chdir",
-                str(PROJECT_ROOT),
-                app,
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            # Its own process group: stopped with its workers, whatever state it is in.
-            start_new_session=True,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}", server.pid
-    finally:
-        for sent in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(server.pid, sent)
-            except ProcessLookupError:
-                break
-            try:
-                server.wait(timeout=20)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def _wait_until_up(url: str, pid: int, log: Path) -> None:
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (OSError, urllib.error.HTTPError):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                raise RuntimeError(f"{url} did not start:\n{log.read_text()}") from None
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within 30 s:\n{log.read_text()}")
-
-
-def _environment(**settings: str) -> dict[str, str]:
-    # The harness's own settings only: none of the shell's app settings leak into a run.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
-    }
-    env.update(settings)
-    return env
-
-
 def _wrk(url: str, load: Load, args: argparse.Namespace, seconds: int, folder: Path) -> dict:
     """Run wrk on ``url`` with ``load`` for ``seconds``; return its figures from the script's ``done()``."""
     script = folder / f"load-{time.monotonic_ns()}.lua"
@@ -641,9 +575,9 @@ def main() -> None:
         )
         stripe = stack.enter_context(running(localstripe, tmp))
         app_url, app_pid = stack.enter_context(
-            _gunicorn(
+            gunicorn(
                 "wsgi:app",
-                _environment(
+                environment(
                     CLINIC_SAAS_ENV="production",
                     DATABASE_URL=database.app_url,
                     DATABASE_OWNER_URL=database.owner_url or "",
@@ -666,14 +600,14 @@ def main() -> None:
             )
         )
         floor_url, floor_pid = stack.enter_context(
-            _gunicorn(
+            gunicorn(
                 "tests.benchmarks.floor_app:create_app()",
-                _environment(FLOOR_DATABASE_URL=database.owner_url or ""),
+                environment(FLOOR_DATABASE_URL=database.owner_url or ""),
                 tmp / "floor.log",
             )
         )
-        _wait_until_up(app_url + "/healthz", app_pid, tmp / "app.log")
-        _wait_until_up(floor_url + "/rows?provider=0", floor_pid, tmp / "floor.log")
+        wait_until_up(app_url + "/healthz", app_pid, tmp / "app.log")
+        wait_until_up(floor_url + "/rows?provider=0", floor_pid, tmp / "floor.log")
 
         scenarios = _scenarios(seeded)
         print("\neach read asked once before the runs:")
