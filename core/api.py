@@ -213,11 +213,7 @@ def position(text: str, kinds: tuple[type, ...], field: str = "after") -> tuple[
             elif type(value) is not kind:
                 raise ValueError(text)
     except (ValueError, TypeError, binascii.Error):
-        raise Problem(
-            422,
-            "The cursor is not one this list gave.",
-            errors=[field_error(field, "not a cursor from next_after", "query")],
-        ) from None
+        raise _not_a_cursor(field) from None
     return tuple(found)
 
 
@@ -258,11 +254,6 @@ def _value(item: Any, name: str) -> Any:
     return item[name] if isinstance(item, Mapping) else getattr(item, name)
 
 
-def by_id(item: Any) -> SortKey:
-    """Oldest first: the order of ids."""
-    return (int(_value(item, "id")),)
-
-
 def newest_first(item: Any) -> SortKey:
     """Newest first: the order of ids, reversed."""
     return (-int(_value(item, "id")),)
@@ -291,6 +282,10 @@ def by(*names: str) -> Callable[[Any], SortKey]:
     return key
 
 
+#: Oldest first: the order of ids.
+by_id = by("id")
+
+
 def _sort_position(text: str) -> SortKey:
     try:
         found = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
@@ -303,11 +298,11 @@ def _sort_position(text: str) -> SortKey:
     return tuple(found)
 
 
-def _not_a_cursor() -> Problem:
+def _not_a_cursor(field: str = "after") -> Problem:
     return Problem(
         422,
         "The cursor is not one this list gave.",
-        errors=[field_error("after", "not a cursor from next_after", "query")],
+        errors=[field_error(field, "not a cursor from next_after", "query")],
     )
 
 

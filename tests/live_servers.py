@@ -30,8 +30,8 @@ def environment(**settings: str) -> dict[str, str]:
 @contextmanager
 def gunicorn(
     app: str, env: dict[str, str], log: Path, *, workers: int = 2, port: int | None = None
-) -> Iterator[tuple[str, int]]:
-    """Serve ``app`` under gunicorn on loopback; yield its URL and the master's pid.
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve ``app`` under gunicorn on loopback; yield its URL and the master process.
 
     Stopped with SIGTERM (then SIGKILL) to the whole process group when the block ends,
     whatever state it is in.
@@ -57,7 +57,7 @@ def gunicorn(
             start_new_session=True,
         )
     try:
-        yield f"http://127.0.0.1:{port}", server.pid
+        yield f"http://127.0.0.1:{port}", server
     finally:
         for sent in (signal.SIGTERM, signal.SIGKILL):
             try:

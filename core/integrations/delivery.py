@@ -101,7 +101,9 @@ class WebhookReport:
         self.errors.extend(other.errors)
 
 
-def _due(now: datetime) -> Any:
+def due(now: datetime) -> Any:
+    """Which deliveries are due at ``now``: waiting for their time, or claimed under a lapsed
+    lease (a delivery to a disabled endpoint is due too, but waits for it: see _due_ids)."""
     return or_(
         (WebhookDelivery.status == DeliveryStatus.pending) & (WebhookDelivery.due_at <= now),
         (WebhookDelivery.status == DeliveryStatus.sending)
@@ -127,7 +129,7 @@ def _due_ids(now: datetime, limit: int) -> list[tuple[int, int]]:
         for delivery_id, endpoint_id in db.session.execute(
             select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(WebhookEndpoint.enabled.is_(True), _due(now), ~held_back)
+            .where(WebhookEndpoint.enabled.is_(True), due(now), ~held_back)
             .order_by(WebhookDelivery.id)
             .limit(limit)
         )
@@ -145,7 +147,7 @@ def claim(delivery_id: int, now: datetime) -> Attempt | None:
         "CursorResult[Any]",
         db.session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, _due(now))
+            .where(WebhookDelivery.id == delivery_id, due(now))
             .values(
                 status=DeliveryStatus.sending,
                 lease_expires_at=leased_until,

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
@@ -57,7 +58,8 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _due(now: datetime):
+def due(now: datetime) -> Any:
+    """Which messages are due at ``now``: waiting for their time, or claimed with a lapsed lease."""
     return or_(
         (OutboxMessage.status == OutboxStatus.pending) & (OutboxMessage.due_at <= now),
         (OutboxMessage.status == OutboxStatus.sending) & (OutboxMessage.lease_expires_at <= now),
@@ -69,7 +71,7 @@ def claim(message_id: int, now: datetime) -> bool:
     """Take a due message for this worker; return False if another worker has it."""
     result = db.session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, _due(now))
+        .where(OutboxMessage.id == message_id, due(now))
         .values(
             status=OutboxStatus.sending,
             lease_expires_at=now + LEASE,
@@ -257,10 +259,7 @@ def deliver_for_clinic(
     with unit_of_work():  # a read only, ended before any message is sent
         due_ids = list(
             db.session.scalars(
-                select(OutboxMessage.id)
-                .where(_due(now))
-                .order_by(OutboxMessage.due_at)
-                .limit(limit)
+                select(OutboxMessage.id).where(due(now)).order_by(OutboxMessage.due_at).limit(limit)
             )
         )
     for message_id in due_ids:

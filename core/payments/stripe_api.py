@@ -85,31 +85,17 @@ class BudgetedRequests(stripe.RequestsClient):
         connect, read = self._default_timeout
         self._local.timeout = (min(connect, left), min(read, left))
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        **options: Any,
-    ) -> Any:
+    def _send(self, send: Callable[..., Any], args: tuple[Any, ...], options: Any) -> Any:
+        # Every call, plain or streamed: within the budget, with our Request-Id, counted.
+        method, url, headers, *post_data = args
         self._within_budget()
-        return _reported(
-            super().request, method, url, _with_request_id(headers), post_data, **options
-        )
+        return _reported(send, method, url, _with_request_id(headers), *post_data, **options)
 
-    def request_stream(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        **options: Any,
-    ) -> Any:
-        self._within_budget()
-        return _reported(
-            super().request_stream, method, url, _with_request_id(headers), post_data, **options
-        )
+    def request(self, *args: Any, **options: Any) -> Any:
+        return self._send(super().request, args, options)
+
+    def request_stream(self, *args: Any, **options: Any) -> Any:
+        return self._send(super().request_stream, args, options)
 
     def _should_retry(self, *args: Any, **kwargs: Any) -> bool:
         left = self._left()

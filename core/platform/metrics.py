@@ -15,12 +15,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, Select, func, or_, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from core import clock
 from core.bookings.models import Booking, BookingStatus
 from core.extensions import db
-from core.integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from core.integrations import delivery as webhook_deliveries
+from core.integrations.models import WebhookDelivery, WebhookEndpoint
+from core.messaging import delivery as outbox_delivery
 from core.messaging.models import OutboxMessage, OutboxStatus
 from core.payments import stripe_api
 
@@ -106,26 +108,14 @@ def _work_due_statement(now: datetime) -> Select[Any]:
     ``expire_holds``): waiting for its time, or claimed by a worker whose lease lapsed.
     Webhook deliveries to a disabled endpoint wait for it by design, so they are not due.
     """
-    message_due = or_(
-        (OutboxMessage.status == OutboxStatus.pending) & (OutboxMessage.due_at <= now),
-        (OutboxMessage.status == OutboxStatus.sending) & (OutboxMessage.lease_expires_at <= now),
-    )
     webhooks = (
         select(WebhookDelivery.due_at)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookEndpoint.enabled.is_(True),
-            or_(
-                (WebhookDelivery.status == DeliveryStatus.pending)
-                & (WebhookDelivery.due_at <= now),
-                (WebhookDelivery.status == DeliveryStatus.sending)
-                & (WebhookDelivery.lease_expires_at <= now),
-            ),
-        )
+        .where(WebhookEndpoint.enabled.is_(True), webhook_deliveries.due(now))
         .subquery()
     )
     return select(
-        _count(OutboxMessage, message_due).label("messages_due"),
+        _count(OutboxMessage, outbox_delivery.due(now)).label("messages_due"),
         _count(OutboxMessage, OutboxMessage.status == OutboxStatus.failed).label("messages_failed"),
         select(func.count()).select_from(webhooks).scalar_subquery().label("webhooks_due"),
         select(func.min(webhooks.c.due_at)).scalar_subquery().label("oldest_webhook_due"),

@@ -31,10 +31,10 @@ import redis
 from flask import Flask
 
 from core.config import PROJECT_ROOT
-from core.demo.local_stripe import free_port
 from core.jobs import tasks
 from core.jobs.runner import InProcessRunner
 from tests.database import TEST_MASTER_KEYS
+from tests.live_servers import gunicorn
 
 #: How long the stand-in tick takes, and how long ``/slow`` waits before answering.
 TICK_SECONDS = 1.0
@@ -169,29 +169,12 @@ def _answers(url: str) -> bool:
 def test_sigterm_lets_the_request_in_flight_and_the_tick_in_progress_finish(
     test_db: Any, tmp_path: Path
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = _environment(test_db, tmp_path, JOBS_BACKEND="inprocess", JOBS_TICK_SECONDS="0.05")
     record, log = tmp_path / "record.txt", tmp_path / "gunicorn.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--chdir",
-                str(PROJECT_ROOT),
-                "tests.app.test_shutdown:served_with_a_slow_path()",
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with gunicorn("tests.app.test_shutdown:served_with_a_slow_path()", env, log, workers=1) as (
+        url,
+        server,
+    ):
         _wait_for(lambda: _answers(url + "/livez"), server, log)  # which starts the runner
         _wait_for(lambda: "tick started" in events(record), server, log)
         with ThreadPoolExecutor(1) as pool:
@@ -201,10 +184,6 @@ def test_sigterm_lets_the_request_in_flight_and_the_tick_in_progress_finish(
             assert not slow.done()
             assert slow.result(timeout=20) == (200, {"status": "ok"})
         assert server.wait(timeout=30) == 0, log.read_text()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
     seen = events(record)
     # The tick under way when the worker exited finished, and none started after it.
@@ -213,7 +192,7 @@ def test_sigterm_lets_the_request_in_flight_and_the_tick_in_progress_finish(
     assert seen.count("tick started") == seen.count("tick finished")
     assert "Traceback" not in log.read_text()
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=2).close()
 
 
 class HeldTick:

@@ -793,18 +793,37 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
             )
 
 
-@pytest.mark.parametrize("name", list(LIST_ROUTES))
-def test_a_list_route_issues_a_fixed_number_of_statements(
-    app: Flask, world: World, name: str
-) -> None:
-    route = LIST_ROUTES[name]
+def _url(world: World, route: ListRoute) -> str:
+    """The route's URL in ``world``: its ids filled in, under the clinic unless absolute."""
     ids = {
         "client_id": world.client_id,
         "provider_id": world.provider_id,
         "endpoint_id": world.webhook_endpoint_id,
     }
     path = route.path.format(**ids)
-    url = path if path.startswith("/api/") else f"/api/v1/clinics/{SLUG}{path}"
+    return path if path.startswith("/api/") else f"/api/v1/clinics/{SLUG}{path}"
+
+
+def _caller(app: Flask, route: ListRoute) -> tuple[Any, dict[str, str]]:
+    """A client allowed the route, and its headers: the operator signed in, or an owner's token."""
+    http = app.test_client()
+    if not route.operator:
+        return http, {"Authorization": f"Bearer {issue_token(app, SLUG, OWNER)}"}
+    with app.app_context():
+        accounts.create_user(OPERATOR, "Ops", PASSWORD, is_operator=True)
+    signed_in = http.post(
+        "/api/v1/platform/session", json={"email": OPERATOR, "password": PASSWORD}
+    )
+    assert signed_in.status_code == 201, signed_in.get_data(as_text=True)
+    return http, {}
+
+
+@pytest.mark.parametrize("name", list(LIST_ROUTES))
+def test_a_list_route_issues_a_fixed_number_of_statements(
+    app: Flask, world: World, name: str
+) -> None:
+    route = LIST_ROUTES[name]
+    url = _url(world, route)
     next_week = clock.now().date() + timedelta(days=7)
     values = {
         "service_id": world.service_id,
@@ -812,17 +831,7 @@ def test_a_list_route_issues_a_fixed_number_of_statements(
         "week_after": (next_week + timedelta(days=6)).isoformat(),
     }
     query = {key: str(value).format(**values) for key, value in route.query.items()}
-    http = app.test_client()
-    headers = {}
-    if route.operator:
-        with app.app_context():
-            accounts.create_user(OPERATOR, "Ops", PASSWORD, is_operator=True)
-        signed_in = http.post(
-            "/api/v1/platform/session", json={"email": OPERATOR, "password": PASSWORD}
-        )
-        assert signed_in.status_code == 201, signed_in.get_data(as_text=True)
-    else:
-        headers = {"Authorization": f"Bearer {issue_token(app, SLUG, OWNER)}"}
+    http, headers = _caller(app, route)
 
     def ask() -> tuple[int, int, list[str]]:
         # Counted as worked out, not as kept: availability answers kept from the request
@@ -869,26 +878,8 @@ def test_every_list_is_walked_to_its_end_by_cursor(app: Flask, world: World, nam
     # The API's one paging convention: a stable order, pages of at most `limit`, `has_more`
     # while another follows and `next_after` to ask for it; nothing skipped, nothing twice.
     route = LIST_ROUTES[name]
-    ids = {
-        "client_id": world.client_id,
-        "provider_id": world.provider_id,
-        "endpoint_id": world.webhook_endpoint_id,
-    }
-    path = route.path.format(**ids)
-    url = path if path.startswith("/api/") else f"/api/v1/clinics/{SLUG}{path}"
-    http = app.test_client()
-    headers = {}
-    if route.operator:
-        with app.app_context():
-            accounts.create_user(OPERATOR, "Ops", PASSWORD, is_operator=True)
-        assert (
-            http.post(
-                "/api/v1/platform/session", json={"email": OPERATOR, "password": PASSWORD}
-            ).status_code
-            == 201
-        )
-    else:
-        headers = {"Authorization": f"Bearer {issue_token(app, SLUG, OWNER)}"}
+    url = _url(world, route)
+    http, headers = _caller(app, route)
     size = route.sizes[1] if route.sizes != (1, 100) else 12
     _seed(app, world, route, route.present, size)
     query = {key: value for key, value in route.query.items() if key != "limit"}

@@ -16,8 +16,7 @@ from sqlalchemy import select
 from core.accounts.models import Role
 from core.extensions import db
 from core.ledger import LedgerEntry
-from core.tenancy.models import Clinic, Location
-from core.tenancy.scope import clinic_scope
+from core.tenancy.models import Location
 from tests.database import TEST_MASTER_KEYS
 from tests.helpers import (
     issue_token,
@@ -30,29 +29,12 @@ from tests.helpers import (
 from tests.live_servers import environment, gunicorn, wait_until_up
 from tests.local_days import clinic_day, local_time
 from tests.object_store import CREDENTIALS
-from tests.payment_flows import DEPOSIT, GUEST, pay_in_browser
+from tests.payment_flows import DEPOSIT, GUEST, pay_in_browser, scoped, wait_for
 from tests.stripe_server import WEBHOOK_SECRET
 
 REDIS = "redis://127.0.0.1:6379/0"
 #: A limit no other test uses, so its counters in the shared Redis are this test's alone.
 PUBLIC_WRITES = "4 per 7 minutes"
-
-
-def scoped(app, query):
-    with app.app_context():
-        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
-        with clinic_scope(clinic):
-            return query()
-
-
-def wait_for(check, seconds=20.0, what="the condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def forget_public_write_counters() -> None:
@@ -107,15 +89,15 @@ def servers(app, clinic, test_db, tmp_path: Path, local_stripe, object_store, in
             "wsgi:app",
             environment(**shared, INSTANCE_PATH=str(tmp_path / "one")),
             tmp_path / "one.log",
-        ) as (one, one_pid),
+        ) as (one, one_server),
         gunicorn(
             "wsgi:app",
             environment(**shared, INSTANCE_PATH=str(tmp_path / "two")),
             tmp_path / "two.log",
-        ) as (two, two_pid),
+        ) as (two, two_server),
     ):
-        wait_until_up(one + "/readyz", one_pid, tmp_path / "one.log")
-        wait_until_up(two + "/readyz", two_pid, tmp_path / "two.log")
+        wait_until_up(one + "/readyz", one_server.pid, tmp_path / "one.log")
+        wait_until_up(two + "/readyz", two_server.pid, tmp_path / "two.log")
         # Stripe tells the second server that the deposit was paid.
         local_stripe.webhook_target = two + "/webhooks/stripe"
         yield {"one": one, "two": two, "stripe": local_stripe, "mailbox": mailbox, "logs": tmp_path}
@@ -157,7 +139,7 @@ def test_a_booking_made_through_one_server_is_seen_limited_and_paid_through_the_
         )
         return answer.json()["status"] == "confirmed"
 
-    wait_for(confirmed, what="the booking to be confirmed")
+    wait_for(confirmed, seconds=20)
     deposits = scoped(
         app,
         lambda: [
@@ -170,7 +152,7 @@ def test_a_booking_made_through_one_server_is_seen_limited_and_paid_through_the_
 
     # A job runs once: four workers on two servers race to send the confirmation.
     mailbox = servers["mailbox"]
-    wait_for(lambda: mailbox.messages, what="the confirmation email")
+    wait_for(lambda: mailbox.messages, seconds=20)
     time.sleep(2)  # ten more ticks on every worker: time for a second send, were there one
     sent = [m for m in mailbox.messages if m["to"] == GUEST["email"]]
     assert len(sent) == 1, [m["data"][:200] for m in sent]

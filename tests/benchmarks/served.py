@@ -574,7 +574,7 @@ def main() -> None:
             f"load average before: {load_before}"
         )
         stripe = stack.enter_context(running(localstripe, tmp))
-        app_url, app_pid = stack.enter_context(
+        app_url, app_server = stack.enter_context(
             gunicorn(
                 "wsgi:app",
                 environment(
@@ -599,15 +599,15 @@ def main() -> None:
                 tmp / "app.log",
             )
         )
-        floor_url, floor_pid = stack.enter_context(
+        floor_url, floor_server = stack.enter_context(
             gunicorn(
                 "tests.benchmarks.floor_app:create_app()",
                 environment(FLOOR_DATABASE_URL=database.owner_url or ""),
                 tmp / "floor.log",
             )
         )
-        wait_until_up(app_url + "/healthz", app_pid, tmp / "app.log")
-        wait_until_up(floor_url + "/rows?provider=0", floor_pid, tmp / "floor.log")
+        wait_until_up(app_url + "/healthz", app_server.pid, tmp / "app.log")
+        wait_until_up(floor_url + "/rows?provider=0", floor_server.pid, tmp / "floor.log")
 
         scenarios = _scenarios(seeded)
         print("\neach read asked once before the runs:")
@@ -638,7 +638,7 @@ def main() -> None:
         print()
         _report(scenarios, args.seconds)
         print("\nworker memory after the run (VmRSS):")
-        for name, pid in (("app", app_pid), ("floor", floor_pid)):
+        for name, pid in (("app", app_server.pid), ("floor", floor_server.pid)):
             sizes = ", ".join(f"{kb / 1024:.0f} MB (pid {p})" for p, kb in _rss(pid))
             print(f"  {name:<5} {sizes}")
         problems = _log_problems(tmp / "app.log")
