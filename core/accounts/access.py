@@ -21,15 +21,23 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, request, session
 from flask_login import current_user, logout_user
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import clock
 from core.accounts import throttle
 from core.accounts.models import ApiToken, Membership, Role, User
-from core.accounts.services import membership_of, staff_token_for_secret
+from core.accounts.services import membership_of, staff_token_for_secret, token_digest
 from core.errors import Problem
 from core.extensions import db, login_manager
+from core.tenancy import kept
 from core.tenancy.models import Clinic, ClinicStatus
-from core.tenancy.scope import ClinicRef, enter_clinic, leave_clinic, scope_in_same_statement
+from core.tenancy.scope import (
+    ClinicRef,
+    enter_clinic,
+    leave_clinic,
+    require_clinic_ref,
+    scope_in_same_statement,
+)
 from core.unit_of_work import unit_of_work
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -220,6 +228,55 @@ def _bearer_token() -> str | None:
     return value.strip()
 
 
+@dataclass(frozen=True)
+class _KeptToken:
+    """A live token and its user's membership, as read at one setup version of their clinic."""
+
+    token: ApiToken
+    membership: Membership | None
+
+
+def _token_lookup(secret: str) -> tuple[ApiToken | None, Membership | None]:
+    """Return the token and membership for ``secret`` from memory if the clinic's setup
+    is unchanged since they were read, else read them (one statement) and keep them."""
+    ref = require_clinic_ref()
+    version = kept.known_version()
+    # Held by ``g`` for the request: the session keeps rows only while something refers to them.
+    user = g.get("kept_token_user")
+    store = kept.kept_setup()
+    digest = token_digest(secret)
+    if version is not None:
+        hit, found = store.get(ref.id, version, "api_token", digest)
+        if hit and user is not None and user.id == found.token.user_id:
+            token = kept.attach(found.token)
+            if token.expires_at is None or clock.as_utc(token.expires_at) > clock.now():
+                membership = kept.attach(found.membership) if found.membership else None
+                return token, membership
+    # The token, its user and their membership here in one statement (this clinic's scope).
+    token, membership = staff_token_for_secret(secret)
+    if token is not None and version is not None and kept.known_version() == version:
+        store.keep(
+            ref.id,
+            version,
+            "api_token",
+            digest,
+            _KeptToken(kept.detached_copy(token), membership and kept.detached_copy(membership)),
+        )
+    return token, membership
+
+
+def _kept_token_user(slug: str) -> int | None:
+    """The user of the token this request carries, if it is kept: read with the clinic's row."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    store = kept.kept_setup()
+    clinic_id = store.clinic_ids.get(slug)
+    found = store.peek(clinic_id, "api_token", token_digest(secret.strip())) if clinic_id else None
+    return found[1].token.user_id if found is not None else None
+
+
 def _authenticate(clinic: Clinic | None) -> Principal | None:
     """Return who is calling, from a bearer token or the session, or None."""
     secret = _bearer_token()
@@ -227,8 +284,7 @@ def _authenticate(clinic: Clinic | None) -> Principal | None:
         if clinic is None:
             # A token acts at its own clinic only; the platform API takes the operator's session.
             raise Problem(403, "Only the platform operator may do this.")
-        # The token, its user and their membership here in one statement (this clinic's scope).
-        token, membership = staff_token_for_secret(secret)
+        token, membership = _token_lookup(secret)
         if token is None:
             raise Problem(
                 401,
@@ -250,6 +306,11 @@ def _note_use(token: ApiToken) -> None:
     if token.last_used_at is None or now - clock.as_utc(token.last_used_at) > timedelta(minutes=1):
         with unit_of_work():
             token.last_used_at = now
+        version = kept.known_version()
+        found = kept.kept_setup().peek(token.clinic_id, "api_token", token.token_hash)
+        if found is not None and version is not None and found[0] == version:
+            # The kept copy learns it too, or every call after the minute would write again.
+            set_committed_value(found[1].token, "last_used_at", now)
 
 
 def _expire(detail: str) -> Problem:
@@ -282,23 +343,32 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 @functools.cache
 def _clinic_statement(dialect: str) -> Any:
     # Built once for each database kind: every request to a clinic's address runs it first.
-    return select(Clinic, scope_in_same_statement(Clinic.id)).where(
-        Clinic.slug == bindparam("slug")
+    # The user of a kept token comes with it (users are not clinic-owned, so no scope is
+    # needed to read them), so a kept token costs no statement of its own.
+    return (
+        select(Clinic, scope_in_same_statement(Clinic.id), User)
+        .outerjoin(User, User.id == bindparam("user_id"))
+        .where(Clinic.slug == bindparam("slug"))
     )
 
 
 def _enter_clinic_of_request(slug: str) -> Clinic:
     if not _SLUG.match(slug):
         raise Problem(404, "No such clinic.")
-    # One round trip: the clinic's row, and its scope set for row-level security as it is read.
+    # One round trip: the clinic's row, its setup version, and its scope set for row-level
+    # security as it is read.
     dialect = db.session.get_bind().dialect.name
-    found = db.session.execute(_clinic_statement(dialect), {"slug": slug}).first()
+    found = db.session.execute(
+        _clinic_statement(dialect), {"slug": slug, "user_id": _kept_token_user(slug)}
+    ).first()
     if found is None:
         raise Problem(404, "No such clinic.")
-    clinic = found[0]
+    clinic, _, g.kept_token_user = found
     g.clinic_scope_token = enter_clinic(
         ClinicRef(clinic.id, clinic.slug, clinic.locale), database_told=True
     )
+    kept.know_version(clinic.id, clinic.setup_version)
+    kept.kept_setup().clinic_ids[slug] = clinic.id
     g.clinic = clinic
     return clinic
 
@@ -378,6 +448,7 @@ def guard() -> None:
 
 def close_request_scope(error: BaseException | None = None) -> None:
     """Leave the clinic scope the request entered, if any."""
+    kept.forget_version()
     token = g.pop("clinic_scope_token", None)
     if token is not None:
         leave_clinic(token)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.extensions import Model, StoredEnum, UtcTimestamp
+from core.tenancy.kept import part_of_setup
 from core.tenancy.scope import ClinicScoped
 
 
@@ -56,6 +57,7 @@ class User(UserMixin, Model):
         return f"<User {self.id}>"
 
 
+@part_of_setup()
 class Membership(ClinicScoped, Model):
     """A user's place on one clinic's staff, with the role that decides their access."""
 
@@ -77,6 +79,7 @@ class Membership(ClinicScoped, Model):
         return f"<Membership user={self.user_id} clinic={self.clinic_id} {self.role}>"
 
 
+@part_of_setup(ignoring=("last_used_at",))
 class ApiToken(ClinicScoped, Model):
     """A revocable bearer token acting for one staff member at one clinic.
 

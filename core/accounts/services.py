@@ -229,7 +229,8 @@ def update_staff(
 # --- API tokens --------------------------------------------------------------
 
 
-def _digest(secret: str) -> str:
+def token_digest(secret: str) -> str:
+    """Return what is stored of a token secret: its SHA-256, in hex."""
     # Tokens carry 256 bits of randomness, so a fast digest is enough: there
     # is nothing to brute-force, unlike a password.
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -246,7 +247,7 @@ def issue_token(
         user_id=membership.user_id,
         name=name.strip(),
         prefix=secret[:12],
-        token_hash=_digest(secret),
+        token_hash=token_digest(secret),
         expires_at=clock.now() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     db.session.add(token)
@@ -269,7 +270,7 @@ def staff_token_for_secret(secret: str) -> tuple[ApiToken | None, Membership | N
             Membership,
             (Membership.user_id == ApiToken.user_id) & Membership.active.is_(True),
         )
-        .where(ApiToken.token_hash == _digest(secret))
+        .where(ApiToken.token_hash == token_digest(secret))
     ).first()
     if found is None:
         return None, None
@@ -339,7 +340,7 @@ def new_password_link(user: User, clinic: Clinic, purpose: str) -> str:
             user_id=user.id,
             clinic_id=clinic.id,
             purpose=purpose,
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             expires_at=now + LINK_LIFETIME[purpose],
         )
     )
@@ -356,7 +357,7 @@ def set_password_with_link(clinic: Clinic, token: str, password: str) -> User:
     """
     link = db.session.scalar(
         select(PasswordLink)
-        .where(PasswordLink.token_hash == _digest(token), PasswordLink.clinic_id == clinic.id)
+        .where(PasswordLink.token_hash == token_digest(token), PasswordLink.clinic_id == clinic.id)
         .with_for_update()
     )
     if link is None:

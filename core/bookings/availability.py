@@ -27,6 +27,7 @@ from core.bookings.settings import booking_settings
 from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
 from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
+from core.tenancy.kept import detached_copy, kept
 from core.tenancy.models import Clinic, Location
 
 
@@ -256,8 +257,18 @@ def slots(
     # One query each for the places and the people offering the service,
     # rather than loading the service's link collections first.
     asked = {"service_id": service.id, "location_id": location_id, "provider_id": provider_id}
+    # The places are setup, kept between requests while it is unchanged; only their
+    # columns (id, zone) are read here, so the kept copies need no session.
     locations = {
-        loc.id: loc for loc in db.session.scalars(_places_statement(location_id is not None), asked)
+        loc.id: loc
+        for loc in kept(
+            "service_places",
+            (service.id, location_id),
+            lambda: [
+                detached_copy(loc)
+                for loc in db.session.scalars(_places_statement(location_id is not None), asked)
+            ],
+        )
     }
     provider_query = _people_statement(provider_id is not None)
     offered = db.session.execute(provider_query, asked).all()
@@ -267,16 +278,16 @@ def slots(
     key = _answer_key(
         clinic, service, settings, locations, offered, date_from, date_to, earliest, latest, online
     )
-    kept = _kept_answers()
+    answers = _kept_answers()
     if key is not None:
-        found = kept.get(key, now)
+        found = answers.get(key, now)
         if found is not None:
             return found
     found, true_until = _work_out(
         service, settings, locations, providers, date_from, date_to, now, earliest, latest
     )
     if key is not None:
-        kept.keep(key, true_until, found)
+        answers.keep(key, true_until, found)
     return found
 
 

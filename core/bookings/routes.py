@@ -81,7 +81,7 @@ class Availability(MethodView):
     @blp.response(200, SlotListSchema)
     def get(self, args: dict[str, Any], clinic_slug: str) -> Any:
         """List bookable start times for a service between two local dates (inclusive)."""
-        service = catalog.service(args["service_id"], with_links=False)
+        service = catalog.kept_service(args["service_id"])
         if not service.active or not service.online_bookable:
             raise Problem(404, "No such service is bookable online.")
         found = availability.slots(

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core import clock
 from core.extensions import Model, UtcTimestamp
 from core.money import Money
+from core.tenancy.kept import part_of_setup
 from core.tenancy.scope import ClinicScoped
 
 
+@part_of_setup()
 class Service(ClinicScoped, Model):
     """Something a client can book: a treatment with a duration and a price.
 
@@ -56,6 +58,7 @@ class Service(ClinicScoped, Model):
         return sorted(link.provider_id for link in self.provider_links)
 
 
+@part_of_setup()
 class ServiceLocation(ClinicScoped, Model):
     """A location that offers a service."""
 
@@ -67,6 +70,7 @@ class ServiceLocation(ClinicScoped, Model):
     location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
 
 
+@part_of_setup()
 class ServiceProvider(ClinicScoped, Model):
     """A provider who performs a service."""
 

@@ -12,6 +12,7 @@ from core.errors import Invalid, NotFound, Refused, field_error
 from core.extensions import db
 from core.money import Money
 from core.schedules.models import Provider
+from core.tenancy.kept import attach, detached_copy, kept
 from core.tenancy.models import Location
 from core.unit_of_work import transaction
 
@@ -47,6 +48,17 @@ def service(service_id: int, *, with_links: bool = True) -> Service:
     if found is None:
         raise NotFound("No such service at this clinic.")
     return found
+
+
+def kept_service(service_id: int) -> Service:
+    """Return service ``service_id`` as :func:`service` without links does, or raise 404;
+    while the clinic's setup is unchanged, from memory rather than the database.
+
+    For the paths every client's visit takes (availability), which only read it.
+    """
+    return attach(
+        kept("service", service_id, lambda: detached_copy(service(service_id, with_links=False)))
+    )
 
 
 def offering(service_id: int, location_id: int) -> tuple[Service, Location]:

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core import clock
 from core.encryption import EncryptedText
 from core.extensions import Model, StoredEnum, UtcTimestamp
+from core.tenancy.kept import part_of_setup
 from core.tenancy.scope import ClinicScoped
 
 
+@part_of_setup(ignoring=("failing_since", "consecutive_failures", "updated_at"))
 class WebhookEndpoint(ClinicScoped, Model):
     """An HTTPS address of the clinic's own systems, and the event types it is sent."""
 

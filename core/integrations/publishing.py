@@ -29,6 +29,7 @@ from core.extensions import db
 from core.integrations.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.money import Money
 from core.payments.models import Payment
+from core.tenancy.kept import kept
 from core.tenancy.scope import require_clinic_ref
 
 #: Every event type an endpoint may listen for, with what it means.
@@ -150,22 +151,27 @@ _LISTENING = "clinic_saas.webhook_endpoints"
 
 
 def _listening(event_type: str) -> list[int]:
-    """The enabled endpoints listening for ``event_type``, read once per transaction.
+    """The enabled endpoints listening for ``event_type``, read once per transaction at most.
 
     A booking publishes two or three events in one unit of work; reading the
-    endpoints once keeps what it costs the database to one statement.
+    endpoints once keeps what it costs the database to one statement, and
+    none while the clinic's setup is as an earlier request found it.
     """
     session = db.session()
     endpoints = session.info.get(_LISTENING)
     if endpoints is None:
-        endpoints = session.info[_LISTENING] = list(
-            session.execute(
-                select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                    WebhookEndpoint.enabled.is_(True)
-                )
-            )
+        # Part of the clinic's setup: kept between requests while it is unchanged.
+        endpoints = session.info[_LISTENING] = kept("webhook_endpoints", None, _enabled_endpoints)
+    return [endpoint_id for endpoint_id, types in endpoints if event_type in types]
+
+
+def _enabled_endpoints() -> list[tuple[int, frozenset[str]]]:
+    rows = db.session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+            WebhookEndpoint.enabled.is_(True)
         )
-    return [endpoint_id for endpoint_id, types in endpoints if event_type in (types or ())]
+    )
+    return [(endpoint_id, frozenset(types or ())) for endpoint_id, types in rows]
 
 
 @event.listens_for(Session, "after_commit")

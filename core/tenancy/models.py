@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core import clock
 from core.extensions import Model, StoredEnum, UtcTimestamp
+from core.tenancy.kept import part_of_setup
 from core.tenancy.scope import ClinicScoped
 
 
@@ -79,6 +80,9 @@ class Clinic(Model):
         String(8), default="review", server_default="review"
     )
     stripe_account_updated_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    #: Goes up with every change to the clinic's setup (staff access, catalog, webhook
+    #: endpoints): what a server kept in memory of it is used only while this stands.
+    setup_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(
         UtcTimestamp(), default=clock.now, onupdate=clock.now
@@ -142,6 +146,7 @@ class ClinicRevision(ClinicScoped, Model):
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), default=clock.now)
 
 
+@part_of_setup()
 class Location(ClinicScoped, Model):
     """A place where a clinic sees clients, with its own address, phone and timezone."""
 
