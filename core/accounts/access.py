@@ -343,10 +343,11 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 @functools.cache
 def _clinic_statement(dialect: str) -> Any:
     # Built once for each database kind: every request to a clinic's address runs it first.
-    # The user of a kept token comes with it (users are not clinic-owned, so no scope is
-    # needed to read them), so a kept token costs no statement of its own.
+    # The clinic's row itself is kept with its setup, so only its id and setup version are
+    # read here; the user of a kept token comes too (users are not clinic-owned, so no scope
+    # is needed to read them), so a kept token costs no statement of its own.
     return (
-        select(Clinic, scope_in_same_statement(Clinic.id), User)
+        select(Clinic.id, Clinic.setup_version, scope_in_same_statement(Clinic.id), User)
         .outerjoin(User, User.id == bindparam("user_id"))
         .where(Clinic.slug == bindparam("slug"))
     )
@@ -355,20 +356,26 @@ def _clinic_statement(dialect: str) -> Any:
 def _enter_clinic_of_request(slug: str) -> Clinic:
     if not _SLUG.match(slug):
         raise Problem(404, "No such clinic.")
-    # One round trip: the clinic's row, its setup version, and its scope set for row-level
-    # security as it is read.
+    # One round trip: the clinic's id and setup version, with its scope set for row-level
+    # security as they are read; its row from memory while that version stands.
     dialect = db.session.get_bind().dialect.name
+    store = kept.kept_setup()
     found = db.session.execute(
         _clinic_statement(dialect), {"slug": slug, "user_id": _kept_token_user(slug)}
     ).first()
     if found is None:
         raise Problem(404, "No such clinic.")
-    clinic, _, g.kept_token_user = found
+    clinic_id, version, _, g.kept_token_user = found
+    hit, copy = store.get(clinic_id, version, "clinic", None)
+    if not hit:
+        copy = kept.detached_copy(db.session.get(Clinic, clinic_id))
+        store.keep(clinic_id, version, "clinic", None, copy)
+    clinic = kept.attach(copy)
     g.clinic_scope_token = enter_clinic(
         ClinicRef(clinic.id, clinic.slug, clinic.locale), database_told=True
     )
-    kept.know_version(clinic.id, clinic.setup_version)
-    kept.kept_setup().clinic_ids[slug] = clinic.id
+    kept.know_version(clinic.id, version)
+    store.clinic_ids[slug] = clinic.id
     g.clinic = clinic
     return clinic
 

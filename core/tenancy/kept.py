@@ -19,11 +19,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from contextvars import ContextVar
+from copy import deepcopy
 from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
 from sqlalchemy import event, inspect, update
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.extensions import db
 from core.tenancy.scope import current_clinic_ref
@@ -35,18 +37,25 @@ M = TypeVar("M", bound=type)
 _SETUP: dict[type, frozenset[str]] = {}
 
 
-def part_of_setup(*, ignoring: Iterable[str] = ()) -> Callable[[M], M]:
-    """Mark a clinic-owned model as part of the clinic's setup: changing it raises the version.
+def part_of_setup(
+    *, ignoring: Iterable[str] = (), clinic_key: str = "clinic_id"
+) -> Callable[[M], M]:
+    """Mark a model as part of the clinic's setup: changing one of its rows raises the version.
 
     ``ignoring`` names columns written in the course of business (a token's
-    last use, an endpoint's failures) that nothing kept depends on.
+    last use, an endpoint's failures) that nothing kept depends on;
+    ``clinic_key`` is the attribute naming the clinic (the clinic's own row: ``id``).
     """
 
     def mark(model: M) -> M:
         _SETUP[model] = frozenset(ignoring)
+        _CLINIC_KEY[model] = clinic_key
         return model
 
     return mark
+
+
+_CLINIC_KEY: dict[type, str] = {}
 
 
 #: (clinic id, setup version) read by this request's first statement; None where not known.
@@ -151,8 +160,16 @@ def detached_copy(obj: T) -> T:
 
 
 def attach(copy: T) -> T:
-    """Return the current session's row for a kept copy, without asking the database."""
-    return db.session.merge(copy, load=False)
+    """Return the current session's row for a kept copy, without asking the database.
+
+    Its JSON values (a clinic's settings) are the request's own: nothing a
+    request does to them in place reaches the copy the next request gets.
+    """
+    row = db.session.merge(copy, load=False)
+    for key, value in inspect(copy).dict.items():
+        if isinstance(value, dict | list):
+            set_committed_value(row, key, deepcopy(value))
+    return row
 
 
 # --- raising the version -----------------------------------------------------------
@@ -163,14 +180,14 @@ def _changed(session: Session) -> set[int]:
     clinics: set[int] = set()
     for obj in (*session.new, *session.deleted):
         if type(obj) in _SETUP:
-            clinics.add(obj.clinic_id)
+            clinics.add(getattr(obj, _CLINIC_KEY[type(obj)]))
     for obj in session.dirty:
         ignored = _SETUP.get(type(obj))
         if ignored is None:
             continue
         state = inspect(obj)
         if any(attr.key not in ignored and attr.history.has_changes() for attr in state.attrs):
-            clinics.add(obj.clinic_id)
+            clinics.add(getattr(obj, _CLINIC_KEY[type(obj)]))
     clinics.discard(None)  # type: ignore[arg-type]
     return clinics
 

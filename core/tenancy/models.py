@@ -32,6 +32,7 @@ class ClinicStatus(enum.StrEnum):
 DISPUTE_EVIDENCE_CHOICES = ("review", "submit")
 
 
+@part_of_setup(ignoring=("updated_at",), clinic_key="id")
 class Clinic(Model):
     """A clinic using the platform: the unit of tenancy.
 

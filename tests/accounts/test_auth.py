@@ -437,9 +437,9 @@ def test_an_account_is_throttled_across_clinics_not_per_clinic(clinics):
 
 def test_an_api_call_costs_the_guard_one_statement_once_its_token_is_known(clinics, client, app):
     # The first call: the caller's clinic (with its row-level-security scope set in the same
-    # statement), then the token with its user and their membership here. Later calls: the
-    # clinic's row, with its setup version and the token's user, and nothing more before the
-    # view runs, since the token is kept while the clinic's setup stands.
+    # statement), its row, then the token with its user and their membership here. Later
+    # calls: the clinic's id and setup version with the token's user, and nothing more before
+    # the view runs, since the clinic's row and the token are kept while its setup stands.
     from sqlalchemy import event
 
     token = issue_token(app, "alpha", "owner@alpha.example.com")
@@ -460,10 +460,12 @@ def test_an_api_call_costs_the_guard_one_statement_once_its_token_is_known(clini
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert "set_config" in first_seen[0] or engine.dialect.name == "sqlite"
-    assert "membership" in first_seen[1] and "api_token" in first_seen[1]
+    assert "FROM clinic" in first_seen[1]
+    assert "membership" in first_seen[2] and "api_token" in first_seen[2]
     assert response.status_code == 200
     # One for the guard, one for the clinic's locations the profile lists.
     assert len(seen) == 2, "\n".join(seen)
     assert "set_config" in seen[0] or engine.dialect.name == "sqlite"
     assert "user_account" in seen[0] and "setup_version" in seen[0]
     assert not any("api_token" in statement for statement in seen)
+    assert "FROM clinic" not in seen[1]

@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 
 from core.extensions import db
 from core.integrations.models import WebhookEvent
-from core.tenancy.models import Clinic
+from core.tenancy.models import Clinic, ClinicStatus
 from core.tenancy.scope import clinic_scope
 from tests.app.test_statement_counts import statements_counted
 from tests.conftest import TestSettings, built_app
-from tests.helpers import assert_problem, issue_token, make_staff
+from tests.helpers import assert_problem, issue_token, make_staff, set_clinic_settings
 from tests.integrations.conftest import TOMORROW_TEN
 from tests.integrations.test_webhooks import book, register
 
@@ -146,3 +146,26 @@ def test_a_kept_token_costs_no_statement_and_a_changed_setup_reads_it_again(app,
     with statements_counted(app) as read_again:
         client.get(staff, headers=alpha["auth"])
     assert sum("api_token" in statement for statement in read_again) == 1
+
+
+def test_a_clinic_setting_changed_through_another_server_applies_at_once(app, client, alpha, other):
+    times = (
+        f"{alpha['api']}/availability?service_id={alpha['service']}&from=2026-03-03&to=2026-03-03"
+    )
+    before = client.get(times).get_json()["count"]
+    assert client.get(times).get_json()["count"] == before  # the clinic's row is kept
+
+    with other.app_context():
+        set_clinic_settings("alpha", bookings={"slot_step_minutes": 60})
+    # Starts an hour apart from 9:00 to 16:00, where the default step gave more.
+    assert before > client.get(times).get_json()["count"] == 8
+
+
+def test_a_clinic_suspended_through_another_server_is_closed_at_once(app, client, alpha, other):
+    staff = f"{alpha['api']}/staff"
+    assert client.get(staff, headers=alpha["auth"]).status_code == 200
+    with other.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        clinic.status = ClinicStatus.suspended
+        db.session.commit()
+    assert_problem(client.get(staff, headers=alpha["auth"]), 403, "clinic-suspended")
