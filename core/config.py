@@ -187,8 +187,11 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "DATABASE_OWNER_URL": normalise_database_url(owner_url) if owner_url else None,
         # hide_parameters: an error about a statement must never put its
-        # values (health data, before encryption) into a log.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
+        # values (health data, before encryption) into a log. No ping before each
+        # checkout (a round trip on every request): a pooled connection found dead by a
+        # request's first statement has committed nothing, so the request runs once more on
+        # a fresh one (ClinicFlask), and the pool drops every connection as old as it.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False, "hide_parameters": True},
         "TENANTS_DIR": env.get("TENANTS_DIR", str(_default_tenants_dir(instance_path))),
         # Health data: master keys wrap each clinic's data keys; photos are stored
         # encrypted, under PHOTO_STORAGE_DIR (one machine) or in an S3-compatible bucket

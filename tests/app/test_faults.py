@@ -235,6 +235,29 @@ def _post(url: str, body: dict, headers: dict) -> tuple[int, dict]:
         return refused.code, json.loads(refused.read() or b"{}")
 
 
+def test_pooled_connections_ended_while_idle_cost_a_request_nothing(postgres, app, client):
+    # The pool does not ping a connection before lending it (a round trip on every request):
+    # a request whose first statement finds its connection gone runs once more on a fresh one.
+    with app.app_context():
+        make_clinic("alpha")
+        make_staff("alpha", "owner@alpha.example.com")
+    headers = {"Authorization": f"Bearer {issue_token(app, 'alpha', 'owner@alpha.example.com')}"}
+    assert client.get("/api/v1/clinics/alpha/staff", headers=headers).status_code == 200
+    with postgres.owner.connect() as owner:
+        ended = owner.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE usename = :role AND datname = current_database()"
+            ),
+            {"role": APP_LOGIN_ROLE},
+        ).scalar_one()
+        owner.commit()
+    assert ended >= 1  # the connection the last request returned to the pool
+
+    answer = client.get("/api/v1/clinics/alpha/staff", headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+
+
 def test_connections_dropped_during_a_burst_give_503_or_success_never_500(postgres, served):
     # Forty staff bookings, eight at a time, while one of the app's connections is terminated
     # every 100 ms. Each answer is the booking or a 503 to retry; retried under its key, each makes
