@@ -241,7 +241,6 @@ def _token_lookup(secret: str) -> tuple[ApiToken | None, Membership | None]:
     is unchanged since they were read, else read them (one statement) and keep them."""
     ref = require_clinic_ref()
     version = kept.known_version()
-    # Held by ``g`` for the request: the session keeps rows only while something refers to them.
     user = g.get("kept_token_user")
     store = kept.kept_setup()
     digest = token_digest(secret)
@@ -342,14 +341,21 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 @functools.cache
 def _clinic_statement(dialect: str) -> Any:
-    # Built once for each database kind: every request to a clinic's address runs it first.
+    # Built once for each database kind: every request to a clinic's address runs it first,
+    # as Core on the session's connection (the ORM's work per statement is most of its cost).
     # The clinic's row itself is kept with its setup, so only its id and setup version are
     # read here; the user of a kept token comes too (users are not clinic-owned, so no scope
     # is needed to read them), so a kept token costs no statement of its own.
+    clinic, user = Clinic.__table__, User.__table__
     return (
-        select(Clinic.id, Clinic.setup_version, scope_in_same_statement(Clinic.id), User)
-        .outerjoin(User, User.id == bindparam("user_id"))
-        .where(Clinic.slug == bindparam("slug"))
+        select(
+            clinic.c.id,
+            clinic.c.setup_version,
+            scope_in_same_statement(clinic.c.id),
+            *(column.label(f"user_{column.name}") for column in user.c),
+        )
+        .select_from(clinic.outerjoin(user, user.c.id == bindparam("user_id")))
+        .where(clinic.c.slug == bindparam("slug"))
     )
 
 
@@ -360,12 +366,21 @@ def _enter_clinic_of_request(slug: str) -> Clinic:
     # security as they are read; its row from memory while that version stands.
     dialect = db.session.get_bind().dialect.name
     store = kept.kept_setup()
-    found = db.session.execute(
-        _clinic_statement(dialect), {"slug": slug, "user_id": _kept_token_user(slug)}
-    ).first()
+    found = (
+        db.session.connection()
+        .execute(_clinic_statement(dialect), {"slug": slug, "user_id": _kept_token_user(slug)})
+        .first()
+    )
     if found is None:
         raise Problem(404, "No such clinic.")
-    clinic_id, version, _, g.kept_token_user = found
+    clinic_id, version = found[0], found[1]
+    if found.user_id is not None:
+        # Held by ``g`` for the request: the session keeps rows only while something
+        # refers to them, and the token's ``user`` is found among them without SQL.
+        columns = found._mapping
+        g.kept_token_user = kept.loaded(
+            User, {column.name: columns[f"user_{column.name}"] for column in User.__table__.c}
+        )
     hit, copy = store.get(clinic_id, version, "clinic", None)
     if not hit:
         copy = kept.detached_copy(db.session.get(Clinic, clinic_id))

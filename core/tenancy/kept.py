@@ -159,6 +159,17 @@ def detached_copy(obj: T) -> T:
     return copy
 
 
+def loaded(model: type[T], columns: dict[str, Any]) -> T:
+    """Return the current session's row of ``model`` from its columns' values, read by Core."""
+    mapper = inspect(model)
+    row = mapper.class_manager.new_instance()
+    state = inspect(row)
+    for attr in mapper.column_attrs:
+        state.dict[attr.key] = columns[attr.columns[0].name]
+    make_transient_to_detached(row)
+    return db.session.merge(row, load=False)
+
+
 def attach(copy: T) -> T:
     """Return the current session's row for a kept copy, without asking the database.
 
