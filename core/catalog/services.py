@@ -77,6 +77,19 @@ def offering(service_id: int, location_id: int) -> tuple[Service, Location]:
     return row[0], row[1]
 
 
+def kept_offering(service_id: int, location_id: int) -> tuple[Service, Location]:
+    """Return :func:`offering`; while the clinic's setup is unchanged, from memory.
+
+    For booking, which asks it on every request.
+    """
+    service_copy, location_copy = kept(
+        "offering",
+        (service_id, location_id),
+        lambda: tuple(detached_copy(row) for row in offering(service_id, location_id)),
+    )
+    return attach(service_copy), attach(location_copy)
+
+
 def not_offered(service_id: int) -> NoReturn:
     """Raise why a service cannot be had at a location: no such service (404), or not there (409)."""
     service(service_id, with_links=False)  # no such service: 404

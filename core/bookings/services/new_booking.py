@@ -20,7 +20,7 @@ from core.bookings.services.requirements import _check_age, _needs_guarantee, re
 from core.bookings.services.slots import _lock_provider, _lock_resource, expire_holds, refusal
 from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
-from core.catalog.models import Service, ServiceLocation, ServiceProvider
+from core.catalog.models import Service, ServiceProvider
 from core.clients import services as clients
 from core.clients.models import Client
 from core.errors import Refused
@@ -31,38 +31,21 @@ from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import require_clinic_ref
 
 
-@functools.cache
-def _client_and_offering_statement() -> Any:
-    # Built once with bound parameters, as every booking by staff runs it.
-    return (
-        select(Client, Service, Location)
-        .select_from(Service)
-        .join(ServiceLocation, ServiceLocation.service_id == Service.id)
-        .join(Location, Location.id == ServiceLocation.location_id)
-        .join(Client, Client.id == bindparam("client_id"))
-        .where(Service.id == bindparam("service_id"), Location.id == bindparam("location_id"))
-    )
-
-
 def _client_and_offering(
     client: Client | int, service_id: int, location_id: int
 ) -> tuple[Client, Service, Location]:
     """Return the client, the service and the location offering it, or raise why not.
 
-    A client named by id comes back with the other two in one query, since
-    every booking by staff asks for all three; only when one is missing is
-    each looked up alone, to say which.
+    The service and the place are the clinic's setup, kept between requests
+    while it is unchanged; a client named by id is read by its key.
     """
+    service, location = catalog.kept_offering(service_id, location_id)
     if isinstance(client, Client):
-        return (client, *catalog.offering(service_id, location_id))
-    row = db.session.execute(
-        _client_and_offering_statement(),
-        {"client_id": client, "service_id": service_id, "location_id": location_id},
-    ).first()
-    if row is None:
+        return client, service, location
+    found = db.session.get(Client, client)
+    if found is None:
         clients.client(client)  # no such client: 404
-        catalog.not_offered(service_id)
-    return row[0], row[1], row[2]
+    return found, service, location
 
 
 def book(

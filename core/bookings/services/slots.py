@@ -18,6 +18,7 @@ from core.errors import Refused
 from core.extensions import db
 from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Location
+from core.tenancy.scope import require_clinic_ref
 
 REFUSALS = {
     "in_past": "That time has already passed.",
@@ -47,7 +48,7 @@ class ProviderLock:
 @functools.cache
 def _lock_statement() -> Any:
     # Built once with bound parameters: building it anew took as long as running it.
-    provider_id = bindparam("provider_id")
+    provider_id, clinic = bindparam("provider"), bindparam("clinic")
     hours = (
         select(
             func.aggregate_strings(
@@ -55,6 +56,7 @@ def _lock_statement() -> Any:
             )
         )
         .where(
+            WorkingHours.clinic_id == clinic,
             WorkingHours.provider_id == provider_id,
             WorkingHours.location_id == bindparam("location_id"),
             WorkingHours.weekday == bindparam("weekday"),
@@ -63,17 +65,17 @@ def _lock_statement() -> Any:
     )
     return (
         update(Provider)
-        .where(Provider.id == provider_id)
+        .where(Provider.clinic_id == clinic, Provider.id == provider_id)
         .values(lock_version=Provider.lock_version + 1)
         .returning(
             Provider.active,
             exists().where(
+                ServiceProvider.clinic_id == clinic,
                 ServiceProvider.service_id == bindparam("service_id"),
                 ServiceProvider.provider_id == provider_id,
             ),
             hours,
         )
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -87,17 +89,24 @@ def _lock_provider(
     for this provider will see once we commit. Whether they perform the
     service and their hours that day come back with the lock, in the same
     round trip, since every query made under the lock delays the next
-    request for this provider.
+    request for this provider. Core on the session's connection, its clinic
+    named in the statement (as row-level security also requires): the ORM's
+    work per statement cost more than the statement.
     """
-    row = db.session.execute(
-        _lock_statement(),
-        {
-            "provider_id": provider_id,
-            "service_id": service_id,
-            "location_id": location.id,
-            "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
-        },
-    ).first()
+    row = (
+        db.session.connection()
+        .execute(
+            _lock_statement(),
+            {
+                "clinic": require_clinic_ref().id,
+                "provider": provider_id,
+                "service_id": service_id,
+                "location_id": location.id,
+                "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
+            },
+        )
+        .first()
+    )
     if row is None:
         return ProviderLock(False, False, [])
     blocks = []
