@@ -227,11 +227,21 @@ def _places_statement(one_place: bool) -> Any:
 
 @functools.cache
 def _people_statement(one_person: bool) -> Any:
-    """The active providers of a service (or the one asked for), with their calendar versions."""
+    """The active providers of a service (or the one asked for), with their calendar versions.
+
+    Run as Core on the session's connection, its clinic named in the statement
+    (as row-level security also requires): every availability answer asks it.
+    """
+    clinic = bindparam("clinic_id")
     statement = (
         select(Provider.id, Provider.display_name, Provider.lock_version)
         .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
-        .where(ServiceProvider.service_id == bindparam("service_id"), Provider.active.is_(True))
+        .where(
+            Provider.clinic_id == clinic,
+            ServiceProvider.clinic_id == clinic,
+            ServiceProvider.service_id == bindparam("service_id"),
+            Provider.active.is_(True),
+        )
     )
     return statement.where(Provider.id == bindparam("provider_id")) if one_person else statement
 
@@ -277,7 +287,11 @@ def slots(
         )
     }
     provider_query = _people_statement(provider_id is not None)
-    offered = db.session.execute(provider_query, asked).all()
+    offered = (
+        db.session.connection()
+        .execute(provider_query, {**asked, "clinic_id": require_clinic_ref().id})
+        .all()
+    )
     providers = {row[0]: row[1] for row in offered}
     if not locations or not providers:
         return []
