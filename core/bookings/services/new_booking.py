@@ -268,17 +268,20 @@ def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, 
     event.clinic_id = booking.clinic_id
     booking_row, event_row = _row(booking), _row(event)
     del event_row["booking_id"]
-    # Parameters are numbered, not named after their columns: the statement's text must stay
-    # under psycopg's 4 KiB for it to keep the statement's conversion rather than redo it.
+    # Parameters are numbered, not named after their columns, and a value the rows repeat
+    # (the clinic, the client, a reminder's like its sibling's) is sent once: psycopg keeps a
+    # statement's conversion only under 4 KiB of text and 50 parameters, and redoes it
+    # for every booking otherwise.
     params = {f"b{i}": v for i, v in enumerate(booking_row.values())}
-    params.update({f"e{i}": v for i, v in enumerate(event_row.values())})
+    booking_names = {k: f"b{i}" for i, k in enumerate(booking_row)}
+    event_names = _names(event_row, "e", booking_row, booking_names, None, params)
+    reminder_names = []
     for n, row in enumerate(due):
         before, _, after = reminders.dedupe_key(None, row, booking.starts_at)
         params.update({f"r{n}a": before, f"r{n}z": after})
-        params.update({f"r{n}_{i}": row[k] for i, k in enumerate(due[0])})
-    statement = _insert_together_statement(
-        tuple(booking_row), tuple(event_row), tuple(due[0]) if due else (), len(due)
-    )
+        sibling = (due[0], dict(reminder_names[0])) if n else None
+        reminder_names.append(_names(row, f"r{n}_", booking_row, booking_names, sibling, params))
+    statement = _insert_together_statement(tuple(booking_row), event_names, tuple(reminder_names))
     # On the session's connection, so in its transaction; a Core statement
     # through the session itself is refused by the clinic rules (it reads as
     # an unscoped query), while an INSERT's only rule is the clinic_id set above.
@@ -289,12 +292,37 @@ def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, 
     db.session.add(booking)
 
 
+#: Columns a booking's first event and reminders always share with the booking itself.
+_FROM_THE_BOOKING = frozenset({"clinic_id", "client_id", "policy_version_id"})
+
+
+def _names(
+    row: dict[str, Any],
+    prefix: str,
+    booking_row: dict[str, Any],
+    booking_names: dict[str, str],
+    sibling: tuple[dict[str, Any], dict[str, str]] | None,
+    params: dict[str, Any],
+) -> tuple[tuple[str, str], ...]:
+    """Name the parameter of each of ``row``'s columns, reusing one already sent for its value."""
+    names = []
+    for i, (key, value) in enumerate(row.items()):
+        if key in _FROM_THE_BOOKING and key in booking_row and booking_row[key] == value:
+            name = booking_names[key]
+        elif sibling is not None and key in sibling[0] and sibling[0][key] == value:
+            name = sibling[1][key]
+        else:
+            name = f"{prefix}{i}"
+            params[name] = value
+        names.append((key, name))
+    return tuple(names)
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_together_statement(
     booking_keys: tuple[str, ...],
-    event_keys: tuple[str, ...],
-    reminder_keys: tuple[str, ...],
-    reminder_count: int,
+    event_names: tuple[tuple[str, str], ...],
+    reminder_names: tuple[tuple[tuple[str, str], ...], ...],
 ) -> Any:
     # Built once for each shape, with bound parameters: building it anew
     # for every booking took as long as running it.
@@ -313,18 +341,15 @@ def _insert_together_statement(
     statement = (
         insert(event_table)
         .from_select(
-            ["booking_id", *event_keys],
+            ["booking_id", *(k for k, _ in event_names)],
             select(
                 new.c.id,
-                *(
-                    bindparam(f"e{i}", type_=event_table.c[k].type)
-                    for i, k in enumerate(event_keys)
-                ),
+                *(bindparam(name, type_=event_table.c[k].type) for k, name in event_names),
             ),
         )
         .returning(event_table.c.id, event_table.c.booking_id)
     )
-    if reminder_count:
+    if reminder_names:
         outbox = OutboxMessage.__table__
         rows = [
             select(
@@ -332,15 +357,12 @@ def _insert_together_statement(
                 bindparam(f"r{n}a", type_=String)
                 + cast(new.c.id, String)
                 + bindparam(f"r{n}z", type_=String),
-                *(
-                    bindparam(f"r{n}_{i}", type_=outbox.c[k].type)
-                    for i, k in enumerate(reminder_keys)
-                ),
+                *(bindparam(name, type_=outbox.c[k].type) for k, name in names),
             )
-            for n in range(reminder_count)
+            for n, names in enumerate(reminder_names)
         ]
         written = insert(outbox).from_select(
-            ["booking_id", "dedupe_key", *reminder_keys],
+            ["booking_id", "dedupe_key", *(k for k, _ in reminder_names[0])],
             union_all(*rows) if len(rows) > 1 else rows[0],
         )
         statement = statement.add_cte(written.cte("reminders"))
