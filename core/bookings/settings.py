@@ -196,7 +196,18 @@ class BookingSettingsSchema(Schema):
 
 def booking_settings(clinic: Any) -> dict[str, Any]:
     """Return the clinic's booking settings with defaults filled in (treat as read-only)."""
-    return _load(json.dumps(clinic.booking_settings or {}, sort_keys=True))
+    stored = clinic.booking_settings or {}
+    # A booking asks several times; the answer is kept on the clinic's row for as long as
+    # the row holds the same settings object (assigning new settings replaces it).
+    memo = clinic.__dict__.get(_MEMO)
+    if memo is not None and memo[0] is stored:
+        return memo[1]
+    found = _load(json.dumps(stored, sort_keys=True))
+    clinic.__dict__[_MEMO] = (stored, found)
+    return found
+
+
+_MEMO = "_clinic_saas_booking_settings"
 
 
 @functools.lru_cache(maxsize=1024)
