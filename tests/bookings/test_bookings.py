@@ -524,6 +524,41 @@ def test_concurrent_requests_for_one_slot_make_exactly_one_booking(app, alpha, d
     assert count_bookings(app, status="confirmed") == 1
 
 
+def test_a_hundred_staff_bookings_for_one_slot_at_once_make_exactly_one(app, alpha, database):
+    # The staff path, with its calendar lock and checks run as Core and the clinic's setup
+    # kept in memory, keeps the same guarantee as the online one.
+    attempts = 100 if database.is_postgres else 12
+    http = app.test_client()
+    made = http.post(
+        "/api/v1/clinics/alpha/clients",
+        json={"legal_first_name": "Maya", "legal_last_name": "Lopez", "email": "m@example.com"},
+        headers=alpha["auth"],
+    )
+    assert made.status_code == 201, made.get_json()
+    with app.app_context():
+        location_id = _location_id("alpha")
+    body = {
+        "client_id": made.get_json()["id"],
+        "service_id": alpha["service"],
+        "location_id": location_id,
+        "provider_id": alpha["provider"],
+        "starts_at": "2026-03-03T10:00:00-08:00",
+    }
+
+    def attempt(n):
+        return (
+            app.test_client()
+            .post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=attempts if database.is_postgres else 6) as pool:
+        statuses = list(pool.map(attempt, range(attempts)))
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {201, 409}
+    assert count_bookings(app, status="confirmed") == 1
+
+
 def test_the_database_itself_refuses_overlapping_bookings_on_postgresql(app, alpha, database):
     if not database.is_postgres:
         pytest.skip(
