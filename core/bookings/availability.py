@@ -62,7 +62,8 @@ def _taken_statement(one_provider: bool) -> Any:
     # renders an expanding IN for every execution, a noticeable cost on the
     # booking path; so is building the statement, hence once.
     providers = bindparam("providers", expanding=not one_provider)
-    start, end, clinic = bindparam("start"), bindparam("end"), bindparam("clinic_id")
+    start, end = bindparam("start"), bindparam("end")
+    clinic: Any = bindparam("clinic_id")
     taken = select(
         Booking.id,
         Booking.provider_id,
@@ -232,7 +233,7 @@ def _people_statement(one_person: bool) -> Any:
     Run as Core on the session's connection, its clinic named in the statement
     (as row-level security also requires): every availability answer asks it.
     """
-    clinic = bindparam("clinic_id")
+    clinic: Any = bindparam("clinic_id")
     statement = (
         select(Provider.id, Provider.display_name, Provider.lock_version)
         .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)

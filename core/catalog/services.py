@@ -82,11 +82,12 @@ def kept_offering(service_id: int, location_id: int) -> tuple[Service, Location]
 
     For booking, which asks it on every request.
     """
-    service_copy, location_copy = kept(
-        "offering",
-        (service_id, location_id),
-        lambda: tuple(detached_copy(row) for row in offering(service_id, location_id)),
-    )
+
+    def load() -> tuple[Service, Location]:
+        found_service, found_location = offering(service_id, location_id)
+        return detached_copy(found_service), detached_copy(found_location)
+
+    service_copy, location_copy = kept("offering", (service_id, location_id), load)
     return attach(service_copy), attach(location_copy)
 
 

@@ -210,15 +210,14 @@ def _raise_version(session: Session, flush_context: Any) -> None:
         return
     from core.tenancy.models import Clinic  # the models mark themselves with this module
 
-    table = Clinic.__table__
     connection = session.connection()
     for clinic_id in sorted(clinics):
-        # A Core statement on the connection: the clinic row is global, and its
-        # updated_at says when the clinic's own details changed, not its setup.
+        # On the connection, not through the session (this is its flush): the clinic row is
+        # global, and its updated_at says when the clinic's own details changed, not its setup.
         connection.execute(
-            update(table)
-            .where(table.c.id == clinic_id)
-            .values(setup_version=table.c.setup_version + 1, updated_at=table.c.updated_at)
+            update(Clinic)
+            .where(Clinic.id == clinic_id)
+            .values(setup_version=Clinic.setup_version + 1, updated_at=Clinic.updated_at)
         )
     session.info.setdefault("clinic_saas.setup_changed", set()).update(clinics)
     # What this request kept or may read is older than what it now writes.

@@ -52,7 +52,7 @@ def _client_and_offering(
         .first()
     )
     if row is None:
-        clients.client(client)  # no such client: 404
+        return clients.client(client), service, location  # no such client: 404
     return loaded(Client, dict(row._mapping)), service, location
 
 
@@ -275,7 +275,7 @@ def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, 
     params = {f"b{i}": v for i, v in enumerate(booking_row.values())}
     booking_names = {k: f"b{i}" for i, k in enumerate(booking_row)}
     event_names = _names(event_row, "e", booking_row, booking_names, None, params)
-    reminder_names = []
+    reminder_names: list[tuple[tuple[str, str], ...]] = []
     for n, row in enumerate(due):
         before, _, after = reminders.dedupe_key(None, row, booking.starts_at)
         params.update({f"r{n}a": before, f"r{n}z": after})

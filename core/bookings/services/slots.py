@@ -48,7 +48,8 @@ class ProviderLock:
 @functools.cache
 def _lock_statement() -> Any:
     # Built once with bound parameters: building it anew took as long as running it.
-    provider_id, clinic = bindparam("provider"), bindparam("clinic")
+    provider_id = bindparam("provider")
+    clinic: Any = bindparam("clinic")
     hours = (
         select(
             func.aggregate_strings(
