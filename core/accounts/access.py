@@ -374,6 +374,7 @@ def _enter_clinic_of_request(slug: str) -> Clinic:
     if found is None:
         raise Problem(404, "No such clinic.")
     clinic_id, version = found[0], found[1]
+    g.kept_token_user = None
     if found.user_id is not None:
         # Held by ``g`` for the request: the session keeps rows only while something
         # refers to them, and the token's ``user`` is found among them without SQL.

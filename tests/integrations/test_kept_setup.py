@@ -169,3 +169,18 @@ def test_a_clinic_suspended_through_another_server_is_closed_at_once(app, client
         clinic.status = ClinicStatus.suspended
         db.session.commit()
     assert_problem(client.get(staff, headers=alpha["auth"]), 403, "clinic-suspended")
+
+
+def test_a_user_disabled_through_another_server_is_refused_at_once(app, client, alpha, other):
+    # Users belong to no clinic, so their rows raise no clinic's version: the user of a kept
+    # token is read afresh with the clinic's id, in the request's first statement.
+    from core.accounts.models import User
+
+    staff = f"{alpha['api']}/staff"
+    assert client.get(staff, headers=alpha["auth"]).status_code == 200
+    assert client.get(staff, headers=alpha["auth"]).status_code == 200
+    with other.app_context():
+        owner = db.session.scalar(select(User).where(User.email == "owner@alpha.example.com"))
+        owner.active = False
+        db.session.commit()
+    assert_problem(client.get(staff, headers=alpha["auth"]), 401, "invalid-token")
