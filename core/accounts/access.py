@@ -382,11 +382,15 @@ def _enter_clinic_of_request(slug: str) -> Clinic:
         g.kept_token_user = kept.loaded(
             User, {column.name: columns[f"user_{column.name}"] for column in User.__table__.c}
         )
-    hit, copy = store.get(clinic_id, version, "clinic", None)
-    if not hit:
-        copy = kept.detached_copy(db.session.get(Clinic, clinic_id))
-        store.keep(clinic_id, version, "clinic", None, copy)
-    clinic = kept.attach(copy)
+    clinic = kept.attach(
+        store.get_or_keep(
+            clinic_id,
+            version,
+            "clinic",
+            None,
+            lambda: kept.detached_copy(db.session.get_one(Clinic, clinic_id)),
+        )
+    )
     g.clinic_scope_token = enter_clinic(
         ClinicRef(clinic.id, clinic.slug, clinic.locale), database_told=True
     )

@@ -29,7 +29,7 @@ from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
 from core.tenancy.kept import detached_copy, kept
 from core.tenancy.models import Clinic, Location
-from core.tenancy.scope import require_clinic_ref
+from core.tenancy.scope import execute_in_scope, in_this_clinic
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _taken_statement(one_provider: bool) -> Any:
     # booking path; so is building the statement, hence once.
     providers = bindparam("providers", expanding=not one_provider)
     start, end = bindparam("start"), bindparam("end")
-    clinic: Any = bindparam("clinic_id")
+    clinic = in_this_clinic()
     taken = select(
         Booking.id,
         Booking.provider_id,
@@ -121,10 +121,9 @@ class Calendar:
         # Rows of (booking, provider, start, end, hold end); time off has no booking and no hold.
         taken = cast(
             Iterable[tuple[int, int, datetime, datetime, datetime | None]],
-            db.session.connection().execute(
+            execute_in_scope(
                 _taken_statement(one),
                 {
-                    "clinic_id": require_clinic_ref().id,
                     "providers": provider_ids[0] if one else list(provider_ids),
                     "start": start,
                     "end": end,
@@ -233,7 +232,7 @@ def _people_statement(one_person: bool) -> Any:
     Run as Core on the session's connection, its clinic named in the statement
     (as row-level security also requires): every availability answer asks it.
     """
-    clinic: Any = bindparam("clinic_id")
+    clinic = in_this_clinic()
     statement = (
         select(Provider.id, Provider.display_name, Provider.lock_version)
         .join(ServiceProvider, ServiceProvider.provider_id == Provider.id)
@@ -288,11 +287,7 @@ def slots(
         )
     }
     provider_query = _people_statement(provider_id is not None)
-    offered = (
-        db.session.connection()
-        .execute(provider_query, {**asked, "clinic_id": require_clinic_ref().id})
-        .all()
-    )
+    offered = execute_in_scope(provider_query, asked).all()
     providers = {row[0]: row[1] for row in offered}
     if not locations or not providers:
         return []

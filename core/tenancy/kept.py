@@ -23,7 +23,7 @@ from copy import deepcopy
 from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
-from sqlalchemy import event, inspect, update
+from sqlalchemy import column, event, inspect, table, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -116,6 +116,18 @@ class KeptSetup:
             while len(self._entries) > self.SIZE:
                 self._entries.popitem(last=False)
 
+    def get_or_keep(
+        self, clinic_id: int, version: int, kind: str, key: Hashable, load: Callable[[], T]
+    ) -> T:
+        """Return the copy kept at ``version``, or ``load()`` it and keep it at that version."""
+        hit, value = self.get(clinic_id, version, kind, key)
+        if hit:
+            return value  # type: ignore[no-any-return]
+        value = load()
+        if known_version() in (None, version):  # loading changed nothing (a flush raising it)
+            self.keep(clinic_id, version, kind, key, value)
+        return value
+
     def forget(self, clinic_id: int) -> None:
         with self._lock:
             for entry in [e for e in self._entries if e[0] == clinic_id]:
@@ -138,14 +150,7 @@ def kept(kind: str, key: Hashable, load: Callable[[], T]) -> T:
     version = known_version()
     if ref is None or version is None:
         return load()
-    store = kept_setup()
-    hit, value = store.get(ref.id, version, kind, key)
-    if hit:
-        return value
-    value = load()
-    if known_version() == version:  # loading changed nothing (a flush raising the version)
-        store.keep(ref.id, version, kind, key, value)
-    return value
+    return kept_setup().get_or_keep(ref.id, version, kind, key, load)
 
 
 def detached_copy(obj: T) -> T:
@@ -203,21 +208,24 @@ def _changed(session: Session) -> set[int]:
     return clinics
 
 
+#: The clinic table as far as raising a version needs it.
+_CLINIC = table("clinic", column("id"), column("setup_version"))
+
+
 @event.listens_for(Session, "after_flush")
 def _raise_version(session: Session, flush_context: Any) -> None:
     clinics = _changed(session)
     if not clinics:
         return
-    from core.tenancy.models import Clinic  # the models mark themselves with this module
-
     connection = session.connection()
     for clinic_id in sorted(clinics):
-        # On the connection, not through the session (this is its flush): the clinic row is
-        # global, and its updated_at says when the clinic's own details changed, not its setup.
+        # On the connection, not through the session (this is its flush). The clinic row is
+        # global; its updated_at says when the clinic's own details changed, not its setup,
+        # and this bare table (the models mark themselves with this module) sets only this.
         connection.execute(
-            update(Clinic)
-            .where(Clinic.id == clinic_id)
-            .values(setup_version=Clinic.setup_version + 1, updated_at=Clinic.updated_at)
+            update(_CLINIC)
+            .where(_CLINIC.c.id == clinic_id)
+            .values(setup_version=_CLINIC.c.setup_version + 1)
         )
     session.info.setdefault("clinic_saas.setup_changed", set()).update(clinics)
     # What this request kept or may read is older than what it now writes.

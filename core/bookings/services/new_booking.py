@@ -29,7 +29,7 @@ from core.messaging import reminders
 from core.messaging.models import OutboxMessage
 from core.tenancy.kept import loaded
 from core.tenancy.models import Clinic, Location
-from core.tenancy.scope import require_clinic_ref
+from core.tenancy.scope import execute_in_scope, in_this_clinic, require_clinic_ref
 
 
 def _client_and_offering(
@@ -46,11 +46,7 @@ def _client_and_offering(
     # Core on the session's connection, its clinic named in the statement (as row-level
     # security also requires), then put in the session as loaded: the ORM's work per
     # statement cost more than the statement.
-    row = (
-        db.session.connection()
-        .execute(_client_statement(), {"client": client, "clinic": require_clinic_ref().id})
-        .first()
-    )
+    row = execute_in_scope(_client_statement(), {"client": client}).first()
     if row is None:
         return clients.client(client), service, location  # no such client: 404
     return loaded(Client, dict(row._mapping)), service, location
@@ -60,7 +56,7 @@ def _client_and_offering(
 def _client_statement() -> Any:
     table = Client.__table__
     return select(table).where(
-        table.c.clinic_id == bindparam("clinic"), table.c.id == bindparam("client")
+        table.c.clinic_id == in_this_clinic(), table.c.id == bindparam("client")
     )
 
 

@@ -18,7 +18,7 @@ from core.errors import Refused
 from core.extensions import db
 from core.schedules.models import Provider, WorkingHours
 from core.tenancy.models import Location
-from core.tenancy.scope import require_clinic_ref
+from core.tenancy.scope import execute_in_scope, in_this_clinic
 
 REFUSALS = {
     "in_past": "That time has already passed.",
@@ -49,7 +49,7 @@ class ProviderLock:
 def _lock_statement() -> Any:
     # Built once with bound parameters: building it anew took as long as running it.
     provider_id = bindparam("provider")
-    clinic: Any = bindparam("clinic")
+    clinic = in_this_clinic()
     hours = (
         select(
             func.aggregate_strings(
@@ -94,20 +94,15 @@ def _lock_provider(
     named in the statement (as row-level security also requires): the ORM's
     work per statement cost more than the statement.
     """
-    row = (
-        db.session.connection()
-        .execute(
-            _lock_statement(),
-            {
-                "clinic": require_clinic_ref().id,
-                "provider": provider_id,
-                "service_id": service_id,
-                "location_id": location.id,
-                "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
-            },
-        )
-        .first()
-    )
+    row = execute_in_scope(
+        _lock_statement(),
+        {
+            "provider": provider_id,
+            "service_id": service_id,
+            "location_id": location.id,
+            "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
+        },
+    ).first()
     if row is None:
         return ProviderLock(False, False, [])
     blocks = []
