@@ -590,15 +590,54 @@ def check_slot(
     caller has read them already; otherwise they are queried.
     """
     now = now or clock.now()
+    reason = time_refusal(
+        clinic, service, provider_id, location, start, online=online, now=now, hours=hours
+    )
+    if reason is not None:
+        return SlotCheck(reason)
+    until = start + timedelta(minutes=service.duration_minutes + service.buffer_minutes)
+    calendar = Calendar(
+        [provider_id],
+        start - timedelta(days=1),
+        until + timedelta(days=1),
+        now,
+        exclude_booking_id,
+        resource_id=service.resource_id,
+    )
+    lapsed = tuple(calendar.lapsed_holds)
+    if not calendar.free(provider_id, start, until):
+        return SlotCheck("slot_taken", lapsed)
+    resource = db.session.get(Resource, service.resource_id) if service.resource_id else None
+    if not calendar.resource_free(resource, start, until):
+        return SlotCheck("resource_taken", lapsed)
+    return SlotCheck(None, lapsed)
+
+
+def time_refusal(
+    clinic: Clinic,
+    service: Service,
+    provider_id: int,
+    location: Location,
+    start: datetime,
+    *,
+    online: bool,
+    now: datetime,
+    hours: Sequence[tuple[time, time]] | None = None,
+) -> str | None:
+    """Return why ``start`` cannot be booked whatever the calendar holds, or None.
+
+    The clinic's notice and reach for online bookings, and the provider's
+    hours at ``location`` that local day (``hours``, if the caller has read
+    them already; otherwise they are queried).
+    """
     settings = booking_settings(clinic)
     duration = timedelta(minutes=service.duration_minutes)
-    until = start + duration + timedelta(minutes=service.buffer_minutes)
     if start < now:
-        return SlotCheck("in_past")
+        return "in_past"
     if online and start < now + timedelta(minutes=settings["min_notice_minutes"]):
-        return SlotCheck("too_late")
+        return "too_late"
     if online and start > now + timedelta(days=settings["max_advance_days"]):
-        return SlotCheck("too_far")
+        return "too_far"
     tz = ZoneInfo(location.timezone)
     local_day = start.astimezone(tz).date()
     if hours is None:
@@ -615,19 +654,5 @@ def check_slot(
             local_window(tz, local_day, starts, ends) for starts, ends in hours
         )
     ):
-        return SlotCheck("outside_hours")
-    calendar = Calendar(
-        [provider_id],
-        start - timedelta(days=1),
-        until + timedelta(days=1),
-        now,
-        exclude_booking_id,
-        resource_id=service.resource_id,
-    )
-    lapsed = tuple(calendar.lapsed_holds)
-    if not calendar.free(provider_id, start, until):
-        return SlotCheck("slot_taken", lapsed)
-    resource = db.session.get(Resource, service.resource_id) if service.resource_id else None
-    if not calendar.resource_free(resource, start, until):
-        return SlotCheck("resource_taken", lapsed)
-    return SlotCheck(None, lapsed)
+        return "outside_hours"
+    return None

@@ -192,6 +192,51 @@ def test_a_taken_slot_is_refused(client, alpha):
     assert book_online(client, alpha, "2026-03-03T11:15:00-08:00", guest=other).status_code == 201
 
 
+@pytest.mark.parametrize(
+    ("starts_at", "taken"),
+    [
+        ("2026-03-03T10:30:00-08:00", True),  # inside the booking
+        ("2026-03-03T09:15:00-08:00", True),  # would run into it
+        ("2026-03-03T09:00:00-08:00", True),  # its buffer would run into it
+        ("2026-03-03T11:00:00-08:00", True),  # inside the booking's buffer
+        ("2026-03-03T11:15:00-08:00", False),  # the moment the buffer ends
+        ("2026-03-03T13:00:00-08:00", True),  # its buffer would run into the time off
+        ("2026-03-03T14:30:00-08:00", True),  # inside the time off
+        ("2026-03-03T15:00:00-08:00", False),  # the moment the time off ends
+        ("2026-03-03T12:00:00-08:00", False),  # where a cancelled booking was
+    ],
+)
+def test_a_time_is_refused_wherever_the_providers_calendar_overlaps_it(
+    client, alpha, starts_at, taken
+):
+    # A 60-minute service with a 15-minute buffer; a booking at 10:00, time off 14:00 to 15:00,
+    # and a booking at 12:00 cancelled: only what still occupies the provider stands in the way.
+    assert book_online(client, alpha, "2026-03-03T10:00:00-08:00").status_code == 201
+    away = client.post(
+        f"/api/v1/clinics/alpha/providers/{alpha['provider']}/time-off",
+        json={"starts_at": "2026-03-03T14:00:00-08:00", "ends_at": "2026-03-03T15:00:00-08:00"},
+        headers=alpha["auth"],
+    )
+    assert away.status_code == 201, away.get_json()
+    noon = {**GUEST, "email": "noon@example.com"}
+    cancelled = book_online(client, alpha, "2026-03-03T12:00:00-08:00", guest=noon).get_json()
+    assert (
+        client.post(
+            f"/api/v1/clinics/alpha/bookings/{cancelled['booking']['id']}/cancellation",
+            json={"by": "clinic"},
+            headers=alpha["auth"],
+        ).status_code
+        == 200
+    )
+    other = {**GUEST, "email": "sam@example.com", "legal_first_name": "Sam"}
+    response = book_online(client, alpha, starts_at, guest=other)
+    if taken:
+        assert_problem(response, 409, "slot-taken")
+    else:
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["booking"]["starts_at"] == starts_at
+
+
 def test_a_minor_without_parental_consent_is_refused(app, client, alpha):
     # Bijoux: "all those under 18 years of age are not permitted in the treatment rooms unless
     # undergoing a treatment with written parental permission"

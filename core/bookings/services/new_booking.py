@@ -7,13 +7,23 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, inspect, select, union_all
+from sqlalchemy import (
+    String,
+    bindparam,
+    cast,
+    exists,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import clock, events
-from core.bookings.availability import check_slot
+from core.bookings.availability import LONGEST_BOOKING, OCCUPYING, check_slot, time_refusal
 from core.bookings.models import Booking, BookingEvent, BookingStatus, ChargeKind
 from core.bookings.services.records import _event, _owe, as_record, policy_version
 from core.bookings.services.requirements import _check_age, _needs_guarantee, requirements_for
@@ -27,6 +37,7 @@ from core.errors import Refused
 from core.extensions import db
 from core.messaging import reminders
 from core.messaging.models import OutboxMessage
+from core.schedules.models import TimeOff
 from core.tenancy.kept import loaded
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import execute_in_scope, in_this_clinic, require_clinic_ref
@@ -108,6 +119,15 @@ def book(
         # to the hold: a gift certificate can stand for it, and staff can take a card.
         _check_can_charge(clinic, requirements.deposit or requirements.prepayment)
 
+    # On PostgreSQL a time's calendar is checked by the insert itself, under the provider's
+    # lock as a separate read would be: the booking is written only if nothing occupying
+    # overlaps it. When something does (a booking, time off, or a hold that has lapsed and
+    # must be expired first), the calendar is read as below to say which.
+    checked_by_insert = (
+        service.resource_id is None and db.session.get_bind().dialect.name == "postgresql"
+    )
+    held = _needs_guarantee(requirements)
+    booking: Booking | None = None
     chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
@@ -116,6 +136,36 @@ def book(
             raise Refused("That provider does not perform this service.", kind="not-offered-here")
         if not lock.takes_bookings:
             continue
+        refused = time_refusal(
+            clinic,
+            service,
+            candidate,
+            location,
+            starts_at,
+            online=online,
+            now=now,
+            hours=lock.hours,
+        )
+        if refused is not None:
+            reason = refused
+            continue
+        if checked_by_insert:
+            booking = _write(
+                clinic,
+                client,
+                service,
+                location,
+                candidate,
+                starts_at,
+                requirements,
+                held=held,
+                online=online,
+                now=now,
+                actor_user_id=actor_user_id,
+                if_free=True,
+            )
+            if booking is not None:
+                break
         check = check_slot(
             clinic,
             service,
@@ -131,67 +181,39 @@ def book(
             chosen = candidate
             break
         reason = check.reason
-    if chosen is None:
-        raise refusal(reason)
-    _lock_resource(service.resource_id)
-    if service.resource_id is not None:
-        check = check_slot(
-            clinic, service, chosen, location, starts_at, online=online, now=now, hours=lock.hours
+    if booking is None:
+        if chosen is None:
+            raise refusal(reason)
+        _lock_resource(service.resource_id)
+        if service.resource_id is not None:
+            check = check_slot(
+                clinic,
+                service,
+                chosen,
+                location,
+                starts_at,
+                online=online,
+                now=now,
+                hours=lock.hours,
+            )
+            expire_holds(now, booking_ids=check.lapsed_holds)
+            if check.reason is not None:
+                raise refusal(check.reason)
+        booking = _write(
+            clinic,
+            client,
+            service,
+            location,
+            chosen,
+            starts_at,
+            requirements,
+            held=held,
+            online=online,
+            now=now,
+            actor_user_id=actor_user_id,
+            if_free=False,
         )
-        expire_holds(now, booking_ids=check.lapsed_holds)
-        if check.reason is not None:
-            raise refusal(check.reason)
-
-    settings = booking_settings(clinic)
-    held = _needs_guarantee(requirements)
-    version_id = policy_version(requirements.clauses)
-    booking = Booking(
-        clinic_id=require_clinic_ref().id,
-        client_id=client.id,
-        service_id=service.id,
-        provider_id=chosen,
-        location_id=location.id,
-        resource_id=service.resource_id,
-        starts_at=starts_at,
-        ends_at=starts_at + timedelta(minutes=service.duration_minutes),
-        blocks_until=starts_at
-        + timedelta(minutes=service.duration_minutes + service.buffer_minutes),
-        status=BookingStatus.held if held else BookingStatus.confirmed,
-        hold_expires_at=now + timedelta(minutes=settings["hold_minutes"]) if held else None,
-        source="online" if online else "staff",
-        price_minor=service.price_minor,
-        currency=service.currency,
-        requirements=as_record(requirements),
-        policy_version_id=version_id,
-        policy_accepted_at=now,
-        manage_nonce=secrets.token_hex(8),
-        created_by_user_id=actor_user_id,
-    )
-    booking.location = location
-    booking.events = []
-    booking.charges = []
-    event = _event(
-        booking,
-        "booked",
-        BookingStatus.held if held else BookingStatus.confirmed,
-        actor="client" if online else "staff",
-        actor_user_id=actor_user_id,
-        decision=requirements,
-    )
-    # A confirmed booking's reminders are written with it, in its transaction.
-    due = [] if held else reminders.due(clinic, booking, location.timezone)
-    try:
-        if db.session.get_bind().dialect.name == "postgresql":
-            _insert_together(booking, event, due)
-        else:
-            db.session.add(booking)
-            db.session.flush()  # the event too: its booking_id comes from the relationship
-            reminders.write(booking, due)
-    except IntegrityError:
-        # PostgreSQL's exclusion constraint: someone else took the time. The
-        # transaction is spent; the whole request is refused and rolled back.
-        db.session.rollback()
-        raise refusal("slot_taken") from None
+        assert booking is not None  # written whatever the calendar holds
     # A booking just written has no acceptance yet: say so, rather than have the answer ask
     # (accept_policy forgets this when it records one).
     set_committed_value(booking, "policy_acceptances", [])
@@ -213,6 +235,78 @@ def book(
     if not held:
         events.publish("booking.confirmed", booking)
         events.announce("clinic_booking_confirmed", clinic=clinic, booking=booking)
+    return booking
+
+
+def _write(
+    clinic: Clinic,
+    client: Client,
+    service: Service,
+    location: Location,
+    provider_id: int,
+    starts_at: datetime,
+    requirements: Any,
+    *,
+    held: bool,
+    online: bool,
+    now: datetime,
+    actor_user_id: int | None,
+    if_free: bool,
+) -> Booking | None:
+    """Write the booking, its first event and its reminders; return it.
+
+    ``if_free`` (PostgreSQL only): write nothing, and return None, if an
+    occupying booking or time off overlaps it.
+    """
+    settings = booking_settings(clinic)
+    duration = timedelta(minutes=service.duration_minutes)
+    booking = Booking(
+        clinic_id=require_clinic_ref().id,
+        client_id=client.id,
+        service_id=service.id,
+        provider_id=provider_id,
+        location_id=location.id,
+        resource_id=service.resource_id,
+        starts_at=starts_at,
+        ends_at=starts_at + duration,
+        blocks_until=starts_at + duration + timedelta(minutes=service.buffer_minutes),
+        status=BookingStatus.held if held else BookingStatus.confirmed,
+        hold_expires_at=now + timedelta(minutes=settings["hold_minutes"]) if held else None,
+        source="online" if online else "staff",
+        price_minor=service.price_minor,
+        currency=service.currency,
+        requirements=as_record(requirements),
+        policy_version_id=policy_version(requirements.clauses),
+        policy_accepted_at=now,
+        manage_nonce=secrets.token_hex(8),
+        created_by_user_id=actor_user_id,
+    )
+    booking.location = location
+    booking.events = []
+    booking.charges = []
+    event = _event(
+        booking,
+        "booked",
+        BookingStatus.held if held else BookingStatus.confirmed,
+        actor="client" if online else "staff",
+        actor_user_id=actor_user_id,
+        decision=requirements,
+    )
+    # A confirmed booking's reminders are written with it, in its transaction.
+    due = [] if held else reminders.due(clinic, booking, location.timezone)
+    try:
+        if db.session.get_bind().dialect.name == "postgresql":
+            if not _insert_together(booking, event, due, if_free=if_free):
+                return None
+        else:
+            db.session.add(booking)
+            db.session.flush()  # the event too: its booking_id comes from the relationship
+            reminders.write(booking, due)
+    except IntegrityError:
+        # PostgreSQL's exclusion constraint: someone else took the time. The
+        # transaction is spent; the whole request is refused and rolled back.
+        db.session.rollback()
+        raise refusal("slot_taken") from None
     return booking
 
 
@@ -252,8 +346,13 @@ def _row(obj: Any) -> dict[str, Any]:
     return row
 
 
-def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, Any]]) -> None:
+def _insert_together(
+    booking: Booking, event: BookingEvent, due: list[dict[str, Any]], *, if_free: bool
+) -> bool:
     """Insert a new booking, its first event and its reminders in one statement (PostgreSQL).
+
+    ``if_free``: insert nothing, and return False, if an occupying booking or
+    time off of its provider overlaps it.
 
     Every statement made under the provider's lock delays the next request
     for that provider, and the unit of work would take three. The rows are
@@ -277,15 +376,23 @@ def _insert_together(booking: Booking, event: BookingEvent, due: list[dict[str, 
         params.update({f"r{n}a": before, f"r{n}z": after})
         sibling = (due[0], dict(reminder_names[0])) if n else None
         reminder_names.append(_names(row, f"r{n}_", booking_row, booking_names, sibling, params))
-    statement = _insert_together_statement(tuple(booking_row), event_names, tuple(reminder_names))
+    if if_free:
+        params["earliest"] = booking.starts_at - LONGEST_BOOKING
+    statement = _insert_together_statement(
+        tuple(booking_row), event_names, tuple(reminder_names), if_free
+    )
     # On the session's connection, so in its transaction; a Core statement
     # through the session itself is refused by the clinic rules (it reads as
     # an unscoped query), while an INSERT's only rule is the clinic_id set above.
-    event.id, booking.id = db.session.connection().execute(statement, params).one()
+    written = db.session.connection().execute(statement, params).first()
+    if written is None:
+        return False
+    event.id, booking.id = written
     event.booking_id = booking.id
     for obj in (event, booking):
         make_transient_to_detached(obj)
     db.session.add(booking)
+    return True
 
 
 #: Columns a booking's first event and reminders always share with the booking itself.
@@ -319,18 +426,20 @@ def _insert_together_statement(
     booking_keys: tuple[str, ...],
     event_names: tuple[tuple[str, str], ...],
     reminder_names: tuple[tuple[tuple[str, str], ...], ...],
+    if_free: bool,
 ) -> Any:
     # Built once for each shape, with bound parameters: building it anew
     # for every booking took as long as running it.
     booking_table, event_table = Booking.__table__, BookingEvent.__table__
+    values = {
+        k: bindparam(f"b{i}", type_=booking_table.c[k].type) for i, k in enumerate(booking_keys)
+    }
+    row = select(*values.values())
+    if if_free:
+        row = row.where(~_overlapping_booking(values), ~_overlapping_time_off(values))
     new = (
         insert(booking_table)
-        .values(
-            {
-                k: bindparam(f"b{i}", type_=booking_table.c[k].type)
-                for i, k in enumerate(booking_keys)
-            }
-        )
+        .from_select(list(values), row)
         .returning(booking_table.c.id)
         .cte("new_booking")
     )
@@ -363,3 +472,30 @@ def _insert_together_statement(
         )
         statement = statement.add_cte(written.cte("reminders"))
     return statement
+
+
+def _overlapping_booking(new: dict[str, Any]) -> Any:
+    """Return whether an occupying booking of the new booking's provider overlaps it."""
+    table = Booking.__table__
+    return exists().where(
+        table.c.clinic_id == new["clinic_id"],
+        table.c.provider_id == new["provider_id"],
+        table.c.starts_at < new["blocks_until"],
+        # No booking lasts a day: this bound keeps the index scan to the day's bookings.
+        table.c.starts_at > bindparam("earliest", type_=table.c.starts_at.type),
+        table.c.blocks_until > new["starts_at"],
+        # Written into the statement, not bound: three more parameters would take it past
+        # the fifty psycopg keeps a statement's conversion for.
+        table.c.status.in_([literal_column(f"'{status.value}'") for status in sorted(OCCUPYING)]),
+    )
+
+
+def _overlapping_time_off(new: dict[str, Any]) -> Any:
+    """Return whether time off of the new booking's provider overlaps it."""
+    table = TimeOff.__table__
+    return exists().where(
+        table.c.clinic_id == new["clinic_id"],
+        table.c.provider_id == new["provider_id"],
+        table.c.starts_at < new["blocks_until"],
+        table.c.ends_at > new["starts_at"],
+    )
