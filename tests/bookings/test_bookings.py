@@ -604,6 +604,88 @@ def test_a_hundred_staff_bookings_for_one_slot_at_once_make_exactly_one(app, alp
     assert count_bookings(app, status="confirmed") == 1
 
 
+def _staff_booking(app, alpha, **changes):
+    made = app.test_client().post(
+        "/api/v1/clinics/alpha/clients",
+        json={"legal_first_name": "Maya", "legal_last_name": "Lopez", "email": "m@example.com"},
+        headers=alpha["auth"],
+    )
+    assert made.status_code == 201, made.get_json()
+    with app.app_context():
+        location_id = _location_id("alpha")
+    return {
+        "client_id": made.get_json()["id"],
+        "service_id": alpha["service"],
+        "location_id": location_id,
+        "provider_id": alpha["provider"],
+        "starts_at": "2026-03-03T10:00:00-08:00",
+        **changes,
+    }
+
+
+def test_a_staff_booking_on_postgresql_takes_three_statements_and_its_commit(app, alpha, database):
+    if not database.is_postgres:
+        pytest.skip("the booking written in one statement is PostgreSQL's; SQLite flushes it")
+    from sqlalchemy import event
+
+    body = _staff_booking(app, alpha)
+    http = app.test_client()
+    # The first booking keeps the clinic's setup (the service, the place, the token).
+    warm = dict(body, starts_at="2026-03-04T10:00:00-08:00")
+    assert (
+        http.post("/api/v1/clinics/alpha/bookings", json=warm, headers=alpha["auth"]).status_code
+        == 201
+    )
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = http.post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["client_id"] == body["client_id"]
+    # The guard; the provider's lock, bringing the client back; the booking written where
+    # nothing overlaps it, with its event and reminders.
+    assert len(seen) == 3, "\n\n".join(seen)
+    assert "setup_version" in seen[0]
+    assert seen[1].startswith("UPDATE provider") and "FROM client" in seen[1]
+    assert "INSERT INTO booking" in seen[2] and "NOT (EXISTS" in seen[2]
+
+
+def test_a_staff_booking_for_another_clinics_client_or_provider_is_refused(app, alpha):
+    body = _staff_booking(app, alpha)
+    http = app.test_client()
+    with app.app_context():
+        make_clinic("beta")
+        make_staff("beta", "owner@beta.example.com", Role.owner)
+        their_provider = make_provider("beta", "lee@beta.example.com")
+    beta = {"Authorization": f"Bearer {issue_token(app, 'beta', 'owner@beta.example.com')}"}
+    theirs = http.post(
+        "/api/v1/clinics/beta/clients",
+        json={"legal_first_name": "Ana", "legal_last_name": "Ng"},
+        headers=beta,
+    ).get_json()["id"]
+    for changes, status, kind in (
+        ({"client_id": theirs}, 404, "not-found"),
+        ({"client_id": 10**9}, 404, "not-found"),
+        ({"provider_id": their_provider}, 409, "not-offered-here"),
+    ):
+        response = http.post(
+            "/api/v1/clinics/alpha/bookings", json={**body, **changes}, headers=alpha["auth"]
+        )
+        assert_problem(response, status, kind)
+    assert count_bookings(app) == 0
+    # Nothing was locked or left half-done: the same booking, as it should be, is made.
+    made = http.post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
+    assert made.status_code == 201, made.get_json()
+
+
 def test_the_database_itself_refuses_overlapping_bookings_on_postgresql(app, alpha, database):
     if not database.is_postgres:
         pytest.skip(

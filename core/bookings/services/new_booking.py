@@ -27,7 +27,14 @@ from core.bookings.availability import LONGEST_BOOKING, OCCUPYING, check_slot, t
 from core.bookings.models import Booking, BookingEvent, BookingStatus, ChargeKind
 from core.bookings.services.records import _event, _owe, as_record, policy_version
 from core.bookings.services.requirements import _check_age, _needs_guarantee, requirements_for
-from core.bookings.services.slots import _lock_provider, _lock_resource, expire_holds, refusal
+from core.bookings.services.slots import (
+    ProviderLock,
+    _lock_provider,
+    _lock_provider_reading_client,
+    _lock_resource,
+    expire_holds,
+    refusal,
+)
 from core.bookings.settings import booking_settings
 from core.catalog import services as catalog
 from core.catalog.models import Service, ServiceProvider
@@ -43,24 +50,17 @@ from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import execute_in_scope, in_this_clinic, require_clinic_ref
 
 
-def _client_and_offering(
-    client: Client | int, service_id: int, location_id: int
-) -> tuple[Client, Service, Location]:
-    """Return the client, the service and the location offering it, or raise why not.
+def _read_client(client_id: int) -> Client:
+    """Return the clinic's client ``client_id``, or raise 404.
 
-    The service and the place are the clinic's setup, kept between requests
-    while it is unchanged; a client named by id is read by its key.
+    Core on the session's connection, its clinic named in the statement (as
+    row-level security also requires), then put in the session as loaded:
+    the ORM's work per statement cost more than the statement.
     """
-    service, location = catalog.kept_offering(service_id, location_id)
-    if isinstance(client, Client):
-        return client, service, location
-    # Core on the session's connection, its clinic named in the statement (as row-level
-    # security also requires), then put in the session as loaded: the ORM's work per
-    # statement cost more than the statement.
-    row = execute_in_scope(_client_statement(), {"client": client}).first()
+    row = execute_in_scope(_client_statement(), {"client": client_id}).first()
     if row is None:
-        return clients.client(client), service, location  # no such client: 404
-    return loaded(Client, dict(row._mapping)), service, location
+        return clients.client(client_id)  # no such client: 404
+    return loaded(Client, dict(row._mapping))
 
 
 @functools.cache
@@ -90,7 +90,18 @@ def book(
     """
     now = clock.now()
     starts_at = clock.as_utc(starts_at)
-    client, service, location = _client_and_offering(client, service_id, location_id)
+    # The service and the place are the clinic's setup, kept between requests while unchanged.
+    service, location = catalog.kept_offering(service_id, location_id)
+    on_postgresql = db.session.get_bind().dialect.name == "postgresql"
+    locked: ProviderLock | None = None
+    if isinstance(client, int) and provider_id is not None and on_postgresql:
+        # The provider's lock is taken first and brings the client back, in one round trip.
+        # (When either is not the clinic's, nothing is locked: they are read as below.)
+        found = _lock_provider_reading_client(provider_id, service.id, location, starts_at, client)
+        if found is not None:
+            locked, client = found
+    if not isinstance(client, Client):
+        client = _read_client(client)
     if not service.active or (online and not service.online_bookable):
         raise Refused("This service cannot be booked online.", kind="service-not-bookable")
     if provider_id is not None:
@@ -123,15 +134,16 @@ def book(
     # lock as a separate read would be: the booking is written only if nothing occupying
     # overlaps it. When something does (a booking, time off, or a hold that has lapsed and
     # must be expired first), the calendar is read as below to say which.
-    checked_by_insert = (
-        service.resource_id is None and db.session.get_bind().dialect.name == "postgresql"
-    )
+    checked_by_insert = service.resource_id is None and on_postgresql
     held = _needs_guarantee(requirements)
     booking: Booking | None = None
     chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
-        lock = _lock_provider(candidate, service.id, location, starts_at)
+        if locked is not None and candidate == provider_id:
+            lock = locked
+        else:
+            lock = _lock_provider(candidate, service.id, location, starts_at)
         if not lock.performs_service and provider_id is not None:
             raise Refused("That provider does not perform this service.", kind="not-offered-here")
         if not lock.takes_bookings:

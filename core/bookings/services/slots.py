@@ -14,9 +14,11 @@ from core import clock, events
 from core.bookings.models import Booking, BookingStatus, ChargeStatus
 from core.bookings.services.records import _event
 from core.catalog.models import Resource, ServiceProvider
+from core.clients.models import Client
 from core.errors import Refused
 from core.extensions import db
 from core.schedules.models import Provider, WorkingHours
+from core.tenancy.kept import loaded
 from core.tenancy.models import Location
 from core.tenancy.scope import execute_in_scope, in_this_clinic
 
@@ -46,7 +48,7 @@ class ProviderLock:
 
 
 @functools.cache
-def _lock_statement() -> Any:
+def _lock_statement(reading_client: bool = False) -> Any:
     # Built once with bound parameters: building it anew took as long as running it.
     provider_id = bindparam("provider")
     clinic = in_this_clinic()
@@ -64,7 +66,7 @@ def _lock_statement() -> Any:
         )
         .scalar_subquery()
     )
-    return (
+    statement = (
         update(Provider)
         .where(Provider.clinic_id == clinic, Provider.id == provider_id)
         .values(lock_version=Provider.lock_version + 1)
@@ -78,6 +80,13 @@ def _lock_statement() -> Any:
             hours,
         )
     )
+    if reading_client:
+        # UPDATE ... FROM client: the client's row comes back too (it is not locked).
+        client = Client.__table__
+        statement = statement.where(
+            client.c.clinic_id == Provider.clinic_id, client.c.id == bindparam("client")
+        ).returning(*client.c)
+    return statement
 
 
 def _lock_provider(
@@ -95,16 +104,43 @@ def _lock_provider(
     work per statement cost more than the statement.
     """
     row = execute_in_scope(
-        _lock_statement(),
-        {
-            "provider": provider_id,
-            "service_id": service_id,
-            "location_id": location.id,
-            "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
-        },
+        _lock_statement(), _lock_params(provider_id, service_id, location, starts_at)
     ).first()
     if row is None:
         return ProviderLock(False, False, [])
+    return _as_lock(row)
+
+
+def _lock_provider_reading_client(
+    provider_id: int, service_id: int, location: Location, starts_at: datetime, client_id: int
+) -> tuple[ProviderLock, Client] | None:
+    """Lock the provider's calendar as :func:`_lock_provider` does, reading the client with it.
+
+    None, and nothing locked, if either is not the clinic's.
+    """
+    row = execute_in_scope(
+        _lock_statement(reading_client=True),
+        {**_lock_params(provider_id, service_id, location, starts_at), "client": client_id},
+    ).first()
+    if row is None:
+        return None
+    columns = Client.__table__.c
+    client = loaded(Client, {c.name: row[3 + i] for i, c in enumerate(columns)})
+    return _as_lock(row), client
+
+
+def _lock_params(
+    provider_id: int, service_id: int, location: Location, starts_at: datetime
+) -> dict[str, Any]:
+    return {
+        "provider": provider_id,
+        "service_id": service_id,
+        "location_id": location.id,
+        "weekday": starts_at.astimezone(ZoneInfo(location.timezone)).weekday(),
+    }
+
+
+def _as_lock(row: Any) -> ProviderLock:
     blocks = []
     for block in (row[2] or "").split(","):
         if block:
