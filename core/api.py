@@ -84,6 +84,20 @@ class _Parser(FlaskParser):
         **FlaskParser.__location_map__,
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type[Schema], Schema] = {}
+
+    def _get_schema(self, argmap: Any, req: Any) -> Schema:
+        # One instance per schema class, made on first use: webargs would make one for every
+        # request, and making one copies each of its fields. Loading leaves it unchanged.
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            schema = self._schemas.get(argmap)
+            if schema is None:
+                schema = self._schemas[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
+
     def load_form_and_files(self, req: Any, schema: Any) -> Any:
         return MultiDictProxy(CombinedMultiDict([req.form, req.files]), schema)
 

@@ -184,3 +184,22 @@ def test_a_user_disabled_through_another_server_is_refused_at_once(app, client, 
         owner.active = False
         db.session.commit()
     assert_problem(client.get(staff, headers=alpha["auth"]), 401, "invalid-token")
+
+
+def test_a_kept_rows_settings_changed_in_place_by_one_request_reach_no_other(app, alpha):
+    from core.tenancy.kept import attach, detached_copy
+
+    with app.app_context():
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == "alpha"))
+        clinic.booking_settings = {"hold_minutes": 15}
+        kept_copy = detached_copy(clinic)
+        # The row it was copied from is changed in place after the copy was made.
+        clinic.booking_settings["hold_minutes"] = 99
+        db.session.rollback()
+        db.session.remove()
+        first = attach(kept_copy)
+        assert first.booking_settings == {"hold_minutes": 15}
+        first.booking_settings["hold_minutes"] = 30  # one request's change, never saved
+        db.session.remove()
+        second = attach(kept_copy)
+        assert second.booking_settings == {"hold_minutes": 15}
