@@ -61,6 +61,30 @@ def kept_service(service_id: int) -> Service:
     )
 
 
+def kept_places_and_people(service_id: int) -> tuple[list[Location], list[int]]:
+    """Return the open places offering service ``service_id`` (by id) and who performs it.
+
+    While the clinic's setup is unchanged, from memory: the booking pages show
+    both on every view. The places are detached copies, for reading only.
+    """
+
+    def load() -> tuple[list[Location], list[int]]:
+        places = db.session.scalars(
+            select(Location)
+            .join(ServiceLocation, ServiceLocation.location_id == Location.id)
+            .where(ServiceLocation.service_id == service_id, Location.active.is_(True))
+            .order_by(Location.id)
+        )
+        people = db.session.scalars(
+            select(ServiceProvider.provider_id)
+            .where(ServiceProvider.service_id == service_id)
+            .order_by(ServiceProvider.provider_id)
+        )
+        return [detached_copy(place) for place in places], list(people)
+
+    return kept("places_and_people", service_id, load)
+
+
 def offering(service_id: int, location_id: int) -> tuple[Service, Location]:
     """Return the service and the location offering it, or raise why it cannot be had there.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
@@ -294,7 +294,7 @@ def menu(clinic_slug: str) -> Response:
 
 def _offered_service(service_id: int) -> Any:
     try:
-        service = catalog.service(service_id)
+        service = catalog.kept_service(service_id)
     except DomainError:
         abort(404)
     if not service.active or not service.online_bookable:
@@ -304,8 +304,7 @@ def _offered_service(service_id: int) -> Any:
 
 def _times_context(service: Any, location_id: int | None, provider_id: int | None) -> dict:
     """Fourteen days of start times from ``?from=`` (today by default), for one service."""
-    offered = {link.location_id for link in service.location_links}
-    locations = [loc for loc in current_clinic().locations if loc.id in offered and loc.active]
+    locations, performing = catalog.kept_places_and_people(service.id)
     if not locations:
         abort(404)
     location_id = location_id or locations[0].id
@@ -326,7 +325,6 @@ def _times_context(service: Any, location_id: int | None, provider_id: int | Non
         days.append(
             {"date": day, "starts": [(start, datetime.fromisoformat(start)) for start in starts]}
         )
-    performing = [link.provider_id for link in service.provider_links]
     return {
         "service": service,
         "locations": locations,
@@ -350,10 +348,12 @@ def times(clinic_slug: str, service_id: int) -> Response:
 
     # One address built, hundreds of times linked: each link only adds its start.
     details = url_for(".details", clinic_slug=clinic_slug, service_id=service.id)
-    chosen = {"location": context["location_id"], "provider": context["provider_id"] or ""}
+    chosen = urlencode(
+        {"location": context["location_id"], "provider": context["provider_id"] or ""}
+    )
 
     def time_link(value: str) -> str:
-        return f"{details}?{urlencode({'starts_at': value, **chosen}, safe=':')}"
+        return f"{details}?starts_at={quote_plus(value, safe=':')}&{chosen}"
 
     return _page(
         "times.html", title=f"{service.name}: choose a time", time_link=time_link, **context

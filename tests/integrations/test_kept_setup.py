@@ -203,3 +203,34 @@ def test_a_kept_rows_settings_changed_in_place_by_one_request_reach_no_other(app
         db.session.remove()
         second = attach(kept_copy)
         assert second.booking_settings == {"hold_minutes": 15}
+
+
+def test_who_performs_a_service_changed_through_another_server_shows_on_its_page_at_once(
+    app, client, alpha, other
+):
+    from tests.helpers import make_provider
+
+    page = f"/book/alpha/services/{alpha['service']}?from=2026-03-03"
+    with app.app_context():
+        lee = make_provider("alpha", "lee@alpha.example.com")
+    first = client.get(page)
+    assert first.status_code == 200
+    assert ">Kim</option>" in first.get_data(as_text=True)
+    assert ">Lee</option>" not in first.get_data(as_text=True)
+    assert ">Lee</option>" not in client.get(page).get_data(as_text=True)  # kept
+
+    both = other.test_client().patch(
+        f"{alpha['api']}/services/{alpha['service']}",
+        json={"provider_ids": [alpha["provider"], lee]},
+        headers=alpha["auth"],
+    )
+    assert both.status_code == 200, both.get_json()
+    assert ">Lee</option>" in client.get(page).get_data(as_text=True)
+
+    offline = other.test_client().patch(
+        f"{alpha['api']}/services/{alpha['service']}",
+        json={"online_bookable": False},
+        headers=alpha["auth"],
+    )
+    assert offline.status_code == 200, offline.get_json()
+    assert client.get(page).status_code == 404
