@@ -15,6 +15,7 @@ from core.extensions import db
 from core.messaging.models import OutboxMessage
 from core.tenancy.models import Clinic
 from core.tenancy.scope import clinic_scope
+from tests.app.test_statement_counts import statements_counted
 from tests.helpers import (
     assert_problem,
     issue_token,
@@ -569,41 +570,6 @@ def test_concurrent_requests_for_one_slot_make_exactly_one_booking(app, alpha, d
     assert count_bookings(app, status="confirmed") == 1
 
 
-def test_a_hundred_staff_bookings_for_one_slot_at_once_make_exactly_one(app, alpha, database):
-    # The staff path, with its calendar lock and checks run as Core and the clinic's setup
-    # kept in memory, keeps the same guarantee as the online one.
-    attempts = 100 if database.is_postgres else 12
-    http = app.test_client()
-    made = http.post(
-        "/api/v1/clinics/alpha/clients",
-        json={"legal_first_name": "Maya", "legal_last_name": "Lopez", "email": "m@example.com"},
-        headers=alpha["auth"],
-    )
-    assert made.status_code == 201, made.get_json()
-    with app.app_context():
-        location_id = _location_id("alpha")
-    body = {
-        "client_id": made.get_json()["id"],
-        "service_id": alpha["service"],
-        "location_id": location_id,
-        "provider_id": alpha["provider"],
-        "starts_at": "2026-03-03T10:00:00-08:00",
-    }
-
-    def attempt(n):
-        return (
-            app.test_client()
-            .post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
-            .status_code
-        )
-
-    with ThreadPoolExecutor(max_workers=attempts if database.is_postgres else 6) as pool:
-        statuses = list(pool.map(attempt, range(attempts)))
-    assert statuses.count(201) == 1, statuses
-    assert set(statuses) <= {201, 409}
-    assert count_bookings(app, status="confirmed") == 1
-
-
 def _staff_booking(app, alpha, **changes):
     made = app.test_client().post(
         "/api/v1/clinics/alpha/clients",
@@ -623,31 +589,37 @@ def _staff_booking(app, alpha, **changes):
     }
 
 
+def test_a_hundred_staff_bookings_for_one_slot_at_once_make_exactly_one(app, alpha, database):
+    # The staff path, with its calendar lock and checks run as Core and the clinic's setup
+    # kept in memory, keeps the same guarantee as the online one.
+    attempts = 100 if database.is_postgres else 12
+    body = _staff_booking(app, alpha)
+
+    def attempt(n):
+        return (
+            app.test_client()
+            .post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=attempts if database.is_postgres else 6) as pool:
+        statuses = list(pool.map(attempt, range(attempts)))
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {201, 409}
+    assert count_bookings(app, status="confirmed") == 1
+
+
 def test_a_staff_booking_on_postgresql_takes_three_statements_and_its_commit(app, alpha, database):
     if not database.is_postgres:
         pytest.skip("the booking written in one statement is PostgreSQL's; SQLite flushes it")
-    from sqlalchemy import event
-
     body = _staff_booking(app, alpha)
     http = app.test_client()
     # The first booking keeps the clinic's setup (the service, the place, the token).
     warm = dict(body, starts_at="2026-03-04T10:00:00-08:00")
-    assert (
-        http.post("/api/v1/clinics/alpha/bookings", json=warm, headers=alpha["auth"]).status_code
-        == 201
-    )
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    made = http.post("/api/v1/clinics/alpha/bookings", json=warm, headers=alpha["auth"])
+    assert made.status_code == 201, made.get_json()
+    with statements_counted(app) as seen:
         response = http.post("/api/v1/clinics/alpha/bookings", json=body, headers=alpha["auth"])
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["client_id"] == body["client_id"]
     # The guard; the provider's lock, bringing the client back; the booking written where

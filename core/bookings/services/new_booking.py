@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -23,7 +23,13 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import clock, events
-from core.bookings.availability import LONGEST_BOOKING, OCCUPYING, check_slot, time_refusal
+from core.bookings.availability import (
+    LONGEST_BOOKING,
+    OCCUPYING,
+    SlotCheck,
+    check_slot,
+    time_refusal,
+)
 from core.bookings.models import Booking, BookingEvent, BookingStatus, ChargeKind
 from core.bookings.services.records import _event, _owe, as_record, policy_version
 from core.bookings.services.requirements import _check_age, _needs_guarantee, requirements_for
@@ -136,6 +142,28 @@ def book(
     # must be expired first), the calendar is read as below to say which.
     checked_by_insert = service.resource_id is None and on_postgresql
     held = _needs_guarantee(requirements)
+
+    def check(provider: int, hours: list[tuple[time, time]]) -> SlotCheck:
+        return check_slot(
+            clinic, service, provider, location, starts_at, online=online, now=now, hours=hours
+        )
+
+    def write(provider: int, *, if_free: bool) -> Booking | None:
+        return _write(
+            clinic,
+            client,
+            service,
+            location,
+            provider,
+            starts_at,
+            requirements,
+            held=held,
+            online=online,
+            now=now,
+            actor_user_id=actor_user_id,
+            if_free=if_free,
+        )
+
     booking: Booking | None = None
     chosen: int | None = None
     reason = "slot_taken"
@@ -148,83 +176,39 @@ def book(
             raise Refused("That provider does not perform this service.", kind="not-offered-here")
         if not lock.takes_bookings:
             continue
-        refused = time_refusal(
-            clinic,
-            service,
-            candidate,
-            location,
-            starts_at,
-            online=online,
-            now=now,
-            hours=lock.hours,
-        )
-        if refused is not None:
-            reason = refused
-            continue
         if checked_by_insert:
-            booking = _write(
+            refused = time_refusal(
                 clinic,
-                client,
                 service,
-                location,
                 candidate,
-                starts_at,
-                requirements,
-                held=held,
-                online=online,
-                now=now,
-                actor_user_id=actor_user_id,
-                if_free=True,
-            )
-            if booking is not None:
-                break
-        check = check_slot(
-            clinic,
-            service,
-            candidate,
-            location,
-            starts_at,
-            online=online,
-            now=now,
-            hours=lock.hours,
-        )
-        expire_holds(now, booking_ids=check.lapsed_holds)
-        if check.reason is None:
-            chosen = candidate
-            break
-        reason = check.reason
-    if booking is None:
-        if chosen is None:
-            raise refusal(reason)
-        _lock_resource(service.resource_id)
-        if service.resource_id is not None:
-            check = check_slot(
-                clinic,
-                service,
-                chosen,
                 location,
                 starts_at,
                 online=online,
                 now=now,
                 hours=lock.hours,
             )
-            expire_holds(now, booking_ids=check.lapsed_holds)
-            if check.reason is not None:
-                raise refusal(check.reason)
-        booking = _write(
-            clinic,
-            client,
-            service,
-            location,
-            chosen,
-            starts_at,
-            requirements,
-            held=held,
-            online=online,
-            now=now,
-            actor_user_id=actor_user_id,
-            if_free=False,
-        )
+            if refused is not None:
+                reason = refused
+                continue
+            booking = write(candidate, if_free=True)
+            if booking is not None:
+                break
+        slot = check(candidate, lock.hours)
+        expire_holds(now, booking_ids=slot.lapsed_holds)
+        if slot.reason is None:
+            chosen = candidate
+            break
+        reason = slot.reason
+    if booking is None:
+        if chosen is None:
+            raise refusal(reason)
+        _lock_resource(service.resource_id)
+        if service.resource_id is not None:
+            slot = check(chosen, lock.hours)
+            expire_holds(now, booking_ids=slot.lapsed_holds)
+            if slot.reason is not None:
+                raise refusal(slot.reason)
+        booking = write(chosen, if_free=False)
         assert booking is not None  # written whatever the calendar holds
     # A booking just written has no acceptance yet: say so, rather than have the answer ask
     # (accept_policy forgets this when it records one).
