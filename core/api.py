@@ -89,8 +89,9 @@ class _Parser(FlaskParser):
         self._schemas: dict[type[Schema], Schema] = {}
 
     def _get_schema(self, argmap: Any, req: Any) -> Schema:
-        # One instance per schema class, made on first use: webargs would make one for every
-        # request, and making one copies each of its fields. Loading leaves it unchanged.
+        # One instance per schema class, made on first use and shared by every request:
+        # webargs would make one for each, and making one copies each of its fields. So a
+        # schema must not keep anything of one load on itself (core/schemas.py says so too).
         if isinstance(argmap, type) and issubclass(argmap, Schema):
             schema = self._schemas.get(argmap)
             if schema is None:

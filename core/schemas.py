@@ -1,4 +1,9 @@
-"""Marshmallow fields shared by every capability: email, phone, timezone."""
+"""Marshmallow fields shared by every capability: email, phone, timezone.
+
+A schema that reads a request's arguments or body is made once and shared by
+every request (core/api.py), so neither a schema nor a field may keep anything
+of one load on itself (no ``self.x = ...`` in a hook or ``_deserialize``).
+"""
 
 from __future__ import annotations
 

@@ -511,6 +511,8 @@ def _work_out(
 
 
 #: The statuses in which a booking takes its provider's time (as ``_occupying`` queries them).
+#: A new booking's insert on PostgreSQL checks the same overlap itself (``new_booking``), and
+#: the database's exclusion constraint enforces it for these statuses too.
 OCCUPYING = frozenset({BookingStatus.held, BookingStatus.confirmed, BookingStatus.checked_in})
 
 

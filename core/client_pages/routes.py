@@ -697,7 +697,7 @@ def cancel(clinic_slug: str) -> BaseResponse:
 def move(clinic_slug: str) -> Response:
     """Other times for the same treatment, at the same place, to move my booking to."""
     booking = _visit()
-    service = catalog.service(booking.service_id)
+    service = catalog.kept_service(booking.service_id)
     context = _times_context(service, booking.location_id, None)
 
     def time_link(value: str) -> str:

@@ -102,7 +102,8 @@ def book(
     locked: ProviderLock | None = None
     if isinstance(client, int) and provider_id is not None and on_postgresql:
         # The provider's lock is taken first and brings the client back, in one round trip.
-        # (When either is not the clinic's, nothing is locked: they are read as below.)
+        # (When either is not the clinic's, nothing is locked: they are read as below.) The
+        # policy's checks then run under the lock; it queues only bookings for this provider.
         found = _lock_provider_reading_client(provider_id, service.id, location, starts_at, client)
         if found is not None:
             locked, client = found
@@ -165,7 +166,6 @@ def book(
         )
 
     booking: Booking | None = None
-    chosen: int | None = None
     reason = "slot_taken"
     for candidate in candidates:
         if locked is not None and candidate == provider_id:
@@ -193,23 +193,23 @@ def book(
             booking = write(candidate, if_free=True)
             if booking is not None:
                 break
+            # Something is in the way: the calendar, read below, says what.
         slot = check(candidate, lock.hours)
         expire_holds(now, booking_ids=slot.lapsed_holds)
-        if slot.reason is None:
-            chosen = candidate
-            break
-        reason = slot.reason
-    if booking is None:
-        if chosen is None:
-            raise refusal(reason)
-        _lock_resource(service.resource_id)
-        if service.resource_id is not None:
-            slot = check(chosen, lock.hours)
+        if slot.reason is None and service.resource_id is not None:
+            # The room or device is shared by every provider: checked again once it is locked.
+            _lock_resource(service.resource_id)
+            slot = check(candidate, lock.hours)
             expire_holds(now, booking_ids=slot.lapsed_holds)
             if slot.reason is not None:
                 raise refusal(slot.reason)
-        booking = write(chosen, if_free=False)
-        assert booking is not None  # written whatever the calendar holds
+        if slot.reason is not None:
+            reason = slot.reason
+            continue
+        booking = write(candidate, if_free=False)
+        break
+    if booking is None:
+        raise refusal(reason)
     # A booking just written has no acceptance yet: say so, rather than have the answer ask
     # (accept_policy forgets this when it records one).
     set_committed_value(booking, "policy_acceptances", [])

@@ -85,7 +85,7 @@ def _lock_statement(reading_client: bool = False) -> Any:
         client = Client.__table__
         statement = statement.where(
             client.c.clinic_id == Provider.clinic_id, client.c.id == bindparam("client")
-        ).returning(*client.c)
+        ).returning(*(column.label(f"client_{column.name}") for column in client.c))
     return statement
 
 
@@ -124,8 +124,8 @@ def _lock_provider_reading_client(
     ).first()
     if row is None:
         return None
-    columns = Client.__table__.c
-    client = loaded(Client, {c.name: row[3 + i] for i, c in enumerate(columns)})
+    found = row._mapping
+    client = loaded(Client, {c.name: found[f"client_{c.name}"] for c in Client.__table__.c})
     return _as_lock(row), client
 
 
