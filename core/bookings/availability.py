@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 from core import clock
 from core.bookings.models import Booking, BookingStatus
 from core.bookings.settings import booking_settings
-from core.catalog.models import Resource, Service, ServiceLocation, ServiceProvider
+from core.catalog import services as catalog
+from core.catalog.models import Resource, Service, ServiceProvider
 from core.extensions import db
 from core.schedules.models import Provider, TimeOff, WorkingHours
-from core.tenancy.kept import detached_copy, kept
 from core.tenancy.models import Clinic, Location
 from core.tenancy.scope import execute_in_scope, in_this_clinic
 
@@ -215,17 +215,6 @@ def _offset_text(moment: datetime) -> str:
 
 
 @functools.cache
-def _places_statement(one_place: bool) -> Any:
-    """The active places offering a service (or the one asked for), built once."""
-    statement = (
-        select(Location)
-        .join(ServiceLocation, ServiceLocation.location_id == Location.id)
-        .where(ServiceLocation.service_id == bindparam("service_id"), Location.active.is_(True))
-    )
-    return statement.where(Location.id == bindparam("location_id")) if one_place else statement
-
-
-@functools.cache
 def _people_statement(one_person: bool) -> Any:
     """The active providers of a service (or the one asked for), with their calendar versions.
 
@@ -275,17 +264,8 @@ def slots(
     asked = {"service_id": service.id, "location_id": location_id, "provider_id": provider_id}
     # The places are setup, kept between requests while it is unchanged; only their
     # columns (id, zone) are read here, so the kept copies need no session.
-    locations = {
-        loc.id: loc
-        for loc in kept(
-            "service_places",
-            (service.id, location_id),
-            lambda: [
-                detached_copy(loc)
-                for loc in db.session.scalars(_places_statement(location_id is not None), asked)
-            ],
-        )
-    }
+    places, _ = catalog.kept_places_and_people(service.id)
+    locations = {loc.id: loc for loc in places if location_id is None or loc.id == location_id}
     provider_query = _people_statement(provider_id is not None)
     offered = execute_in_scope(provider_query, asked).all()
     providers = {row[0]: row[1] for row in offered}

@@ -64,8 +64,9 @@ def kept_service(service_id: int) -> Service:
 def kept_places_and_people(service_id: int) -> tuple[list[Location], list[int]]:
     """Return the open places offering service ``service_id`` (by id) and who performs it.
 
-    While the clinic's setup is unchanged, from memory: the booking pages show
-    both on every view. The places are detached copies, for reading only.
+    While the clinic's setup is unchanged, from memory: availability and the
+    booking pages ask on every view. The places are detached copies, for
+    reading their columns only.
     """
 
     def load() -> tuple[list[Location], list[int]]:
